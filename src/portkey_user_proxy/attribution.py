@@ -1,0 +1,52 @@
+"""Turning a request's identity into the value Portkey attributes it to, under the fallback policy."""
+
+from __future__ import annotations
+
+import enum
+from collections.abc import Mapping
+from dataclasses import dataclass, field
+
+from .identity import Identity
+from .settings import UnresolvedUserPolicy
+from .users import UserDirectory
+
+
+class AttributionOutcome(enum.StrEnum):
+    RESOLVED = "resolved"  # `_user` is the user's email
+    FALLBACK = "fallback"  # `_user` is the raw id, or absent when the request named nobody
+    REJECTED = "rejected"  # refused under the fail-closed policy
+
+
+@dataclass(frozen=True, slots=True)
+class Attribution:
+    outcome: AttributionOutcome
+    user_value: str | None  # what `_user` is set to
+    reason: str  # for the access log: the lookup outcome, or why there was no lookup
+    fields: Mapping[str, str] = field(default_factory=dict)
+    status: int = 200  # the refusal status when rejected
+
+    @property
+    def rejected(self) -> bool:
+        return self.outcome is AttributionOutcome.REJECTED
+
+
+async def attribute(identity: Identity, directory: UserDirectory, policy: UnresolvedUserPolicy) -> Attribution:
+    if identity.raw is None:
+        return _unresolved(identity, "no_identity", policy, status=403)
+    object_id = identity.object_id
+    if object_id is None:
+        return _unresolved(identity, "not_an_object_id", policy, status=403)
+    lookup = await directory.find(object_id)
+    if lookup.user is not None and lookup.user.email:
+        return Attribution(AttributionOutcome.RESOLVED, lookup.user.email, lookup.outcome, lookup.user.fields)
+    if lookup.user is not None:
+        return _unresolved(identity, "no_email", policy, status=403)
+    status = 503 if lookup.mongo_failed else 403
+    return _unresolved(identity, str(lookup.outcome), policy, status=status)
+
+
+def _unresolved(identity: Identity, reason: str, policy: UnresolvedUserPolicy, *, status: int) -> Attribution:
+    if policy is UnresolvedUserPolicy.FAIL_CLOSED:
+        return Attribution(AttributionOutcome.REJECTED, None, reason, status=status)
+    fields = {"ID": identity.raw} if identity.raw is not None else {}
+    return Attribution(AttributionOutcome.FALLBACK, identity.raw, reason, fields)

@@ -1,0 +1,27 @@
+"""Errors the proxy makes itself, shaped like OpenAI's so LibreChat shows their message to the user."""
+
+from __future__ import annotations
+
+import orjson
+
+from .asgi import Send
+
+
+class ProxyError(Exception):
+    def __init__(self, status: int, message: str, code: str, *, headers: tuple[tuple[bytes, bytes], ...] = ()) -> None:
+        super().__init__(message)
+        self.status = status
+        self.message = message
+        self.code = code
+        self.headers = headers
+
+
+async def send_error(send: Send, error: ProxyError) -> None:
+    body = orjson.dumps({"error": {"message": error.message, "type": "portkey_user_proxy_error", "code": error.code}})
+    headers = [
+        (b"content-type", b"application/json"),
+        (b"content-length", str(len(body)).encode()),
+        *error.headers,
+    ]
+    await send({"type": "http.response.start", "status": error.status, "headers": headers})
+    await send({"type": "http.response.body", "body": body})

@@ -1,0 +1,159 @@
+"""The life of one proxied request, start to end.
+
+settings → identity → user directory → metadata → forward. Everything that is not the proxy's own
+route goes to `PORTKEY_URL` + path + query; the host a request names is never used.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import time
+from collections.abc import AsyncIterator
+
+import httpx
+
+from .asgi import Receive, Scope, Send
+from .attribution import Attribution, attribute
+from .body import BodyTooLarge, ClientDisconnected, parse_json_object, read_body, stream_body, with_stream_usage
+from .disconnects import CancelOnDisconnect
+from .errors import ProxyError, send_error
+from .headers import METADATA, TRACE_ID, RawHeaders, RequestHeaders, response_headers, split_request_headers
+from .identity import Identity, identify
+from .logs import AccessRecord, RateLimitedWarnings, logger
+from .metadata import build_metadata
+from .settings import Settings
+from .upstream import error_before_response
+from .users import UserDirectory
+
+# uvicorn logs this status for clients that left before the response ended (nginx's convention).
+CLIENT_CLOSED = 499
+
+
+class Forwarder:
+    def __init__(self, settings: Settings, directory: UserDirectory, client: httpx.AsyncClient) -> None:
+        self._settings = settings
+        self._directory = directory
+        self._client = client
+        self._identity_header = settings.user_id_header.encode("latin-1")
+        base = httpx.URL(settings.portkey_url)
+        self._base = base
+        self._base_path = base.raw_path.rstrip(b"/")
+        self._warnings = RateLimitedWarnings()
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        record = AccessRecord(scope["method"], scope["path"], time.perf_counter())
+        try:
+            await self._proxy(scope, receive, send, record)
+        except ProxyError as error:
+            record.status = error.status
+            await send_error(send, error)
+        except ClientDisconnected:
+            record.status = CLIENT_CLOSED
+        finally:
+            record.emit()
+
+    async def _proxy(self, scope: Scope, receive: Receive, send: Send, record: AccessRecord) -> None:
+        headers = split_request_headers(scope["headers"], self._identity_header)
+        body, parsed = await self._read_json_body(headers, receive)
+        identity = identify(headers.identity, parsed.get("user") if parsed else None)
+        attribution = await attribute(identity, self._directory, self._settings.unresolved_user_policy)
+        self._note_attribution(record, identity, attribution)
+        if attribution.rejected:
+            raise _refusal(attribution)
+
+        outgoing = self._outgoing_headers(headers, attribution)
+        if parsed is not None and body is not None and self._wants_stream_usage(scope):
+            body = with_stream_usage(body, parsed)
+        body_received = asyncio.Event()
+        content: bytes | AsyncIterator[bytes] | None = body
+        if body is None and headers.has_body:
+            content = stream_body(receive, body_received)
+            if headers.content_length is not None:
+                outgoing.append((b"content-length", headers.content_length))
+        else:
+            body_received.set()
+
+        request = self._client.build_request(scope["method"], self._url(scope), headers=outgoing, content=content)
+        async with CancelOnDisconnect(receive, body_received) as watch:
+            await self._exchange(request, send, record)
+        if watch.disconnected:
+            record.status = CLIENT_CLOSED
+
+    async def _exchange(self, request: httpx.Request, send: Send, record: AccessRecord) -> None:
+        try:
+            response = await self._client.send(request, stream=True)
+        except httpx.HTTPError as exc:
+            raise error_before_response(exc, self._settings) from None
+        try:
+            record.status = response.status_code
+            record.trace_id = response.headers.get(TRACE_ID.decode(), "-")
+            start = {
+                "type": "http.response.start",
+                "status": response.status_code,
+                "headers": response_headers(response.headers.raw),
+            }
+            await send(start)
+            async for chunk in response.aiter_raw():
+                await send({"type": "http.response.body", "body": chunk, "more_body": True})
+            await send({"type": "http.response.body", "body": b""})
+        except httpx.HTTPError as exc:
+            # Headers are gone already: returning with the response incomplete makes the server
+            # close the connection, so the client sees a truncated response, not a complete one.
+            logger.warning("upstream failed mid-response: %s", type(exc).__name__)
+        finally:
+            await response.aclose()
+
+    async def _read_json_body(
+        self, headers: RequestHeaders, receive: Receive
+    ) -> tuple[bytes | None, dict[str, object] | None]:
+        if not (headers.is_json and headers.has_body):
+            return None, None
+        try:
+            body = await read_body(receive, self._settings.max_request_body_bytes)
+        except BodyTooLarge as exc:
+            message = f"request body exceeds {exc.limit} bytes (MAX_REQUEST_BODY_BYTES)"
+            raise ProxyError(413, message, "request_too_large") from None
+        return body, parse_json_object(body)
+
+    def _outgoing_headers(self, headers: RequestHeaders, attribution: Attribution) -> RawHeaders:
+        metadata = build_metadata(headers.metadata, attribution.user_value, attribution.fields)
+        if metadata.problem:
+            self._warnings.warn("metadata", "%s", metadata.problem)
+        if metadata.placeholders_filled:
+            self._warnings.warn(
+                "metadata-placeholder",
+                "LibreChat sent unresolved placeholders in x-portkey-metadata; filled them from the user record",
+            )
+        return [*headers.forward, (METADATA, metadata.header.encode("ascii"))]
+
+    def _note_attribution(self, record: AccessRecord, identity: Identity, attribution: Attribution) -> None:
+        record.user = attribution.user_value or "-"
+        record.attribution = f"{attribution.outcome}:{attribution.reason}"
+        if identity.unresolved_placeholder:
+            self._warnings.warn(
+                "identity-placeholder",
+                "LibreChat sent the placeholder %s unresolved (a LibreChat configuration or version problem); "
+                "the body's user field is used instead when present",
+                identity.unresolved_placeholder,
+            )
+
+    def _wants_stream_usage(self, scope: Scope) -> bool:
+        return self._settings.include_stream_usage and scope["path"].endswith("/chat/completions")
+
+    def _url(self, scope: Scope) -> httpx.URL:
+        # raw_path keeps the client's percent-encoding; it never carries a scheme or host.
+        path: bytes = scope.get("raw_path") or scope["path"].encode("utf-8")
+        if not path.startswith(b"/"):
+            raise ProxyError(400, "the request target must be a path starting with /", "invalid_request_target")
+        query: bytes = scope.get("query_string", b"")
+        target = self._base_path + path + (b"?" + query if query else b"")
+        return self._base.copy_with(raw_path=target)
+
+
+def _refusal(attribution: Attribution) -> ProxyError:
+    if attribution.status == 503:
+        message = "the user directory (LibreChat's MongoDB) is unavailable and UNRESOLVED_USER_POLICY is fail-closed"
+        return ProxyError(503, message, "user_lookup_unavailable", headers=((b"retry-after", b"5"),))
+    reason = attribution.reason
+    message = f"this request's user could not be identified ({reason}) and UNRESOLVED_USER_POLICY is fail-closed"
+    return ProxyError(403, message, "user_not_identified")

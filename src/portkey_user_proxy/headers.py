@@ -1,0 +1,96 @@
+"""Which headers cross the proxy, in each direction.
+
+Hop-by-hop headers (RFC 9110 §7.6.1, plus any named in `Connection`) describe one connection and are
+never forwarded. `Host` is the upstream's own. Everything else, `Authorization` and `x-portkey-*`
+included, passes unchanged, except the few the proxy itself consumes or sets.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+
+RawHeaders = list[tuple[bytes, bytes]]
+
+HOP_BY_HOP = frozenset(
+    {
+        b"connection",
+        b"keep-alive",
+        b"proxy-connection",
+        b"te",
+        b"trailer",
+        b"transfer-encoding",
+        b"upgrade",
+        b"proxy-authenticate",
+        b"proxy-authorization",
+    }
+)
+METADATA = b"x-portkey-metadata"
+TRACE_ID = b"x-portkey-trace-id"
+# Set by the proxy from what it sends, or meaningless once the body has been received here.
+_RECOMPUTED = frozenset({b"host", b"content-length", b"expect", METADATA})
+
+
+@dataclass(slots=True)
+class RequestHeaders:
+    """The incoming request's headers, split into what is forwarded and what the proxy reads."""
+
+    forward: RawHeaders = field(default_factory=list)
+    identity: str | None = None
+    metadata: str | None = None
+    content_type: bytes = b""
+    content_length: bytes | None = None
+    chunked: bool = False
+
+    @property
+    def has_body(self) -> bool:
+        return self.chunked or (self.content_length is not None and self.content_length != b"0")
+
+    @property
+    def is_json(self) -> bool:
+        media_type = self.content_type.split(b";", 1)[0].strip().lower()
+        return media_type == b"application/json" or media_type.endswith(b"+json")
+
+
+def split_request_headers(raw: RawHeaders, identity_header: bytes) -> RequestHeaders:
+    """One pass over the ASGI header list (names arrive lower-cased)."""
+    result = RequestHeaders()
+    dropped = _connection_named(raw)
+    for name, value in raw:
+        if name == identity_header:
+            result.identity = _text(value)
+        elif name == METADATA:
+            result.metadata = _text(value)
+        elif name == b"content-length":
+            result.content_length = value.strip()
+        elif name == b"transfer-encoding":
+            result.chunked = b"chunked" in value.lower()
+        elif name == b"content-type":
+            result.content_type = value
+            result.forward.append((name, value))
+        elif name not in HOP_BY_HOP and name not in _RECOMPUTED and name not in dropped:
+            result.forward.append((name, value))
+    return result
+
+
+def response_headers(raw: RawHeaders) -> RawHeaders:
+    """The upstream response's headers as they go back to the client."""
+    dropped = _connection_named(raw)
+    return [
+        (name, value) for name, value in raw if (lowered := name.lower()) not in HOP_BY_HOP and lowered not in dropped
+    ]
+
+
+def _connection_named(raw: RawHeaders) -> frozenset[bytes]:
+    named: set[bytes] = set()
+    for name, value in raw:
+        if name.lower() == b"connection":
+            named.update(token.strip().lower() for token in value.split(b","))
+    return frozenset(named)
+
+
+def _text(value: bytes) -> str:
+    # Clients send UTF-8 in practice; latin-1 is what HTTP guarantees and never fails.
+    try:
+        return value.decode("utf-8")
+    except UnicodeDecodeError:
+        return value.decode("latin-1")

@@ -1,0 +1,24 @@
+"""The proxy's own routes: liveness and readiness."""
+
+from __future__ import annotations
+
+from fastapi import APIRouter, Request
+from fastapi.responses import JSONResponse
+
+from .users import UserDirectory
+
+router = APIRouter()
+OWN_PATHS = frozenset({"/healthz", "/readyz"})
+
+
+@router.get("/healthz")
+async def healthz() -> dict[str, str]:
+    return {"status": "ok"}
+
+
+@router.get("/readyz")
+async def readyz(request: Request) -> JSONResponse:
+    directory: UserDirectory = request.app.state.directory
+    if await directory.ping():
+        return JSONResponse({"status": "ready", "mongodb": "reachable"})
+    return JSONResponse({"status": "not ready", "mongodb": "unreachable"}, status_code=503)

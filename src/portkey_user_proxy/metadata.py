@@ -1,0 +1,81 @@
+"""The `x-portkey-metadata` header sent upstream.
+
+Portkey wants a JSON object of string values of at most 128 characters; `_user` fills its Users view.
+The admin's keys are kept, LibreChat placeholders inside values are filled from the user's record,
+and `_user` is always ours: whatever the request carried under that key is replaced.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import re
+from collections.abc import Mapping
+from dataclasses import dataclass
+
+MAX_LENGTH = 128  # Portkey's limit for metadata keys and values
+_DIGEST_LENGTH = 16
+_PLACEHOLDER = re.compile(r"\{\{\s*LIBRECHAT_USER_([A-Z0-9_]+)\s*\}\}|\$\{\s*USER_([A-Z0-9_]+)\s*\}")
+
+
+@dataclass(frozen=True, slots=True)
+class Metadata:
+    header: str  # compact JSON, ready to send
+    problem: str | None = None  # why the incoming header was ignored or what it lacked, for the logs
+    placeholders_filled: bool = False
+
+
+def build_metadata(incoming: str | None, user_value: str | None, fields: Mapping[str, str]) -> Metadata:
+    """Merge the request's metadata with the attributed user.
+
+    `user_value` becomes `_user` (dropped when None); `fields` fill `{{LIBRECHAT_USER_<FIELD>}}` and
+    `${USER_<FIELD>}` placeholders, unknown fields becoming "".
+    """
+    admin, problem = _parse(incoming)
+    merged: dict[str, str] = {}
+    filled = False
+    for key, value in admin.items():
+        text = value if isinstance(value, str) else _value_as_text(value)
+        replaced = _PLACEHOLDER.sub(lambda m: fields.get(m.group(1) or m.group(2), ""), text)
+        filled = filled or replaced != text
+        merged[shorten(key)] = shorten(replaced)
+    merged.pop("_user", None)
+    if user_value is not None:
+        merged["_user"] = shorten(user_value)
+    return Metadata(_compact(merged), problem, filled)
+
+
+def shorten(value: str) -> str:
+    """`value` itself when it fits; else a prefix, `~` and a digest of the whole value.
+
+    The digest keeps distinct long values distinct, and the prefix keeps them readable.
+    """
+    if len(value) <= MAX_LENGTH:
+        return value
+    digest = hashlib.sha256(value.encode("utf-8", "surrogatepass")).hexdigest()[:_DIGEST_LENGTH]
+    return f"{value[: MAX_LENGTH - _DIGEST_LENGTH - 1]}~{digest}"
+
+
+def _parse(incoming: str | None) -> tuple[dict[str, object], str | None]:
+    if incoming is None or not incoming.strip():
+        return {}, None
+    try:
+        parsed = json.loads(incoming)
+    except (ValueError, RecursionError):
+        return {}, "x-portkey-metadata is not valid JSON; replaced"
+    if not isinstance(parsed, dict):
+        return {}, "x-portkey-metadata is not a JSON object; replaced"
+    return parsed, None
+
+
+def _value_as_text(value: object) -> str:
+    # Portkey takes strings only; numbers, booleans and nested JSON keep their JSON spelling.
+    try:
+        return _compact(value)
+    except (ValueError, RecursionError):
+        return ""
+
+
+def _compact(value: object) -> str:
+    # ASCII-only output: header values must not depend on how a peer decodes non-ASCII bytes.
+    return json.dumps(value, separators=(",", ":"))

@@ -1,0 +1,124 @@
+"""Configuration, read once at start-up from the environment and an optional `.env` file.
+
+Every field maps to the upper-case environment variable of the same name. Invalid values stop
+the process with a message naming the variable (`load_settings`), never with a traceback.
+"""
+
+from __future__ import annotations
+
+import enum
+import logging
+from typing import Annotated
+from urllib.parse import urlsplit
+
+from pydantic import Field, ValidationError, field_validator
+from pydantic_settings import BaseSettings, SettingsConfigDict
+
+logger = logging.getLogger("portkey_user_proxy")
+
+Seconds = Annotated[float, Field(gt=0)]
+
+
+class UnresolvedUserPolicy(enum.StrEnum):
+    """What to do when a request's user cannot be turned into an email."""
+
+    FAIL_OPEN = "fail-open"  # forward anyway, `_user` = the raw id (cost still splits per user)
+    FAIL_CLOSED = "fail-closed"  # refuse: 403 for unknown users, 503 when MongoDB cannot answer
+
+
+class Settings(BaseSettings):
+    model_config = SettingsConfigDict(env_file=".env", extra="ignore", case_sensitive=False)
+
+    # Portkey
+    portkey_url: str = "https://api.portkey.ai"
+
+    # MongoDB (LibreChat's own variable)
+    mongo_uri: str = "mongodb://127.0.0.1:27017/LibreChat"
+
+    # Identity and attribution
+    user_id_header: str = "x-librechat-user-id"
+    unresolved_user_policy: UnresolvedUserPolicy = UnresolvedUserPolicy.FAIL_OPEN
+    include_stream_usage: bool = True
+
+    # User cache and lookups
+    user_cache_ttl_seconds: Seconds = 600.0
+    unknown_user_cache_ttl_seconds: Seconds = 60.0
+    user_cache_max_entries: Annotated[int, Field(ge=1)] = 100_000
+    user_lookup_timeout_seconds: Seconds = 1.0
+
+    # Upstream and server timeouts
+    upstream_connect_timeout_seconds: Seconds = 10.0
+    upstream_read_timeout_seconds: Seconds = 600.0
+    shutdown_grace_seconds: Annotated[float, Field(ge=0)] = 30.0
+    max_request_body_bytes: Annotated[int, Field(ge=1024)] = 64 * 1024 * 1024
+
+    # Server
+    web_concurrency: Annotated[int, Field(ge=1)] = 1
+
+    # Observability
+    log_level: str = "INFO"
+
+    @field_validator("portkey_url")
+    @classmethod
+    def _portkey_url_is_a_base(cls, value: str) -> str:
+        parts = urlsplit(value)
+        if parts.scheme not in ("http", "https") or not parts.hostname:
+            raise ValueError("must be an http:// or https:// URL with a host, e.g. https://api.portkey.ai")
+        if parts.query or parts.fragment:
+            raise ValueError("must not carry a query or fragment: request paths and queries are appended to it")
+        return value.rstrip("/")
+
+    @field_validator("mongo_uri")
+    @classmethod
+    def _mongo_uri_scheme(cls, value: str) -> str:
+        if not value.startswith(("mongodb://", "mongodb+srv://")):
+            raise ValueError("must start with mongodb:// or mongodb+srv://")
+        return value
+
+    @field_validator("user_id_header")
+    @classmethod
+    def _header_name(cls, value: str) -> str:
+        name = value.strip().lower()
+        if not name or any(c.isspace() or c in '()<>@,;:\\"/[]?={}' for c in name):
+            raise ValueError("must be a valid HTTP header name, e.g. x-librechat-user-id")
+        return name
+
+    @field_validator("log_level")
+    @classmethod
+    def _known_level(cls, value: str) -> str:
+        level = value.upper()
+        if level not in ("DEBUG", "INFO", "WARNING", "ERROR", "CRITICAL"):
+            raise ValueError("must be one of DEBUG, INFO, WARNING, ERROR, CRITICAL")
+        return level
+
+
+class SettingsError(Exception):
+    """Raised with one readable line per invalid variable."""
+
+
+def load_settings(**overrides: object) -> Settings:
+    try:
+        settings = Settings(**overrides)  # type: ignore[arg-type]
+    except ValidationError as exc:
+        raise SettingsError(_describe(exc)) from None
+    _warn_about_doubled_v1(settings)
+    return settings
+
+
+def _describe(exc: ValidationError) -> str:
+    # Values are left out on purpose: MONGO_URI and keys can hold credentials.
+    lines = []
+    for error in exc.errors():
+        variable = "_".join(str(part) for part in error["loc"]).upper() or "settings"
+        message = error["msg"].removeprefix("Value error, ")
+        lines.append(f"invalid setting {variable}: {message}")
+    return "\n".join(lines)
+
+
+def _warn_about_doubled_v1(settings: Settings) -> None:
+    if settings.portkey_url.endswith("/v1"):
+        logger.warning(
+            "PORTKEY_URL ends in /v1 (%s): request paths are appended unchanged, so LibreChat's "
+            "baseURL .../v1 would reach .../v1/v1. Set PORTKEY_URL to the gateway's root.",
+            settings.portkey_url,
+        )

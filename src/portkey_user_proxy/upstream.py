@@ -1,0 +1,58 @@
+"""The one HTTP client that talks to Portkey, and what its failures mean to the caller."""
+
+from __future__ import annotations
+
+from http.cookiejar import Cookie, CookieJar
+from typing import Any
+
+import httpx
+
+from .errors import ProxyError
+from .settings import Settings
+
+# Node's default server keep-alive is 5 s (the self-hosted gateway runs on Node): close idle
+# connections before the server does, so a request never lands on a socket being torn down.
+_KEEPALIVE_EXPIRY_SECONDS = 4.0
+
+
+class _NoCookies(CookieJar):
+    """httpx stores `Set-Cookie` in its client and replays it on later requests, across users."""
+
+    def set_cookie(self, cookie: Cookie) -> None:
+        return None
+
+    def extract_cookies(self, response: Any, request: Any) -> None:
+        return None
+
+
+def build_http_client(settings: Settings) -> httpx.AsyncClient:
+    timeout = httpx.Timeout(
+        connect=settings.upstream_connect_timeout_seconds,
+        # Reasoning models think for minutes before their first byte: the read timeout is long.
+        read=settings.upstream_read_timeout_seconds,
+        write=settings.upstream_read_timeout_seconds,
+        pool=settings.upstream_connect_timeout_seconds,
+    )
+    limits = httpx.Limits(
+        max_connections=None,  # every open stream needs its own connection
+        max_keepalive_connections=256,
+        keepalive_expiry=_KEEPALIVE_EXPIRY_SECONDS,
+    )
+    return httpx.AsyncClient(timeout=timeout, limits=limits, cookies=_NoCookies(), follow_redirects=False)
+
+
+def error_before_response(exc: httpx.HTTPError, settings: Settings) -> ProxyError:
+    """What the client is told when the upstream failed before sending response headers."""
+    target = settings.portkey_url
+    if isinstance(exc, httpx.ConnectTimeout):
+        message = f"could not connect to the upstream {target} within {settings.upstream_connect_timeout_seconds:g} s"
+        return ProxyError(502, message, "upstream_unreachable")
+    if isinstance(exc, httpx.ConnectError):
+        return ProxyError(502, f"the upstream {target} is unreachable (check PORTKEY_URL)", "upstream_unreachable")
+    if isinstance(exc, httpx.ReadTimeout | httpx.WriteTimeout):
+        limit = settings.upstream_read_timeout_seconds
+        message = f"the upstream {target} sent no response within {limit:g} s (UPSTREAM_READ_TIMEOUT_SECONDS)"
+        return ProxyError(504, message, "upstream_timeout")
+    if isinstance(exc, httpx.PoolTimeout):
+        return ProxyError(503, "too many requests are waiting for an upstream connection", "upstream_busy")
+    return ProxyError(502, f"the upstream {target} failed: {type(exc).__name__}", "upstream_error")

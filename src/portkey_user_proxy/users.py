@@ -1,0 +1,189 @@
+"""LibreChat's users, read from its MongoDB through a per-user cache.
+
+The request path asks `UserDirectory.find(object_id)`. A fresh cache entry answers without a query;
+concurrent misses for one user share a single query; every query is bounded by the lookup timeout,
+and when MongoDB fails a stale entry is served if there is one. Nothing here raises on the request
+path: the outcome says what happened.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import enum
+import logging
+import time
+from collections.abc import Callable, Mapping
+from dataclasses import dataclass
+from typing import Any
+
+from bson import ObjectId
+from pymongo import AsyncMongoClient
+from pymongo.asynchronous.collection import AsyncCollection
+from pymongo.errors import PyMongoError
+
+logger = logging.getLogger("portkey_user_proxy.users")
+
+# LibreChat user fields that placeholders may name, by placeholder suffix (`{{LIBRECHAT_USER_EMAIL}}`).
+# The projection asks for these alone: password hashes, tokens and TOTP secrets never leave MongoDB.
+PLACEHOLDER_FIELDS: Mapping[str, str] = {
+    "EMAIL": "email",
+    "NAME": "name",
+    "USERNAME": "username",
+    "ROLE": "role",
+    "PROVIDER": "provider",
+    "EMAILVERIFIED": "emailVerified",
+    "TWOFACTORENABLED": "twoFactorEnabled",
+    "TERMSACCEPTED": "termsAccepted",
+    "GOOGLEID": "googleId",
+    "FACEBOOKID": "facebookId",
+    "OPENIDID": "openidId",
+    "SAMLID": "samlId",
+    "LDAPID": "ldapId",
+    "GITHUBID": "githubId",
+    "DISCORDID": "discordId",
+    "APPLEID": "appleId",
+}
+_STALE_RETRY_SECONDS = 5.0
+_PROJECTION = dict.fromkeys(PLACEHOLDER_FIELDS.values(), 1)
+
+
+@dataclass(frozen=True, slots=True)
+class User:
+    id: str
+    email: str
+    fields: Mapping[str, str]  # placeholder suffix -> value, e.g. {"EMAIL": ..., "ID": ...}
+
+    @classmethod
+    def from_document(cls, document: Mapping[str, Any]) -> User:
+        fields = {"ID": str(document["_id"])}
+        for suffix, name in PLACEHOLDER_FIELDS.items():
+            value = document.get(name)
+            if value is not None:
+                fields[suffix] = _as_text(value)
+        return cls(id=fields["ID"], email=fields.get("EMAIL", ""), fields=fields)
+
+
+def _as_text(value: object) -> str:
+    if isinstance(value, bool):
+        return "true" if value else "false"
+    return str(value)
+
+
+class LookupOutcome(enum.StrEnum):
+    CACHE_HIT = "cache_hit"
+    FOUND = "found"  # a cache miss answered by MongoDB
+    NOT_FOUND = "not_found"
+    STALE = "stale"  # MongoDB failed; an expired entry answered
+    ERROR = "error"
+    TIMEOUT = "timeout"
+
+
+@dataclass(frozen=True, slots=True)
+class Lookup:
+    user: User | None
+    outcome: LookupOutcome
+
+    @property
+    def mongo_failed(self) -> bool:
+        return self.outcome in (LookupOutcome.ERROR, LookupOutcome.TIMEOUT)
+
+
+@dataclass(slots=True)
+class _Entry:
+    user: User | None
+    fresh_until: float
+
+
+class UserDirectory:
+    def __init__(
+        self,
+        users: AsyncCollection[Any],
+        *,
+        ttl: float,
+        unknown_ttl: float,
+        timeout: float,
+        max_entries: int,
+        clock: Callable[[], float] = time.monotonic,
+    ) -> None:
+        self._users = users
+        self._ttl = ttl
+        self._unknown_ttl = unknown_ttl
+        self._timeout = timeout
+        self._max_entries = max_entries
+        self._clock = clock
+        self._cache: dict[str, _Entry] = {}
+        self._inflight: dict[str, asyncio.Task[Lookup]] = {}
+
+    async def find(self, object_id: str) -> Lookup:
+        entry = self._cache.get(object_id)
+        if entry is not None and entry.fresh_until > self._clock():
+            outcome = LookupOutcome.CACHE_HIT if entry.user else LookupOutcome.NOT_FOUND
+            return Lookup(entry.user, outcome)
+        query = self._inflight.get(object_id)
+        if query is None:
+            query = asyncio.create_task(self._query(object_id))
+            self._inflight[object_id] = query
+            query.add_done_callback(lambda _: self._inflight.pop(object_id, None))
+        # Shielded: a waiter that goes away must not cancel the query the others share.
+        return await asyncio.shield(query)
+
+    async def find_by_email(self, email: str) -> User | None:
+        """For operators (`check-user`); the request path never queries by anything but `_id`."""
+        async with asyncio.timeout(self._timeout):
+            document = await self._users.find_one({"email": email.strip().lower()}, _PROJECTION)
+        return User.from_document(document) if document else None
+
+    async def close(self) -> None:
+        await self._users.database.client.close()
+
+    async def ping(self) -> bool:
+        try:
+            async with asyncio.timeout(self._timeout):
+                await self._users.database.client.admin.command("ping")
+        except (PyMongoError, TimeoutError):
+            return False
+        return True
+
+    async def _query(self, object_id: str) -> Lookup:
+        try:
+            async with asyncio.timeout(self._timeout):
+                document = await self._users.find_one({"_id": ObjectId(object_id)}, _PROJECTION)
+        except TimeoutError:
+            return self._fallback(object_id, LookupOutcome.TIMEOUT)
+        except PyMongoError as exc:
+            logger.warning("user lookup failed: %s", type(exc).__name__)
+            return self._fallback(object_id, LookupOutcome.ERROR)
+        if document is None:
+            self._store(object_id, None, self._unknown_ttl)
+            return Lookup(None, LookupOutcome.NOT_FOUND)
+        user = User.from_document(document)
+        self._store(object_id, user, self._ttl)
+        return Lookup(user, LookupOutcome.FOUND)
+
+    def _fallback(self, object_id: str, failure: LookupOutcome) -> Lookup:
+        entry = self._cache.get(object_id)
+        if entry is not None and entry.user is not None:
+            # Serve the stale entry for a short while without asking again, so an outage costs
+            # each user one lookup timeout per retry interval instead of one per request.
+            self._store(object_id, entry.user, min(self._unknown_ttl, _STALE_RETRY_SECONDS))
+            return Lookup(entry.user, LookupOutcome.STALE)
+        return Lookup(None, failure)
+
+    def _store(self, object_id: str, user: User | None, ttl: float) -> None:
+        # Re-inserting moves the key to the end, so the dict's order is oldest-written first.
+        self._cache.pop(object_id, None)
+        self._cache[object_id] = _Entry(user, self._clock() + ttl)
+        while len(self._cache) > self._max_entries:
+            del self._cache[next(iter(self._cache))]
+
+
+def connect_users(mongo_uri: str, timeout: float) -> AsyncCollection[Any]:
+    """The `users` collection of the URI's database; nothing connects until the first query."""
+    timeout_ms = max(1, int(timeout * 1000))
+    client: AsyncMongoClient[Any] = AsyncMongoClient(
+        mongo_uri,
+        appname="portkey-user-proxy",
+        serverSelectionTimeoutMS=timeout_ms,
+        connectTimeoutMS=timeout_ms,
+    )
+    return client.get_default_database(default="LibreChat")["users"]
