@@ -1,0 +1,133 @@
+from __future__ import annotations
+
+from collections.abc import Callable, Iterator
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import pytest
+from bson import json_util
+from pymongo import AsyncMongoClient, monitoring
+
+from portkey_user_proxy import Settings, create_app
+from portkey_user_proxy.app import ProxyApp
+from portkey_user_proxy.users import UserDirectory
+from tests.mongo import RealMongo, StandInMongo, real_mongo_uri
+from tests.servers import ServerThread, Upstream
+
+FIXTURES = Path(__file__).parent / "fixtures"
+
+
+def load_fixture(name: str) -> Any:
+    return json_util.loads((FIXTURES / name).read_text())
+
+
+@pytest.fixture
+def librechat_user() -> dict[str, Any]:
+    user: dict[str, Any] = load_fixture("librechat_user.json")
+    return user
+
+
+@pytest.fixture(scope="session")
+def shared_mongo() -> Iterator[StandInMongo | RealMongo]:
+    # One server for the session: stopping mockupdb takes a second.
+    uri = real_mongo_uri()
+    database: StandInMongo | RealMongo = RealMongo(uri) if uri else StandInMongo().start()
+    yield database
+    database.stop()
+
+
+@pytest.fixture
+def mongo(shared_mongo: StandInMongo | RealMongo, librechat_user: dict[str, Any]) -> StandInMongo | RealMongo:
+    """LibreChat's database holding the fixture user, and nothing else."""
+    shared_mongo.reset()
+    shared_mongo.add_user(librechat_user)
+    return shared_mongo
+
+
+@pytest.fixture
+def own_mongo(librechat_user: dict[str, Any]) -> Iterator[StandInMongo]:
+    """A stand-in of the test's own, to stop, restart or slow down."""
+    database = StandInMongo().start()
+    database.add_user(librechat_user)
+    yield database
+    database.stop()
+
+
+@pytest.fixture(scope="session")
+def shared_upstream() -> Iterator[Upstream]:
+    app = Upstream()
+    server = ServerThread(app).start()
+    app.url = server.url
+    yield app
+    server.stop()
+
+
+@pytest.fixture
+def upstream(shared_upstream: Upstream) -> Upstream:
+    """The fake Portkey, with no requests recorded and every gate closed."""
+    shared_upstream.reset()
+    return shared_upstream
+
+
+class FindCounter(monitoring.CommandListener):
+    """Counts the `find` commands the proxy's own driver sends: works on the stand-in and a real server."""
+
+    def __init__(self) -> None:
+        self.finds = 0
+
+    def started(self, event: monitoring.CommandStartedEvent) -> None:
+        if event.command_name == "find":
+            self.finds += 1
+
+    def succeeded(self, event: monitoring.CommandSucceededEvent) -> None:
+        pass
+
+    def failed(self, event: monitoring.CommandFailedEvent) -> None:
+        pass
+
+
+@dataclass
+class RunningProxy:
+    url: str
+    app: ProxyApp
+    queries: FindCounter
+    server: ServerThread
+
+
+def start_proxy(settings: Settings) -> RunningProxy:
+    counter = FindCounter()
+    timeout_ms = int(settings.user_lookup_timeout_seconds * 1000)
+    client: AsyncMongoClient[Any] = AsyncMongoClient(
+        settings.mongo_uri, serverSelectionTimeoutMS=timeout_ms, connectTimeoutMS=timeout_ms, event_listeners=[counter]
+    )
+    directory = UserDirectory(
+        client.get_default_database()["users"],
+        ttl=settings.user_cache_ttl_seconds,
+        unknown_ttl=settings.unknown_user_cache_ttl_seconds,
+        timeout=settings.user_lookup_timeout_seconds,
+        max_entries=settings.user_cache_max_entries,
+    )
+    app = create_app(settings, directory=directory)
+    server = ServerThread(app, server_header=False, date_header=False).start()
+    return RunningProxy(server.url, app, counter, server)
+
+
+@pytest.fixture
+def make_proxy(upstream: Upstream, mongo: StandInMongo | RealMongo) -> Iterator[Callable[..., RunningProxy]]:
+    started: list[RunningProxy] = []
+
+    def make(**overrides: Any) -> RunningProxy:
+        values = {"portkey_url": upstream.url, "mongo_uri": mongo.uri, **overrides}
+        proxy = start_proxy(Settings(_env_file=None, **values))  # type: ignore[call-arg]
+        started.append(proxy)
+        return proxy
+
+    yield make
+    for proxy in started:
+        proxy.server.stop()
+
+
+@pytest.fixture
+def proxy(make_proxy: Callable[..., RunningProxy]) -> RunningProxy:
+    return make_proxy()

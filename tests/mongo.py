@@ -1,0 +1,109 @@
+"""LibreChat's MongoDB for the tests: a wire-protocol stand-in (mockupdb), or a real server.
+
+pymongo's real driver talks to either over TCP. With `TEST_MONGO_URI` set, the same tests run
+against that server (a throwaway database is created and dropped); the fault-injection tests, which
+need to stop or slow the server at will, run on the stand-in only.
+"""
+
+from __future__ import annotations
+
+import os
+import threading
+import uuid
+from typing import Any
+
+import pytest
+from bson import ObjectId
+from mockupdb import MockupDB
+from pymongo import MongoClient
+
+# mockupdb announces wire version 6 by default; current pymongo requires a newer server.
+_HELLO = {"maxWireVersion": 21, "minWireVersion": 0, "ismaster": True, "isWritablePrimary": True}
+
+
+class StandInMongo:
+    def __init__(self) -> None:
+        self.users: dict[ObjectId, dict[str, Any]] = {}
+        self.finds = 0
+        self.gate: threading.Event | None = None  # when set to an unset Event, finds wait for it
+        self._server: MockupDB | None = None
+        self._port = 0
+
+    @property
+    def uri(self) -> str:
+        return f"mongodb://127.0.0.1:{self._port}/LibreChat"
+
+    def start(self) -> StandInMongo:
+        self._server = MockupDB(port=self._port, auto_ismaster=_HELLO)
+        self._server.autoresponds(self._respond)
+        self._port = self._server.run()
+        return self
+
+    def stop(self) -> None:
+        if self._server is not None:
+            self._server.stop()
+            self._server = None
+
+    def add_user(self, document: dict[str, Any]) -> None:
+        self.users[document["_id"]] = document
+
+    def reset(self) -> None:
+        self.users.clear()
+        self.finds = 0
+        self.gate = None
+
+    def _respond(self, request: Any) -> bool:
+        name = request.command_name
+        if name in ("ismaster", "isMaster", "hello"):
+            return False  # answered by auto_ismaster
+        if name == "find":
+            return bool(request.replies(self._find(request.doc)))
+        return bool(request.replies({"ok": 1}))
+
+    def _find(self, command: dict[str, Any]) -> dict[str, Any]:
+        self.finds += 1
+        if self.gate is not None:
+            self.gate.wait(30)
+        document = self._match(command.get("filter", {}))
+        projection = command.get("projection") or {}
+        batch = [] if document is None else [_project(document, projection)]
+        return {"cursor": {"id": 0, "ns": f"LibreChat.{command['find']}", "firstBatch": batch}, "ok": 1}
+
+    def _match(self, query: dict[str, Any]) -> dict[str, Any] | None:
+        for document in self.users.values():
+            if all(document.get(key) == value for key, value in query.items()):
+                return document
+        return None
+
+
+class RealMongo:
+    def __init__(self, uri: str) -> None:
+        self._database = f"portkey_user_proxy_test_{uuid.uuid4().hex[:8]}"
+        self._client: MongoClient[Any] = MongoClient(uri, serverSelectionTimeoutMS=5000)
+        head, _, options = uri.partition("?")
+        hosts = head.rstrip("/") if head.count("/") == 2 else head.rsplit("/", 1)[0]
+        self.uri = f"{hosts}/{self._database}" + (f"?{options}" if options else "")
+
+    def add_user(self, document: dict[str, Any]) -> None:
+        self._client[self._database]["users"].insert_one(document)
+
+    def reset(self) -> None:
+        self._client[self._database]["users"].delete_many({})
+
+    def stop(self) -> None:
+        self._client.drop_database(self._database)
+        self._client.close()
+
+
+def _project(document: dict[str, Any], projection: dict[str, Any]) -> dict[str, Any]:
+    if not projection:
+        return dict(document)
+    return {key: value for key, value in document.items() if key == "_id" or projection.get(key)}
+
+
+def real_mongo_uri() -> str | None:
+    return os.environ.get("TEST_MONGO_URI") or None
+
+
+def needs_stand_in() -> pytest.MarkDecorator:
+    return pytest.mark.skipif(real_mongo_uri() is not None, reason="stops or slows MongoDB: stand-in only")
