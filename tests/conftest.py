@@ -1,5 +1,6 @@
 from __future__ import annotations
 
+import threading
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 from pathlib import Path
@@ -11,7 +12,7 @@ from pymongo import AsyncMongoClient, monitoring
 
 from portkey_user_proxy import Settings, create_app
 from portkey_user_proxy.app import ProxyApp
-from portkey_user_proxy.users import UserDirectory
+from portkey_user_proxy.users import Lookup, UserDirectory
 from tests.mongo import RealMongo, StandInMongo, real_mongo_uri
 from tests.servers import ServerThread, Upstream
 
@@ -87,11 +88,31 @@ class FindCounter(monitoring.CommandListener):
         pass
 
 
+class ObservedDirectory(UserDirectory):
+    """The real directory, counting the lookups asked of it so a test can wait for them."""
+
+    def __init__(self, *args: Any, **kwargs: Any) -> None:
+        super().__init__(*args, **kwargs)
+        self.lookups = 0
+        self._counted = threading.Condition()
+
+    async def find(self, object_id: str) -> Lookup:
+        with self._counted:
+            self.lookups += 1
+            self._counted.notify_all()
+        return await super().find(object_id)
+
+    def wait_for_lookups(self, count: int, timeout: float = 10) -> bool:
+        with self._counted:
+            return self._counted.wait_for(lambda: self.lookups >= count, timeout)
+
+
 @dataclass
 class RunningProxy:
     url: str
     app: ProxyApp
     queries: FindCounter
+    directory: ObservedDirectory
     server: ServerThread
 
 
@@ -101,7 +122,7 @@ def start_proxy(settings: Settings) -> RunningProxy:
     client: AsyncMongoClient[Any] = AsyncMongoClient(
         settings.mongo_uri, serverSelectionTimeoutMS=timeout_ms, connectTimeoutMS=timeout_ms, event_listeners=[counter]
     )
-    directory = UserDirectory(
+    directory = ObservedDirectory(
         client.get_default_database()["users"],
         ttl=settings.user_cache_ttl_seconds,
         unknown_ttl=settings.unknown_user_cache_ttl_seconds,
@@ -110,11 +131,14 @@ def start_proxy(settings: Settings) -> RunningProxy:
     )
     app = create_app(settings, directory=directory)
     server = ServerThread(app, server_header=False, date_header=False).start()
-    return RunningProxy(server.url, app, counter, server)
+    return RunningProxy(server.url, app, counter, directory, server)
+
+
+MakeProxy = Callable[..., RunningProxy]
 
 
 @pytest.fixture
-def make_proxy(upstream: Upstream, mongo: StandInMongo | RealMongo) -> Iterator[Callable[..., RunningProxy]]:
+def make_proxy(upstream: Upstream, mongo: StandInMongo | RealMongo) -> Iterator[MakeProxy]:
     started: list[RunningProxy] = []
 
     def make(**overrides: Any) -> RunningProxy:
@@ -129,5 +153,5 @@ def make_proxy(upstream: Upstream, mongo: StandInMongo | RealMongo) -> Iterator[
 
 
 @pytest.fixture
-def proxy(make_proxy: Callable[..., RunningProxy]) -> RunningProxy:
+def proxy(make_proxy: MakeProxy) -> RunningProxy:
     return make_proxy()

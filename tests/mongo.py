@@ -22,12 +22,12 @@ _HELLO = {"maxWireVersion": 21, "minWireVersion": 0, "ismaster": True, "isWritab
 
 
 class StandInMongo:
-    def __init__(self) -> None:
+    def __init__(self, port: int = 0) -> None:
         self.users: dict[ObjectId, dict[str, Any]] = {}
         self.finds = 0
         self.gate: threading.Event | None = None  # when set to an unset Event, finds wait for it
         self._server: MockupDB | None = None
-        self._port = 0
+        self._port = port
 
     @property
     def uri(self) -> str:

@@ -124,6 +124,8 @@ class Forwarder:
                 "metadata-placeholder",
                 "LibreChat sent unresolved placeholders in x-portkey-metadata; filled them from the user record",
             )
+        if headers.metadata is None and metadata.header == "{}":
+            return headers.forward  # nothing to say: leave the request as it came
         return [*headers.forward, (METADATA, metadata.header.encode("ascii"))]
 
     def _note_attribution(self, record: AccessRecord, identity: Identity, attribution: Attribution) -> None:

@@ -12,12 +12,15 @@ logger = logging.getLogger("portkey_user_proxy")
 
 
 def configure_logging(level: str) -> None:
+    """One format for the proxy's lines and uvicorn's (start-up, shutdown, server errors)."""
     handler = logging.StreamHandler(sys.stderr)
     handler.setFormatter(logging.Formatter("%(asctime)s %(levelname)s %(name)s %(message)s"))
-    root = logging.getLogger("portkey_user_proxy")
+    root = logging.getLogger()
     root.handlers[:] = [handler]
     root.setLevel(level)
-    root.propagate = False
+    for name in ("uvicorn", "uvicorn.error"):
+        logging.getLogger(name).handlers.clear()
+        logging.getLogger(name).propagate = True
 
 
 @dataclass(slots=True)
