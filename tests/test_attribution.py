@@ -1,0 +1,137 @@
+from __future__ import annotations
+
+import asyncio
+
+import pytest
+
+from portkey_user_proxy.attribution import Attribution, AttributionOutcome, attribute
+from portkey_user_proxy.identity import Identity, IdentitySource, identify
+from portkey_user_proxy.settings import UnresolvedUserPolicy
+from portkey_user_proxy.users import Lookup, LookupOutcome, User
+
+USER_ID = "6651f0c2a1b2c3d4e5f60718"
+EMAIL = "timmanik@email.com"
+TIM = User(USER_ID, EMAIL, {"ID": USER_ID, "EMAIL": EMAIL, "ROLE": "USER"})
+NO_EMAIL = User(USER_ID, "", {"ID": USER_ID, "USERNAME": "timmanik"})
+OPEN = UnresolvedUserPolicy.FAIL_OPEN
+CLOSED = UnresolvedUserPolicy.FAIL_CLOSED
+
+
+class FakeDirectory:
+    """Answers every lookup with one prepared outcome and records which ids were asked about."""
+
+    def __init__(self, lookup: Lookup) -> None:
+        self.lookup = lookup
+        self.asked: list[str] = []
+
+    async def find(self, object_id: str) -> Lookup:
+        self.asked.append(object_id)
+        return self.lookup
+
+
+def _attribute(identity: Identity, lookup: Lookup, policy: UnresolvedUserPolicy) -> tuple[Attribution, list[str]]:
+    directory = FakeDirectory(lookup)
+    attribution = asyncio.run(attribute(identity, directory, policy))  # type: ignore[arg-type]
+    return attribution, directory.asked
+
+
+def _from_body(user: object) -> Identity:
+    return identify(None, user)
+
+
+@pytest.mark.parametrize("policy", [OPEN, CLOSED])
+@pytest.mark.parametrize("outcome", [LookupOutcome.FOUND, LookupOutcome.CACHE_HIT, LookupOutcome.STALE])
+def test_known_user_is_resolved_to_their_email_under_either_policy(
+    policy: UnresolvedUserPolicy, outcome: LookupOutcome
+) -> None:
+    attribution, asked = _attribute(_from_body(USER_ID), Lookup(TIM, outcome), policy)
+
+    assert attribution.outcome is AttributionOutcome.RESOLVED
+    assert attribution.user_value == EMAIL
+    assert attribution.fields == TIM.fields
+    assert attribution.reason == str(outcome)
+    assert not attribution.rejected
+    assert asked == [USER_ID]
+
+
+def test_uppercase_id_is_looked_up_in_mongodb_form() -> None:
+    attribution, asked = _attribute(identify(USER_ID.upper(), None), Lookup(TIM, LookupOutcome.FOUND), CLOSED)
+
+    assert asked == [USER_ID]
+    assert attribution.user_value == EMAIL
+
+
+# --- fail-open --------------------------------------------------------------------------------
+
+
+@pytest.mark.parametrize(
+    ("lookup", "reason"),
+    [
+        (Lookup(None, LookupOutcome.NOT_FOUND), "not_found"),
+        (Lookup(None, LookupOutcome.ERROR), "error"),
+        (Lookup(None, LookupOutcome.TIMEOUT), "timeout"),
+        (Lookup(NO_EMAIL, LookupOutcome.FOUND), "no_email"),
+    ],
+)
+def test_fail_open_attributes_an_unresolved_user_to_the_raw_id(lookup: Lookup, reason: str) -> None:
+    attribution, _ = _attribute(_from_body(USER_ID), lookup, OPEN)
+
+    assert attribution.outcome is AttributionOutcome.FALLBACK
+    assert attribution.user_value == USER_ID
+    assert attribution.fields == {"ID": USER_ID}
+    assert attribution.reason == reason
+    assert not attribution.rejected
+
+
+def test_fail_open_forwards_a_value_that_is_not_an_object_id_without_asking_mongodb() -> None:
+    attribution, asked = _attribute(identify("alice", None), Lookup(TIM, LookupOutcome.FOUND), OPEN)
+
+    assert asked == []
+    assert attribution.outcome is AttributionOutcome.FALLBACK
+    assert attribution.user_value == "alice"
+    assert attribution.reason == "not_an_object_id"
+
+
+def test_fail_open_with_no_identity_forwards_without_a_user() -> None:
+    identity = identify("{{LIBRECHAT_USER_ID}}", None)
+
+    attribution, asked = _attribute(identity, Lookup(TIM, LookupOutcome.FOUND), OPEN)
+
+    assert asked == []
+    assert attribution.outcome is AttributionOutcome.FALLBACK
+    assert attribution.user_value is None
+    assert attribution.fields == {}
+    assert attribution.reason == "no_identity"
+    assert not attribution.rejected
+
+
+# --- fail-closed ------------------------------------------------------------------------------
+
+
+@pytest.mark.parametrize(
+    ("identity", "lookup", "status", "reason"),
+    [
+        (Identity(None, IdentitySource.NONE), Lookup(TIM, LookupOutcome.FOUND), 403, "no_identity"),
+        (Identity("alice", IdentitySource.HEADER), Lookup(TIM, LookupOutcome.FOUND), 403, "not_an_object_id"),
+        (_from_body(USER_ID), Lookup(None, LookupOutcome.NOT_FOUND), 403, "not_found"),
+        (_from_body(USER_ID), Lookup(NO_EMAIL, LookupOutcome.FOUND), 403, "no_email"),
+        (_from_body(USER_ID), Lookup(None, LookupOutcome.ERROR), 503, "error"),
+        (_from_body(USER_ID), Lookup(None, LookupOutcome.TIMEOUT), 503, "timeout"),
+    ],
+)
+def test_fail_closed_refuses_unknown_users_with_403_and_mongodb_failures_with_503(
+    identity: Identity, lookup: Lookup, status: int, reason: str
+) -> None:
+    attribution, _ = _attribute(identity, lookup, CLOSED)
+
+    assert attribution.outcome is AttributionOutcome.REJECTED
+    assert attribution.rejected
+    assert attribution.status == status
+    assert attribution.reason == reason
+    assert attribution.user_value is None
+
+
+def test_fail_closed_never_asks_mongodb_about_a_value_that_is_not_an_object_id() -> None:
+    _, asked = _attribute(identify(None, "alice@example.com"), Lookup(TIM, LookupOutcome.FOUND), CLOSED)
+
+    assert asked == []
