@@ -64,7 +64,7 @@ async def _check_user(settings: Settings, user: str, metadata: str | None) -> in
         if "@" in user:
             found = await directory.find_by_email(user)
             if found is None:
-                print(f"no LibreChat user has the email {user!r}", file=sys.stderr)
+                print(f"the email {user!r} is not known to LibreChat's MongoDB", file=sys.stderr)
                 return EXIT_UNKNOWN_USER
             user = found.id
         attribution = await attribute(identify(None, user), directory, settings.unresolved_user_policy)
