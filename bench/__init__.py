@@ -1,0 +1,1 @@
+"""Benchmarks for portkey-user-proxy against the upstream alone and nginx. Run `python -m bench`."""

@@ -1,0 +1,117 @@
+"""The table: per-target medians over rounds, what the proxy adds, and each target met or missed."""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from dataclasses import dataclass
+from typing import TYPE_CHECKING
+
+from .stats import median
+
+if TYPE_CHECKING:
+    from .run import Results
+
+
+@dataclass(frozen=True, slots=True)
+class Row:
+    metric: str
+    label: str
+    target: str = ""
+    # Given the medians by target, whether the target is met.
+    check: Callable[[dict[str, float]], bool] | None = None
+
+
+def _added(limit: float) -> Callable[[dict[str, float]], bool]:
+    return lambda m: m["proxy"] - m["direct"] <= limit
+
+
+ROWS = (
+    Row("c1_p50_ms", "non-stream, c=1: p50 latency (ms)", "added ≤ 0.8 ms", _added(0.8)),
+    Row("c1_p99_ms", "non-stream, c=1: p99 latency (ms)"),
+    Row("c16_p50_ms", "non-stream, c=16: p50 latency (ms)"),
+    Row("c16_p99_ms", "non-stream, c=16: p99 latency (ms)"),
+    Row("c16_rps", "non-stream, c=16: requests/s", "≥ 0.20 x nginx", lambda m: m["proxy"] >= 0.2 * m["nginx"]),
+    Row("ttfe_c1_p50_ms", "stream, c=1: p50 time to first event (ms)"),
+    Row("streams_ttfe_p99_ms", "200 streams: p99 time to first event (ms)", "added ≤ 50 ms", _added(50)),
+    Row("streams_gap_p99_ms", "200 streams: p99 gap between chunks (ms)", "added ≤ 20 ms", _added(20)),
+    Row("streams_gap_max_ms", "200 streams: max gap between chunks (ms)"),
+    Row("body_1mib_ms", "1 MiB JSON body: median latency (ms)", "added ≤ 5 ms", _added(5)),
+    Row("body_8mib_ms", "8 MiB JSON body: median latency (ms)"),
+)
+
+
+def medians(results: Results) -> dict[str, dict[str, float]]:
+    return {metric: {t: median(v) for t, v in by_target.items()} for metric, by_target in results.rounds.items()}
+
+
+def render(results: Results) -> str:
+    table = medians(results)
+    machine = results.machine
+    rounds = results.plan["rounds"]
+    lines = [
+        f"Machine: {machine['nproc']} CPUs, {machine['cpu']}, Linux {machine['kernel']}; Python {machine['python']}, "
+        f"httpx {machine['httpx']}, httpcore {machine['httpcore']}, uvicorn {machine['uvicorn']}, "
+        f"nginx {machine['nginx']}",
+        f"Medians over {rounds} interleaved rounds (direct, nginx, proxy, repeat).",
+        "",
+        "| metric | direct | nginx | proxy | nginx adds | proxy adds | target | result |",
+        "| --- | ---: | ---: | ---: | ---: | ---: | --- | --- |",
+    ]
+    for row in ROWS:
+        m = table.get(row.metric)
+        if m is None:
+            continue
+        if row.metric.endswith("rps"):
+            adds = f"x {m['nginx'] / m['direct']:.2f}", f"x {m['proxy'] / m['direct']:.2f}"
+        else:
+            adds = f"{m['nginx'] - m['direct']:+.2f}", f"{m['proxy'] - m['direct']:+.2f}"
+        result = "" if row.check is None else ("met" if row.check(m) else "**missed**")
+        if row.metric == "c16_rps":
+            result += f" ({m['proxy'] / m['nginx']:.2f} x nginx)"
+        values = " | ".join(_number(m[t]) for t in ("direct", "nginx", "proxy"))
+        lines.append(f"| {row.label} | {values} | {adds[0]} | {adds[1]} | {row.target} | {result} |")
+    lines += _memory(results) + _checks(results, table)
+    return "\n".join(lines)
+
+
+def _memory(results: Results) -> list[str]:
+    if not results.memory:
+        return []
+    lines = [
+        "",
+        "| slow streams open | proxy RSS before | RSS open | per stream | RSS 3 s after close | vs baseline | target |",
+        "| ---: | ---: | ---: | ---: | ---: | ---: | --- |",
+    ]
+    for m in results.memory:
+        per_stream_ok = m["per_stream_kib"] <= 20
+        returned_ok = m["after_vs_baseline"] <= 0.10
+        verdict = f"{'met' if per_stream_ok else '**missed**'} / {'met' if returned_ok else '**missed**'}"
+        lines.append(
+            f"| {m['streams']:.0f} | {m['before_kib'] / 1024:.1f} MiB | {m['open_kib'] / 1024:.1f} MiB | "
+            f"{m['per_stream_kib']:.1f} KiB | {m['after_kib'] / 1024:.1f} MiB | {m['after_vs_baseline']:+.1%} | "
+            f"≤ 20 KiB, ≤ +10%: {verdict} |"
+        )
+    lines.append(
+        f"Baseline RSS (warm proxy, before the first burst): {results.memory[0]['baseline_kib'] / 1024:.1f} MiB."
+    )
+    return lines
+
+
+def _checks(results: Results, table: dict[str, dict[str, float]]) -> list[str]:
+    finds = results.mongo_finds
+    lines = [""]
+    if "c16_rps" in table:
+        rps = table["c16_rps"]
+        lines.append(
+            f"Fake upstream headroom: direct serves {rps['direct'] / rps['proxy']:.0f}x the proxy's requests/s "
+            f"({rps['direct']:.0f} vs {rps['proxy']:.0f})."
+        )
+    measured = sum(count for phase, count in finds.items() if phase.endswith("_measured"))
+    warm = sum(count for phase, count in finds.items() if phase.endswith("_warm"))
+    verdict = "met" if measured == 0 else "**missed**"
+    lines.append(f"MongoDB finds: {warm} while warming the cache, {measured} during the measured phases ({verdict}).")
+    return lines
+
+
+def _number(value: float) -> str:
+    return f"{value:.0f}" if value >= 1000 else f"{value:.2f}"

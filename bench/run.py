@@ -1,0 +1,377 @@
+"""One benchmark run: start everything on loopback, measure in interleaved rounds, print the table.
+
+Targets, measured in the same rounds (direct, nginx, proxy, repeat):
+    direct   the fake upstream itself: the limit
+    nginx    Debian's nginx reverse-proxying with a static `x-portkey-metadata` and `proxy_buffering off`
+    proxy    portkey-user-proxy, one worker, warm user cache
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import json
+import os
+import platform
+import resource
+import shutil
+import subprocess
+import sys
+import tempfile
+import time
+from collections.abc import Iterator
+from contextlib import ExitStack, contextmanager
+from dataclasses import asdict, dataclass, field
+from pathlib import Path
+from typing import Any
+
+import uvloop
+
+from . import nginx, report, wrk
+from .clients import Connection, StreamTiming, one_stream
+from .payloads import PATH, USER_COUNT, chat_body, user_id
+from .processes import LOAD_CPU, PROXY_CPU, Service, free_port, pinned, wait_for_port
+from .stats import median, percentile
+
+TARGETS = ("direct", "nginx", "proxy")
+RESULTS = Path(__file__).parent / "results"
+
+
+@dataclass(frozen=True, slots=True)
+class Plan:
+    rounds: int
+    wrk_seconds: float
+    ttfe_streams: int  # sequential streams per target and round, concurrency 1
+    concurrent_streams: int
+    stream_events: int  # chunks per stream in the concurrent test
+    stream_every_ms: int
+    body_repeats: dict[int, int]  # body size -> requests per target and round
+    memory_streams: tuple[int, ...]
+
+    @classmethod
+    def full(cls) -> Plan:
+        return cls(5, 5.0, 40, 200, 50, 20, {1 << 20: 8, 8 << 20: 4}, (100, 500, 1000))
+
+    @classmethod
+    def quick(cls) -> Plan:
+        return cls(2, 2.0, 15, 200, 25, 20, {1 << 20: 4, 8 << 20: 2}, (100, 500))
+
+
+@dataclass
+class Results:
+    plan: dict[str, Any]
+    machine: dict[str, str]
+    rounds: dict[str, dict[str, list[float]]] = field(default_factory=dict)  # metric -> target -> per round
+    memory: list[dict[str, float]] = field(default_factory=list)
+    mongo_finds: dict[str, int] = field(default_factory=dict)
+
+    def add(self, metric: str, target: str, value: float) -> None:
+        self.rounds.setdefault(metric, {}).setdefault(target, []).append(value)
+
+
+class Bench:
+    def __init__(self, plan: Plan, work: Path, stack: ExitStack) -> None:
+        self.plan = plan
+        self.work = work
+        self.stack = stack
+        self.finds_file = work / "mongo-finds"
+        self.mongo_uri = ""
+        self.ports: dict[str, int] = {}
+
+    def start_upstreams(self) -> None:
+        mongo = self._service("mongo", pinned([sys.executable, "-m", "bench.mongo", str(self.finds_file)], LOAD_CPU))
+        self.mongo_uri = f"mongodb://127.0.0.1:{mongo.first_line()}/LibreChat"
+
+        self.ports["origin_nginx"] = free_port()
+        config = nginx.origin_config(self.work / "nginx-origin", self.ports["origin_nginx"])
+        self._await_port(self._service("nginx-origin", pinned(nginx.command(config), LOAD_CPU)), "origin_nginx")
+
+        self.ports["origin_stream"] = free_port()
+        origin = [sys.executable, "-m", "bench.origin", str(self.ports["origin_stream"])]
+        self._service("origin", pinned(origin, LOAD_CPU)).first_line()
+
+        self.ports["nginx_to_nginx"], self.ports["nginx_to_stream"] = free_port(), free_port()
+        routes = {
+            self.ports["nginx_to_nginx"]: self.ports["origin_nginx"],
+            self.ports["nginx_to_stream"]: self.ports["origin_stream"],
+        }
+        config = nginx.proxy_config(self.work / "nginx-proxy", routes)
+        self._await_port(self._service("nginx-proxy", pinned(nginx.command(config), PROXY_CPU)), "nginx_to_stream")
+
+    @contextmanager
+    def proxy(self, name: str, upstream_port: int) -> Iterator[Service]:
+        port = free_port()
+        env = {
+            "PORTKEY_URL": f"http://127.0.0.1:{upstream_port}",
+            "MONGO_URI": self.mongo_uri,
+            "WEB_CONCURRENCY": "1",
+        }
+        command = [sys.executable, "-m", "portkey_user_proxy", "serve", "--host", "127.0.0.1", "--port", str(port)]
+        service = Service(name, pinned(command, PROXY_CPU), self.work, env)
+        try:
+            wait_for_port(port, service.process)
+            self.ports["proxy"] = port
+            yield service
+        finally:
+            service.stop()
+
+    def finds(self) -> int:
+        return int(self.finds_file.read_text() or 0)
+
+    def _service(self, name: str, command: list[str]) -> Service:
+        service = Service(name, command, self.work)
+        self.stack.callback(service.stop)
+        return service
+
+    def _await_port(self, service: Service, port_name: str) -> None:
+        wait_for_port(self.ports[port_name], service.process)
+
+
+def run(plan: Plan, bench: Bench, results: Results) -> None:
+    bench.start_upstreams()
+    with bench.proxy("proxy-nonstream", bench.ports["origin_nginx"]) as proxy:
+        ports = {
+            "direct": bench.ports["origin_nginx"],
+            "nginx": bench.ports["nginx_to_nginx"],
+            "proxy": proxy_port(bench),
+        }
+        warm_cache(bench, results, "nonstream", ports["proxy"])
+        measure_nonstream(plan, bench, ports, results)
+        results.mongo_finds["nonstream_measured"] = bench.finds() - results.mongo_finds["nonstream_warm"]
+    with bench.proxy("proxy-stream", bench.ports["origin_stream"]) as proxy:
+        ports = {
+            "direct": bench.ports["origin_stream"],
+            "nginx": bench.ports["nginx_to_stream"],
+            "proxy": proxy_port(bench),
+        }
+        start = warm_cache(bench, results, "stream", ports["proxy"])
+        uvloop.run(measure_streams(plan, ports, results))
+        uvloop.run(measure_bodies(plan, ports, results))
+        results.mongo_finds["stream_measured"] = bench.finds() - start
+    # A fresh process, so the baseline is not inflated by the 8 MiB bodies measured before.
+    with bench.proxy("proxy-memory", bench.ports["origin_stream"]) as proxy:
+        start = warm_cache(bench, results, "memory", bench.ports["proxy"])
+        uvloop.run(measure_memory(plan, bench.ports["proxy"], bench.ports["origin_stream"], proxy, results))
+        results.mongo_finds["memory_measured"] = bench.finds() - start
+
+
+def proxy_port(bench: Bench) -> int:
+    return bench.ports["proxy"]
+
+
+def warm_cache(bench: Bench, results: Results, phase: str, port: int) -> int:
+    """One request per user through the proxy: every later lookup is a cache hit."""
+    before = bench.finds()
+
+    async def warm() -> None:
+        connection = Connection(port)
+        for number in range(USER_COUNT):
+            status, _ = await connection.post(PATH, chat_body(user_id(number), 2048, stream=False))
+            if status != 200:
+                raise RuntimeError(f"warm-up request answered {status}; see the proxy log")
+        connection.close()
+
+    uvloop.run(warm())
+    after = bench.finds()
+    results.mongo_finds[f"{phase}_warm"] = after - before
+    return after
+
+
+def measure_nonstream(plan: Plan, bench: Bench, ports: dict[str, int], results: Results) -> None:
+    script = wrk.write_script(bench.work)
+    for target in TARGETS:  # warm-up: connection pools, the proxy's code paths
+        wrk.run(script, ports[target], 16, 1)
+    for number in range(plan.rounds):
+        for connections in (1, 16):
+            for target in TARGETS:
+                result = wrk.run(script, ports[target], connections, plan.wrk_seconds)
+                if result.errors:
+                    raise RuntimeError(f"{target}: {result.errors} failed requests under wrk")
+                results.add(f"c{connections}_p50_ms", target, result.p50_ms)
+                results.add(f"c{connections}_p99_ms", target, result.p99_ms)
+                results.add(f"c{connections}_rps", target, result.rps)
+        _progress(f"non-stream round {number + 1}/{plan.rounds}")
+
+
+async def measure_streams(plan: Plan, ports: dict[str, int], results: Results) -> None:
+    short = f"{PATH}?events=2&every=5"
+    timed = f"{PATH}?events={plan.stream_events}&every={plan.stream_every_ms}"
+    bodies = [chat_body(user_id(n % USER_COUNT), 2048, stream=True) for n in range(plan.concurrent_streams)]
+    for target in TARGETS:  # warm-up
+        await _concurrent_streams(ports[target], timed, bodies)
+    for number in range(plan.rounds):
+        for target in TARGETS:
+            connection = Connection(ports[target])
+            firsts = [
+                (await connection.stream(short, bodies[n % USER_COUNT])).first_event for n in range(plan.ttfe_streams)
+            ]
+            connection.close()
+            results.add("ttfe_c1_p50_ms", target, median(firsts) * 1000)
+        for target in TARGETS:
+            timings = await _concurrent_streams(ports[target], timed, bodies)
+            gaps = [gap for timing in timings for gap in timing.gaps]
+            results.add("streams_ttfe_p99_ms", target, percentile([t.first_event for t in timings], 99) * 1000)
+            results.add("streams_gap_p99_ms", target, percentile(gaps, 99) * 1000)
+            results.add("streams_gap_max_ms", target, max(gaps) * 1000)
+        _progress(f"stream round {number + 1}/{plan.rounds}")
+
+
+async def _concurrent_streams(port: int, target: str, bodies: list[bytes]) -> list[StreamTiming]:
+    return list(await asyncio.gather(*(one_stream(port, target, body) for body in bodies)))
+
+
+async def measure_bodies(plan: Plan, ports: dict[str, int], results: Results) -> None:
+    bodies = {size: chat_body(user_id(1), size, stream=False) for size in plan.body_repeats}
+    for number in range(plan.rounds):
+        for size, repeats in plan.body_repeats.items():
+            for target in TARGETS:
+                connection = Connection(ports[target])
+                await connection.post(PATH, bodies[size])  # warm: the connection and the first allocation
+                times = []
+                for _ in range(repeats):
+                    start = time.perf_counter()
+                    status, _ = await connection.post(PATH, bodies[size])
+                    times.append(time.perf_counter() - start)
+                    if status != 200:
+                        raise RuntimeError(f"{target}: a {size}-byte body was answered {status}")
+                connection.close()
+                results.add(f"body_{size >> 20}mib_ms", target, median(times) * 1000)
+        _progress(f"body round {number + 1}/{plan.rounds}")
+
+
+async def measure_memory(plan: Plan, port: int, origin_port: int, proxy: Service, results: Results) -> None:
+    """Proxy RSS with N slow streams open (one event a second), and after they end."""
+    target = f"{PATH}?events=0&every=1000"
+    body = chat_body(user_id(2), 2048, stream=True)
+
+    async def burst(count: int) -> int:
+        """Open `count` streams; return the RSS while they are all open, once they have all ended."""
+        streams = await _open_streams(port, target, body, count)
+        await asyncio.sleep(1.5)
+        open_rss = max([proxy.rss_kib(), await _after(0.5, proxy), await _after(0.5, proxy)])
+        ender = Connection(origin_port)
+        await ender.post("/end-streams", b"")
+        ender.close()
+        await asyncio.gather(*streams)
+        return open_rss
+
+    await burst(50)  # warm-up: imports and first allocations on the stream path
+    baseline = await _after(3, proxy)
+    for count in plan.memory_streams:
+        before = proxy.rss_kib()
+        open_rss = await burst(count)
+        after = await _after(3, proxy)
+        results.memory.append(
+            {
+                "streams": count,
+                "baseline_kib": baseline,
+                "before_kib": before,
+                "open_kib": open_rss,
+                "per_stream_kib": (open_rss - before) / count,
+                "after_kib": after,
+                "after_vs_baseline": after / baseline - 1,
+            }
+        )
+        _progress(f"memory: {count} streams")
+
+
+async def _open_streams(port: int, target: str, body: bytes, count: int) -> list[asyncio.Future[StreamTiming]]:
+    """Open `count` streams, at most 100 connecting at a time; return once each has its first event."""
+    slots = asyncio.Semaphore(100)
+    streams: list[asyncio.Future[StreamTiming]] = []
+
+    async def start_one() -> None:
+        async with slots:
+            first = asyncio.Event()
+            stream = asyncio.ensure_future(_held_stream(Connection(port), target, body, first))
+            streams.append(stream)
+            waiter = asyncio.ensure_future(first.wait())
+            await asyncio.wait({stream, waiter}, return_when=asyncio.FIRST_COMPLETED)
+            waiter.cancel()
+            if stream.done():
+                stream.result()  # a stream that ended before its first event: raise its error
+
+    await asyncio.gather(*(start_one() for _ in range(count)))
+    return streams
+
+
+async def _held_stream(connection: Connection, target: str, body: bytes, first: asyncio.Event) -> StreamTiming:
+    try:
+        return await connection.stream(target, body, on_first=first.set)
+    finally:
+        connection.close()
+
+
+async def _after(seconds: float, proxy: Service) -> int:
+    await asyncio.sleep(seconds)
+    return proxy.rss_kib()
+
+
+def machine() -> dict[str, str]:
+    cpu = next(
+        (
+            line.split(":", 1)[1].strip()
+            for line in Path("/proc/cpuinfo").read_text().splitlines()
+            if "model name" in line
+        ),
+        platform.processor(),
+    )
+    versions = subprocess.run(
+        [
+            sys.executable,
+            "-c",
+            "import httpx, httpcore, uvicorn; print(httpx.__version__, httpcore.__version__, uvicorn.__version__)",
+        ],
+        capture_output=True,
+        text=True,
+        check=True,
+    ).stdout.split()
+    nginx_version = subprocess.run(["nginx", "-v"], capture_output=True, text=True).stderr.strip().split("/")[-1]
+    return {
+        "nproc": str(os.cpu_count()),
+        "cpu": cpu,
+        "python": platform.python_version(),
+        "httpx": versions[0],
+        "httpcore": versions[1],
+        "uvicorn": versions[2],
+        "nginx": nginx_version,
+        "kernel": platform.release(),
+    }
+
+
+def _progress(text: str) -> None:
+    print(f"  {text}", file=sys.stderr, flush=True)
+
+
+def _missing_tools() -> list[str]:
+    return [tool for tool in ("nginx", "wrk") if shutil.which(tool) is None]
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(prog="python -m bench", description=__doc__)
+    parser.add_argument("--quick", action="store_true", help="fewer and shorter rounds (about a minute)")
+    parser.add_argument("--keep", action="store_true", help="keep the work folder with configs and logs")
+    args = parser.parse_args(argv)
+    if missing := _missing_tools():
+        print(
+            f"missing: {', '.join(missing)}. The benchmark compares against Debian's nginx and loads with wrk:\n"
+            "    apt-get update && apt-get install -y nginx-light wrk",
+            file=sys.stderr,
+        )
+        return 2
+    soft, hard = resource.getrlimit(resource.RLIMIT_NOFILE)
+    resource.setrlimit(resource.RLIMIT_NOFILE, (max(soft, min(hard, 20000)), hard))
+
+    plan = Plan.quick() if args.quick else Plan.full()
+    results = Results(plan={"quick": args.quick, **asdict(plan)}, machine=machine())
+    work = Path(tempfile.mkdtemp(prefix="portkey-user-proxy-bench-"))
+    with ExitStack() as stack:
+        if not args.keep:
+            stack.callback(shutil.rmtree, work, ignore_errors=True)
+        run(plan, Bench(plan, work, stack), results)
+    RESULTS.mkdir(exist_ok=True)
+    saved = RESULTS / time.strftime("run-%Y%m%d-%H%M%S.json")
+    saved.write_text(json.dumps(asdict(results), indent=2, default=str))
+    print(report.render(results))
+    print(f"\nraw results: {saved}" + (f"; logs: {work}" if args.keep else ""))
+    return 0
