@@ -25,6 +25,7 @@ COMPOSE_OVERRIDE = ROOT / "docker-compose.override.yml"
 LIBRECHAT_EXAMPLE = ROOT / "librechat.example.yaml"
 ENV_EXAMPLE = ROOT / ".env.example"
 KUBERNETES = ROOT / "deploy" / "kubernetes"
+DEPLOY_DOC = ROOT / "docs" / "deploy.md"
 
 PROXY_SERVICE = "portkey-user-proxy"
 

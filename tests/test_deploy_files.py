@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import os
 import re
+import shlex
 import shutil
 import subprocess
 import sys
@@ -26,6 +27,7 @@ from portkey_user_proxy.settings import Settings
 from tests.conftest import RunningProxy
 from tests.deploy_files import (
     COMPOSE_OVERRIDE,
+    DEPLOY_DOC,
     DOCKERIGNORE,
     ENV_EXAMPLE,
     KUBERNETES,
@@ -180,6 +182,8 @@ def test_probe_paths_answer_on_a_running_proxy(proxy: RunningProxy):
         response = httpx.get(proxy.url + path, timeout=10)
         assert response.status_code == 200, path
         assert response.headers["content-type"].startswith("application/json")
+    # docs/deploy.md tells the admin what a ready proxy answers.
+    assert f"`{httpx.get(proxy.url + '/readyz', timeout=10).text}`" in DEPLOY_DOC.read_text()
 
 
 def dockerignored(path: str) -> bool:
@@ -499,3 +503,20 @@ def test_kustomization_renders(k8s):
     expected = sorted(k for k, _ in k8s if k not in ("Kustomization", "Secret"))
     assert kinds == expected
     assert f"image: {PROXY_SERVICE}:{pyproject()['project']['version']}" in rendered.stdout
+
+
+# --- docs/deploy.md -------------------------------------------------------------------------------
+
+
+def test_deploy_doc_names_real_settings_commands_and_urls():
+    text = DEPLOY_DOC.read_text()
+    named = set(re.findall(r"`([A-Z][A-Z0-9_]{2,})(?:=[^`]*)?`", text))
+    assert named
+    assert named <= set(SETTINGS) | set(DOCUMENTED_ELSEWHERE), f"not settings: {named - set(SETTINGS)}"
+    assert f'baseURL: "{librechat_base_url()}"' in text
+    for command in re.findall(r"portkey-user-proxy (check-user [^\n`]*)", text):
+        cli._parser().parse_args(shlex.split(command))
+    assert "check-user" in text
+    for path in ("docker-compose.override.yml", "librechat.example.yaml", ".env.example", "deploy/kubernetes/"):
+        assert path in text
+        assert (ROOT / path).exists()
