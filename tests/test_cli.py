@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 import json
+import logging
+from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
@@ -12,6 +14,15 @@ from tests.mongo import RealMongo, StandInMongo
 from tests.servers import unused_port
 
 USER_ID = "6651f0c2a1b2c3d4e5f60718"
+
+
+@pytest.fixture(autouse=True)
+def restore_logging() -> Iterator[None]:
+    # main() sets up logging for a whole process; the test process must get its own back.
+    root = logging.getLogger()
+    handlers, level = root.handlers[:], root.level
+    yield
+    root.handlers[:], root.level = handlers, level
 
 
 @pytest.fixture

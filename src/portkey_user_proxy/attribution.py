@@ -48,5 +48,7 @@ async def attribute(identity: Identity, directory: UserDirectory, policy: Unreso
 def _unresolved(identity: Identity, reason: str, policy: UnresolvedUserPolicy, *, status: int) -> Attribution:
     if policy is UnresolvedUserPolicy.FAIL_CLOSED:
         return Attribution(AttributionOutcome.REJECTED, None, reason, status=status)
-    fields = {"ID": identity.raw} if identity.raw is not None else {}
-    return Attribution(AttributionOutcome.FALLBACK, identity.raw, reason, fields)
+    # An ObjectId in its canonical lowercase form, so one user never shows under two spellings.
+    raw = identity.object_id or identity.raw
+    fields = {"ID": raw} if raw is not None else {}
+    return Attribution(AttributionOutcome.FALLBACK, raw, reason, fields)

@@ -8,6 +8,7 @@ as they arrive, never held in memory.
 from __future__ import annotations
 
 import asyncio
+import json
 from collections.abc import AsyncIterator
 from typing import Any
 
@@ -63,8 +64,16 @@ def parse_json_object(body: bytes) -> dict[str, Any] | None:
     try:
         parsed = orjson.loads(body)
     except orjson.JSONDecodeError:
-        return None
+        parsed = _parse_unusual_json(body)
     return parsed if isinstance(parsed, dict) else None
+
+
+def _parse_unusual_json(body: bytes) -> object:
+    # orjson refuses valid JSON it cannot hold exactly (integers beyond 64 bits, 1e400).
+    try:
+        return json.loads(body)
+    except (ValueError, RecursionError):
+        return None
 
 
 def with_stream_usage(body: bytes, parsed: dict[str, Any]) -> bytes:
@@ -82,5 +91,8 @@ def with_stream_usage(body: bytes, parsed: dict[str, Any]) -> bytes:
         return body[:brace] + _INCLUDE_USAGE + body[brace:]
     if options is None or (isinstance(options, dict) and "include_usage" not in options):
         merged = {**(options or {}), "include_usage": True}
-        return orjson.dumps({**parsed, "stream_options": merged})
+        try:
+            return orjson.dumps({**parsed, "stream_options": merged})
+        except orjson.JSONEncodeError:
+            return body  # a value orjson cannot write back exactly: better no usage than a changed body
     return body

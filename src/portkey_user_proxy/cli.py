@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import argparse
 import asyncio
+import math
 import sys
 
 import uvicorn
@@ -52,7 +53,7 @@ def _serve(settings: Settings, host: str, port: int) -> int:
         access_log=False,  # the proxy writes its own access line, with the attributed user
         server_header=False,  # upstream's `server` and `date` pass through; no duplicates
         date_header=False,
-        timeout_graceful_shutdown=int(settings.shutdown_grace_seconds),
+        timeout_graceful_shutdown=math.ceil(settings.shutdown_grace_seconds),
         proxy_headers=False,
     )
     return 0

@@ -44,17 +44,28 @@ def find_placeholder(text: str) -> str | None:
 
 
 def identify(header_value: str | None, body_user: object) -> Identity:
-    """The header wins when it holds a real value; otherwise the body's `user` string."""
-    leaked = None
-    if header_value is not None:
-        value = header_value.strip()
-        leaked = find_placeholder(value)
-        if value and leaked is None:
-            return Identity(value, IdentitySource.HEADER)
-    if isinstance(body_user, str) and body_user.strip():
-        value = body_user.strip()
-        body_leak = find_placeholder(value)
-        if body_leak is None:
-            return Identity(value, IdentitySource.BODY, leaked)
-        leaked = leaked or body_leak
+    """The best id the request offers: an ObjectId over anything else, the header's over the body's.
+
+    A header configured with another placeholder (`{{LIBRECHAT_USER_EMAIL}}`, say) must not hide a
+    body `user` that MongoDB can resolve.
+    """
+    header = _claim(header_value, IdentitySource.HEADER)
+    body = _claim(body_user, IdentitySource.BODY)
+    leaked = header.unresolved_placeholder or body.unresolved_placeholder
+    for candidate in (header, body):
+        if candidate.object_id is not None:
+            return Identity(candidate.raw, candidate.source, leaked)
+    for candidate in (header, body):
+        if candidate.raw is not None:
+            return Identity(candidate.raw, candidate.source, leaked)
     return Identity(None, IdentitySource.NONE, leaked)
+
+
+def _claim(value: object, source: IdentitySource) -> Identity:
+    if not isinstance(value, str) or not value.strip():
+        return Identity(None, source)
+    value = value.strip()
+    leaked = find_placeholder(value)
+    if leaked is not None:
+        return Identity(None, source, leaked)
+    return Identity(value, source)

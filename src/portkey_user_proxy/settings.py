@@ -8,15 +8,19 @@ from __future__ import annotations
 
 import enum
 import logging
+import re
 from typing import Annotated
 from urllib.parse import urlsplit
 
 from pydantic import Field, ValidationError, field_validator
 from pydantic_settings import BaseSettings, SettingsConfigDict
+from pymongo import uri_parser
+from pymongo.errors import PyMongoError
 
 logger = logging.getLogger("portkey_user_proxy")
 
-Seconds = Annotated[float, Field(gt=0)]
+_HEADER_NAME = re.compile(r"[!#$%&'*+.^_`|~0-9a-z-]+")  # RFC 9110 token characters
+Seconds = Annotated[float, Field(gt=0, allow_inf_nan=False)]
 
 
 class UnresolvedUserPolicy(enum.StrEnum):
@@ -49,7 +53,7 @@ class Settings(BaseSettings):
     # Upstream and server timeouts
     upstream_connect_timeout_seconds: Seconds = 10.0
     upstream_read_timeout_seconds: Seconds = 600.0
-    shutdown_grace_seconds: Annotated[float, Field(ge=0)] = 30.0
+    shutdown_grace_seconds: Annotated[float, Field(ge=0, allow_inf_nan=False)] = 30.0
     max_request_body_bytes: Annotated[int, Field(ge=1024)] = 64 * 1024 * 1024
 
     # Server
@@ -58,28 +62,43 @@ class Settings(BaseSettings):
     # Observability
     log_level: str = "INFO"
 
+    @property
+    def portkey_url_for_humans(self) -> str:
+        """PORTKEY_URL without any credentials written into it, for logs and error messages."""
+        parts = urlsplit(self.portkey_url)
+        host = parts.netloc.rsplit("@", 1)[-1]
+        return parts._replace(netloc=host).geturl()
+
     @field_validator("portkey_url")
     @classmethod
     def _portkey_url_is_a_base(cls, value: str) -> str:
         parts = urlsplit(value)
         if parts.scheme not in ("http", "https") or not parts.hostname:
             raise ValueError("must be an http:// or https:// URL with a host, e.g. https://api.portkey.ai")
-        if parts.query or parts.fragment:
+        if "?" in value or "#" in value:
             raise ValueError("must not carry a query or fragment: request paths and queries are appended to it")
         return value.rstrip("/")
 
     @field_validator("mongo_uri")
     @classmethod
-    def _mongo_uri_scheme(cls, value: str) -> str:
+    def _mongo_uri_is_valid(cls, value: str) -> str:
         if not value.startswith(("mongodb://", "mongodb+srv://")):
             raise ValueError("must start with mongodb:// or mongodb+srv://")
+        # An SRV URI is parsed as a plain one: parsing it for real would query DNS at start-up.
+        plain = "mongodb://" + value.removeprefix("mongodb+srv://").removeprefix("mongodb://")
+        try:
+            uri_parser.parse_uri(plain)
+        except (PyMongoError, ValueError) as exc:
+            # pymongo's own words, unless they could quote the URI and so its password.
+            reason = str(exc) if "@" not in str(exc) and plain not in str(exc) else type(exc).__name__
+            raise ValueError(f"is not a valid MongoDB URI: {reason}") from None
         return value
 
     @field_validator("user_id_header")
     @classmethod
     def _header_name(cls, value: str) -> str:
         name = value.strip().lower()
-        if not name or any(c.isspace() or c in '()<>@,;:\\"/[]?={}' for c in name):
+        if not _HEADER_NAME.fullmatch(name):
             raise ValueError("must be a valid HTTP header name, e.g. x-librechat-user-id")
         return name
 
@@ -120,5 +139,5 @@ def _warn_about_doubled_v1(settings: Settings) -> None:
         logger.warning(
             "PORTKEY_URL ends in /v1 (%s): request paths are appended unchanged, so LibreChat's "
             "baseURL .../v1 would reach .../v1/v1. Set PORTKEY_URL to the gateway's root.",
-            settings.portkey_url,
+            settings.portkey_url_for_humans,
         )

@@ -43,7 +43,7 @@ def build_http_client(settings: Settings) -> httpx.AsyncClient:
 
 def error_before_response(exc: httpx.HTTPError, settings: Settings) -> ProxyError:
     """What the client is told when the upstream failed before sending response headers."""
-    target = settings.portkey_url
+    target = settings.portkey_url_for_humans
     if isinstance(exc, httpx.ConnectTimeout):
         message = f"could not connect to the upstream {target} within {settings.upstream_connect_timeout_seconds:g} s"
         return ProxyError(502, message, "upstream_unreachable")

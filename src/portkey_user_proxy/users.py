@@ -150,7 +150,7 @@ class UserDirectory:
                 document = await self._users.find_one({"_id": ObjectId(object_id)}, _PROJECTION)
         except TimeoutError:
             return self._fallback(object_id, LookupOutcome.TIMEOUT)
-        except PyMongoError as exc:
+        except Exception as exc:  # PyMongoError above all, but a bad document must not fail the request
             logger.warning("user lookup failed: %s", type(exc).__name__)
             return self._fallback(object_id, LookupOutcome.ERROR)
         if document is None:
