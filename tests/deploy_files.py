@@ -25,7 +25,7 @@ COMPOSE_OVERRIDE = ROOT / "docker-compose.override.yml"
 LIBRECHAT_EXAMPLE = ROOT / "librechat.example.yaml"
 ENV_EXAMPLE = ROOT / ".env.example"
 KUBERNETES = ROOT / "deploy" / "kubernetes"
-DEPLOY_DOC = ROOT / "docs" / "deploy.md"
+DEPLOY_DOC = ROOT / "README.md"  # its "Deploy with LibreChat" and replica sections
 
 PROXY_SERVICE = "portkey-user-proxy"
 
