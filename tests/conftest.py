@@ -12,6 +12,7 @@ from pymongo import AsyncMongoClient, monitoring
 
 from portkey_user_proxy import Settings, create_app
 from portkey_user_proxy.app import ProxyApp
+from portkey_user_proxy.metrics import Metrics
 from portkey_user_proxy.users import Lookup, UserDirectory
 from tests.mongo import RealMongo, StandInMongo, real_mongo_uri
 from tests.servers import ServerThread, Upstream
@@ -117,6 +118,7 @@ class RunningProxy:
 
 
 def start_proxy(settings: Settings) -> RunningProxy:
+    metrics = Metrics(per_user_tokens=settings.metrics_per_user_tokens)
     counter = FindCounter()
     timeout_ms = int(settings.user_lookup_timeout_seconds * 1000)
     client: AsyncMongoClient[Any] = AsyncMongoClient(
@@ -128,8 +130,9 @@ def start_proxy(settings: Settings) -> RunningProxy:
         unknown_ttl=settings.unknown_user_cache_ttl_seconds,
         timeout=settings.user_lookup_timeout_seconds,
         max_entries=settings.user_cache_max_entries,
+        observer=metrics,
     )
-    app = create_app(settings, directory=directory)
+    app = create_app(settings, directory=directory, metrics=metrics)
     server = ServerThread(app, server_header=False, date_header=False).start()
     return RunningProxy(server.url, app, counter, directory, server)
 

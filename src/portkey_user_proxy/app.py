@@ -15,30 +15,36 @@ from fastapi import FastAPI
 from .asgi import Receive, Scope, Send
 from .forwarder import Forwarder
 from .health import OWN_PATHS, router
+from .metrics import Metrics
 from .settings import Settings, load_settings
 from .upstream import build_http_client
 from .users import UserDirectory, connect_users
 
 
-def build_user_directory(settings: Settings) -> UserDirectory:
+def build_user_directory(settings: Settings, metrics: Metrics | None = None) -> UserDirectory:
     return UserDirectory(
         connect_users(settings.mongo_uri, settings.user_lookup_timeout_seconds),
         ttl=settings.user_cache_ttl_seconds,
         unknown_ttl=settings.unknown_user_cache_ttl_seconds,
         timeout=settings.user_lookup_timeout_seconds,
         max_entries=settings.user_cache_max_entries,
+        observer=metrics,
     )
 
 
 class ProxyApp:
-    def __init__(self, settings: Settings, directory: UserDirectory, client: httpx.AsyncClient) -> None:
+    def __init__(
+        self, settings: Settings, directory: UserDirectory, client: httpx.AsyncClient, metrics: Metrics
+    ) -> None:
         self.settings = settings
         self.directory = directory
         self.client = client
-        self.forwarder = Forwarder(settings, directory, client)
+        self.metrics = metrics
+        self.forwarder = Forwarder(settings, directory, client, metrics)
         self.api = FastAPI(title="portkey-user-proxy", lifespan=self._lifespan, docs_url=None, redoc_url=None)
         self.api.include_router(router)
         self.api.state.directory = directory
+        self.api.state.metrics = metrics
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
         if scope["type"] == "http" and scope["path"] not in OWN_PATHS:
@@ -60,6 +66,9 @@ def create_app(
     *,
     directory: UserDirectory | None = None,
     client: httpx.AsyncClient | None = None,
+    metrics: Metrics | None = None,
 ) -> ProxyApp:
     settings = settings or load_settings()
-    return ProxyApp(settings, directory or build_user_directory(settings), client or build_http_client(settings))
+    metrics = metrics or Metrics(per_user_tokens=settings.metrics_per_user_tokens)
+    directory = directory or build_user_directory(settings, metrics)
+    return ProxyApp(settings, directory, client or build_http_client(settings), metrics)

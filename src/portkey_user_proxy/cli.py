@@ -28,7 +28,7 @@ def main(argv: list[str] | None = None) -> int:
     except SettingsError as exc:
         print(exc, file=sys.stderr)
         return EXIT_BAD_SETTINGS
-    configure_logging(settings.log_level)
+    configure_logging(settings.log_level, settings.log_format)
     if args.command == "serve":
         return _serve(settings, args.host, args.port)
     return asyncio.run(_check_user(settings, args.user, args.metadata))
@@ -37,7 +37,7 @@ def main(argv: list[str] | None = None) -> int:
 def app_factory() -> ProxyApp:
     """What each server process builds (uvicorn's worker processes start from here too)."""
     settings = load_settings()
-    configure_logging(settings.log_level)
+    configure_logging(settings.log_level, settings.log_format)
     return create_app(settings)
 
 

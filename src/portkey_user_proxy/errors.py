@@ -16,12 +16,13 @@ class ProxyError(Exception):
         self.headers = headers
 
 
-async def send_error(send: Send, error: ProxyError) -> None:
+async def send_error(send: Send, error: ProxyError, extra_headers: tuple[tuple[bytes, bytes], ...] = ()) -> None:
     body = orjson.dumps({"error": {"message": error.message, "type": "portkey_user_proxy_error", "code": error.code}})
     headers = [
         (b"content-type", b"application/json"),
         (b"content-length", str(len(body)).encode()),
         *error.headers,
+        *extra_headers,
     ]
     await send({"type": "http.response.start", "status": error.status, "headers": headers})
     await send({"type": "http.response.body", "body": body})

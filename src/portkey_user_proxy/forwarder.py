@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import asyncio
 import time
+import uuid
 from collections.abc import AsyncIterator
 
 import httpx
@@ -17,23 +18,37 @@ from .attribution import Attribution, attribute
 from .body import BodyTooLarge, ClientDisconnected, parse_json_object, read_body, stream_body, with_stream_usage
 from .disconnects import CancelOnDisconnect
 from .errors import ProxyError, send_error
-from .headers import METADATA, TRACE_ID, RawHeaders, RequestHeaders, response_headers, split_request_headers
+from .headers import (
+    METADATA,
+    REQUEST_ID,
+    TRACE_ID,
+    RawHeaders,
+    RequestHeaders,
+    response_headers,
+    split_request_headers,
+)
 from .identity import Identity, identify
 from .logs import AccessRecord, RateLimitedWarnings, logger
 from .metadata import build_metadata
+from .metrics import Metrics, route_class
 from .settings import Settings
 from .upstream import error_before_response
 from .users import UserDirectory
 
-# uvicorn logs this status for clients that left before the response ended (nginx's convention).
+# The access log's status for clients that left before the response ended (nginx's convention).
 CLIENT_CLOSED = 499
+# Bytes of a response's end kept to read its token usage from, when per-user token metrics are on.
+_USAGE_TAIL_BYTES = 8192
 
 
 class Forwarder:
-    def __init__(self, settings: Settings, directory: UserDirectory, client: httpx.AsyncClient) -> None:
+    def __init__(
+        self, settings: Settings, directory: UserDirectory, client: httpx.AsyncClient, metrics: Metrics
+    ) -> None:
         self._settings = settings
         self._directory = directory
         self._client = client
+        self._metrics = metrics
         self._identity_header = settings.user_id_header.encode("latin-1")
         base = httpx.URL(settings.portkey_url)
         self._base = base
@@ -46,14 +61,16 @@ class Forwarder:
             await self._proxy(scope, receive, send, record)
         except ProxyError as error:
             record.status = error.status
-            await send_error(send, error)
+            await send_error(send, error, ((REQUEST_ID, record.request_id.encode()),))
         except ClientDisconnected:
             record.status = CLIENT_CLOSED
         finally:
+            self._metrics.requests.labels(route_class(record.path), str(record.status)).inc()
             record.emit()
 
     async def _proxy(self, scope: Scope, receive: Receive, send: Send, record: AccessRecord) -> None:
         headers = split_request_headers(scope["headers"], self._identity_header)
+        record.request_id = headers.request_id or uuid.uuid4().hex
         body, parsed = await self._read_json_body(headers, receive)
         identity = identify(headers.identity, parsed.get("user") if parsed else None)
         attribution = await attribute(identity, self._directory, self._settings.unresolved_user_policy)
@@ -62,6 +79,8 @@ class Forwarder:
             raise _refusal(attribution)
 
         outgoing = self._outgoing_headers(headers, attribution)
+        if headers.request_id is None:
+            outgoing.append((REQUEST_ID, record.request_id.encode()))
         if parsed is not None and body is not None and self._wants_stream_usage(scope):
             body = with_stream_usage(body, parsed)
         body_received = asyncio.Event()
@@ -80,28 +99,52 @@ class Forwarder:
             record.status = CLIENT_CLOSED
 
     async def _exchange(self, request: httpx.Request, send: Send, record: AccessRecord) -> None:
+        sent_at = time.perf_counter()
         try:
             response = await self._client.send(request, stream=True)
         except httpx.HTTPError as exc:
             raise error_before_response(exc, self._settings) from None
+        record.status = response.status_code
+        record.trace_id = response.headers.get(TRACE_ID.decode(), "-")
+        self._metrics.open_streams.inc()
         try:
-            record.status = response.status_code
-            record.trace_id = response.headers.get(TRACE_ID.decode(), "-")
-            start = {
-                "type": "http.response.start",
-                "status": response.status_code,
-                "headers": response_headers(response.headers.raw),
-            }
-            await send(start)
-            async for chunk in response.aiter_raw():
-                await send({"type": "http.response.body", "body": chunk, "more_body": True})
-            await send({"type": "http.response.body", "body": b""})
+            await send(
+                {
+                    "type": "http.response.start",
+                    "status": response.status_code,
+                    "headers": self._client_headers(response, record),
+                }
+            )
+            await self._relay_body(response, send, record, sent_at)
         except httpx.HTTPError as exc:
             # Headers are gone already: returning with the response incomplete makes the server
             # close the connection, so the client sees a truncated response, not a complete one.
             logger.warning("upstream failed mid-response: %s", type(exc).__name__)
         finally:
+            self._metrics.open_streams.dec()
+            self._metrics.upstream_seconds.labels(route_class(record.path)).observe(time.perf_counter() - sent_at)
             await response.aclose()
+
+    async def _relay_body(self, response: httpx.Response, send: Send, record: AccessRecord, sent_at: float) -> None:
+        count_usage = self._metrics.per_user_tokens and "content-encoding" not in response.headers
+        tail = b""
+        first = True
+        async for chunk in response.aiter_raw():
+            if first:
+                self._metrics.first_byte_seconds.labels(route_class(record.path)).observe(time.perf_counter() - sent_at)
+                first = False
+            await send({"type": "http.response.body", "body": chunk, "more_body": True})
+            if count_usage:
+                tail = (tail + chunk)[-_USAGE_TAIL_BYTES:]
+        await send({"type": "http.response.body", "body": b""})
+        if count_usage and record.user != "-":
+            self._metrics.usage(record.user, tail)
+
+    def _client_headers(self, response: httpx.Response, record: AccessRecord) -> RawHeaders:
+        headers = response_headers(response.headers.raw)
+        if REQUEST_ID.decode() not in response.headers:
+            headers.append((REQUEST_ID, record.request_id.encode()))
+        return headers
 
     async def _read_json_body(
         self, headers: RequestHeaders, receive: Receive
@@ -131,6 +174,7 @@ class Forwarder:
     def _note_attribution(self, record: AccessRecord, identity: Identity, attribution: Attribution) -> None:
         record.user = attribution.user_value or "-"
         record.attribution = f"{attribution.outcome}:{attribution.reason}"
+        self._metrics.attributions.labels(attribution.outcome.value).inc()
         if identity.unresolved_placeholder:
             self._warnings.warn(
                 "identity-placeholder",

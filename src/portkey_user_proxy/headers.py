@@ -26,6 +26,7 @@ HOP_BY_HOP = frozenset(
 )
 METADATA = b"x-portkey-metadata"
 TRACE_ID = b"x-portkey-trace-id"
+REQUEST_ID = b"x-request-id"
 # Set by the proxy from what it sends, or meaningless once the body has been received here.
 _RECOMPUTED = frozenset({b"host", b"content-length", b"expect", METADATA})
 
@@ -37,6 +38,7 @@ class RequestHeaders:
     forward: RawHeaders = field(default_factory=list)
     identity: str | None = None
     metadata: str | None = None
+    request_id: str | None = None
     content_type: bytes = b""
     content_length: bytes | None = None
     chunked: bool = False
@@ -66,6 +68,9 @@ def split_request_headers(raw: RawHeaders, identity_header: bytes) -> RequestHea
             result.chunked = b"chunked" in value.lower()
         elif name == b"content-type":
             result.content_type = value
+            result.forward.append((name, value))
+        elif name == REQUEST_ID:
+            result.request_id = _text(value)
             result.forward.append((name, value))
         elif name not in HOP_BY_HOP and name not in _RECOMPUTED and name not in dropped:
             result.forward.append((name, value))

@@ -1,14 +1,15 @@
-"""The proxy's own routes: liveness and readiness."""
+"""The proxy's own routes: liveness, readiness and metrics."""
 
 from __future__ import annotations
 
 from fastapi import APIRouter, Request
-from fastapi.responses import JSONResponse
+from fastapi.responses import JSONResponse, Response
 
+from .metrics import CONTENT_TYPE, Metrics
 from .users import UserDirectory
 
 router = APIRouter()
-OWN_PATHS = frozenset({"/healthz", "/readyz"})
+OWN_PATHS = frozenset({"/healthz", "/readyz", "/metrics"})
 
 
 @router.get("/healthz")
@@ -22,3 +23,9 @@ async def readyz(request: Request) -> JSONResponse:
     if await directory.ping():
         return JSONResponse({"status": "ready", "mongodb": "reachable"})
     return JSONResponse({"status": "not ready", "mongodb": "unreachable"}, status_code=503)
+
+
+@router.get("/metrics")
+async def metrics(request: Request) -> Response:
+    registry: Metrics = request.app.state.metrics
+    return Response(registry.exposition(), media_type=CONTENT_TYPE)

@@ -2,19 +2,22 @@
 
 from __future__ import annotations
 
+import json
 import logging
 import sys
 import time
 from dataclasses import dataclass
 
+_TEXT_FORMAT = "%(asctime)s %(levelname)s %(name)s %(message)s"
 access_logger = logging.getLogger("portkey_user_proxy.access")
 logger = logging.getLogger("portkey_user_proxy")
 
 
-def configure_logging(level: str) -> None:
+def configure_logging(level: str, log_format: str = "text") -> None:
     """One format for the proxy's lines and uvicorn's (start-up, shutdown, server errors)."""
     handler = logging.StreamHandler(sys.stderr)
-    handler.setFormatter(logging.Formatter("%(asctime)s %(levelname)s %(name)s %(message)s"))
+    formatter = JsonFormatter() if log_format == "json" else logging.Formatter(_TEXT_FORMAT)
+    handler.setFormatter(formatter)
     root = logging.getLogger()
     root.handlers[:] = [handler]
     root.setLevel(level)
@@ -34,13 +37,14 @@ class AccessRecord:
     user: str = "-"
     attribution: str = "-"
     trace_id: str = "-"
+    request_id: str = "-"
 
     def emit(self) -> None:
         if not access_logger.isEnabledFor(logging.INFO):
             return
-        duration_ms = (time.perf_counter() - self.started) * 1000
+        duration_ms = round((time.perf_counter() - self.started) * 1000, 1)
         access_logger.info(
-            '"%s %s" %d %.1fms user=%s attribution=%s trace=%s',
+            '"%s %s" %d %.1fms user=%s attribution=%s trace=%s request=%s',
             self.method,
             self.path,
             self.status,
@@ -48,7 +52,28 @@ class AccessRecord:
             self.user,
             self.attribution,
             self.trace_id,
+            self.request_id,
+            extra={"access": {**{name: getattr(self, name) for name in _ACCESS_FIELDS}, "duration_ms": duration_ms}},
         )
+
+
+_ACCESS_FIELDS = ("method", "path", "status", "user", "attribution", "trace_id", "request_id")
+
+
+class JsonFormatter(logging.Formatter):
+    """One JSON object per line for log shippers; access lines carry their fields as keys."""
+
+    def format(self, record: logging.LogRecord) -> str:
+        entry: dict[str, object] = {
+            "time": self.formatTime(record),
+            "level": record.levelname,
+            "logger": record.name,
+            "message": record.getMessage(),
+        }
+        entry.update(getattr(record, "access", {}))
+        if record.exc_info:
+            entry["exception"] = self.formatException(record.exc_info)
+        return json.dumps(entry, ensure_ascii=False, default=str)
 
 
 class RateLimitedWarnings:

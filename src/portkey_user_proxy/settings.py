@@ -9,7 +9,7 @@ from __future__ import annotations
 import enum
 import logging
 import re
-from typing import Annotated
+from typing import Annotated, Literal
 from urllib.parse import urlsplit
 
 from pydantic import Field, ValidationError, field_validator
@@ -61,6 +61,8 @@ class Settings(BaseSettings):
 
     # Observability
     log_level: str = "INFO"
+    log_format: Literal["text", "json"] = "text"
+    metrics_per_user_tokens: bool = False
 
     @property
     def portkey_url_for_humans(self) -> str:

@@ -14,7 +14,7 @@ import logging
 import time
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass
-from typing import Any
+from typing import Any, Protocol
 
 from bson import ObjectId
 from pymongo import AsyncMongoClient
@@ -88,6 +88,20 @@ class Lookup:
         return self.outcome in (LookupOutcome.ERROR, LookupOutcome.TIMEOUT)
 
 
+class LookupObserver(Protocol):
+    def lookup(self, outcome: LookupOutcome) -> None: ...
+
+    def query_time(self, seconds: float) -> None: ...
+
+
+class _Unobserved:
+    def lookup(self, outcome: LookupOutcome) -> None:
+        pass
+
+    def query_time(self, seconds: float) -> None:
+        pass
+
+
 @dataclass(slots=True)
 class _Entry:
     user: User | None
@@ -104,6 +118,7 @@ class UserDirectory:
         timeout: float,
         max_entries: int,
         clock: Callable[[], float] = time.monotonic,
+        observer: LookupObserver | None = None,
     ) -> None:
         self._users = users
         self._ttl = ttl
@@ -111,10 +126,16 @@ class UserDirectory:
         self._timeout = timeout
         self._max_entries = max_entries
         self._clock = clock
+        self._observer = observer or _Unobserved()
         self._cache: dict[str, _Entry] = {}
         self._inflight: dict[str, asyncio.Task[Lookup]] = {}
 
     async def find(self, object_id: str) -> Lookup:
+        lookup = await self._cached_or_queried(object_id)
+        self._observer.lookup(lookup.outcome)
+        return lookup
+
+    async def _cached_or_queried(self, object_id: str) -> Lookup:
         entry = self._cache.get(object_id)
         if entry is not None and entry.fresh_until > self._clock():
             outcome = LookupOutcome.CACHE_HIT if entry.user else LookupOutcome.NOT_FOUND
@@ -145,6 +166,7 @@ class UserDirectory:
         return True
 
     async def _query(self, object_id: str) -> Lookup:
+        started = time.perf_counter()
         try:
             async with asyncio.timeout(self._timeout):
                 document = await self._users.find_one({"_id": ObjectId(object_id)}, _PROJECTION)
@@ -153,6 +175,8 @@ class UserDirectory:
         except Exception as exc:  # PyMongoError above all, but a bad document must not fail the request
             logger.warning("user lookup failed: %s", type(exc).__name__)
             return self._fallback(object_id, LookupOutcome.ERROR)
+        finally:
+            self._observer.query_time(time.perf_counter() - started)
         if document is None:
             self._store(object_id, None, self._unknown_ttl)
             return Lookup(None, LookupOutcome.NOT_FOUND)

@@ -1,0 +1,102 @@
+"""Prometheus metrics, served at `/metrics`.
+
+Each app owns its registry, so several apps in one process (tests, workers) never collide. Label
+values come from small fixed sets (route classes, status codes, outcomes), except the opt-in per-user
+token counters, whose label set grows with the number of users.
+"""
+
+from __future__ import annotations
+
+import re
+
+from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram
+from prometheus_client.exposition import CONTENT_TYPE_LATEST, generate_latest
+
+from .users import LookupOutcome
+
+CONTENT_TYPE = CONTENT_TYPE_LATEST
+
+# The OpenAI-style endpoints LibreChat calls, by the end of their path.
+_ROUTE_CLASSES = (
+    ("chat_completions", "/chat/completions"),
+    ("completions", "/completions"),
+    ("embeddings", "/embeddings"),
+    ("responses", "/responses"),
+    ("images", "/images/generations"),
+    ("audio", "/audio/transcriptions"),
+    ("audio", "/audio/speech"),
+    ("models", "/models"),
+)
+# A lookup that MongoDB answered was a cache miss; the metric says so in those words.
+_LOOKUP_LABELS = {LookupOutcome.FOUND: "miss"}
+_LATENCY_BUCKETS = (0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10, 30, 60, 120, 300, 600)
+_LOOKUP_BUCKETS = (0.0005, 0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5)
+_USAGE = re.compile(rb'"(prompt_tokens|completion_tokens|total_tokens)"\s*:\s*(\d+)')
+
+
+def route_class(path: str) -> str:
+    for name, suffix in _ROUTE_CLASSES:
+        if path.endswith(suffix):
+            return name
+    return "other"
+
+
+class Metrics:
+    def __init__(self, *, per_user_tokens: bool = False) -> None:
+        self.registry = CollectorRegistry(auto_describe=True)
+        self.per_user_tokens = per_user_tokens
+        prefix = "portkey_user_proxy_"
+        self.requests = Counter(
+            prefix + "requests",
+            "Proxied requests by route class and status.",
+            ["route", "status"],
+            registry=self.registry,
+        )
+        self.upstream_seconds = Histogram(
+            prefix + "upstream_duration_seconds",
+            "Time from sending a request upstream to the end of its response.",
+            ["route"],
+            buckets=_LATENCY_BUCKETS,
+            registry=self.registry,
+        )
+        self.first_byte_seconds = Histogram(
+            prefix + "upstream_first_byte_seconds",
+            "Time from sending a request upstream to the first byte of its response body (a stream's first event).",
+            ["route"],
+            buckets=_LATENCY_BUCKETS,
+            registry=self.registry,
+        )
+        self.open_streams = Gauge(
+            prefix + "open_streams", "Responses being streamed to clients right now.", registry=self.registry
+        )
+        self.lookups = Counter(prefix + "user_lookups", "User lookups by outcome.", ["outcome"], registry=self.registry)
+        self.lookup_seconds = Histogram(
+            prefix + "user_lookup_duration_seconds",
+            "Time spent asking MongoDB for a user (cache misses only).",
+            buckets=_LOOKUP_BUCKETS,
+            registry=self.registry,
+        )
+        self.attributions = Counter(
+            prefix + "attributions", "Requests by attribution outcome.", ["outcome"], registry=self.registry
+        )
+        self.tokens = Counter(
+            prefix + "user_tokens",
+            "Tokens per user from response usage (only with METRICS_PER_USER_TOKENS=true).",
+            ["user", "kind"],
+            registry=self.registry,
+        )
+
+    def lookup(self, outcome: LookupOutcome) -> None:
+        self.lookups.labels(_LOOKUP_LABELS.get(outcome, outcome.value)).inc()
+
+    def query_time(self, seconds: float) -> None:
+        self.lookup_seconds.observe(seconds)
+
+    def usage(self, user: str, tail: bytes) -> None:
+        """Count the tokens of the last `usage` object in a response's final bytes."""
+        found = {kind.decode(): int(count) for kind, count in _USAGE.findall(tail)}
+        for kind, count in found.items():
+            self.tokens.labels(user, kind.removesuffix("_tokens")).inc(count)
+
+    def exposition(self) -> bytes:
+        return generate_latest(self.registry)

@@ -1,0 +1,63 @@
+"""Log formats: readable text by default, one JSON object per line for log shippers."""
+
+from __future__ import annotations
+
+import json
+import logging
+import time
+from collections.abc import Iterator
+
+import pytest
+
+from portkey_user_proxy.logs import AccessRecord, RateLimitedWarnings, configure_logging
+
+
+@pytest.fixture(autouse=True)
+def restore_logging() -> Iterator[None]:
+    root = logging.getLogger()
+    handlers, level = root.handlers[:], root.level
+    yield
+    root.handlers[:], root.level = handlers, level
+
+
+def emit_access_line() -> None:
+    record = AccessRecord("POST", "/v1/chat/completions", time.perf_counter(), status=200, user="a@b.c")
+    record.attribution, record.trace_id, record.request_id = "resolved:cache_hit", "t-1", "r-1"
+    record.emit()
+
+
+def test_json_access_lines_carry_their_fields_as_keys(capsys: pytest.CaptureFixture[str]) -> None:
+    configure_logging("INFO", "json")
+
+    emit_access_line()
+
+    entry = json.loads(capsys.readouterr().err.strip().splitlines()[-1])
+    assert entry["logger"] == "portkey_user_proxy.access"
+    assert (entry["method"], entry["path"], entry["status"], entry["user"]) == (
+        "POST",
+        "/v1/chat/completions",
+        200,
+        "a@b.c",
+    )
+    assert (entry["trace_id"], entry["request_id"], entry["attribution"]) == ("t-1", "r-1", "resolved:cache_hit")
+    assert isinstance(entry["duration_ms"], float)
+
+
+def test_text_access_lines_read_as_one_line(capsys: pytest.CaptureFixture[str]) -> None:
+    configure_logging("INFO", "text")
+
+    emit_access_line()
+
+    line = capsys.readouterr().err.strip().splitlines()[-1]
+    assert '"POST /v1/chat/completions" 200 ' in line
+    assert "user=a@b.c attribution=resolved:cache_hit trace=t-1 request=r-1" in line
+
+
+def test_repeated_warnings_are_held_back_and_counted(caplog: pytest.LogCaptureFixture) -> None:
+    warnings = RateLimitedWarnings(interval=3600)
+
+    for _ in range(5):
+        warnings.warn("key", "same problem")
+    warnings.warn("other", "another problem")
+
+    assert [r.getMessage() for r in caplog.records] == ["same problem", "another problem"]

@@ -1,0 +1,78 @@
+"""`/metrics` in Prometheus text format: requests, upstream timings, streams, lookups, attribution."""
+
+from __future__ import annotations
+
+import httpx
+from prometheus_client.parser import text_string_to_metric_families
+
+from tests.conftest import MakeProxy, RunningProxy
+from tests.servers import Upstream
+
+USER_ID = "6651f0c2a1b2c3d4e5f60718"
+EMAIL = "timmanik@email.com"
+
+
+def scrape(proxy: RunningProxy) -> dict[tuple[str, tuple[tuple[str, str], ...]], float]:
+    response = httpx.get(proxy.url + "/metrics")
+    assert response.status_code == 200
+    assert response.headers["content-type"].startswith("text/plain")
+    samples = {}
+    for family in text_string_to_metric_families(response.text):
+        for sample in family.samples:
+            samples[(sample.name, tuple(sorted(sample.labels.items())))] = sample.value
+    return samples
+
+
+def chat(proxy: RunningProxy, **body: object) -> httpx.Response:
+    return httpx.post(proxy.url + "/v1/chat/completions", json={"user": USER_ID, "messages": [], **body})
+
+
+def test_requests_lookups_and_attributions_are_counted(proxy: RunningProxy, upstream: Upstream) -> None:
+    chat(proxy)
+    chat(proxy)
+    httpx.get(proxy.url + "/status/429")
+
+    samples = scrape(proxy)
+    prefix = "portkey_user_proxy_"
+    assert samples[(prefix + "requests_total", (("route", "chat_completions"), ("status", "200")))] == 2
+    assert samples[(prefix + "requests_total", (("route", "other"), ("status", "429")))] == 1
+    assert samples[(prefix + "user_lookups_total", (("outcome", "miss"),))] == 1
+    assert samples[(prefix + "user_lookups_total", (("outcome", "cache_hit"),))] == 1
+    assert samples[(prefix + "attributions_total", (("outcome", "resolved"),))] == 2
+    assert samples[(prefix + "attributions_total", (("outcome", "fallback"),))] == 1
+    assert samples[(prefix + "user_lookup_duration_seconds_count", ())] == 1
+    assert samples[(prefix + "upstream_duration_seconds_count", (("route", "chat_completions"),))] == 2
+    assert samples[(prefix + "upstream_first_byte_seconds_count", (("route", "chat_completions"),))] == 2
+    assert samples[(prefix + "open_streams", ())] == 0
+
+
+def test_open_streams_are_gauged_while_they_stream(proxy: RunningProxy, upstream: Upstream) -> None:
+    with httpx.stream("POST", proxy.url + "/gated-stream", json={"user": USER_ID}, timeout=5) as response:
+        lines = response.iter_lines()  # kept: a dropped iterator would close the stream early
+        assert next(lines)
+        assert scrape(proxy)[("portkey_user_proxy_open_streams", ())] == 1
+        for gate in upstream.gates:
+            gate.set()
+        assert [line for line in lines if line][-1] == "data: [DONE]"
+
+    assert scrape(proxy)[("portkey_user_proxy_open_streams", ())] == 0
+
+
+def test_per_user_tokens_are_off_by_default(proxy: RunningProxy, upstream: Upstream) -> None:
+    chat(proxy)
+
+    assert not [name for name, _ in scrape(proxy) if name.startswith("portkey_user_proxy_user_tokens")]
+
+
+def test_per_user_tokens_count_json_and_streamed_usage(make_proxy: MakeProxy, upstream: Upstream) -> None:
+    proxy = make_proxy(metrics_per_user_tokens=True)
+
+    chat(proxy)  # usage {"prompt_tokens": 5, "completion_tokens": 1, "total_tokens": 6}
+    with httpx.stream("POST", proxy.url + "/v1/chat/completions", json={"user": USER_ID, "stream": True}) as stream:
+        stream.read()  # final usage chunk: {"total_tokens": 6}
+
+    samples = scrape(proxy)
+    tokens = "portkey_user_proxy_user_tokens_total"
+    assert samples[(tokens, (("kind", "total"), ("user", EMAIL)))] == 12
+    assert samples[(tokens, (("kind", "prompt"), ("user", EMAIL)))] == 5
+    assert samples[(tokens, (("kind", "completion"), ("user", EMAIL)))] == 1
