@@ -1,5 +1,6 @@
 from __future__ import annotations
 
+import logging
 import threading
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass
@@ -22,6 +23,15 @@ FIXTURES = Path(__file__).parent / "fixtures"
 
 def load_fixture(name: str) -> Any:
     return json_util.loads((FIXTURES / name).read_text())
+
+
+@pytest.fixture
+def restore_logging() -> Iterator[None]:
+    """For tests that set up logging as a whole process would: the test process gets its own back."""
+    root = logging.getLogger()
+    handlers, level = root.handlers[:], root.level
+    yield
+    root.handlers[:], root.level = handlers, level
 
 
 @pytest.fixture

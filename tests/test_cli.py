@@ -3,8 +3,6 @@
 from __future__ import annotations
 
 import json
-import logging
-from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
@@ -16,13 +14,7 @@ from tests.servers import unused_port
 USER_ID = "6651f0c2a1b2c3d4e5f60718"
 
 
-@pytest.fixture(autouse=True)
-def restore_logging() -> Iterator[None]:
-    # main() sets up logging for a whole process; the test process must get its own back.
-    root = logging.getLogger()
-    handlers, level = root.handlers[:], root.level
-    yield
-    root.handlers[:], root.level = handlers, level
+pytestmark = pytest.mark.usefixtures("restore_logging")  # these tests set up logging as a process would
 
 
 @pytest.fixture

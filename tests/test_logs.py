@@ -3,21 +3,13 @@
 from __future__ import annotations
 
 import json
-import logging
 import time
-from collections.abc import Iterator
 
 import pytest
 
 from portkey_user_proxy.logs import AccessRecord, RateLimitedWarnings, configure_logging
 
-
-@pytest.fixture(autouse=True)
-def restore_logging() -> Iterator[None]:
-    root = logging.getLogger()
-    handlers, level = root.handlers[:], root.level
-    yield
-    root.handlers[:], root.level = handlers, level
+pytestmark = pytest.mark.usefixtures("restore_logging")  # these tests set up logging as a process would
 
 
 def emit_access_line() -> None:
