@@ -9,6 +9,7 @@ import httpx
 
 from .errors import ProxyError
 from .settings import Settings
+from .transport import LeanTransport
 
 # Node's default server keep-alive is 5 s (the self-hosted gateway runs on Node): close idle
 # connections before the server does, so a request never lands on a socket being torn down.
@@ -33,12 +34,12 @@ def build_http_client(settings: Settings) -> httpx.AsyncClient:
         write=settings.upstream_read_timeout_seconds,
         pool=settings.upstream_connect_timeout_seconds,
     )
-    limits = httpx.Limits(
-        max_connections=None,  # every open stream needs its own connection
-        max_keepalive_connections=256,
-        keepalive_expiry=_KEEPALIVE_EXPIRY_SECONDS,
-    )
-    return httpx.AsyncClient(timeout=timeout, limits=limits, cookies=_NoCookies(), follow_redirects=False)
+    # Every open stream holds its own connection, so the number of connections is not capped.
+    transport = LeanTransport(max_idle=256, keepalive_expiry=_KEEPALIVE_EXPIRY_SECONDS)
+    client = httpx.AsyncClient(transport=transport, timeout=timeout, cookies=_NoCookies(), follow_redirects=False)
+    # No default headers (httpx's accept, accept-encoding, user-agent): the client's own pass through.
+    client.headers = httpx.Headers()
+    return client
 
 
 def error_before_response(exc: httpx.HTTPError, settings: Settings) -> ProxyError:
