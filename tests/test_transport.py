@@ -41,7 +41,12 @@ def ok(body: bytes = b"hello") -> bytes:
     return b"HTTP/1.1 200 OK\r\ncontent-length: %d\r\n\r\n%s" % (len(body), body)
 
 
-def run(script: Script, scenario: Callable[[httpx.AsyncClient, str], Awaitable[Any]], **timeouts: float) -> Any:
+def run(
+    script: Script,
+    scenario: Callable[[httpx.AsyncClient, str], Awaitable[Any]],
+    transport: LeanTransport | None = None,
+    **timeouts: float,
+) -> Any:
     async def main() -> Any:
         connections = 0
 
@@ -56,7 +61,8 @@ def run(script: Script, scenario: Callable[[httpx.AsyncClient, str], Awaitable[A
         server = await asyncio.start_server(handle, "127.0.0.1", 0)
         port = server.sockets[0].getsockname()[1]
         timeout = httpx.Timeout(5.0, **timeouts)
-        async with server, httpx.AsyncClient(transport=LeanTransport(), timeout=timeout) as client:
+        client = httpx.AsyncClient(transport=transport or LeanTransport(), timeout=timeout)
+        async with server, client:
             result = await scenario(client, f"http://127.0.0.1:{port}")
         return result, connections
 
@@ -93,6 +99,24 @@ def test_request_head_carries_the_callers_headers_target_and_host() -> None:
     headers = dict(seen[0].headers)
     assert headers[b"x-portkey-metadata"] == b'{"_user":"a"}'
     assert headers[b"host"].startswith(b"127.0.0.1:")
+
+
+def test_connections_idle_past_their_keep_alive_are_closed_without_a_new_request() -> None:
+    closed = asyncio.Event()
+
+    async def script(_: int, reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+        await read_request(reader)
+        writer.write(ok())
+        if await reader.read() == b"":
+            closed.set()
+
+    async def scenario(client: httpx.AsyncClient, url: str) -> bool:
+        await client.post(url, content=b"x")
+        await asyncio.wait_for(closed.wait(), 2)
+        return closed.is_set()
+
+    was_closed, _ = run(script, scenario, LeanTransport(keepalive_expiry=0.1))
+    assert was_closed
 
 
 def test_a_streamed_request_body_goes_out_chunked_and_whole() -> None:
