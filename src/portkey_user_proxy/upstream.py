@@ -2,9 +2,6 @@
 
 from __future__ import annotations
 
-from http.cookiejar import Cookie, CookieJar
-from typing import Any
-
 import httpx
 
 from .errors import ProxyError
@@ -16,14 +13,28 @@ from .transport import LeanTransport
 _KEEPALIVE_EXPIRY_SECONDS = 4.0
 
 
-class _NoCookies(CookieJar):
+class _NoCookies(httpx.Cookies):
     """httpx stores `Set-Cookie` in its client and replays it on later requests, across users."""
 
-    def set_cookie(self, cookie: Cookie) -> None:
+    def extract_cookies(self, response: httpx.Response) -> None:
+        return None  # also skips building urllib's request objects for each response
+
+    def set_cookie_header(self, request: httpx.Request) -> None:
         return None
 
-    def extract_cookies(self, response: Any, request: Any) -> None:
-        return None
+
+class _UpstreamClient(httpx.AsyncClient):
+    """An httpx client whose cookie store is always empty."""
+
+    _no_cookies = _NoCookies()
+
+    @property
+    def cookies(self) -> httpx.Cookies:
+        return self._no_cookies
+
+    @cookies.setter
+    def cookies(self, cookies: object) -> None:
+        raise AttributeError("the upstream client keeps no cookies")
 
 
 def build_http_client(settings: Settings) -> httpx.AsyncClient:
@@ -36,7 +47,7 @@ def build_http_client(settings: Settings) -> httpx.AsyncClient:
     )
     # Every open stream holds its own connection, so the number of connections is not capped.
     transport = LeanTransport(max_idle=256, keepalive_expiry=_KEEPALIVE_EXPIRY_SECONDS)
-    client = httpx.AsyncClient(transport=transport, timeout=timeout, cookies=_NoCookies(), follow_redirects=False)
+    client = _UpstreamClient(transport=transport, timeout=timeout, follow_redirects=False)
     # No default headers (httpx's accept, accept-encoding, user-agent): the client's own pass through.
     client.headers = httpx.Headers()
     return client
