@@ -43,18 +43,19 @@ class Plan:
     wrk_seconds: float
     ttfe_streams: int  # sequential streams per target and round, concurrency 1
     concurrent_streams: int
-    stream_events: int  # chunks per stream in the concurrent test
+    stream_events: int  # chunks per stream in the concurrent test: they outlast the arrivals
     stream_every_ms: int
+    arrival_seconds: float  # the concurrent streams arrive evenly over this time
     body_repeats: dict[int, int]  # body size -> requests per target and round
     memory_streams: tuple[int, ...]
 
     @classmethod
     def full(cls) -> Plan:
-        return cls(5, 5.0, 40, 200, 50, 20, {1 << 20: 8, 8 << 20: 4}, (100, 500, 1000))
+        return cls(5, 5.0, 40, 200, 100, 20, 1.0, {1 << 20: 8, 8 << 20: 4}, (100, 500, 1000))
 
     @classmethod
     def quick(cls) -> Plan:
-        return cls(2, 2.0, 15, 200, 25, 20, {1 << 20: 4, 8 << 20: 2}, (100, 500))
+        return cls(2, 2.0, 15, 200, 100, 20, 1.0, {1 << 20: 4, 8 << 20: 2}, (100, 500))
 
 
 @dataclass
@@ -70,8 +71,9 @@ class Results:
 
 
 class Bench:
-    def __init__(self, plan: Plan, work: Path, stack: ExitStack) -> None:
+    def __init__(self, plan: Plan, work: Path, stack: ExitStack, proxy_src: Path | None = None) -> None:
         self.plan = plan
+        self.proxy_src = proxy_src
         self.work = work
         self.stack = stack
         self.finds_file = work / "mongo-finds"
@@ -106,6 +108,8 @@ class Bench:
             "MONGO_URI": self.mongo_uri,
             "WEB_CONCURRENCY": "1",
         }
+        if self.proxy_src is not None:  # another checkout's code, e.g. to compare two revisions
+            env["PYTHONPATH"] = str(self.proxy_src)
         command = [sys.executable, "-m", "portkey_user_proxy", "serve", "--host", "127.0.0.1", "--port", str(port)]
         service = Service(name, pinned(command, PROXY_CPU), self.work, env)
         try:
@@ -198,26 +202,34 @@ async def measure_streams(plan: Plan, ports: dict[str, int], results: Results) -
     timed = f"{PATH}?events={plan.stream_events}&every={plan.stream_every_ms}"
     bodies = [chat_body(user_id(n % USER_COUNT), 2048, stream=True) for n in range(plan.concurrent_streams)]
     for target in TARGETS:  # warm-up
-        await _concurrent_streams(ports[target], timed, bodies)
+        await _concurrent_streams(ports[target], timed, bodies, plan.arrival_seconds)
     for number in range(plan.rounds):
         for target in TARGETS:
             connection = Connection(ports[target])
-            firsts = [
-                (await connection.stream(short, bodies[n % USER_COUNT])).first_event for n in range(plan.ttfe_streams)
-            ]
+            firsts = [(await connection.stream(short, bodies[n])).first_event for n in range(plan.ttfe_streams)]
             connection.close()
             results.add("ttfe_c1_p50_ms", target, median(firsts) * 1000)
         for target in TARGETS:
-            timings = await _concurrent_streams(ports[target], timed, bodies)
+            timings = await _concurrent_streams(ports[target], timed, bodies, plan.arrival_seconds)
             gaps = [gap for timing in timings for gap in timing.gaps]
             results.add("streams_ttfe_p99_ms", target, percentile([t.first_event for t in timings], 99) * 1000)
             results.add("streams_gap_p99_ms", target, percentile(gaps, 99) * 1000)
             results.add("streams_gap_max_ms", target, max(gaps) * 1000)
+        for target in TARGETS:
+            timings = await _concurrent_streams(ports[target], timed, bodies, 0.0)
+            results.add("burst_ttfe_p99_ms", target, percentile([t.first_event for t in timings], 99) * 1000)
         _progress(f"stream round {number + 1}/{plan.rounds}")
 
 
-async def _concurrent_streams(port: int, target: str, bodies: list[bytes]) -> list[StreamTiming]:
-    return list(await asyncio.gather(*(one_stream(port, target, body) for body in bodies)))
+async def _concurrent_streams(port: int, target: str, bodies: list[bytes], spread: float) -> list[StreamTiming]:
+    """One stream per body, started evenly over `spread` seconds (all at once when 0)."""
+
+    async def later(delay: float, body: bytes) -> StreamTiming:
+        await asyncio.sleep(delay)
+        return await one_stream(port, target, body)
+
+    step = spread / len(bodies)
+    return list(await asyncio.gather(*(later(n * step, body) for n, body in enumerate(bodies))))
 
 
 async def measure_bodies(plan: Plan, ports: dict[str, int], results: Results) -> None:
@@ -351,6 +363,7 @@ def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(prog="python -m bench", description=__doc__)
     parser.add_argument("--quick", action="store_true", help="fewer and shorter rounds (about a minute)")
     parser.add_argument("--keep", action="store_true", help="keep the work folder with configs and logs")
+    parser.add_argument("--proxy-src", type=Path, help="run the proxy from this src/ folder (another checkout)")
     args = parser.parse_args(argv)
     if missing := _missing_tools():
         print(
@@ -368,7 +381,7 @@ def main(argv: list[str] | None = None) -> int:
     with ExitStack() as stack:
         if not args.keep:
             stack.callback(shutil.rmtree, work, ignore_errors=True)
-        run(plan, Bench(plan, work, stack), results)
+        run(plan, Bench(plan, work, stack, args.proxy_src), results)
     RESULTS.mkdir(exist_ok=True)
     saved = RESULTS / time.strftime("run-%Y%m%d-%H%M%S.json")
     saved.write_text(json.dumps(asdict(results), indent=2, default=str))
