@@ -30,11 +30,13 @@ import uvloop
 from . import nginx, report, wrk
 from .clients import Connection, StreamTiming, one_stream
 from .payloads import PATH, USER_COUNT, chat_body, user_id
-from .processes import LOAD_CPU, PROXY_CPU, Service, free_port, pinned, wait_for_port
+from .processes import LOAD_CPU, PROXY_CPU, Service, cpu_seconds, free_port, pinned, wait_for_port
 from .stats import median, percentile
 
 TARGETS = ("direct", "nginx", "proxy")
 RESULTS = Path(__file__).parent / "results"
+# Memory is read this long after a burst's streams end: past the upstream keep-alive (4 s).
+AFTER_CLOSE_SECONDS = 6.0
 
 
 @dataclass(frozen=True, slots=True)
@@ -140,7 +142,7 @@ def run(plan: Plan, bench: Bench, results: Results) -> None:
             "proxy": proxy_port(bench),
         }
         warm_cache(bench, results, "nonstream", ports["proxy"])
-        measure_nonstream(plan, bench, ports, results)
+        measure_nonstream(plan, bench, ports, proxy.pid, results)
         results.mongo_finds["nonstream_measured"] = bench.finds() - results.mongo_finds["nonstream_warm"]
     with bench.proxy("proxy-stream", bench.ports["origin_stream"]) as proxy:
         ports = {
@@ -152,11 +154,12 @@ def run(plan: Plan, bench: Bench, results: Results) -> None:
         uvloop.run(measure_streams(plan, ports, results))
         uvloop.run(measure_bodies(plan, ports, results))
         results.mongo_finds["stream_measured"] = bench.finds() - start
-    # A fresh process, so the baseline is not inflated by the 8 MiB bodies measured before.
-    with bench.proxy("proxy-memory", bench.ports["origin_stream"]) as proxy:
-        start = warm_cache(bench, results, "memory", bench.ports["proxy"])
-        uvloop.run(measure_memory(plan, bench.ports["proxy"], bench.ports["origin_stream"], proxy, results))
-        results.mongo_finds["memory_measured"] = bench.finds() - start
+    # A fresh process for each size: its baseline is not inflated by bodies or bursts measured before.
+    for count in plan.memory_streams:
+        with bench.proxy(f"proxy-memory-{count}", bench.ports["origin_stream"]) as proxy:
+            start = warm_cache(bench, results, f"memory{count}", bench.ports["proxy"])
+            uvloop.run(measure_memory(count, bench.ports["proxy"], bench.ports["origin_stream"], proxy, results))
+            results.mongo_finds[f"memory{count}_measured"] = bench.finds() - start
 
 
 def proxy_port(bench: Bench) -> int:
@@ -181,16 +184,20 @@ def warm_cache(bench: Bench, results: Results, phase: str, port: int) -> int:
     return after
 
 
-def measure_nonstream(plan: Plan, bench: Bench, ports: dict[str, int], results: Results) -> None:
+def measure_nonstream(plan: Plan, bench: Bench, ports: dict[str, int], proxy_pid: int, results: Results) -> None:
     script = wrk.write_script(bench.work)
     for target in TARGETS:  # warm-up: connection pools, the proxy's code paths
         wrk.run(script, ports[target], 16, 1)
     for number in range(plan.rounds):
         for connections in (1, 16):
             for target in TARGETS:
+                cpu = cpu_seconds(proxy_pid)
                 result = wrk.run(script, ports[target], connections, plan.wrk_seconds)
                 if result.errors:
                     raise RuntimeError(f"{target}: {result.errors} failed requests under wrk")
+                if target == "proxy":
+                    cpu_us = (cpu_seconds(proxy_pid) - cpu) * 1e6 / (result.rps * plan.wrk_seconds)
+                    results.add(f"c{connections}_cpu_us_per_request", target, cpu_us)
                 results.add(f"c{connections}_p50_ms", target, result.p50_ms)
                 results.add(f"c{connections}_p99_ms", target, result.p99_ms)
                 results.add(f"c{connections}_rps", target, result.rps)
@@ -251,14 +258,14 @@ async def measure_bodies(plan: Plan, ports: dict[str, int], results: Results) ->
         _progress(f"body round {number + 1}/{plan.rounds}")
 
 
-async def measure_memory(plan: Plan, port: int, origin_port: int, proxy: Service, results: Results) -> None:
-    """Proxy RSS with N slow streams open (one event a second), and after they end."""
+async def measure_memory(count: int, port: int, origin_port: int, proxy: Service, results: Results) -> None:
+    """Proxy RSS with `count` slow streams open (one event a second), after they end, and after a second burst."""
     target = f"{PATH}?events=0&every=1000"
     body = chat_body(user_id(2), 2048, stream=True)
 
-    async def burst(count: int) -> int:
-        """Open `count` streams; return the RSS while they are all open, once they have all ended."""
-        streams = await _open_streams(port, target, body, count)
+    async def burst(size: int) -> int:
+        """Open `size` streams; return the RSS while they are all open, once they have all ended."""
+        streams = await _open_streams(port, target, body, size)
         await asyncio.sleep(1.5)
         open_rss = max([proxy.rss_kib(), await _after(0.5, proxy), await _after(0.5, proxy)])
         ender = Connection(origin_port)
@@ -268,23 +275,24 @@ async def measure_memory(plan: Plan, port: int, origin_port: int, proxy: Service
         return open_rss
 
     await burst(50)  # warm-up: imports and first allocations on the stream path
-    baseline = await _after(3, proxy)
-    for count in plan.memory_streams:
-        before = proxy.rss_kib()
-        open_rss = await burst(count)
-        after = await _after(3, proxy)
-        results.memory.append(
-            {
-                "streams": count,
-                "baseline_kib": baseline,
-                "before_kib": before,
-                "open_kib": open_rss,
-                "per_stream_kib": (open_rss - before) / count,
-                "after_kib": after,
-                "after_vs_baseline": after / baseline - 1,
-            }
-        )
-        _progress(f"memory: {count} streams")
+    baseline = await _after(AFTER_CLOSE_SECONDS, proxy)
+    open_rss = await burst(count)
+    after = await _after(AFTER_CLOSE_SECONDS, proxy)
+    await burst(count)  # the same again: a leak would grow, reused memory does not
+    after_second = await _after(AFTER_CLOSE_SECONDS, proxy)
+    results.memory.append(
+        {
+            "streams": count,
+            "baseline_kib": baseline,
+            "open_kib": open_rss,
+            "per_stream_kib": (open_rss - baseline) / count,
+            "after_kib": after,
+            "after_vs_baseline": after / baseline - 1,
+            "after_second_kib": after_second,
+            "after_second_vs_baseline": after_second / baseline - 1,
+        }
+    )
+    _progress(f"memory: {count} streams")
 
 
 async def _open_streams(port: int, target: str, body: bytes, count: int) -> list[asyncio.Future[StreamTiming]]:
