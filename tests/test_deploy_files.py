@@ -353,7 +353,14 @@ def test_env_example_comments_each_variable_in_one_line_under_a_group():
         assert header, f"{variable} is under no group header"
     headers = [h for _, _, _, h in env_example_entries()]
     groups = list(dict.fromkeys(headers))
-    assert groups == ["Portkey", "MongoDB", "Identity", "User cache and timeouts", "Server and observability"]
+    assert groups == [
+        "Portkey",
+        "MongoDB",
+        "Identity",
+        "User cache and timeouts",
+        "Access and limits",
+        "Server and observability",
+    ]
 
 
 def test_env_example_shows_the_defaults_the_proxy_has():

@@ -28,9 +28,11 @@ from .headers import (
     split_request_headers,
 )
 from .identity import Identity, identify
+from .inbound_auth import inbound_key
 from .logs import AccessRecord, RateLimitedWarnings, logger
 from .metadata import build_metadata
 from .metrics import Metrics, route_class
+from .portkey_defaults import portkey_defaults
 from .settings import Settings
 from .upstream import error_before_response
 from .users import UserDirectory
@@ -54,6 +56,8 @@ class Forwarder:
         self._base = base
         self._base_path = base.raw_path.rstrip(b"/")
         self._warnings = RateLimitedWarnings()
+        self._inbound_key = inbound_key(settings)
+        self._portkey_defaults = portkey_defaults(settings)
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
         record = AccessRecord(scope["method"], scope["path"], time.perf_counter())
@@ -69,7 +73,8 @@ class Forwarder:
             record.emit()
 
     async def _proxy(self, scope: Scope, receive: Receive, send: Send, record: AccessRecord) -> None:
-        headers = split_request_headers(scope["headers"], self._identity_header)
+        raw = scope["headers"] if self._inbound_key is None else self._inbound_key.admit(scope["headers"])
+        headers = split_request_headers(raw, self._identity_header)
         record.request_id = headers.request_id or uuid.uuid4().hex
         body, parsed = await self._read_json_body(headers, receive)
         identity = identify(headers.identity, parsed.get("user") if parsed else None)
@@ -79,6 +84,8 @@ class Forwarder:
             raise _refusal(attribution)
 
         outgoing = self._outgoing_headers(headers, attribution)
+        if self._portkey_defaults is not None:
+            outgoing = self._portkey_defaults.apply(outgoing)
         if headers.request_id is None:
             outgoing.append((REQUEST_ID, record.request_id.encode()))
         if parsed is not None and body is not None and self._wants_stream_usage(scope):

@@ -12,7 +12,7 @@ import re
 from typing import Annotated, Literal
 from urllib.parse import urlsplit
 
-from pydantic import Field, ValidationError, field_validator
+from pydantic import Field, SecretStr, ValidationError, ValidationInfo, field_validator
 from pydantic_settings import BaseSettings, SettingsConfigDict
 from pymongo import uri_parser
 from pymongo.errors import PyMongoError
@@ -20,6 +20,9 @@ from pymongo.errors import PyMongoError
 logger = logging.getLogger("portkey_user_proxy")
 
 _HEADER_NAME = re.compile(r"[!#$%&'*+.^_`|~0-9a-z-]+")  # RFC 9110 token characters
+_KEY = re.compile(r"[\x21-\x7e]+")  # visible ASCII: a key travels in a header
+_MIN_SECRET_LENGTH = 16
+_TOO_SHORT = f"must be at least {_MIN_SECRET_LENGTH} characters, e.g. from `openssl rand -hex 32`"
 Seconds = Annotated[float, Field(gt=0, allow_inf_nan=False)]
 
 
@@ -35,6 +38,10 @@ class Settings(BaseSettings):
 
     # Portkey
     portkey_url: str = "https://api.portkey.ai"
+    portkey_api_key: SecretStr | None = None
+    portkey_virtual_key: str | None = None
+    portkey_provider: str | None = None
+    portkey_config: Annotated[str | None, Field(validate_default=True)] = None
 
     # MongoDB (LibreChat's own variable)
     mongo_uri: str = "mongodb://127.0.0.1:27017/LibreChat"
@@ -55,6 +62,10 @@ class Settings(BaseSettings):
     upstream_read_timeout_seconds: Seconds = 600.0
     shutdown_grace_seconds: Annotated[float, Field(ge=0, allow_inf_nan=False)] = 30.0
     max_request_body_bytes: Annotated[int, Field(ge=1024)] = 64 * 1024 * 1024
+
+    # Inbound access
+    proxy_api_key: SecretStr | None = None
+    metrics_require_proxy_api_key: bool = False
 
     # Server
     web_concurrency: Annotated[int, Field(ge=1)] = 1
@@ -111,6 +122,57 @@ class Settings(BaseSettings):
         if level not in ("DEBUG", "INFO", "WARNING", "ERROR", "CRITICAL"):
             raise ValueError("must be one of DEBUG, INFO, WARNING, ERROR, CRITICAL")
         return level
+
+    @field_validator(
+        "portkey_api_key",
+        "portkey_virtual_key",
+        "portkey_provider",
+        "portkey_config",
+        "proxy_api_key",
+        mode="before",
+    )
+    @classmethod
+    def _blank_is_unset(cls, value: object) -> object:
+        # `PROXY_API_KEY=` in a .env file switches the setting off; it is not an empty key.
+        return None if isinstance(value, str) and not value.strip() else value
+
+    @field_validator("portkey_api_key", "proxy_api_key")
+    @classmethod
+    def _key_fits_a_header(cls, value: SecretStr | None) -> SecretStr | None:
+        if value is not None and not _KEY.fullmatch(value.get_secret_value()):
+            raise ValueError("must be printable ASCII without spaces: it travels in an HTTP header")
+        return value
+
+    @field_validator("proxy_api_key")
+    @classmethod
+    def _proxy_key_is_long_enough(cls, value: SecretStr | None) -> SecretStr | None:
+        if value is not None and len(value.get_secret_value()) < _MIN_SECRET_LENGTH:
+            raise ValueError(_TOO_SHORT)
+        return value
+
+    @field_validator("portkey_virtual_key", "portkey_provider", "portkey_config")
+    @classmethod
+    def _portkey_header_value(cls, value: str | None) -> str | None:
+        if value is not None and not (value.isascii() and value.isprintable()):
+            raise ValueError("must be printable ASCII: it is sent to Portkey as a header")
+        return value.strip() if value is not None else None
+
+    @field_validator("portkey_config")
+    @classmethod
+    def _one_routing_default(cls, value: str | None, info: ValidationInfo) -> str | None:
+        chosen = [info.data.get("portkey_virtual_key"), info.data.get("portkey_provider"), value]
+        if sum(1 for default in chosen if default) > 1:
+            raise ValueError(
+                "set only one of PORTKEY_VIRTUAL_KEY, PORTKEY_PROVIDER and PORTKEY_CONFIG: each routes on its own"
+            )
+        return value
+
+    @field_validator("metrics_require_proxy_api_key")
+    @classmethod
+    def _metrics_key_needs_a_key(cls, value: bool, info: ValidationInfo) -> bool:
+        if value and info.data.get("proxy_api_key") is None:
+            raise ValueError("needs PROXY_API_KEY: it is the key /metrics would ask for")
+        return value
 
 
 class SettingsError(Exception):

@@ -1,0 +1,98 @@
+"""Portkey key custody: the proxy's Portkey key and routing default fill in what a request lacks."""
+
+from __future__ import annotations
+
+import httpx
+import pytest
+
+from portkey_user_proxy.portkey_defaults import PortkeyDefaults, portkey_defaults
+from portkey_user_proxy.settings import SettingsError, load_settings
+from tests.conftest import MakeProxy
+from tests.servers import Upstream
+
+PORTKEY_KEY = "pk-held-by-the-proxy"
+PROXY_KEY = "proxy-key-0123456789abcdef"
+USER_ID = "6651f0c2a1b2c3d4e5f60718"
+HELD = PortkeyDefaults(api_key=PORTKEY_KEY, routing=(b"x-portkey-virtual-key", "vk-default"))
+
+
+def test_a_request_without_portkey_headers_gets_the_key_and_the_routing() -> None:
+    outgoing = HELD.apply([(b"content-type", b"application/json")])
+
+    assert outgoing == [
+        (b"content-type", b"application/json"),
+        (b"x-portkey-api-key", PORTKEY_KEY.encode()),
+        (b"x-portkey-virtual-key", b"vk-default"),
+    ]
+
+
+def test_a_requests_own_values_win() -> None:
+    own = [(b"x-portkey-api-key", b"pk-own"), (b"x-portkey-virtual-key", b"vk-own")]
+
+    assert HELD.apply(list(own)) == own
+
+
+@pytest.mark.parametrize("routing", [b"x-portkey-virtual-key", b"x-portkey-provider", b"x-portkey-config"])
+def test_any_routing_header_of_the_request_keeps_the_default_out(routing: bytes) -> None:
+    outgoing = HELD.apply([(routing, b"own-route")])
+
+    assert outgoing == [(routing, b"own-route"), (b"x-portkey-api-key", PORTKEY_KEY.encode())]
+
+
+@pytest.mark.parametrize("value", [b"", b"  ", b"${PORTKEY_API_KEY}", b"${ PORTKEY_API_KEY }"])
+def test_blank_or_unresolved_values_are_replaced(value: bytes) -> None:
+    # LibreChat sends `${VAR}` literally when VAR is missing from its own environment.
+    outgoing = HELD.apply([(b"x-portkey-api-key", value), (b"x-portkey-virtual-key", value)])
+
+    assert outgoing == [(b"x-portkey-api-key", PORTKEY_KEY.encode()), (b"x-portkey-virtual-key", b"vk-default")]
+
+
+def test_nothing_configured_means_nothing_to_do() -> None:
+    assert portkey_defaults(load_settings(_env_file=None)) is None
+
+
+@pytest.mark.parametrize(
+    ("setting", "header"),
+    [
+        ("portkey_virtual_key", b"x-portkey-virtual-key"),
+        ("portkey_provider", b"x-portkey-provider"),
+        ("portkey_config", b"x-portkey-config"),
+    ],
+)
+def test_each_routing_default_goes_out_under_its_header(setting: str, header: bytes) -> None:
+    defaults = portkey_defaults(load_settings(_env_file=None, **{setting: " route-1 "}))
+
+    assert defaults is not None
+    assert defaults.apply([]) == [(header, b"route-1")]
+
+
+def test_only_one_routing_default_may_be_set() -> None:
+    with pytest.raises(SettingsError) as refused:
+        load_settings(_env_file=None, portkey_virtual_key="vk", portkey_provider="@openai")
+
+    assert "set only one of PORTKEY_VIRTUAL_KEY, PORTKEY_PROVIDER and PORTKEY_CONFIG" in str(refused.value)
+
+
+def test_header_breaking_values_are_refused() -> None:
+    with pytest.raises(SettingsError, match="PORTKEY_CONFIG: must be printable ASCII"):
+        load_settings(_env_file=None, portkey_config="pc-1\r\nx-injected: 1")
+    with pytest.raises(SettingsError, match="PORTKEY_API_KEY: must be printable ASCII without spaces"):
+        load_settings(_env_file=None, portkey_api_key="pk with space")
+
+
+def test_librechat_needs_no_portkey_secret(make_proxy: MakeProxy, upstream: Upstream) -> None:
+    proxy = make_proxy(proxy_api_key=PROXY_KEY, portkey_api_key=PORTKEY_KEY, portkey_provider="@openai-prod")
+
+    response = httpx.post(
+        proxy.url + "/v1/chat/completions",
+        json={"user": USER_ID, "messages": []},
+        headers={"authorization": f"Bearer {PROXY_KEY}"},  # all LibreChat's apiKey holds now
+        timeout=10,
+    )
+
+    assert response.status_code == 200
+    sent = upstream.last.headers
+    assert sent["x-portkey-api-key"] == PORTKEY_KEY
+    assert sent["x-portkey-provider"] == "@openai-prod"
+    assert "authorization" not in sent
+    assert [name for name, _ in upstream.last.header_list].count("x-portkey-api-key") == 1
