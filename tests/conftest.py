@@ -14,6 +14,7 @@ from pymongo import AsyncMongoClient, monitoring
 from portkey_user_proxy import Settings, create_app
 from portkey_user_proxy.app import ProxyApp
 from portkey_user_proxy.metrics import Metrics
+from portkey_user_proxy.request_head import server_options
 from portkey_user_proxy.users import Lookup, UserDirectory
 from tests.mongo import RealMongo, StandInMongo, real_mongo_uri
 from tests.servers import ServerThread, Upstream
@@ -143,7 +144,11 @@ def start_proxy(settings: Settings) -> RunningProxy:
         observer=metrics,
     )
     app = create_app(settings, directory=directory, metrics=metrics)
-    server = ServerThread(app, server_header=False, date_header=False).start()
+    # The server options `serve` uses: the same HTTP protocol and request-head bound.
+    server = ServerThread(
+        app, server_header=False, date_header=False, **server_options(settings.max_request_head_bytes)
+    )
+    server.start()
     return RunningProxy(server.url, app, counter, directory, server)
 
 

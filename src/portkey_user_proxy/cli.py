@@ -14,6 +14,7 @@ from .attribution import AttributionOutcome, attribute
 from .identity import identify
 from .logs import configure_logging
 from .metadata import build_metadata
+from .request_head import server_options
 from .settings import Settings, SettingsError, load_settings
 
 EXIT_UNKNOWN_USER = 1
@@ -55,6 +56,7 @@ def _serve(settings: Settings, host: str, port: int) -> int:
         date_header=False,
         timeout_graceful_shutdown=math.ceil(settings.shutdown_grace_seconds),
         proxy_headers=False,
+        **server_options(settings.max_request_head_bytes),
     )
     return 0
 

@@ -29,6 +29,7 @@ from .headers import (
 )
 from .identity import Identity, identify
 from .inbound_auth import inbound_key
+from .limits import UpstreamSlots, capped, check_declared_length
 from .logs import AccessRecord, RateLimitedWarnings, logger
 from .metadata import build_metadata
 from .metrics import Metrics, route_class
@@ -58,6 +59,7 @@ class Forwarder:
         self._warnings = RateLimitedWarnings()
         self._inbound_key = inbound_key(settings)
         self._portkey_defaults = portkey_defaults(settings)
+        self._upstream_slots = UpstreamSlots(settings.max_concurrent_upstream_requests)
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
         record = AccessRecord(scope["method"], scope["path"], time.perf_counter())
@@ -75,6 +77,7 @@ class Forwarder:
     async def _proxy(self, scope: Scope, receive: Receive, send: Send, record: AccessRecord) -> None:
         raw = scope["headers"] if self._inbound_key is None else self._inbound_key.admit(scope["headers"])
         headers = split_request_headers(raw, self._identity_header)
+        check_declared_length(headers, self._settings.max_request_body_bytes)
         record.request_id = headers.request_id or uuid.uuid4().hex
         body, parsed = await self._read_json_body(headers, receive)
         identity = identify(headers.identity, parsed.get("user") if parsed else None)
@@ -96,12 +99,15 @@ class Forwarder:
             content = stream_body(receive, body_received)
             if headers.content_length is not None:
                 outgoing.append((b"content-length", headers.content_length))
+            else:
+                content = capped(content, self._settings.max_request_body_bytes)
         else:
             body_received.set()
 
         request = self._client.build_request(scope["method"], self._url(scope), headers=outgoing, content=content)
-        async with CancelOnDisconnect(receive, body_received) as watch:
-            await self._exchange(request, send, record)
+        with self._upstream_slots:
+            async with CancelOnDisconnect(receive, body_received) as watch:
+                await self._exchange(request, send, record)
         if watch.disconnected:
             record.status = CLIENT_CLOSED
 

@@ -67,6 +67,10 @@ class Settings(BaseSettings):
     proxy_api_key: SecretStr | None = None
     metrics_require_proxy_api_key: bool = False
 
+    # Limits
+    max_concurrent_upstream_requests: Annotated[int, Field(ge=0)] = 0
+    max_request_head_bytes: Annotated[int, Field(ge=1024)] = 64 * 1024
+
     # Server
     web_concurrency: Annotated[int, Field(ge=1)] = 1
 
