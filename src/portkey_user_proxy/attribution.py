@@ -8,11 +8,12 @@ from dataclasses import dataclass, field
 
 from .identity import Identity
 from .settings import UnresolvedUserPolicy
+from .user_value import UserValueOf, email_of
 from .users import UserDirectory
 
 
 class AttributionOutcome(enum.StrEnum):
-    RESOLVED = "resolved"  # `_user` is the user's email
+    RESOLVED = "resolved"  # `_user` is the user's email, or what PORTKEY_USER_VALUE puts in its place
     FALLBACK = "fallback"  # `_user` is the raw id, or absent when the request named nobody
     REJECTED = "rejected"  # refused under the fail-closed policy
 
@@ -30,7 +31,9 @@ class Attribution:
         return self.outcome is AttributionOutcome.REJECTED
 
 
-async def attribute(identity: Identity, directory: UserDirectory, policy: UnresolvedUserPolicy) -> Attribution:
+async def attribute(
+    identity: Identity, directory: UserDirectory, policy: UnresolvedUserPolicy, user_value: UserValueOf = email_of
+) -> Attribution:
     if identity.raw is None:
         return _unresolved(identity, "no_identity", policy, status=403)
     object_id = identity.object_id
@@ -38,7 +41,7 @@ async def attribute(identity: Identity, directory: UserDirectory, policy: Unreso
         return _unresolved(identity, "not_an_object_id", policy, status=403)
     lookup = await directory.find(object_id)
     if lookup.user is not None and lookup.user.email:
-        return Attribution(AttributionOutcome.RESOLVED, lookup.user.email, lookup.outcome, lookup.user.fields)
+        return Attribution(AttributionOutcome.RESOLVED, user_value(lookup.user), lookup.outcome, lookup.user.fields)
     if lookup.user is not None:
         return _unresolved(identity, "no_email", policy, status=403)
     status = 503 if lookup.mongo_failed else 403

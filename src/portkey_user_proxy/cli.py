@@ -16,6 +16,7 @@ from .logs import configure_logging
 from .metadata import build_metadata
 from .request_head import server_options
 from .settings import Settings, SettingsError, load_settings
+from .user_value import user_value_of
 
 EXIT_UNKNOWN_USER = 1
 EXIT_BAD_SETTINGS = 2
@@ -70,7 +71,8 @@ async def _check_user(settings: Settings, user: str, metadata: str | None) -> in
                 print(f"the email {user!r} is not known to LibreChat's MongoDB", file=sys.stderr)
                 return EXIT_UNKNOWN_USER
             user = found.id
-        attribution = await attribute(identify(None, user), directory, settings.unresolved_user_policy)
+        user_value = user_value_of(settings.portkey_user_value, settings.user_hash_secret)
+        attribution = await attribute(identify(None, user), directory, settings.unresolved_user_policy, user_value)
     except Exception as exc:  # any driver failure: the admin needs the cause, not a traceback
         print(f"MongoDB could not be queried ({type(exc).__name__}); check MONGO_URI", file=sys.stderr)
         return EXIT_MONGO_UNREACHABLE
@@ -80,6 +82,7 @@ async def _check_user(settings: Settings, user: str, metadata: str | None) -> in
     print(f"user id:            {user}")
     print(f"attribution:        {attribution.outcome} ({attribution.reason})")
     print(f"email:              {attribution.fields.get('EMAIL', '-')}")
+    print(f"_user sent:         {attribution.user_value or '-'} (PORTKEY_USER_VALUE={settings.portkey_user_value})")
     print(f"x-portkey-metadata: {header}")
     if attribution.outcome is AttributionOutcome.RESOLVED:
         return 0

@@ -36,6 +36,7 @@ from .metrics import Metrics, route_class
 from .portkey_defaults import portkey_defaults
 from .settings import Settings
 from .upstream import error_before_response
+from .user_value import user_value_of
 from .users import UserDirectory
 
 # The access log's status for clients that left before the response ended (nginx's convention).
@@ -58,6 +59,7 @@ class Forwarder:
         self._base_path = base.raw_path.rstrip(b"/")
         self._warnings = RateLimitedWarnings()
         self._inbound_key = inbound_key(settings)
+        self._user_value = user_value_of(settings.portkey_user_value, settings.user_hash_secret)
         self._portkey_defaults = portkey_defaults(settings)
         self._upstream_slots = UpstreamSlots(settings.max_concurrent_upstream_requests)
 
@@ -81,7 +83,9 @@ class Forwarder:
         record.request_id = headers.request_id or uuid.uuid4().hex
         body, parsed = await self._read_json_body(headers, receive)
         identity = identify(headers.identity, parsed.get("user") if parsed else None)
-        attribution = await attribute(identity, self._directory, self._settings.unresolved_user_policy)
+        attribution = await attribute(
+            identity, self._directory, self._settings.unresolved_user_policy, self._user_value
+        )
         self._note_attribution(record, identity, attribution)
         if attribution.rejected:
             raise _refusal(attribution)

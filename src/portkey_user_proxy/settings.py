@@ -17,6 +17,8 @@ from pydantic_settings import BaseSettings, SettingsConfigDict
 from pymongo import uri_parser
 from pymongo.errors import PyMongoError
 
+from .user_value import UserValue
+
 logger = logging.getLogger("portkey_user_proxy")
 
 _HEADER_NAME = re.compile(r"[!#$%&'*+.^_`|~0-9a-z-]+")  # RFC 9110 token characters
@@ -50,6 +52,10 @@ class Settings(BaseSettings):
     user_id_header: str = "x-librechat-user-id"
     unresolved_user_policy: UnresolvedUserPolicy = UnresolvedUserPolicy.FAIL_OPEN
     include_stream_usage: bool = True
+
+    # Privacy
+    portkey_user_value: UserValue = UserValue.EMAIL
+    user_hash_secret: Annotated[SecretStr | None, Field(validate_default=True)] = None
 
     # User cache and lookups
     user_cache_ttl_seconds: Seconds = 600.0
@@ -132,6 +138,7 @@ class Settings(BaseSettings):
         "portkey_virtual_key",
         "portkey_provider",
         "portkey_config",
+        "user_hash_secret",
         "proxy_api_key",
         mode="before",
     )
@@ -176,6 +183,15 @@ class Settings(BaseSettings):
     def _metrics_key_needs_a_key(cls, value: bool, info: ValidationInfo) -> bool:
         if value and info.data.get("proxy_api_key") is None:
             raise ValueError("needs PROXY_API_KEY: it is the key /metrics would ask for")
+        return value
+
+    @field_validator("user_hash_secret")
+    @classmethod
+    def _hash_secret_for_hashing(cls, value: SecretStr | None, info: ValidationInfo) -> SecretStr | None:
+        if value is None and info.data.get("portkey_user_value") is UserValue.EMAIL_HASH:
+            raise ValueError("must be set when PORTKEY_USER_VALUE is email-hash: it keys the HMAC of each email")
+        if value is not None and len(value.get_secret_value()) < _MIN_SECRET_LENGTH:
+            raise ValueError(_TOO_SHORT)
         return value
 
 
