@@ -35,6 +35,7 @@ from .metadata import build_metadata
 from .metrics import Metrics, route_class
 from .portkey_defaults import portkey_defaults
 from .settings import Settings
+from .traces import conversation_trace
 from .upstream import error_before_response
 from .user_value import user_value_of
 from .users import UserDirectory
@@ -60,6 +61,7 @@ class Forwarder:
         self._warnings = RateLimitedWarnings()
         self._inbound_key = inbound_key(settings)
         self._user_value = user_value_of(settings.portkey_user_value, settings.user_hash_secret)
+        self._conversation_trace = conversation_trace(settings)
         self._portkey_defaults = portkey_defaults(settings)
         self._upstream_slots = UpstreamSlots(settings.max_concurrent_upstream_requests)
 
@@ -91,6 +93,8 @@ class Forwarder:
             raise _refusal(attribution)
 
         outgoing = self._outgoing_headers(headers, attribution)
+        if self._conversation_trace is not None:
+            outgoing = self._conversation_trace.apply(outgoing)
         if self._portkey_defaults is not None:
             outgoing = self._portkey_defaults.apply(outgoing)
         if headers.request_id is None:

@@ -50,6 +50,7 @@ class Settings(BaseSettings):
 
     # Identity and attribution
     user_id_header: str = "x-librechat-user-id"
+    conversation_id_header: str = "x-librechat-conversation-id"
     unresolved_user_policy: UnresolvedUserPolicy = UnresolvedUserPolicy.FAIL_OPEN
     include_stream_usage: bool = True
 
@@ -193,6 +194,16 @@ class Settings(BaseSettings):
         if value is not None and len(value.get_secret_value()) < _MIN_SECRET_LENGTH:
             raise ValueError(_TOO_SHORT)
         return value
+
+    @field_validator("conversation_id_header")
+    @classmethod
+    def _optional_header_name(cls, value: str) -> str:
+        name = value.strip().lower()
+        if name and not _HEADER_NAME.fullmatch(name):
+            raise ValueError("must be a valid HTTP header name, or empty to switch conversation traces off")
+        if name.startswith("x-portkey-"):
+            raise ValueError("must not be an x-portkey-* header: the proxy sets x-portkey-trace-id from it")
+        return name
 
 
 class SettingsError(Exception):
