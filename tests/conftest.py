@@ -13,6 +13,7 @@ from pymongo import AsyncMongoClient, monitoring
 
 from portkey_user_proxy import Settings, create_app
 from portkey_user_proxy.app import ProxyApp
+from portkey_user_proxy.logs import QUIET_LIBRARIES
 from portkey_user_proxy.metrics import Metrics
 from portkey_user_proxy.request_head import server_options
 from portkey_user_proxy.users import Lookup, UserDirectory
@@ -31,8 +32,11 @@ def restore_logging() -> Iterator[None]:
     """For tests that set up logging as a whole process would: the test process gets its own back."""
     root = logging.getLogger()
     handlers, level = root.handlers[:], root.level
+    library_levels = {name: logging.getLogger(name).level for name in QUIET_LIBRARIES}
     yield
     root.handlers[:], root.level = handlers, level
+    for name, library_level in library_levels.items():
+        logging.getLogger(name).setLevel(library_level)
 
 
 @pytest.fixture

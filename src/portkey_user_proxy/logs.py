@@ -11,6 +11,10 @@ from dataclasses import dataclass
 _TEXT_FORMAT = "%(asctime)s %(levelname)s %(name)s %(message)s"
 access_logger = logging.getLogger("portkey_user_proxy.access")
 logger = logging.getLogger("portkey_user_proxy")
+# Libraries whose INFO and DEBUG lines carry secrets: httpx logs each upstream URL whole (PORTKEY_URL
+# credentials, query strings), pymongo's debug lines hold MongoDB replies (emails). The access line
+# says what an operator needs, without them.
+QUIET_LIBRARIES = ("httpx", "httpcore", "pymongo")
 
 
 def configure_logging(level: str, log_format: str = "text") -> None:
@@ -24,6 +28,8 @@ def configure_logging(level: str, log_format: str = "text") -> None:
     for name in ("uvicorn", "uvicorn.error"):
         logging.getLogger(name).handlers.clear()
         logging.getLogger(name).propagate = True
+    for name in QUIET_LIBRARIES:
+        logging.getLogger(name).setLevel(logging.WARNING)
 
 
 @dataclass(slots=True)
