@@ -1,0 +1,232 @@
+"""Random methods, paths, headers, metadata and bodies thrown at the running proxy.
+
+Whatever arrives, the proxy itself never answers 5xx (its upstream here always answers 200), never
+forwards the identity header, the conversation header or its own `Authorization`, and every
+`x-portkey-metadata` it forwards is one JSON object of strings Portkey accepts.
+"""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Callable, Iterator
+from dataclasses import dataclass, field
+from typing import Any
+
+import httpx
+import pytest
+from hypothesis import HealthCheck, given, settings
+from hypothesis import strategies as st
+
+from portkey_user_proxy.identity import identify
+from tests.conftest import MakeProxy, RunningProxy
+from tests.servers import ServerThread
+
+KEY = "fuzz-proxy-key-0123456789"
+PORTKEY_KEY = "pk-fuzz"
+KNOWN_USER = "6651f0c2a1b2c3d4e5f60718"
+IDENTITY = "x-librechat-user-id"
+CONVERSATION = "x-librechat-conversation-id"
+# Headers that frame the request itself: a client library sets them, a fuzzer must not.
+FRAMING = {"content-length", "transfer-encoding", "host", "connection", "expect", "upgrade", "te", "trailer"}
+FUZZ = settings(max_examples=300, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture])
+# The servers run in threads of this process, and pymongo and mockupdb number their messages with the
+# `random` module: Hypothesis sees its state change while it draws an example, which it would report.
+pytestmark = pytest.mark.filterwarnings("ignore:Do not use the `random` module inside strategies")
+
+
+@dataclass
+class Echo:
+    """An upstream that answers 200 to anything, and records what reached it."""
+
+    received: list[list[tuple[str, str]]] = field(default_factory=list)
+
+    async def __call__(self, scope: dict[str, Any], receive: Callable[..., Any], send: Callable[..., Any]) -> None:
+        if scope["type"] != "http":
+            return
+        while (await receive()).get("more_body"):
+            pass
+        self.received.append([(k.decode("latin-1"), v.decode("latin-1")) for k, v in scope["headers"]])
+        body = b'{"ok":true}'
+        headers = [(b"content-type", b"application/json"), (b"content-length", str(len(body)).encode())]
+        await send({"type": "http.response.start", "status": 200, "headers": headers})
+        await send({"type": "http.response.body", "body": body})
+
+
+@pytest.fixture
+def echo() -> Iterator[tuple[Echo, str]]:
+    app = Echo()
+    server = ServerThread(app).start()
+    yield app, server.url
+    server.stop()
+
+
+@pytest.fixture
+def fuzzed(make_proxy: MakeProxy, echo: tuple[Echo, str]) -> Iterator[tuple[RunningProxy, Echo, httpx.Client]]:
+    app, url = echo
+    proxy = make_proxy(portkey_url=url, proxy_api_key=KEY, portkey_api_key=PORTKEY_KEY, user_lookup_timeout_seconds=5)
+    with httpx.Client(timeout=30) as client:
+        yield proxy, app, client
+
+
+# --- What is thrown -------------------------------------------------------------------------------
+
+# Anything an HTTP client can send in a header value (sent as UTF-8): no control characters, no
+# space or tab at either end.
+header_values = st.text(st.characters(exclude_categories=("Cc", "Cs")), max_size=60).map(lambda v: v.strip(" \t"))
+header_names = st.text("abcdefghijklmnopqrstuvwxyz0123456789-_.!#$%&'*+^`|~", min_size=1, max_size=20).filter(
+    lambda name: name not in FRAMING
+)
+placeholders = st.sampled_from(
+    ["{{LIBRECHAT_USER_ID}}", "{{LIBRECHAT_USER_EMAIL}}", "${USER_EMAIL}", "{{LIBRECHAT_BODY_CONVERSATIONID}}"]
+)
+ids = st.one_of(
+    st.just(KNOWN_USER),
+    st.text("0123456789abcdefABCDEF", min_size=24, max_size=24),
+    placeholders,
+    header_values,
+)
+json_scalars = st.one_of(
+    st.none(), st.booleans(), st.integers(), st.floats(allow_nan=False), st.text(max_size=200), placeholders
+)
+json_values = st.recursive(
+    json_scalars,
+    lambda inner: st.lists(inner, max_size=4) | st.dictionaries(st.text(max_size=150), inner, max_size=4),
+    max_leaves=12,
+)
+metadata_values = st.one_of(
+    st.dictionaries(st.one_of(st.text(max_size=150), st.just("_user")), json_values, max_size=6).map(json.dumps),
+    json_values.map(json.dumps),
+    header_values,
+)
+bodies = st.one_of(
+    st.none(),
+    st.binary(max_size=300),
+    st.fixed_dictionaries(
+        {"user": st.one_of(ids, json_values)},
+        optional={"stream": json_values, "stream_options": json_values, "messages": json_values},
+    ).map(lambda body: json.dumps(body).encode()),
+    json_values.map(lambda value: json.dumps(value).encode()),
+    st.integers(min_value=2**64).map(lambda big: b'{"user": "%s", "n": %d}' % (KNOWN_USER.encode(), big)),
+    st.integers(min_value=1, max_value=3000).map(lambda depth: b"[" * depth + b"]" * depth),
+)
+special_headers = st.fixed_dictionaries(
+    {},
+    optional={
+        IDENTITY: st.one_of(ids, header_values),
+        "x-portkey-metadata": metadata_values,
+        CONVERSATION: st.one_of(st.uuids().map(str), placeholders, header_values),
+        "x-portkey-trace-id": header_values,
+        "x-portkey-api-key": st.one_of(st.just("${PORTKEY_API_KEY}"), header_values),
+        "content-type": st.sampled_from(["application/json", "text/plain", "application/vnd.api+json", "x/y"]),
+    },
+)
+paths = st.one_of(
+    st.sampled_from(["/v1/chat/completions", "/v1/embeddings", "/v1/models", "/v1/audio/transcriptions"]),
+    st.text("abcdefghijklmnopqrstuvwxyzABCXYZ0123456789-._~%/;,=@:!$&'()*+", max_size=40).map(lambda p: "/" + p),
+)
+queries = st.text("abcdefghijklmnopqrstuvwxyz0123456789-._~%=&+/", max_size=30)
+methods = st.one_of(
+    st.sampled_from(["GET", "POST", "PUT", "PATCH", "DELETE", "OPTIONS", "HEAD"]),
+    st.text("ABCDEFGHIJKLMNOPQRSTUVWXYZ", min_size=1, max_size=8).filter(lambda m: m != "CONNECT"),
+)
+authorizations = st.one_of(
+    st.just(f"Bearer {KEY}"),
+    st.just(f"bearer {KEY}"),
+    st.just(f"Bearer {KEY[:-1]}"),
+    st.just(KEY),
+    header_values,
+)
+
+
+@st.composite
+def requests(draw: st.DrawFn) -> tuple[str, str, str, list[tuple[str, str]], bytes | None]:
+    headers = [(name, value) for name, value in draw(special_headers).items()]
+    headers += draw(st.lists(st.tuples(header_names, header_values), max_size=5))
+    authorization = draw(st.one_of(st.none(), authorizations, authorizations, authorizations))
+    if authorization is not None:
+        headers.append(("authorization", authorization))
+    return draw(methods), draw(paths), draw(queries), headers, draw(bodies)
+
+
+# --- What must hold -------------------------------------------------------------------------------
+
+
+def send(proxy: RunningProxy, client: httpx.Client, request: tuple[Any, ...]) -> httpx.Response:
+    method, path, query, headers, body = request
+    target = path.encode() + (b"?" + query.encode() if query else b"")
+    url = httpx.URL(proxy.url).copy_with(raw_path=target)
+    encoded = [(name.encode(), value.encode()) for name, value in headers]
+    return client.request(method, url, headers=encoded, content=body)
+
+
+def assert_forwarded_cleanly(forwarded: list[tuple[str, str]]) -> None:
+    names = [name for name, _ in forwarded]
+    assert "authorization" not in names, "the proxy's own key went upstream"
+    assert IDENTITY not in names
+    assert CONVERSATION not in names
+    assert names.count("x-portkey-api-key") == 1
+    metadata = [value for name, value in forwarded if name == "x-portkey-metadata"]
+    assert len(metadata) <= 1
+    for value in metadata:
+        assert value.isascii()
+        parsed = json.loads(value)
+        assert isinstance(parsed, dict)
+        for key, item in parsed.items():
+            assert isinstance(key, str) and len(key) <= 128
+            assert isinstance(item, str) and len(item) <= 128
+
+
+@FUZZ
+@given(request=requests())
+def test_the_proxy_stays_well_behaved_whatever_it_receives(
+    fuzzed: tuple[RunningProxy, Echo, httpx.Client], request: tuple[Any, ...]
+) -> None:
+    proxy, echo, client = fuzzed
+    echo.received.clear()
+
+    response = send(proxy, client, request)
+
+    assert response.status_code < 500, response.text
+    authorized = [value for name, value in request[3] if name == "authorization"]
+    if len(authorized) != 1 or authorized[0].strip().partition(" ")[2].strip() != KEY or response.status_code == 401:
+        assert response.status_code in (400, 401), "a request without the key was answered by the upstream"
+        assert echo.received == []
+    for forwarded in echo.received:
+        assert_forwarded_cleanly(forwarded)
+
+
+@FUZZ
+@given(
+    metadata=metadata_values,
+    identity=st.one_of(st.none(), ids),
+    user=st.one_of(ids, json_values),
+    conversation=st.one_of(st.none(), st.uuids().map(str), placeholders),
+)
+def test_metadata_is_always_a_json_object_portkey_accepts(
+    fuzzed: tuple[RunningProxy, Echo, httpx.Client],
+    metadata: str,
+    identity: str | None,
+    user: object,
+    conversation: str | None,
+) -> None:
+    proxy, echo, client = fuzzed
+    echo.received.clear()
+    headers = {"authorization": f"Bearer {KEY}", "x-portkey-metadata": metadata}
+    if identity is not None:
+        headers[IDENTITY] = identity
+    if conversation is not None:
+        headers[CONVERSATION] = conversation
+    encoded = {name.encode(): value.encode() for name, value in headers.items()}
+    encoded[b"content-type"] = b"application/json"
+    body = json.dumps({"user": user, "messages": []})  # infinities included: JSON the proxy cannot parse
+
+    response = client.post(proxy.url + "/v1/chat/completions", headers=encoded, content=body)
+
+    assert response.status_code == 200
+    (forwarded,) = echo.received
+    assert_forwarded_cleanly(forwarded)
+    sent = dict(forwarded)
+    # Fail-open: whoever the request names, by header or body, is `_user`; a request naming nobody has none.
+    assert ("_user" in json.loads(sent["x-portkey-metadata"])) == (identify(identity, user).raw is not None)
+    if conversation is not None and "{{" not in conversation:
+        assert sent["x-portkey-trace-id"] == conversation
