@@ -113,6 +113,17 @@ def _checks(results: Results, table: dict[str, dict[str, float]]) -> list[str]:
     if "c16_cpu_us_per_request" in table:
         c1, c16 = (table[f"c{c}_cpu_us_per_request"]["proxy"] for c in (1, 16))
         lines.append(f"Proxy CPU per non-stream request: {c1:.0f} µs at c=1, {c16:.0f} µs at c=16.")
+    failed = {
+        f"{target} at {metric.split('_')[0].replace('c', 'c=')}": int(sum(counts))
+        for metric, by_target in results.rounds.items()
+        if metric.endswith("_errors")
+        for target, counts in by_target.items()
+        if sum(counts)
+    }
+    if failed:
+        lines.append(
+            "Failed requests under wrk (status or socket errors): " + ", ".join(f"{k}: {v}" for k, v in failed.items())
+        )
     measured = sum(count for phase, count in finds.items() if phase.endswith("_measured"))
     warm = sum(count for phase, count in finds.items() if phase.endswith("_warm"))
     verdict = "met" if measured == 0 else "**missed**"
