@@ -53,6 +53,8 @@ def render(results: Results) -> str:
         f"Machine: {machine['nproc']} CPUs, {machine['cpu']}, Linux {machine['kernel']}; Python {machine['python']}, "
         f"httpx {machine['httpx']}, httpcore {machine['httpcore']}, uvicorn {machine['uvicorn']}, "
         f"nginx {machine['nginx']}",
+        f"CPU busy with other work just before the run: {machine.get('busy_before', '?')}, just after: "
+        f"{machine.get('busy_after', '?')} (anything but ~0% skews the numbers).",
         f"Medians over {rounds} interleaved rounds (direct, nginx, proxy, repeat).",
         "",
         "| metric | direct | nginx | proxy | nginx adds | proxy adds | target | result |",
