@@ -28,6 +28,16 @@ def bound_socket() -> socket.socket:
     return sock
 
 
+def raw_exchange(port: int, data: bytes) -> bytes:
+    """Send raw bytes on a new loopback connection; everything the server answers until it closes."""
+    with socket.create_connection(("127.0.0.1", port), timeout=10) as sock:
+        sock.sendall(data)
+        answer = b""
+        while chunk := sock.recv(65536):
+            answer += chunk
+    return answer
+
+
 def unused_port() -> int:
     """A loopback port with nothing listening on it: connections are refused at once."""
     sock = socket.socket(socket.AF_INET, socket.SOCK_STREAM)

@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import hmac
-import socket
 
 import httpx
 import pytest
@@ -13,7 +12,7 @@ from portkey_user_proxy.errors import ProxyError
 from portkey_user_proxy.inbound_auth import InboundKey
 from portkey_user_proxy.settings import SettingsError, load_settings
 from tests.conftest import MakeProxy, RunningProxy
-from tests.servers import Upstream
+from tests.servers import Upstream, raw_exchange
 
 KEY = "proxy-key-0123456789abcdef"
 USER_ID = "6651f0c2a1b2c3d4e5f60718"
@@ -117,13 +116,12 @@ def test_without_the_key_nothing_is_read_looked_up_or_forwarded(make_proxy: Make
         b"POST /v1/chat/completions HTTP/1.1\r\nhost: proxy\r\ncontent-type: application/json\r\n"
         b'content-length: 1000\r\n\r\n{"user": "' + USER_ID.encode() + b'"'
     )
-    with socket.create_connection(("127.0.0.1", proxy.server.port), timeout=10) as sock:
-        sock.sendall(request)
-        answer = sock.recv(65536)
+    answer = raw_exchange(proxy.server.port, request)  # the proxy closes: the body is never read
 
     head, _, body = answer.partition(b"\r\n\r\n")
     assert head.startswith(b"HTTP/1.1 401 ")
     assert b"www-authenticate: bearer" in head.lower()
+    assert b"connection: close" in head.lower()
     assert b'"code":"invalid_api_key"' in body
     assert upstream.received == []
     assert proxy.directory.lookups == 0

@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import asyncio
-import socket
 import threading
 from collections.abc import AsyncIterator
 from types import TracebackType
@@ -15,20 +14,10 @@ from portkey_user_proxy.errors import ProxyError
 from portkey_user_proxy.headers import RequestHeaders
 from portkey_user_proxy.limits import UpstreamSlots, capped, check_declared_length
 from tests.conftest import MakeProxy, RunningProxy
-from tests.servers import Upstream
+from tests.servers import Upstream, raw_exchange
 
 LIMIT = 1024
 USER_ID = "6651f0c2a1b2c3d4e5f60718"
-
-
-def exchange(proxy: RunningProxy, request: bytes) -> bytes:
-    """Send raw bytes on a new connection; everything the proxy answers until it closes."""
-    with socket.create_connection(("127.0.0.1", proxy.server.port), timeout=10) as sock:
-        sock.sendall(request)
-        answer = b""
-        while chunk := sock.recv(65536):
-            answer += chunk
-    return answer
 
 
 # --- Body size ------------------------------------------------------------------------------------
@@ -63,7 +52,7 @@ def test_413_comes_before_the_body_is_read(make_proxy: MakeProxy, upstream: Upst
     proxy = make_proxy(max_request_body_bytes=LIMIT)
     # Only the head is sent: an answer proves the proxy did not wait for the body.
     head = b"POST /v1/audio/transcriptions HTTP/1.1\r\nhost: p\r\ncontent-type: " + content_type
-    answer = exchange(proxy, head + b"\r\ncontent-length: 5000000\r\n\r\n")
+    answer = raw_exchange(proxy.server.port, head + b"\r\ncontent-length: 5000000\r\n\r\n")
 
     status, _, body = answer.partition(b"\r\n\r\n")
     assert status.startswith(b"HTTP/1.1 413 ")
@@ -78,7 +67,7 @@ def test_a_chunked_upload_past_the_limit_is_cut_off_with_413(make_proxy: MakePro
     head = b"POST /v1/files HTTP/1.1\r\nhost: p\r\ncontent-type: application/octet-stream\r\n"
     chunk = b"258\r\n" + b"x" * 600 + b"\r\n"
     # Two chunks of 600 bytes cross the limit; the body's end never comes.
-    answer = exchange(proxy, head + b"transfer-encoding: chunked\r\n\r\n" + chunk + chunk)
+    answer = raw_exchange(proxy.server.port, head + b"transfer-encoding: chunked\r\n\r\n" + chunk + chunk)
 
     assert answer.startswith(b"HTTP/1.1 413 ")
     assert b"MAX_REQUEST_BODY_BYTES" in answer

@@ -11,8 +11,8 @@ import pytest
 from portkey_user_proxy import cli
 from portkey_user_proxy.request_head import server_options
 from portkey_user_proxy.settings import load_settings
-from tests.conftest import MakeProxy, RunningProxy
-from tests.servers import Upstream
+from tests.conftest import MakeProxy
+from tests.servers import Upstream, raw_exchange
 
 LIMIT = 4096
 
@@ -21,20 +21,11 @@ def request_head(target: bytes, padding: int) -> bytes:
     return b"GET " + target + b" HTTP/1.1\r\nhost: proxy\r\nx-padding: " + b"a" * padding + b"\r\n\r\n"
 
 
-def send_and_read(proxy: RunningProxy, data: bytes) -> bytes:
-    with socket.create_connection(("127.0.0.1", proxy.server.port), timeout=10) as sock:
-        sock.sendall(data)
-        answer = b""
-        while chunk := sock.recv(65536):
-            answer += chunk
-    return answer
-
-
 def test_a_head_over_the_bound_gets_431_and_a_closed_connection(make_proxy: MakeProxy, upstream: Upstream) -> None:
     proxy = make_proxy(max_request_head_bytes=LIMIT)
     # One byte over the bound and no end of head: the refusal cannot wait for the head to end.
     unfinished = b"GET /v1/models HTTP/1.1\r\nhost: proxy\r\nx-padding: "
-    answer = send_and_read(proxy, unfinished + b"a" * (LIMIT + 1 - len(unfinished)))
+    answer = raw_exchange(proxy.server.port, unfinished + b"a" * (LIMIT + 1 - len(unfinished)))
 
     head, _, body = answer.partition(b"\r\n\r\n")
     assert head.startswith(b"HTTP/1.1 431 ")
@@ -48,7 +39,7 @@ def test_a_head_over_the_bound_gets_431_and_a_closed_connection(make_proxy: Make
 def test_a_long_url_counts_against_the_bound(make_proxy: MakeProxy, upstream: Upstream) -> None:
     proxy = make_proxy(max_request_head_bytes=LIMIT)
 
-    answer = send_and_read(proxy, b"GET /v1/" + b"a" * LIMIT)
+    answer = raw_exchange(proxy.server.port, b"GET /v1/" + b"a" * LIMIT)
 
     assert answer.startswith(b"HTTP/1.1 431 ")
     assert upstream.received == []

@@ -29,7 +29,7 @@ from .headers import (
 )
 from .identity import Identity, identify
 from .inbound_auth import inbound_key
-from .limits import UpstreamSlots, capped, check_declared_length
+from .limits import UpstreamSlots, capped, check_declared_length, too_large
 from .logs import AccessRecord, RateLimitedWarnings, logger
 from .metadata import build_metadata
 from .metrics import Metrics, route_class
@@ -175,8 +175,7 @@ class Forwarder:
         try:
             body = await read_body(receive, self._settings.max_request_body_bytes)
         except BodyTooLarge as exc:
-            message = f"request body exceeds {exc.limit} bytes (MAX_REQUEST_BODY_BYTES)"
-            raise ProxyError(413, message, "request_too_large") from None
+            raise too_large(exc.limit) from None
         return body, parse_json_object(body)
 
     def _outgoing_headers(self, headers: RequestHeaders, attribution: Attribution) -> RawHeaders:

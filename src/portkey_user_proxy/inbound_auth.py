@@ -17,7 +17,8 @@ from .settings import Settings
 
 AUTHORIZATION = b"authorization"
 _BEARER = b"bearer"
-_CHALLENGE = ((b"www-authenticate", b'Bearer realm="portkey-user-proxy"'),)
+# Closing after the refusal: the body of a request without the key is never read.
+_REFUSAL_HEADERS = ((b"www-authenticate", b'Bearer realm="portkey-user-proxy"'), (b"connection", b"close"))
 
 
 class InboundKey:
@@ -73,4 +74,4 @@ def _unauthorized(*, missing: bool) -> ProxyError:
         f"{problem}: send `Authorization: Bearer <PROXY_API_KEY>` "
         "(in librechat.yaml, set the endpoint's apiKey to the proxy's PROXY_API_KEY)"
     )
-    return ProxyError(401, message, "invalid_api_key", headers=_CHALLENGE)
+    return ProxyError(401, message, "invalid_api_key", headers=_REFUSAL_HEADERS)
