@@ -19,7 +19,6 @@ from typing import Any, Protocol
 from bson import ObjectId
 from pymongo import AsyncMongoClient
 from pymongo.asynchronous.collection import AsyncCollection
-from pymongo.errors import PyMongoError
 
 logger = logging.getLogger("portkey_user_proxy.users")
 
@@ -161,7 +160,7 @@ class UserDirectory:
         try:
             async with asyncio.timeout(self._timeout):
                 await self._users.database.client.admin.command("ping")
-        except (PyMongoError, TimeoutError):
+        except Exception:  # any failure to get a sound answer means MongoDB is not usable
             return False
         return True
 
