@@ -92,26 +92,8 @@ class Forwarder:
         if attribution.rejected:
             raise _refusal(attribution)
 
-        outgoing = self._outgoing_headers(headers, attribution)
-        if self._conversation_trace is not None:
-            outgoing = self._conversation_trace.apply(outgoing)
-        if self._portkey_defaults is not None:
-            outgoing = self._portkey_defaults.apply(outgoing)
-        if headers.request_id is None:
-            outgoing.append((REQUEST_ID, record.request_id.encode()))
-        if parsed is not None and body is not None and self._wants_stream_usage(scope):
-            body = with_stream_usage(body, parsed)
-        body_received = asyncio.Event()
-        content: bytes | AsyncIterator[bytes] | None = body
-        if body is None and headers.has_body:
-            content = stream_body(receive, body_received)
-            if headers.content_length is not None:
-                outgoing.append((b"content-length", headers.content_length))
-            else:
-                content = capped(content, self._settings.max_request_body_bytes)
-        else:
-            body_received.set()
-
+        outgoing = self._outgoing_headers(headers, attribution, record)
+        content, body_received = self._request_content(scope, receive, headers, body, parsed, outgoing)
         request = self._client.build_request(scope["method"], self._url(scope), headers=outgoing, content=content)
         with self._upstream_slots:
             async with CancelOnDisconnect(receive, body_received) as watch:
@@ -178,7 +160,39 @@ class Forwarder:
             raise too_large(exc.limit) from None
         return body, parse_json_object(body)
 
-    def _outgoing_headers(self, headers: RequestHeaders, attribution: Attribution) -> RawHeaders:
+    def _request_content(
+        self,
+        scope: Scope,
+        receive: Receive,
+        headers: RequestHeaders,
+        body: bytes | None,
+        parsed: dict[str, object] | None,
+        outgoing: RawHeaders,
+    ) -> tuple[bytes | AsyncIterator[bytes] | None, asyncio.Event]:
+        """The body to send upstream, and an event set once the client has sent all of it."""
+        body_received = asyncio.Event()
+        if body is None and headers.has_body:
+            stream = stream_body(receive, body_received)
+            if headers.content_length is None:
+                return capped(stream, self._settings.max_request_body_bytes), body_received
+            outgoing.append((b"content-length", headers.content_length))
+            return stream, body_received
+        body_received.set()
+        if parsed is not None and body is not None and self._wants_stream_usage(scope):
+            body = with_stream_usage(body, parsed)
+        return body, body_received
+
+    def _outgoing_headers(self, headers: RequestHeaders, attribution: Attribution, record: AccessRecord) -> RawHeaders:
+        outgoing = self._with_metadata(headers, attribution)
+        if self._conversation_trace is not None:
+            outgoing = self._conversation_trace.apply(outgoing)
+        if self._portkey_defaults is not None:
+            outgoing = self._portkey_defaults.apply(outgoing)
+        if headers.request_id is None:
+            outgoing.append((REQUEST_ID, record.request_id.encode()))
+        return outgoing
+
+    def _with_metadata(self, headers: RequestHeaders, attribution: Attribution) -> RawHeaders:
         metadata = build_metadata(headers.metadata, attribution.user_value, attribution.fields)
         if metadata.problem:
             self._warnings.warn("metadata", "%s", metadata.problem)
@@ -188,7 +202,7 @@ class Forwarder:
                 "LibreChat sent unresolved placeholders in x-portkey-metadata; filled them from the user record",
             )
         if headers.metadata is None and metadata.header == "{}":
-            return headers.forward  # nothing to say: leave the request as it came
+            return list(headers.forward)  # nothing to say: leave the request as it came
         return [*headers.forward, (METADATA, metadata.header.encode("ascii"))]
 
     def _note_attribution(self, record: AccessRecord, identity: Identity, attribution: Attribution) -> None:
