@@ -381,8 +381,10 @@ def _missing_tools() -> list[str]:
 
 
 def main(argv: list[str] | None = None) -> int:
-    parser = argparse.ArgumentParser(prog="python -m bench", description=__doc__)
-    parser.add_argument("--quick", action="store_true", help="fewer and shorter rounds (about a minute)")
+    parser = argparse.ArgumentParser(
+        prog="python -m bench", description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
+    )
+    parser.add_argument("--quick", action="store_true", help="fewer and shorter rounds (about 3 minutes)")
     parser.add_argument("--keep", action="store_true", help="keep the work folder with configs and logs")
     parser.add_argument("--proxy-src", type=Path, help="run the proxy from this src/ folder (another checkout)")
     parser.add_argument("--proxy-python", default=sys.executable, help="run the proxy with this interpreter (a venv)")
