@@ -7,6 +7,7 @@ route goes to `PORTKEY_URL` + path + query; the host a request names is never us
 from __future__ import annotations
 
 import asyncio
+import functools
 import time
 import uuid
 from collections.abc import AsyncIterator
@@ -94,6 +95,7 @@ class Forwarder:
 
         outgoing = self._outgoing_headers(headers, attribution, record)
         content, body_received = self._request_content(scope, receive, headers, body, parsed, outgoing)
+        del parsed  # a stream can last minutes: its parsed body need not live as long
         request = self._client.build_request(scope["method"], self._url(scope), headers=outgoing, content=content)
         with self._upstream_slots:
             async with CancelOnDisconnect(receive, body_received) as watch:
@@ -226,8 +228,13 @@ class Forwarder:
         if not path.startswith(b"/"):
             raise ProxyError(400, "the request target must be a path starting with /", "invalid_request_target")
         query: bytes = scope.get("query_string", b"")
-        target = self._base_path + path + (b"?" + query if query else b"")
-        return self._base.copy_with(raw_path=target)
+        return _upstream_url(self._base, self._base_path + path + (b"?" + query if query else b""))
+
+
+@functools.lru_cache(maxsize=1024)
+def _upstream_url(base: httpx.URL, target: bytes) -> httpx.URL:
+    # LibreChat calls a handful of paths; building an httpx.URL costs more than looking one up.
+    return base.copy_with(raw_path=target)
 
 
 def _refusal(attribution: Attribution) -> ProxyError:
