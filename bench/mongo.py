@@ -7,8 +7,10 @@ it prints the port once it listens.
 
 from __future__ import annotations
 
+import itertools
 import sys
 import threading
+from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
@@ -18,25 +20,20 @@ from mockupdb import MockupDB
 from .payloads import USER_COUNT, user_email, user_id
 
 # mockupdb announces wire version 6 by default; current pymongo requires a newer server.
-_HELLO = {"maxWireVersion": 21, "minWireVersion": 0, "ismaster": True, "isWritablePrimary": True}
+HELLO = {"maxWireVersion": 21, "minWireVersion": 0, "ismaster": True, "isWritablePrimary": True}
 
 
-class StandIn:
-    def __init__(self, count_file: Path) -> None:
-        self._count_file = count_file
-        self._finds = 0
+class UsersStandIn:
+    """Answers `find` by `_id` from `users`, and every other command but hello with ok.
+
+    `on_find` is told the `_id` of each `find`, under a lock: mockupdb answers each connection
+    from a thread of its own.
+    """
+
+    def __init__(self, users: list[dict[str, Any]], on_find: Callable[[Any], None]) -> None:
+        self._users = {user["_id"]: user for user in users}
+        self._on_find = on_find
         self._lock = threading.Lock()
-        self._users = {
-            ObjectId(user_id(n)): {
-                "_id": ObjectId(user_id(n)),
-                "email": user_email(n),
-                "name": f"Bench User {n}",
-                "username": f"bench{n:02d}",
-                "role": "USER",
-                "provider": "local",
-            }
-            for n in range(USER_COUNT)
-        }
 
     def respond(self, request: Any) -> bool:
         if request.command_name in ("ismaster", "isMaster", "hello"):
@@ -46,19 +43,34 @@ class StandIn:
         return bool(request.replies({"ok": 1}))
 
     def _find(self, command: dict[str, Any]) -> dict[str, Any]:
+        wanted = command.get("filter", {}).get("_id")
         with self._lock:
-            self._finds += 1
-            self._count_file.write_text(str(self._finds))
-        document = self._users.get(command.get("filter", {}).get("_id"))
+            self._on_find(wanted)
+        document = self._users.get(wanted)
         batch = [] if document is None else [document]
         return {"cursor": {"id": 0, "ns": f"LibreChat.{command['find']}", "firstBatch": batch}, "ok": 1}
+
+
+def bench_users() -> list[dict[str, Any]]:
+    return [
+        {
+            "_id": ObjectId(user_id(n)),
+            "email": user_email(n),
+            "name": f"Bench User {n}",
+            "username": f"bench{n:02d}",
+            "role": "USER",
+            "provider": "local",
+        }
+        for n in range(USER_COUNT)
+    ]
 
 
 def main() -> None:
     count_file = Path(sys.argv[1])
     count_file.write_text("0")
-    server = MockupDB(auto_ismaster=_HELLO)
-    server.autoresponds(StandIn(count_file).respond)
+    finds = itertools.count(1)
+    server = MockupDB(auto_ismaster=HELLO)
+    server.autoresponds(UsersStandIn(bench_users(), lambda _: count_file.write_text(str(next(finds)))).respond)
     print(server.run(), flush=True)
     threading.Event().wait()
 

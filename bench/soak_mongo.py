@@ -10,13 +10,13 @@ from __future__ import annotations
 import sys
 import threading
 from pathlib import Path
-from typing import Any, TextIO
+from typing import Any
 
 from bson import ObjectId
 from mockupdb import MockupDB
 
-# mockupdb announces wire version 6 by default; current pymongo requires a newer server.
-_HELLO = {"maxWireVersion": 21, "minWireVersion": 0, "ismaster": True, "isWritablePrimary": True}
+from .mongo import HELLO, UsersStandIn
+
 FIRST_USER = 0x5F0000000000000000000000
 
 
@@ -28,37 +28,20 @@ def user_email(number: int) -> str:
     return f"soak-user-{number:04d}@example.com"
 
 
-class SoakUsers:
-    def __init__(self, count: int, finds: TextIO) -> None:
-        self._finds = finds
-        self._lock = threading.Lock()
-        self._users = {
-            ObjectId(user_id(n)): {"_id": ObjectId(user_id(n)), "email": user_email(n), "username": f"soak{n:04d}"}
-            for n in range(count)
-        }
-
-    def respond(self, request: Any) -> bool:
-        if request.command_name in ("ismaster", "isMaster", "hello"):
-            return False  # answered by auto_ismaster
-        if request.command_name == "find":
-            return bool(request.replies(self._find(request.doc)))
-        return bool(request.replies({"ok": 1}))
-
-    def _find(self, command: dict[str, Any]) -> dict[str, Any]:
-        wanted = command.get("filter", {}).get("_id")
-        with self._lock:
-            self._finds.write(f"{wanted}\n")
-            self._finds.flush()
-        document = self._users.get(wanted)
-        batch = [] if document is None else [document]
-        return {"cursor": {"id": 0, "ns": f"LibreChat.{command['find']}", "firstBatch": batch}, "ok": 1}
+def soak_users(count: int) -> list[dict[str, Any]]:
+    return [{"_id": ObjectId(user_id(n)), "email": user_email(n), "username": f"soak{n:04d}"} for n in range(count)]
 
 
 def main() -> None:
     port, count, finds_path = int(sys.argv[1]), int(sys.argv[2]), Path(sys.argv[3])
     with finds_path.open("a") as finds:
-        server = MockupDB(port=port, auto_ismaster=_HELLO)
-        server.autoresponds(SoakUsers(count, finds).respond)
+
+        def record(wanted: Any) -> None:
+            finds.write(f"{wanted}\n")
+            finds.flush()
+
+        server = MockupDB(port=port, auto_ismaster=HELLO)
+        server.autoresponds(UsersStandIn(soak_users(count), record).respond)
         server.run()
         print("ready", flush=True)
         threading.Event().wait()
