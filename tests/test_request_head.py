@@ -36,6 +36,17 @@ def test_a_head_over_the_bound_gets_431_and_a_closed_connection(make_proxy: Make
     assert httpx.get(proxy.url + "/healthz", timeout=10).status_code == 200  # other clients are unaffected
 
 
+def test_a_complete_head_over_the_bound_arriving_in_one_read_gets_431(
+    make_proxy: MakeProxy, upstream: Upstream
+) -> None:
+    proxy = make_proxy(max_request_head_bytes=LIMIT)
+
+    answer = raw_exchange(proxy.server.port, request_head(b"/v1/models", 2 * LIMIT))
+
+    assert answer.startswith(b"HTTP/1.1 431 ")
+    assert upstream.received == []
+
+
 def test_a_long_url_counts_against_the_bound(make_proxy: MakeProxy, upstream: Upstream) -> None:
     proxy = make_proxy(max_request_head_bytes=LIMIT)
 
