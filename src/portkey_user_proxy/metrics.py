@@ -7,6 +7,7 @@ token counters, whose label set grows with the number of users.
 
 from __future__ import annotations
 
+import functools
 import re
 
 from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram
@@ -34,7 +35,9 @@ _LOOKUP_BUCKETS = (0.0005, 0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0
 _USAGE = re.compile(rb'"(prompt_tokens|completion_tokens|total_tokens)"\s*:\s*(\d+)')
 
 
+@functools.lru_cache(maxsize=1024)
 def route_class(path: str) -> str:
+    # Asked several times per request (counter, histograms) for a handful of distinct paths.
     for name, suffix in _ROUTE_CLASSES:
         if path.endswith(suffix):
             return name
