@@ -38,8 +38,11 @@ def test_requests_lookups_and_attributions_are_counted(proxy: RunningProxy, upst
     assert samples[(prefix + "requests_total", (("route", "other"), ("status", "429")))] == 1
     assert samples[(prefix + "user_lookups_total", (("outcome", "miss"),))] == 1
     assert samples[(prefix + "user_lookups_total", (("outcome", "cache_hit"),))] == 1
-    assert samples[(prefix + "attributions_total", (("outcome", "resolved"),))] == 2
-    assert samples[(prefix + "attributions_total", (("outcome", "fallback"),))] == 1
+    assert samples[(prefix + "attributions_total", (("outcome", "resolved"), ("reason", "found")))] == 1
+    assert samples[(prefix + "attributions_total", (("outcome", "resolved"), ("reason", "cache_hit")))] == 1
+    assert samples[(prefix + "attributions_total", (("outcome", "fallback"), ("reason", "no_identity")))] == 1
+    assert samples[(prefix + "mongodb_up", ())] == 1
+    assert samples[(prefix + "overhead_seconds_count", (("route", "chat_completions"),))] == 2
     assert samples[(prefix + "user_lookup_duration_seconds_count", ())] == 1
     assert samples[(prefix + "upstream_duration_seconds_count", (("route", "chat_completions"),))] == 2
     assert samples[(prefix + "upstream_first_byte_seconds_count", (("route", "chat_completions"),))] == 2
@@ -76,3 +79,12 @@ def test_per_user_tokens_count_json_and_streamed_usage(make_proxy: MakeProxy, up
     assert samples[(tokens, (("kind", "total"), ("user", EMAIL)))] == 12
     assert samples[(tokens, (("kind", "prompt"), ("user", EMAIL)))] == 5
     assert samples[(tokens, (("kind", "completion"), ("user", EMAIL)))] == 1
+
+
+def test_errors_the_proxy_makes_are_counted_by_code(make_proxy: MakeProxy) -> None:
+    proxy = make_proxy(portkey_url="http://127.0.0.1:9")  # nothing listens on the discard port
+    assert chat(proxy).status_code == 502
+
+    samples = scrape(proxy)
+    key = ("portkey_user_proxy_errors_total", (("code", "upstream_unreachable"), ("route", "chat_completions")))
+    assert samples[key] == 1

@@ -72,6 +72,7 @@ class Forwarder:
             await self._proxy(scope, receive, send, record)
         except ProxyError as error:
             record.status = error.status
+            self._metrics.errors.labels(route_class(record.path), error.code).inc()
             await send_error(send, error, ((REQUEST_ID, record.request_id.encode()),))
         except ClientDisconnected:
             record.status = CLIENT_CLOSED
@@ -105,6 +106,7 @@ class Forwarder:
 
     async def _exchange(self, request: httpx.Request, send: Send, record: AccessRecord) -> None:
         sent_at = time.perf_counter()
+        self._metrics.overhead_seconds.labels(route_class(record.path)).observe(sent_at - record.started)
         try:
             response = await self._client.send(request, stream=True)
         except httpx.HTTPError as exc:
@@ -210,7 +212,7 @@ class Forwarder:
     def _note_attribution(self, record: AccessRecord, identity: Identity, attribution: Attribution) -> None:
         record.user = attribution.user_value or "-"
         record.attribution = f"{attribution.outcome}:{attribution.reason}"
-        self._metrics.attributions.labels(attribution.outcome.value).inc()
+        self._metrics.attributions.labels(attribution.outcome.value, attribution.reason).inc()
         if identity.unresolved_placeholder:
             self._warnings.warn(
                 "identity-placeholder",

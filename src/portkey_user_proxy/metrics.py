@@ -30,6 +30,8 @@ _ROUTE_CLASSES = (
 )
 # A lookup that MongoDB answered was a cache miss; the metric says so in those words.
 _LOOKUP_LABELS = {LookupOutcome.FOUND: "miss"}
+_MONGODB_ANSWERED = frozenset({LookupOutcome.FOUND, LookupOutcome.NOT_FOUND})
+_MONGODB_FAILED = frozenset({LookupOutcome.ERROR, LookupOutcome.TIMEOUT, LookupOutcome.STALE})
 _LATENCY_BUCKETS = (0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10, 30, 60, 120, 300, 600)
 _LOOKUP_BUCKETS = (0.0005, 0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5)
 _USAGE = re.compile(rb'"(prompt_tokens|completion_tokens|total_tokens)"\s*:\s*(\d+)')
@@ -80,7 +82,28 @@ class Metrics:
             registry=self.registry,
         )
         self.attributions = Counter(
-            prefix + "attributions", "Requests by attribution outcome.", ["outcome"], registry=self.registry
+            prefix + "attributions",
+            "Requests by attribution outcome, and the reason for it (a small fixed set).",
+            ["outcome", "reason"],
+            registry=self.registry,
+        )
+        self.errors = Counter(
+            prefix + "errors",
+            "Error responses the proxy made itself (not relayed from the upstream), by route class and error code.",
+            ["route", "code"],
+            registry=self.registry,
+        )
+        self.overhead_seconds = Histogram(
+            prefix + "overhead_seconds",
+            "Time from receiving a request to sending it upstream: identity, user lookup, metadata.",
+            ["route"],
+            buckets=_LOOKUP_BUCKETS,
+            registry=self.registry,
+        )
+        self.mongodb_up = Gauge(
+            prefix + "mongodb_up",
+            "1 when the last MongoDB lookup or probe succeeded, 0 when it failed.",
+            registry=self.registry,
         )
         self.tokens = Counter(
             prefix + "user_tokens",
@@ -91,6 +114,10 @@ class Metrics:
 
     def lookup(self, outcome: LookupOutcome) -> None:
         self.lookups.labels(_LOOKUP_LABELS.get(outcome, outcome.value)).inc()
+        if outcome in _MONGODB_ANSWERED:
+            self.mongodb_up.set(1)
+        elif outcome in _MONGODB_FAILED:
+            self.mongodb_up.set(0)
 
     def query_time(self, seconds: float) -> None:
         self.lookup_seconds.observe(seconds)
