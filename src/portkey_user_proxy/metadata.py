@@ -9,13 +9,13 @@ from __future__ import annotations
 
 import hashlib
 import json
-import re
 from collections.abc import Mapping
 from dataclasses import dataclass
 
+from .placeholders import fill_user_fields
+
 MAX_LENGTH = 128  # Portkey's limit for metadata keys and values
 _DIGEST_LENGTH = 16
-_PLACEHOLDER = re.compile(r"\{\{\s*LIBRECHAT_USER_([A-Z0-9_]+)\s*\}\}|\$\{\s*USER_([A-Z0-9_]+)\s*\}")
 
 
 @dataclass(frozen=True, slots=True)
@@ -36,7 +36,7 @@ def build_metadata(incoming: str | None, user_value: str | None, fields: Mapping
     filled = False
     for key, value in admin.items():
         text = value if isinstance(value, str) else _value_as_text(value)
-        replaced = _PLACEHOLDER.sub(lambda m: fields.get(m.group(1) or m.group(2), ""), text)
+        replaced = fill_user_fields(text, fields)
         filled = filled or replaced != text
         merged[shorten(key)] = shorten(replaced)
     merged.pop("_user", None)
