@@ -9,7 +9,7 @@ from __future__ import annotations
 
 import asyncio
 import json
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Mapping
 from typing import Any
 
 import orjson
@@ -76,7 +76,7 @@ def _parse_unusual_json(body: bytes) -> object:
         return None
 
 
-def with_stream_usage(body: bytes, parsed: dict[str, Any]) -> bytes:
+def with_stream_usage(body: bytes, parsed: Mapping[str, Any]) -> bytes:
     """The body of a streaming chat completion, asking for the final usage chunk when it does not.
 
     OpenAI-style streams carry token usage only when asked, and Portkey needs it to cost the

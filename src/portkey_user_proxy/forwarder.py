@@ -16,7 +16,8 @@ import httpx
 
 from .asgi import Receive, Scope, Send
 from .attribution import Attribution, attribute
-from .body import BodyTooLarge, ClientDisconnected, parse_json_object, read_body, stream_body, with_stream_usage
+from .body import BodyTooLarge, ClientDisconnected, parse_json_object, read_body, stream_body
+from .dialects import Dialect, dialect_for
 from .disconnects import CancelOnDisconnect
 from .errors import ProxyError, send_error
 from .headers import (
@@ -38,13 +39,12 @@ from .portkey_defaults import portkey_defaults
 from .settings import Settings
 from .traces import conversation_trace
 from .upstream import error_before_response
+from .usage import UsageScanner
 from .user_value import user_value_of
 from .users import UserDirectory
 
 # The access log's status for clients that left before the response ended (nginx's convention).
 CLIENT_CLOSED = 499
-# Bytes of a response's end kept to read its token usage from, when per-user token metrics are on.
-_USAGE_TAIL_BYTES = 8192
 
 
 class Forwarder:
@@ -85,8 +85,9 @@ class Forwarder:
         headers = split_request_headers(raw, self._identity_header)
         check_declared_length(headers, self._settings.max_request_body_bytes)
         record.request_id = headers.request_id or uuid.uuid4().hex
-        body, parsed = await self._read_json_body(headers, receive)
-        identity = identify(headers.identity, parsed.get("user") if parsed else None)
+        dialect = dialect_for(scope["path"])
+        body, parsed = await self._read_json_body(headers, receive, dialect)
+        identity = identify(headers.identity, *(dialect.identity_fields(parsed) if parsed else ()))
         attribution = await attribute(
             identity, self._directory, self._settings.unresolved_user_policy, self._user_value
         )
@@ -95,16 +96,16 @@ class Forwarder:
             raise _refusal(attribution)
 
         outgoing = self._outgoing_headers(headers, attribution, record)
-        content, body_received = self._request_content(scope, receive, headers, body, parsed, outgoing)
+        content, body_received = self._request_content(dialect, receive, headers, body, parsed, outgoing)
         del parsed  # a stream can last minutes: its parsed body need not live as long
         request = self._client.build_request(scope["method"], self._url(scope), headers=outgoing, content=content)
         with self._upstream_slots:
             async with CancelOnDisconnect(receive, body_received) as watch:
-                await self._exchange(request, send, record)
+                await self._exchange(request, send, record, dialect)
         if watch.disconnected:
             record.status = CLIENT_CLOSED
 
-    async def _exchange(self, request: httpx.Request, send: Send, record: AccessRecord) -> None:
+    async def _exchange(self, request: httpx.Request, send: Send, record: AccessRecord, dialect: Dialect) -> None:
         sent_at = time.perf_counter()
         self._metrics.overhead_seconds.labels(route_class(record.path)).observe(sent_at - record.started)
         try:
@@ -122,7 +123,7 @@ class Forwarder:
                     "headers": self._client_headers(response, record),
                 }
             )
-            await self._relay_body(response, send, record, sent_at)
+            await self._relay_body(response, send, record, sent_at, dialect)
         except httpx.HTTPError as exc:
             # Headers are gone already: returning with the response incomplete makes the server
             # close the connection, so the client sees a truncated response, not a complete one.
@@ -132,9 +133,11 @@ class Forwarder:
             self._metrics.upstream_seconds.labels(route_class(record.path)).observe(time.perf_counter() - sent_at)
             await response.aclose()
 
-    async def _relay_body(self, response: httpx.Response, send: Send, record: AccessRecord, sent_at: float) -> None:
+    async def _relay_body(
+        self, response: httpx.Response, send: Send, record: AccessRecord, sent_at: float, dialect: Dialect
+    ) -> None:
         count_usage = self._metrics.per_user_tokens and "content-encoding" not in response.headers
-        tail = b""
+        scanner = UsageScanner()
         first = True
         async for chunk in response.aiter_raw():
             if first:
@@ -142,10 +145,11 @@ class Forwarder:
                 first = False
             await send({"type": "http.response.body", "body": chunk, "more_body": True})
             if count_usage:
-                tail = (tail + chunk)[-_USAGE_TAIL_BYTES:]
+                scanner.feed(chunk)  # after the send: reading usage never holds a chunk back
         await send({"type": "http.response.body", "body": b""})
-        if count_usage and record.user != "-":
-            self._metrics.usage(record.user, tail)
+        usage = dialect.usage(scanner.reported) if scanner.found else None
+        if usage is not None and record.user != "-":
+            self._metrics.usage(record.user, usage)
 
     def _client_headers(self, response: httpx.Response, record: AccessRecord) -> RawHeaders:
         headers = response_headers(response.headers.raw)
@@ -154,9 +158,9 @@ class Forwarder:
         return headers
 
     async def _read_json_body(
-        self, headers: RequestHeaders, receive: Receive
+        self, headers: RequestHeaders, receive: Receive, dialect: Dialect
     ) -> tuple[bytes | None, dict[str, object] | None]:
-        if not (headers.is_json and headers.has_body):
+        if not (dialect.reads_body and headers.is_json and headers.has_body):
             return None, None
         try:
             body = await read_body(receive, self._settings.max_request_body_bytes)
@@ -166,7 +170,7 @@ class Forwarder:
 
     def _request_content(
         self,
-        scope: Scope,
+        dialect: Dialect,
         receive: Receive,
         headers: RequestHeaders,
         body: bytes | None,
@@ -182,8 +186,8 @@ class Forwarder:
             outgoing.append((b"content-length", headers.content_length))
             return stream, body_received
         body_received.set()
-        if parsed is not None and body is not None and self._wants_stream_usage(scope):
-            body = with_stream_usage(body, parsed)
+        if parsed is not None and body is not None:
+            body = dialect.request_body(body, parsed, stream_usage=self._settings.include_stream_usage)
         return body, body_received
 
     def _outgoing_headers(self, headers: RequestHeaders, attribution: Attribution, record: AccessRecord) -> RawHeaders:
@@ -220,9 +224,6 @@ class Forwarder:
                 "the body's user field is used instead when present",
                 identity.unresolved_placeholder,
             )
-
-    def _wants_stream_usage(self, scope: Scope) -> bool:
-        return self._settings.include_stream_usage and scope["path"].endswith("/chat/completions")
 
     def _url(self, scope: Scope) -> httpx.URL:
         # raw_path keeps the client's percent-encoding; it never carries a scheme or host.

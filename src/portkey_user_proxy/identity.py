@@ -1,8 +1,9 @@
-"""Who sent a request: the LibreChat user id carried by a header or by the JSON body's `user`.
+"""Who sent a request: the LibreChat user id carried by a header or by a field of the JSON body.
 
-LibreChat puts the user's MongoDB `_id` (24 hex characters) in the OpenAI body field `user`, and an
-admin may also send it in a header through the `{{LIBRECHAT_USER_ID}}` placeholder. Some LibreChat
-code paths send such placeholders unresolved, as literal text: those are recognised, never trusted.
+LibreChat puts the user's MongoDB `_id` (24 hex characters) in the body field its API family has for
+it (OpenAI's `user`, Anthropic's `metadata.user_id`: see `dialects`), and an admin may also send it
+in a header through the `{{LIBRECHAT_USER_ID}}` placeholder. Some LibreChat code paths send such
+placeholders unresolved, as literal text: those are recognised, never trusted.
 """
 
 from __future__ import annotations
@@ -11,8 +12,11 @@ import enum
 import re
 from dataclasses import dataclass
 
+from .placeholders import find_placeholder
+
+__all__ = ["Identity", "IdentitySource", "find_placeholder", "identify"]
+
 _OBJECT_ID = re.compile(r"[0-9a-fA-F]{24}")
-_PLACEHOLDER = re.compile(r"\{\{\s*LIBRECHAT_[A-Z0-9_]+\s*\}\}|\$\{\s*USER_[A-Z0-9_]+\s*\}")
 
 
 class IdentitySource(enum.StrEnum):
@@ -37,25 +41,20 @@ class Identity:
         return None
 
 
-def find_placeholder(text: str) -> str | None:
-    """The first unresolved LibreChat placeholder in `text`, if any."""
-    match = _PLACEHOLDER.search(text)
-    return match.group(0) if match else None
-
-
-def identify(header_value: str | None, body_user: object) -> Identity:
+def identify(header_value: str | None, *body_values: object) -> Identity:
     """The best id the request offers: an ObjectId over anything else, the header's over the body's.
 
-    A header configured with another placeholder (`{{LIBRECHAT_USER_EMAIL}}`, say) must not hide a
-    body `user` that MongoDB can resolve.
+    `body_values` are the body's identity fields in the order its API family prefers them (OpenAI
+    Responses: `user`, then `safety_identifier`). A header configured with another placeholder
+    (`{{LIBRECHAT_USER_EMAIL}}`, say) must not hide a body field that MongoDB can resolve.
     """
-    header = _claim(header_value, IdentitySource.HEADER)
-    body = _claim(body_user, IdentitySource.BODY)
-    leaked = header.unresolved_placeholder or body.unresolved_placeholder
-    for candidate in (header, body):
+    candidates = [_claim(header_value, IdentitySource.HEADER)]
+    candidates += [_claim(value, IdentitySource.BODY) for value in body_values]
+    leaked = next((c.unresolved_placeholder for c in candidates if c.unresolved_placeholder), None)
+    for candidate in candidates:
         if candidate.object_id is not None:
             return Identity(candidate.raw, candidate.source, leaked)
-    for candidate in (header, body):
+    for candidate in candidates:
         if candidate.raw is not None:
             return Identity(candidate.raw, candidate.source, leaked)
     return Identity(None, IdentitySource.NONE, leaked)

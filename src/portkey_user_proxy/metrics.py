@@ -8,11 +8,11 @@ token counters, whose label set grows with the number of users.
 from __future__ import annotations
 
 import functools
-import re
 
 from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram
 from prometheus_client.exposition import CONTENT_TYPE_LATEST, generate_latest
 
+from .usage import Usage
 from .users import LookupOutcome
 
 CONTENT_TYPE = CONTENT_TYPE_LATEST
@@ -23,6 +23,8 @@ _ROUTE_CLASSES = (
     ("completions", "/completions"),
     ("embeddings", "/embeddings"),
     ("responses", "/responses"),
+    ("messages", "/v1/messages"),
+    ("moderations", "/moderations"),
     ("images", "/images/generations"),
     ("audio", "/audio/transcriptions"),
     ("audio", "/audio/speech"),
@@ -34,7 +36,6 @@ _MONGODB_ANSWERED = frozenset({LookupOutcome.FOUND, LookupOutcome.NOT_FOUND})
 _MONGODB_FAILED = frozenset({LookupOutcome.ERROR, LookupOutcome.TIMEOUT, LookupOutcome.STALE})
 _LATENCY_BUCKETS = (0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10, 30, 60, 120, 300, 600)
 _LOOKUP_BUCKETS = (0.0005, 0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5)
-_USAGE = re.compile(rb'"(prompt_tokens|completion_tokens|total_tokens)"\s*:\s*(\d+)')
 
 
 @functools.lru_cache(maxsize=1024)
@@ -122,11 +123,10 @@ class Metrics:
     def query_time(self, seconds: float) -> None:
         self.lookup_seconds.observe(seconds)
 
-    def usage(self, user: str, tail: bytes) -> None:
-        """Count the tokens of the last `usage` object in a response's final bytes."""
-        found = {kind.decode(): int(count) for kind, count in _USAGE.findall(tail)}
-        for kind, count in found.items():
-            self.tokens.labels(user, kind.removesuffix("_tokens")).inc(count)
+    def usage(self, user: str, usage: Usage) -> None:
+        """Count one response's tokens, as its dialect read them (see `usage.py`)."""
+        for kind, count in usage.counts():
+            self.tokens.labels(user, kind).inc(count)
 
     def exposition(self) -> bytes:
         return generate_latest(self.registry)

@@ -1,0 +1,38 @@
+"""Anthropic's Messages API, `POST /v1/messages`: LibreChat's Anthropic endpoint pointed at Portkey.
+
+The user id is in `metadata.user_id`. Usage is `usage` in the JSON response; a stream reports input
+tokens in `message_start.message.usage` and the output tokens so far in each `message_delta.usage`,
+so the merged fields hold the input of the first and the output of the last. Streams report usage
+by themselves: nothing is added to the body.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+from typing import Any, ClassVar
+
+from ..usage import Usage, tokens
+from .dialect import Dialect
+
+# Input tokens are billed in three parts; OpenAI's `prompt_tokens` includes its cached tokens likewise.
+_INPUT = ("input_tokens", "cache_creation_input_tokens", "cache_read_input_tokens")
+
+
+class AnthropicMessages(Dialect):
+    name: ClassVar[str] = "anthropic_messages"
+    path_endings: ClassVar[tuple[str, ...]] = ("/v1/messages",)
+
+    @property
+    def reads_body(self) -> bool:
+        return True
+
+    def identity_fields(self, body: Mapping[str, Any]) -> tuple[object, ...]:
+        metadata = body.get("metadata")
+        return (metadata.get("user_id"),) if isinstance(metadata, Mapping) else ()
+
+    def usage(self, reported: Mapping[str, object]) -> Usage | None:
+        prompt = tokens(reported, *_INPUT)
+        completion = tokens(reported, "output_tokens")
+        if prompt is None and completion is None:
+            return None
+        return Usage(prompt, completion, (prompt or 0) + (completion or 0))

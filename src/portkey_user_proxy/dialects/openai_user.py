@@ -1,0 +1,38 @@
+"""OpenAI-style routes that name the user in the body's top-level `user`: embeddings, completions,
+moderations, image generation.
+
+Their usage objects count `prompt_tokens`/`completion_tokens`/`total_tokens`, or, in the newer APIs
+(image generation, Responses), `input_tokens`/`output_tokens`/`total_tokens`.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+from typing import Any, ClassVar
+
+from ..usage import Usage, tokens
+from .dialect import Dialect
+
+
+class OpenAIUserField(Dialect):
+    name: ClassVar[str] = "openai"
+    path_endings: ClassVar[tuple[str, ...]] = ("/embeddings", "/completions", "/moderations", "/images/generations")
+
+    @property
+    def reads_body(self) -> bool:
+        return True
+
+    def identity_fields(self, body: Mapping[str, Any]) -> tuple[object, ...]:
+        return (body.get("user"),)
+
+    def usage(self, reported: Mapping[str, object]) -> Usage | None:
+        prompt = tokens(reported, "prompt_tokens") if "prompt_tokens" in reported else tokens(reported, "input_tokens")
+        completion = (
+            tokens(reported, "completion_tokens")
+            if "completion_tokens" in reported
+            else tokens(reported, "output_tokens")
+        )
+        total = tokens(reported, "total_tokens")
+        if prompt is None and completion is None and total is None:
+            return None
+        return Usage(prompt, completion, total)

@@ -1,0 +1,21 @@
+"""The OpenAI Responses API (`useResponsesApi`, and web search on OpenAI-compatible endpoints).
+
+The user id is in `user`, or in `safety_identifier`, OpenAI's replacement for it (newer clients send
+only that). A stream reports usage by itself in its final `response.completed` event, so nothing is
+added to the body: `stream_options` is not a field of this API.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+from typing import Any, ClassVar
+
+from .openai_user import OpenAIUserField
+
+
+class Responses(OpenAIUserField):
+    name: ClassVar[str] = "responses"
+    path_endings: ClassVar[tuple[str, ...]] = ("/responses",)
+
+    def identity_fields(self, body: Mapping[str, Any]) -> tuple[object, ...]:
+        return (body.get("user"), body.get("safety_identifier"))
