@@ -18,6 +18,7 @@ from portkey_user_proxy.metrics import Metrics
 from portkey_user_proxy.request_head import server_options
 from portkey_user_proxy.users import Lookup, UserDirectory
 from tests.mongo import RealMongo, StandInMongo, real_mongo_uri
+from tests.providers import ProviderUpstream
 from tests.servers import ServerThread, Upstream
 
 FIXTURES = Path(__file__).parent / "fixtures"
@@ -85,6 +86,22 @@ def upstream(shared_upstream: Upstream) -> Upstream:
     """The fake Portkey, with no requests recorded and every gate closed."""
     shared_upstream.reset()
     return shared_upstream
+
+
+@pytest.fixture(scope="session")
+def shared_provider_upstream() -> Iterator[ProviderUpstream]:
+    app = ProviderUpstream()
+    server = ServerThread(app).start()
+    app.url = server.url
+    yield app
+    server.stop()
+
+
+@pytest.fixture
+def provider_upstream(shared_provider_upstream: ProviderUpstream) -> ProviderUpstream:
+    """A fake Portkey answering each API family as its provider does (see `tests.providers`)."""
+    shared_provider_upstream.reset()
+    return shared_provider_upstream
 
 
 class FindCounter(monitoring.CommandListener):

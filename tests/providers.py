@@ -1,0 +1,135 @@
+"""A fake Portkey that answers each API family the way its provider does, JSON or streamed.
+
+/v1/responses           OpenAI Responses: a `response` object, or its event stream ending in
+                        `response.completed` (usage 812 in, 164 out, 976 total, from the fixture)
+/v1/messages            Anthropic Messages: a `message`, or its event stream: input tokens in
+                        `message_start`, output tokens so far in each `message_delta` (25 in, 15 out)
+/v1/embeddings          embeddings with `usage` {prompt_tokens: 8, total_tokens: 8}
+anything else           as `tests.servers.Upstream`
+
+`?split=N` sends the response body in pieces of N bytes, to cut keys and objects across chunks.
+Model text in every stream holds `"usage"` and `{"input_tokens": 999}` as text, which must not count.
+"""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Callable
+from pathlib import Path
+from typing import Any
+from urllib.parse import parse_qs
+
+from tests.servers import Received, Upstream
+
+FIXTURES = Path(__file__).parent / "fixtures"
+# Text a model may well write: it must never be taken for the response's usage.
+TRICKY_TEXT = 'the "usage": {"input_tokens": 999, "output_tokens": 999, "prompt_tokens": 999}'
+
+RESPONSES_USAGE = {"input_tokens": 812, "output_tokens": 164, "total_tokens": 976}
+ANTHROPIC_INPUT, ANTHROPIC_OUTPUT = 25, 15
+EMBEDDING_TOKENS = 8
+
+
+def fixture(name: str) -> dict[str, Any]:
+    loaded: dict[str, Any] = json.loads((FIXTURES / name).read_text())
+    return loaded
+
+
+class ProviderUpstream(Upstream):
+    async def _answer(self, record: Received, receive: Callable[..., Any], send: Callable[..., Any]) -> None:
+        body = json.loads(record.body) if record.body else {}
+        split = int(parse_qs(record.query).get("split", ["0"])[0])
+        if record.path == "/v1/responses":
+            await _reply(send, _responses_stream() if body.get("stream") else _responses_json(), split)
+        elif record.path == "/v1/messages":
+            await _reply(send, _messages_stream() if body.get("stream") else _messages_json(), split)
+        elif record.path == "/v1/embeddings":
+            await _reply(send, _embeddings_json(), split)
+        else:
+            await super()._answer(record, receive, send)
+
+
+Reply = tuple[bytes, bytes]  # content type, body
+
+
+async def _reply(send: Callable[..., Any], reply: Reply, split: int) -> None:
+    content_type, payload = reply
+    headers = [(b"content-type", content_type)]
+    await send({"type": "http.response.start", "status": 200, "headers": headers})
+    size = split or len(payload)
+    for start in range(0, len(payload), size):
+        await send({"type": "http.response.body", "body": payload[start : start + size], "more_body": True})
+    await send({"type": "http.response.body", "body": b""})
+
+
+def _events(*events: tuple[str, dict[str, Any]]) -> Reply:
+    text = "".join(f"event: {name}\ndata: {json.dumps(data)}\n\n" for name, data in events)
+    return b"text/event-stream", text.encode()
+
+
+def _json(payload: dict[str, Any]) -> Reply:
+    return b"application/json", json.dumps(payload).encode()
+
+
+def _response(status: str, usage: dict[str, Any] | None) -> dict[str, Any]:
+    output = [{"type": "message", "role": "assistant", "content": [{"type": "output_text", "text": TRICKY_TEXT}]}]
+    return {"id": "resp_abc", "object": "response", "status": status, "output": output, "usage": usage}
+
+
+def _responses_json() -> Reply:
+    return _json({**_response("completed", RESPONSES_USAGE), "user": "echoed", "metadata": {"usage": "x"}})
+
+
+def _responses_stream() -> Reply:
+    delta = {"type": "response.output_text.delta", "item_id": "m", "output_index": 0, "delta": TRICKY_TEXT}
+    completed_line = fixture("openai_responses_request.json")["stream_tail"].split("data: ", 1)[1].strip()
+    return _events(
+        ("response.created", {"type": "response.created", "response": _response("in_progress", None)}),
+        ("response.output_text.delta", delta),
+        ("response.completed", json.loads(completed_line)),
+    )
+
+
+def _message(output_tokens: int) -> dict[str, Any]:
+    return {
+        "id": "msg_1",
+        "type": "message",
+        "role": "assistant",
+        "model": "claude-opus-4-7",
+        "content": [{"type": "text", "text": TRICKY_TEXT}],
+        "stop_reason": "end_turn",
+        "stop_sequence": None,
+        "usage": {"input_tokens": ANTHROPIC_INPUT, "output_tokens": output_tokens},
+    }
+
+
+def _messages_json() -> Reply:
+    return _json(_message(ANTHROPIC_OUTPUT))
+
+
+def _messages_stream() -> Reply:
+    start = {**_message(1), "content": [], "stop_reason": None}
+    text_delta = {"type": "text_delta", "text": TRICKY_TEXT}
+
+    def message_delta(output_tokens: int) -> dict[str, Any]:
+        delta = {"stop_reason": "end_turn", "stop_sequence": None}
+        return {"type": "message_delta", "delta": delta, "usage": {"output_tokens": output_tokens}}
+
+    return _events(
+        ("message_start", {"type": "message_start", "message": start}),
+        (
+            "content_block_start",
+            {"type": "content_block_start", "index": 0, "content_block": {"type": "text", "text": ""}},
+        ),
+        ("content_block_delta", {"type": "content_block_delta", "index": 0, "delta": text_delta}),
+        ("content_block_stop", {"type": "content_block_stop", "index": 0}),
+        ("message_delta", message_delta(5)),
+        ("message_delta", message_delta(ANTHROPIC_OUTPUT)),
+        ("message_stop", {"type": "message_stop"}),
+    )
+
+
+def _embeddings_json() -> Reply:
+    data = [{"object": "embedding", "index": 0, "embedding": [0.25, -0.5]}]
+    usage = {"prompt_tokens": EMBEDDING_TOKENS, "total_tokens": EMBEDDING_TOKENS}
+    return _json({"object": "list", "data": data, "model": "text-embedding-3-small", "usage": usage})
