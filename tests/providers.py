@@ -19,6 +19,9 @@ from pathlib import Path
 from typing import Any
 from urllib.parse import parse_qs
 
+import httpx
+from prometheus_client.parser import text_string_to_metric_families
+
 from tests.servers import Received, Upstream
 
 FIXTURES = Path(__file__).parent / "fixtures"
@@ -28,11 +31,34 @@ TRICKY_TEXT = 'the "usage": {"input_tokens": 999, "output_tokens": 999, "prompt_
 RESPONSES_USAGE = {"input_tokens": 812, "output_tokens": 164, "total_tokens": 976}
 ANTHROPIC_INPUT, ANTHROPIC_OUTPUT = 25, 15
 EMBEDDING_TOKENS = 8
+# What the proxy's per-user token counters show for one such response, streamed or not.
+RESPONSES_TOKENS = {
+    "prompt": RESPONSES_USAGE["input_tokens"],
+    "completion": RESPONSES_USAGE["output_tokens"],
+    "total": RESPONSES_USAGE["total_tokens"],
+}
+ANTHROPIC_TOKENS = {
+    "prompt": ANTHROPIC_INPUT,
+    "completion": ANTHROPIC_OUTPUT,
+    "total": ANTHROPIC_INPUT + ANTHROPIC_OUTPUT,
+}
+EMBEDDING_TOKENS_COUNTED = {"prompt": EMBEDDING_TOKENS, "total": EMBEDDING_TOKENS}
 
 
 def fixture(name: str) -> dict[str, Any]:
     loaded: dict[str, Any] = json.loads((FIXTURES / name).read_text())
     return loaded
+
+
+def user_tokens(proxy_url: str, user: str) -> dict[str, float]:
+    """The proxy's per-user token counters for `user`, by kind."""
+    text = httpx.get(proxy_url + "/metrics").text
+    return {
+        sample.labels["kind"]: sample.value
+        for family in text_string_to_metric_families(text)
+        for sample in family.samples
+        if sample.name == "portkey_user_proxy_user_tokens_total" and sample.labels["user"] == user
+    }
 
 
 class ProviderUpstream(Upstream):

@@ -140,3 +140,29 @@ def test_object_id_is_always_none_or_24_lowercase_hex(header: str | None, body_u
     if identity.raw is not None:
         assert identity.raw == identity.raw.strip() and identity.raw
         assert find_placeholder(identity.raw) is None
+
+
+def test_body_fields_are_tried_in_the_order_given() -> None:
+    assert identify(None, "tim", "tom") == Identity("tim", IdentitySource.BODY)
+    assert identify(None, None, "tom") == Identity("tom", IdentitySource.BODY)
+
+
+def test_an_object_id_in_a_later_body_field_wins_over_other_text_in_an_earlier_one() -> None:
+    assert identify(None, "tim", USER_ID) == Identity(USER_ID, IdentitySource.BODY)
+    assert identify("alice", "tim", USER_ID) == Identity(USER_ID, IdentitySource.BODY)
+
+
+def test_the_header_object_id_wins_over_every_body_field() -> None:
+    assert identify(OTHER_ID, USER_ID, USER_ID) == Identity(OTHER_ID, IdentitySource.HEADER)
+
+
+@pytest.mark.parametrize("position", [0, 1, 2])
+def test_a_placeholder_in_any_field_is_reported_and_skipped(position: int) -> None:
+    values: list[str | None] = [None, None, None]
+    values[position] = "{{LIBRECHAT_USER_ID}}"
+    values[(position + 1) % 3] = USER_ID
+
+    identity = identify(values[0], values[1], values[2])
+
+    assert identity.raw == USER_ID
+    assert identity.unresolved_placeholder == "{{LIBRECHAT_USER_ID}}"

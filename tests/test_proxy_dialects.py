@@ -10,25 +10,20 @@ from typing import Any
 
 import httpx
 import pytest
-from prometheus_client.parser import text_string_to_metric_families
 
 from tests.conftest import MakeProxy, RunningProxy
-from tests.providers import ANTHROPIC_INPUT, ANTHROPIC_OUTPUT, EMBEDDING_TOKENS, RESPONSES_USAGE, fixture
+from tests.providers import (
+    ANTHROPIC_TOKENS,
+    EMBEDDING_TOKENS_COUNTED,
+    RESPONSES_TOKENS,
+    fixture,
+)
+from tests.providers import user_tokens as tokens_of
 
 EMAIL = "timmanik@email.com"
 USER_ID = "6651f0c2a1b2c3d4e5f60718"
 OTHER_ID = "0123456789abcdef01234567"  # an ObjectId MongoDB does not know
 PLACEHOLDER = "{{LIBRECHAT_USER_ID}}"
-ANTHROPIC_TOKENS = {
-    "prompt": ANTHROPIC_INPUT,
-    "completion": ANTHROPIC_OUTPUT,
-    "total": ANTHROPIC_INPUT + ANTHROPIC_OUTPUT,
-}
-RESPONSES_TOKENS = {
-    "prompt": RESPONSES_USAGE["input_tokens"],
-    "completion": RESPONSES_USAGE["output_tokens"],
-    "total": RESPONSES_USAGE["total_tokens"],
-}
 
 
 @dataclass(frozen=True)
@@ -75,7 +70,7 @@ EMBEDDINGS = Family(
     "/v1/embeddings",
     {"model": "text-embedding-3-small", "input": "hello"},
     ("user",),
-    {"prompt": EMBEDDING_TOKENS, "total": EMBEDDING_TOKENS},
+    EMBEDDING_TOKENS_COUNTED,
 )
 STREAMING = [RESPONSES, SAFETY_IDENTIFIER, ANTHROPIC]
 FAMILIES = [*STREAMING, EMBEDDINGS]
@@ -90,14 +85,8 @@ def post(proxy: RunningProxy, path: str, body: object, **headers: str) -> tuple[
     return response, sent
 
 
-def user_tokens(proxy: RunningProxy, user: str = EMAIL) -> dict[str, float]:
-    text = httpx.get(proxy.url + "/metrics").text
-    return {
-        sample.labels["kind"]: sample.value
-        for family in text_string_to_metric_families(text)
-        for sample in family.samples
-        if sample.name == "portkey_user_proxy_user_tokens_total" and sample.labels["user"] == user
-    }
+def user_tokens(proxy: RunningProxy) -> dict[str, float]:
+    return tokens_of(proxy.url, EMAIL)
 
 
 @pytest.mark.parametrize("stream", [False, True], ids=["json", "stream"])
