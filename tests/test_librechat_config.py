@@ -4,7 +4,9 @@ LibreChat validates librechat.yaml with the zod `configSchema` of its npm packag
 `librechat-data-provider` (`configSchema.strict()`, after reading the file with js-yaml). The tests
 run that same schema through node, from a copy of the package installed once into a cache folder.
 Custom endpoints are also held to the full `endpointSchema`: the config schema lets each of their
-fields be missing, but LibreChat skips an endpoint without a name, apiKey, baseURL or models.
+fields be missing, but LibreChat skips an endpoint without a name, apiKey, baseURL or models. The
+Anthropic endpoint's schema is held strict too, so a misspelt key is an issue, not silently dropped.
+The README's Anthropic section is checked the same way.
 """
 
 from __future__ import annotations
@@ -20,9 +22,12 @@ from pathlib import Path
 from typing import Any
 
 import pytest
+import yaml
 
 from portkey_user_proxy.settings import Settings
 from tests.deploy_files import LIBRECHAT_EXAMPLE, librechat_example, portkey_endpoint
+
+README = Path(__file__).resolve().parents[1] / "README.md"
 
 LIBRECHAT_DATA_PROVIDER_VERSION = os.environ.get("LIBRECHAT_DATA_PROVIDER_VERSION", "0.8.524")
 
@@ -37,6 +42,11 @@ const fromProvider = createRequire(provider);
 const { configSchema, endpointSchema, Constants } = fromProvider("librechat-data-provider");
 const yaml = fromProvider("js-yaml");
 
+const unwrap = (schema) => {
+  while (schema?._def?.innerType || schema?._def?.schema) schema = schema._def.innerType || schema._def.schema;
+  return schema;
+};
+const anthropicSchema = unwrap(unwrap(configSchema.shape.endpoints).shape.anthropic);
 const describe = (prefix, error) =>
   error.issues.map((issue) => `${[...prefix, ...issue.path].join(".")}: ${issue.message}`);
 const results = request.documents.map((document) => {
@@ -47,6 +57,10 @@ const results = request.documents.map((document) => {
     const checked = endpointSchema.strict().safeParse(endpoint);
     if (!checked.success) issues.push(...describe(["endpoints", "custom", index], checked.error));
   });
+  if (config?.endpoints?.anthropic) {
+    const checked = anthropicSchema.strict().safeParse(config.endpoints.anthropic);
+    if (!checked.success) issues.push(...describe(["endpoints", "anthropic"], checked.error));
+  }
   return issues;
 });
 process.stdout.write(JSON.stringify({ configVersion: Constants.CONFIG_VERSION, results }));
@@ -187,3 +201,33 @@ def test_models_are_listed_and_titles_use_one_of_them():
     assert endpoint["titleConvo"] is True
     assert endpoint["titleModel"] in endpoint["models"]["default"]
     assert endpoint["modelDisplayLabel"]
+
+
+def _readme_anthropic_section() -> str:
+    return README.read_text().split("### LibreChat's Anthropic endpoint", 1)[1].split("\n## ", 1)[0]
+
+
+def _with_readme_anthropic_endpoint() -> dict[str, Any]:
+    block = _readme_anthropic_section().split("```yaml\n", 1)[1].split("```", 1)[0]
+    config = copy.deepcopy(librechat_example())
+    config["endpoints"].update(yaml.safe_load(block)["endpoints"])
+    return config
+
+
+def test_librechat_accepts_the_readmes_anthropic_endpoint(validate: Validate):
+    config = _with_readme_anthropic_endpoint()
+    assert config["endpoints"]["anthropic"]["headers"]["x-portkey-provider"]
+    misspelt = copy.deepcopy(config)
+    misspelt["endpoints"]["anthropic"]["header"] = misspelt["endpoints"]["anthropic"].pop("headers")
+
+    _, (issues, misspelt_issues) = validate([{"config": config}, {"config": misspelt}])
+
+    assert issues == []
+    assert any("endpoints.anthropic" in issue and "header" in issue for issue in misspelt_issues), misspelt_issues
+
+
+def test_the_readmes_anthropic_reverse_proxy_is_the_proxy_without_v1():
+    match = re.search(r"^ANTHROPIC_REVERSE_PROXY=(\S+)", _readme_anthropic_section(), re.MULTILINE)
+    assert match, "the section names ANTHROPIC_REVERSE_PROXY"
+    # Anthropic's SDK appends /v1/messages; the proxy forwards the path unchanged to Portkey's /v1/messages.
+    assert match.group(1) + "/v1" == portkey_endpoint(librechat_example())["baseURL"]
