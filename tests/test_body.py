@@ -11,6 +11,7 @@ import pytest
 
 from portkey_user_proxy.asgi import Message, Receive
 from portkey_user_proxy.body import (
+    FULL_PARSE_LIMIT,
     BodyTooLarge,
     ClientDisconnected,
     parse_json_object,
@@ -18,6 +19,7 @@ from portkey_user_proxy.body import (
     stream_body,
     with_stream_usage,
 )
+from portkey_user_proxy.body_fields import json_fields
 
 FIXTURES = Path(__file__).parent / "fixtures"
 SPLICED = b'"stream_options":{"include_usage":true},'
@@ -41,9 +43,9 @@ def _chunks(*parts: bytes) -> list[Message]:
 
 
 def _usage_added(body: bytes) -> bytes:
-    parsed = parse_json_object(body)
-    assert parsed is not None
-    return with_stream_usage(body, parsed)
+    fields = json_fields(body)  # what the forwarder hands over
+    assert fields is not None
+    return with_stream_usage(body, fields)
 
 
 # --- with_stream_usage ------------------------------------------------------------------------
@@ -124,6 +126,13 @@ def test_stream_options_of_an_unexpected_type_are_left_for_the_upstream_to_judge
     body = b'{"stream":true,"stream_options":"yes"}'
 
     assert _usage_added(body) == body
+
+
+def test_stream_options_are_not_merged_into_a_body_too_large_to_rebuild() -> None:
+    padding = b'"pad":"' + b"x" * FULL_PARSE_LIMIT + b'",'
+    body = b"{" + padding + b'"stream":true,"stream_options":{}}'
+
+    assert _usage_added(body) is body
 
 
 # --- parse_json_object ------------------------------------------------------------------------

@@ -1,8 +1,8 @@
 """Request bodies: read JSON ones once, stream all others, and ask for stream usage.
 
-JSON bodies are small (chat messages, embeddings input) and hold the `user` field, so they are read
-whole, up to a limit, and parsed once. Other bodies (multipart audio, files) stream to the upstream
-as they arrive, never held in memory.
+JSON bodies of the routes the proxy knows hold the user id, so they are read whole, up to a limit;
+only the few fields the proxy needs are parsed (see `body_fields`). Other bodies (multipart audio,
+files, unknown paths) stream to the upstream as they arrive, never held in memory.
 """
 
 from __future__ import annotations
@@ -17,6 +17,8 @@ import orjson
 from .asgi import Receive
 
 _INCLUDE_USAGE = b'"stream_options":{"include_usage":true},'
+# Bodies up to this size may be parsed whole into Python objects (~10x the JSON); larger ones never.
+FULL_PARSE_LIMIT = 4 * 1024 * 1024
 
 
 class BodyTooLarge(Exception):
@@ -76,23 +78,28 @@ def _parse_unusual_json(body: bytes) -> object:
         return None
 
 
-def with_stream_usage(body: bytes, parsed: Mapping[str, Any]) -> bytes:
+def with_stream_usage(body: bytes, fields: Mapping[str, Any]) -> bytes:
     """The body of a streaming chat completion, asking for the final usage chunk when it does not.
 
     OpenAI-style streams carry token usage only when asked, and Portkey needs it to cost the
-    request. A client's explicit `include_usage: false` is respected.
+    request. A client's explicit `include_usage: false` is respected. `fields` holds at least the
+    body's `stream` and `stream_options`; merging into an existing `stream_options` rewrites the
+    whole body, which is done only up to `FULL_PARSE_LIMIT`.
     """
-    if parsed.get("stream") is not True:
+    if fields.get("stream") is not True:
         return body
-    options = parsed.get("stream_options")
-    if "stream_options" not in parsed:
+    options = fields.get("stream_options")
+    if "stream_options" not in fields:
         # Splice the field in after the opening brace: the client's bytes stay exactly as sent.
         brace = body.index(b"{") + 1
         return body[:brace] + _INCLUDE_USAGE + body[brace:]
     if options is None or (isinstance(options, dict) and "include_usage" not in options):
+        document = parse_json_object(body) if len(body) <= FULL_PARSE_LIMIT else None
+        if document is None:
+            return body  # too large to rebuild: better no usage than a stalled proxy
         merged = {**(options or {}), "include_usage": True}
         try:
-            return orjson.dumps({**parsed, "stream_options": merged})
+            return orjson.dumps({**document, "stream_options": merged})
         except orjson.JSONEncodeError:
             return body  # a value orjson cannot write back exactly: better no usage than a changed body
     return body

@@ -16,7 +16,8 @@ import httpx
 
 from .asgi import Receive, Scope, Send
 from .attribution import Attribution, attribute
-from .body import BodyTooLarge, ClientDisconnected, parse_json_object, read_body, stream_body
+from .body import BodyTooLarge, ClientDisconnected, read_body, stream_body
+from .body_fields import json_fields
 from .dialects import Dialect, dialect_for
 from .disconnects import CancelOnDisconnect
 from .errors import ProxyError, send_error
@@ -166,7 +167,7 @@ class Forwarder:
             body = await read_body(receive, self._settings.max_request_body_bytes)
         except BodyTooLarge as exc:
             raise too_large(exc.limit) from None
-        return body, parse_json_object(body)
+        return body, json_fields(body)
 
     def _request_content(
         self,
