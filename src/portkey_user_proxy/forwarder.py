@@ -88,7 +88,7 @@ class Forwarder:
         record.request_id = headers.request_id or uuid.uuid4().hex
         dialect = dialect_for(scope["path"])
         body, parsed = await self._read_json_body(headers, receive, dialect)
-        identity = identify(headers.identity, *(dialect.identity_fields(parsed) if parsed else ()))
+        identity = identify(headers.identity, *dialect.identity_fields(parsed or {}))
         attribution = await attribute(
             identity, self._directory, self._settings.unresolved_user_policy, self._user_value
         )
@@ -222,7 +222,7 @@ class Forwarder:
             self._warnings.warn(
                 "identity-placeholder",
                 "LibreChat sent the placeholder %s unresolved (a LibreChat configuration or version problem); "
-                "the body's user field is used instead when present",
+                "the request body's user id is used instead when present",
                 identity.unresolved_placeholder,
             )
 

@@ -21,10 +21,7 @@ _INPUT = ("input_tokens", "cache_creation_input_tokens", "cache_read_input_token
 class AnthropicMessages(Dialect):
     name: ClassVar[str] = "anthropic_messages"
     path_endings: ClassVar[tuple[str, ...]] = ("/v1/messages",)
-
-    @property
-    def reads_body(self) -> bool:
-        return True
+    reads_body: ClassVar[bool] = True
 
     def identity_fields(self, body: Mapping[str, Any]) -> tuple[object, ...]:
         metadata = body.get("metadata")

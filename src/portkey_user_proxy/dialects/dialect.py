@@ -18,11 +18,8 @@ class Dialect:
     name: ClassVar[str] = "unknown"
     # The ends of the paths the family serves, as `/v1/...` or `/openai/deployments/<d>/...` end.
     path_endings: ClassVar[tuple[str, ...]] = ()
-
-    @property
-    def reads_body(self) -> bool:
-        """Whether the proxy needs the JSON body at all; when not, it streams through unread."""
-        return False
+    # Whether the proxy needs the JSON body at all; when not, it streams through unread.
+    reads_body: ClassVar[bool] = False
 
     def identity_fields(self, body: Mapping[str, Any]) -> tuple[object, ...]:
         """The body's values that may name the user, the family's preferred one first."""

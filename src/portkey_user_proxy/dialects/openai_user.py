@@ -17,10 +17,7 @@ from .dialect import Dialect
 class OpenAIUserField(Dialect):
     name: ClassVar[str] = "openai"
     path_endings: ClassVar[tuple[str, ...]] = ("/embeddings", "/completions", "/moderations", "/images/generations")
-
-    @property
-    def reads_body(self) -> bool:
-        return True
+    reads_body: ClassVar[bool] = True
 
     def identity_fields(self, body: Mapping[str, Any]) -> tuple[object, ...]:
         return (body.get("user"),)
