@@ -3,6 +3,8 @@ from __future__ import annotations
 import json
 
 import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
 
 from portkey_user_proxy.body import FULL_PARSE_LIMIT, with_stream_usage
 from portkey_user_proxy.body_fields import OPAQUE, json_fields
@@ -82,3 +84,19 @@ def test_large_bodies_of_small_objects_are_read_for_their_fields() -> None:
     body = b'{"messages":[' + messages + b'],"user":"' + USER_ID.encode() + b'","stream":true}'
 
     assert json_fields(body) == {"user": USER_ID, "stream": True}
+
+
+_NAMES = ("user", "safety_identifier", "metadata", "stream", "stream_options")
+_JSON = st.recursive(
+    st.none() | st.booleans() | st.integers() | st.floats(allow_nan=False, allow_infinity=False) | st.text(),
+    lambda children: st.lists(children, max_size=3) | st.dictionaries(st.text(max_size=5), children, max_size=3),
+    max_leaves=12,
+)
+
+
+@settings(max_examples=150, deadline=None)
+@given(document=st.dictionaries(st.sampled_from(_NAMES) | st.text(max_size=8), _JSON, max_size=8))
+def test_the_fields_are_those_a_full_parse_finds(document: dict[str, object]) -> None:
+    body = json.dumps(document).encode()
+
+    assert json_fields(body) == {name: value for name, value in json.loads(body).items() if name in _NAMES}
