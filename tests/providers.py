@@ -5,6 +5,8 @@
 /v1/messages            Anthropic Messages: a `message`, or its event stream: input tokens in
                         `message_start`, output tokens so far in each `message_delta` (25 in, 15 out)
 /v1/embeddings          embeddings with `usage` {prompt_tokens: 8, total_tokens: 8}
+/gated/v1/messages      the Anthropic stream in three parts: the first at once, part N only once the
+                        test sets `gates[N]`
 anything else           as `tests.servers.Upstream`
 
 `?split=N` sends the response body in pieces of N bytes, to cut keys and objects across chunks.
@@ -13,6 +15,7 @@ Model text in every stream holds `"usage"` and `{"input_tokens": 999}` as text, 
 
 from __future__ import annotations
 
+import asyncio
 import json
 from collections.abc import Callable
 from pathlib import Path
@@ -71,8 +74,22 @@ class ProviderUpstream(Upstream):
             await _reply(send, _messages_stream() if body.get("stream") else _messages_json(), split)
         elif record.path == "/v1/embeddings":
             await _reply(send, _embeddings_json(), split)
+        elif record.path == "/gated/v1/messages":
+            await self._gated_messages(send)
         else:
             await super()._answer(record, receive, send)
+
+    async def _gated_messages(self, send: Callable[..., Any]) -> None:
+        _, payload = _messages_stream()
+        events = payload.split(b"\n\n")[:-1]
+        third = len(events) // 3
+        parts = [events[:third], events[third : 2 * third], events[2 * third :]]
+        await send({"type": "http.response.start", "status": 200, "headers": [(b"content-type", b"text/event-stream")]})
+        for number, (gate, part) in enumerate(zip(self.gates, parts, strict=True)):
+            if number:
+                await asyncio.to_thread(gate.wait, 10)
+            body = b"".join(event + b"\n\n" for event in part)
+            await send({"type": "http.response.body", "body": body, "more_body": number < len(parts) - 1})
 
 
 Reply = tuple[bytes, bytes]  # content type, body

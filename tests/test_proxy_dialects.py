@@ -213,13 +213,17 @@ def test_unknown_paths_take_the_header_identity_only_and_leave_the_body_alone(
     assert provider_upstream.last.body == sent
 
 
-def test_counting_tokens_holds_no_chunk_back(make_proxy: MakeProxy, upstream: Any) -> None:
-    # Chunk N+1 leaves the upstream only once the client has chunk N: scanning for usage must not wait.
-    proxy = make_proxy(metrics_per_user_tokens=True)
+def test_counting_tokens_holds_no_chunk_back(make_proxy: MakeProxy, provider_upstream: Any) -> None:
+    # Part N+1 leaves the upstream only once the client has part N: scanning for usage must not wait.
+    proxy = make_proxy(portkey_url=provider_upstream.url, metrics_per_user_tokens=True)
+    body = ANTHROPIC.request(USER_ID, stream=True)
 
-    with httpx.stream("POST", proxy.url + "/gated-stream", json={"user": USER_ID}, timeout=5) as response:
+    with httpx.stream("POST", proxy.url + "/gated/v1/messages", json=body, timeout=5) as response:
         events = response.iter_lines()
-        for gate in upstream.gates[1:]:
-            assert next(event for event in events if event.startswith("data:"))
+        assert next(events) == "event: message_start"
+        for gate in provider_upstream.gates[1:]:
+            assert next(event for event in events if event.startswith("event: "))
             gate.set()
-        assert [event for event in events if event.startswith("data:")][-1] == "data: [DONE]"
+        assert [event for event in events if event.startswith("event: ")][-1] == "event: message_stop"
+
+    assert user_tokens(proxy) == ANTHROPIC.tokens

@@ -137,7 +137,9 @@ class Forwarder:
     async def _relay_body(
         self, response: httpx.Response, send: Send, record: AccessRecord, sent_at: float, dialect: Dialect
     ) -> None:
-        count_usage = self._metrics.per_user_tokens and "content-encoding" not in response.headers
+        count_usage = (
+            self._metrics.per_user_tokens and dialect.reports_usage and "content-encoding" not in response.headers
+        )
         scanner = UsageScanner()
         first = True
         async for chunk in response.aiter_raw():

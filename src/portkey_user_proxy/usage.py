@@ -16,8 +16,10 @@ from dataclasses import dataclass
 
 _KEY = b'"usage"'
 _WHITESPACE = b" \t\r\n"
-# A usage object is a few hundred bytes; a longer one is not what we are looking for.
-_OBJECT_WINDOW = 4096
+# A usage object is a few hundred bytes: decoded from the first window it fits in; one longer than
+# the last is not what we are looking for.
+_OBJECT_WINDOWS = (1024, 4096)
+_OBJECT_WINDOW = _OBJECT_WINDOWS[-1]
 # Beyond this, a token count is not one: an upstream fault, never something to add to a counter.
 _MAX_TOKENS = 2**40
 _DECODER = json.JSONDecoder()
@@ -97,12 +99,15 @@ def _object_after(data: bytes, index: int) -> object:
         return _INCOMPLETE
     if data[index] != ord("{"):
         return None  # `"usage": null` before the final chunk, or a string
-    window = data[index : index + _OBJECT_WINDOW]
-    try:
-        value, _ = _DECODER.raw_decode(window.decode("utf-8", "replace"))
-    except (ValueError, RecursionError):
-        return _INCOMPLETE if index + _OBJECT_WINDOW >= len(data) else None
-    return value
+    for size in _OBJECT_WINDOWS:
+        try:
+            value, _ = _DECODER.raw_decode(data[index : index + size].decode("utf-8", "replace"))
+        except (ValueError, RecursionError):
+            if index + size >= len(data):
+                return _INCOMPLETE  # it may end in the next chunk
+            continue
+        return value
+    return None
 
 
 def _skip_whitespace(data: bytes, index: int) -> int:

@@ -22,6 +22,7 @@ class AnthropicMessages(Dialect):
     name: ClassVar[str] = "anthropic_messages"
     path_endings: ClassVar[tuple[str, ...]] = ("/v1/messages",)
     reads_body: ClassVar[bool] = True
+    reports_usage: ClassVar[bool] = True
 
     def identity_fields(self, body: Mapping[str, Any]) -> tuple[object, ...]:
         metadata = body.get("metadata")

@@ -20,6 +20,8 @@ class Dialect:
     path_endings: ClassVar[tuple[str, ...]] = ()
     # Whether the proxy needs the JSON body at all; when not, it streams through unread.
     reads_body: ClassVar[bool] = False
+    # Whether its responses report token usage worth scanning for (a file download may hold thousands).
+    reports_usage: ClassVar[bool] = False
 
     def identity_fields(self, body: Mapping[str, Any]) -> tuple[object, ...]:
         """The body's values that may name the user, the family's preferred one first."""

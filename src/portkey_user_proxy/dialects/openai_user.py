@@ -18,6 +18,7 @@ class OpenAIUserField(Dialect):
     name: ClassVar[str] = "openai"
     path_endings: ClassVar[tuple[str, ...]] = ("/embeddings", "/completions", "/moderations", "/images/generations")
     reads_body: ClassVar[bool] = True
+    reports_usage: ClassVar[bool] = True
 
     def identity_fields(self, body: Mapping[str, Any]) -> tuple[object, ...]:
         return (body.get("user"),)
