@@ -103,7 +103,13 @@ bodies = st.one_of(
     st.binary(max_size=300),
     st.fixed_dictionaries(
         {"user": st.one_of(ids, json_values)},
-        optional={"stream": json_values, "stream_options": json_values, "messages": json_values},
+        optional={
+            "stream": json_values,
+            "stream_options": json_values,
+            "messages": json_values,
+            "safety_identifier": st.one_of(ids, json_values),
+            "metadata": st.one_of(st.fixed_dictionaries({"user_id": st.one_of(ids, json_values)}), json_values),
+        },
     ).map(lambda body: json.dumps(body).encode()),
     json_values.map(lambda value: json.dumps(value).encode()),
     st.integers(min_value=2**64).map(lambda big: b'{"user": "%s", "n": %d}' % (KNOWN_USER.encode(), big)),
@@ -122,6 +128,7 @@ special_headers = st.fixed_dictionaries(
 )
 paths = st.one_of(
     st.sampled_from(["/v1/chat/completions", "/v1/embeddings", "/v1/models", "/v1/audio/transcriptions"]),
+    st.sampled_from(["/v1/responses", "/v1/messages"]),
     st.text("abcdefghijklmnopqrstuvwxyzABCXYZ0123456789-._~%/;,=@:!$&'()*+", max_size=40).map(lambda p: "/" + p),
 )
 queries = st.text("abcdefghijklmnopqrstuvwxyz0123456789-._~%=&+/", max_size=30)
