@@ -26,6 +26,7 @@ class StandInMongo:
         self.users: dict[ObjectId, dict[str, Any]] = {}
         self.finds = 0
         self.gate: threading.Event | None = None  # when set to an unset Event, finds wait for it
+        self.refuse_reads = False  # answer reads as MongoDB does a client without read access
         self._server: MockupDB | None = None
         self._port = port
 
@@ -56,8 +57,14 @@ class StandInMongo:
         name = request.command_name
         if name in ("ismaster", "isMaster", "hello"):
             return False  # answered by auto_ismaster
+        if name in ("saslStart", "authenticate"):
+            return bool(request.replies(_REFUSED_LOGIN))  # the stand-in knows no MongoDB users
+        if self.refuse_reads and name in ("find", "count", "aggregate"):
+            return bool(request.replies(_UNAUTHORIZED))
         if name == "find":
             return bool(request.replies(self._find(request.doc)))
+        if name == "count":
+            return bool(request.replies({"n": len(self.users), "ok": 1}))
         return bool(request.replies({"ok": 1}))
 
     def _find(self, command: dict[str, Any]) -> dict[str, Any]:
@@ -93,6 +100,10 @@ class RealMongo:
     def stop(self) -> None:
         self._client.drop_database(self._database)
         self._client.close()
+
+
+_UNAUTHORIZED = {"ok": 0, "code": 13, "codeName": "Unauthorized", "errmsg": "not authorized on LibreChat"}
+_REFUSED_LOGIN = {"ok": 0, "code": 18, "codeName": "AuthenticationFailed", "errmsg": "Authentication failed."}
 
 
 def _project(document: dict[str, Any], projection: dict[str, Any]) -> dict[str, Any]:

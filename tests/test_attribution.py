@@ -4,7 +4,7 @@ import asyncio
 
 import pytest
 
-from portkey_user_proxy.attribution import Attribution, AttributionOutcome, attribute
+from portkey_user_proxy.attribution import REASONS, Attribution, AttributionOutcome, attribute
 from portkey_user_proxy.identity import Identity, IdentitySource, identify
 from portkey_user_proxy.settings import UnresolvedUserPolicy
 from portkey_user_proxy.users import Lookup, LookupOutcome, User
@@ -92,16 +92,23 @@ def test_fail_open_forwards_a_value_that_is_not_an_object_id_without_asking_mong
     assert attribution.reason == "not_an_object_id"
 
 
-def test_fail_open_with_no_identity_forwards_without_a_user() -> None:
-    identity = identify("{{LIBRECHAT_USER_ID}}", None)
-
+@pytest.mark.parametrize(
+    ("identity", "reason"),
+    [
+        (identify(None, None), "no_identity"),
+        # Told apart on dashboards: LibreChat left a placeholder unfilled, a configuration problem.
+        (identify("{{LIBRECHAT_USER_ID}}", None), "placeholder"),
+    ],
+)
+def test_fail_open_with_no_identity_forwards_without_a_user(identity: Identity, reason: str) -> None:
     attribution, asked = _attribute(identity, Lookup(TIM, LookupOutcome.FOUND), OPEN)
 
     assert asked == []
     assert attribution.outcome is AttributionOutcome.FALLBACK
     assert attribution.user_value is None
     assert attribution.fields == {}
-    assert attribution.reason == "no_identity"
+    assert attribution.reason == reason
+    assert attribution.reason in REASONS
     assert not attribution.rejected
 
 
@@ -117,6 +124,9 @@ def test_fail_open_with_no_identity_forwards_without_a_user() -> None:
         (_from_body(USER_ID), Lookup(NO_EMAIL, LookupOutcome.FOUND), 403, "no_email"),
         (_from_body(USER_ID), Lookup(None, LookupOutcome.ERROR), 503, "error"),
         (_from_body(USER_ID), Lookup(None, LookupOutcome.TIMEOUT), 503, "timeout"),
+        (_from_body(USER_ID), Lookup(None, LookupOutcome.UNREACHABLE), 503, "unreachable"),
+        (_from_body(USER_ID), Lookup(None, LookupOutcome.UNAUTHORIZED), 503, "unauthorized"),
+        (_from_body(USER_ID), Lookup(None, LookupOutcome.BACKOFF), 503, "backoff"),
     ],
 )
 def test_fail_closed_refuses_unknown_users_with_403_and_mongodb_failures_with_503(

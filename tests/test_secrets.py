@@ -68,7 +68,8 @@ def test_no_secret_is_ever_shown(
     for running in (proxy, unreachable):
         running.server.stop()  # access lines are written as requests end; stopping waits for that
     logged = capsys.readouterr().err
-    assert "attribution=fallback:timeout" in logged  # MongoDB's failure path was taken
+    assert "attribution=fallback:unreachable" in logged  # MongoDB's failure path was taken
+    assert "MongoDB at 127.0.0.1:" in logged  # the warning names the server, without the credentials
     assert '/v1/chat/completions" 502' in logged  # and the upstream's
     shown = [logged]
     shown += [response.text for response in responses]

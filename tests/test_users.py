@@ -4,6 +4,7 @@ import asyncio
 import time
 from collections.abc import Mapping
 from pathlib import Path
+from types import SimpleNamespace
 from typing import Any
 
 import pytest
@@ -27,10 +28,26 @@ def _librechat_user(object_id: str = USER_ID, email: str = "timmanik@email.com")
     return document
 
 
+class FakeTopology:
+    """What the directory asks pymongo's topology when a lookup fails: was any server reached?"""
+
+    def __init__(self) -> None:
+        self.readable = True
+
+    def has_readable_server(self) -> bool:
+        return self.readable
+
+    def server_descriptions(self) -> dict[tuple[str, int], Any]:
+        error = None if self.readable else ConnectionRefusedError()
+        return {("mongodb", 27017): SimpleNamespace(error=error)}
+
+
 class FakeUsers:
     """LibreChat's `users` collection in memory: counts queries, and can be made to hang or fail."""
 
     def __init__(self, *documents: dict[str, Any]) -> None:
+        self.topology = FakeTopology()
+        self.database = SimpleNamespace(name="LibreChat", client=SimpleNamespace(topology_description=self.topology))
         self.documents = list(documents)
         self.queries: list[tuple[dict[str, Any], Mapping[str, Any]]] = []
         self.gate: asyncio.Event | None = None  # while set and closed, every query waits
@@ -311,21 +328,26 @@ def test_slow_query_is_bounded_by_the_lookup_timeout() -> None:
 
 
 @pytest.mark.parametrize(
-    "error",
+    ("error", "outcome"),
     [
-        ServerSelectionTimeoutError("mongodb:27017: [Errno 111] Connection refused"),
-        AutoReconnect("connection closed"),
-        OperationFailure("not authorized on LibreChat to execute command", code=13),
+        (ServerSelectionTimeoutError("mongodb:27017: [Errno 111] Connection refused"), LookupOutcome.UNREACHABLE),
+        (AutoReconnect("connection closed"), LookupOutcome.UNREACHABLE),
+        (OperationFailure("not authorized on LibreChat to execute command", code=13), LookupOutcome.UNAUTHORIZED),
+        (OperationFailure("Authentication failed.", code=18), LookupOutcome.UNAUTHORIZED),
+        (OperationFailure("operation exceeded time limit", code=50), LookupOutcome.TIMEOUT),
+        (OperationFailure("BadValue", code=2), LookupOutcome.ERROR),
     ],
 )
-def test_mongodb_error_without_a_cached_user_is_reported_not_raised(error: PyMongoError) -> None:
+def test_mongodb_error_without_a_cached_user_is_reported_not_raised(
+    error: PyMongoError, outcome: LookupOutcome
+) -> None:
     async def scenario() -> None:
         users = FakeUsers(_librechat_user())
         users.error = error
 
         lookup = await _directory(users).find(USER_ID)
 
-        assert lookup.outcome is LookupOutcome.ERROR
+        assert lookup.outcome is outcome
         assert lookup.user is None
         assert lookup.mongo_failed
 
@@ -335,11 +357,13 @@ def test_mongodb_error_without_a_cached_user_is_reported_not_raised(error: PyMon
 def test_failures_are_not_cached_so_the_directory_recovers_when_mongodb_returns() -> None:
     async def scenario() -> None:
         users = FakeUsers(_librechat_user())
-        directory = _directory(users)
+        clock = FakeClock()
+        directory = _directory(users, clock)
         users.error = ServerSelectionTimeoutError("down")
-        assert (await directory.find(USER_ID)).outcome is LookupOutcome.ERROR
+        assert (await directory.find(USER_ID)).outcome is LookupOutcome.UNREACHABLE
 
         users.error = None
+        clock.now += 1  # past the outage window
         lookup = await directory.find(USER_ID)
 
         assert lookup.outcome is LookupOutcome.FOUND

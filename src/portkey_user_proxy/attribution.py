@@ -9,7 +9,7 @@ from dataclasses import dataclass, field
 from .identity import Identity
 from .settings import UnresolvedUserPolicy
 from .user_value import UserValueOf, email_of
-from .users import UserDirectory
+from .users import LookupOutcome, UserDirectory
 
 
 class AttributionOutcome(enum.StrEnum):
@@ -18,11 +18,15 @@ class AttributionOutcome(enum.StrEnum):
     REJECTED = "rejected"  # refused under the fail-closed policy
 
 
+# Every reason an attribution can give (the `reason` label of attributions_total): a bounded set.
+REASONS = frozenset({"no_identity", "placeholder", "not_an_object_id", "no_email", *(str(o) for o in LookupOutcome)})
+
+
 @dataclass(frozen=True, slots=True)
 class Attribution:
     outcome: AttributionOutcome
     user_value: str | None  # what `_user` is set to
-    reason: str  # for the access log: the lookup outcome, or why there was no lookup
+    reason: str  # one of REASONS: the lookup outcome, or why there was no lookup
     fields: Mapping[str, str] = field(default_factory=dict)
     status: int = 200  # the refusal status when rejected
 
@@ -35,7 +39,9 @@ async def attribute(
     identity: Identity, directory: UserDirectory, policy: UnresolvedUserPolicy, user_value: UserValueOf = email_of
 ) -> Attribution:
     if identity.raw is None:
-        return _unresolved(identity, "no_identity", policy, status=403)
+        # A placeholder LibreChat left unfilled is a configuration problem, not a request without a user.
+        reason = "placeholder" if identity.unresolved_placeholder else "no_identity"
+        return _unresolved(identity, reason, policy, status=403)
     object_id = identity.object_id
     if object_id is None:
         return _unresolved(identity, "not_an_object_id", policy, status=403)

@@ -1,27 +1,35 @@
-"""Command line: `serve` runs the proxy, `check-user` shows how one user would be attributed."""
+"""Command line: `serve` runs the proxy, `check-user` shows how one user would be attributed, `doctor`
+checks the set-up."""
 
 from __future__ import annotations
 
 import argparse
 import asyncio
 import gc
+import importlib.metadata
 import math
 import sys
+from typing import NoReturn
 
 import uvicorn
 
 from .app import ProxyApp, build_user_directory, create_app
-from .attribution import AttributionOutcome, attribute
+from .attribution import Attribution, AttributionOutcome, attribute
+from .doctor import run_doctor
+from .exit_codes import ExitCode, describe
 from .identity import identify
-from .logs import configure_logging
+from .logs import configure_logging, loggable
 from .metadata import build_metadata
+from .mongo_failures import MongoFailure, advice
 from .request_head import server_options
 from .settings import Settings, SettingsError, load_settings
 from .user_value import user_value_of
+from .users import UserDirectory
 
-EXIT_UNKNOWN_USER = 1
-EXIT_BAD_SETTINGS = 2
-EXIT_MONGO_UNREACHABLE = 3
+# The names earlier versions exported; the codes themselves live in exit_codes.py.
+EXIT_UNKNOWN_USER = ExitCode.UNKNOWN_USER
+EXIT_BAD_SETTINGS = ExitCode.BAD_SETTINGS
+EXIT_MONGO_UNREACHABLE = ExitCode.MONGO_UNAVAILABLE
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -34,6 +42,8 @@ def main(argv: list[str] | None = None) -> int:
     configure_logging(settings.log_level, settings.log_format)
     if args.command == "serve":
         return _serve(settings, args.host, args.port)
+    if args.command == "doctor":
+        return asyncio.run(run_doctor(settings))
     return asyncio.run(_check_user(settings, args.user, args.metadata))
 
 
@@ -69,43 +79,100 @@ def _serve(settings: Settings, host: str, port: int) -> int:
 
 
 async def _check_user(settings: Settings, user: str, metadata: str | None) -> int:
+    if metadata is not None and (problem := build_metadata(metadata, None, {}).problem) is not None:
+        print(f"invalid --metadata: {problem}", file=sys.stderr)
+        return ExitCode.USAGE
     directory = build_user_directory(settings)
+    print(f"mongodb:            {directory.location}")
     try:
         if "@" in user:
-            found = await directory.find_by_email(user)
+            try:
+                found = await directory.find_by_email(user)
+            except Exception as exc:  # any driver failure: the admin needs the cause, not a traceback
+                return _mongo_failed(directory.failure_of(exc).kind, directory)
             if found is None:
-                print(f"the email {user!r} is not known to LibreChat's MongoDB", file=sys.stderr)
-                return EXIT_UNKNOWN_USER
+                print(
+                    f"the email {loggable(user)} is not in the users collection at {directory.location}",
+                    file=sys.stderr,
+                )
+                return ExitCode.UNKNOWN_USER
             user = found.id
         user_value = user_value_of(settings.portkey_user_value, settings.user_hash_secret)
         attribution = await attribute(identify(None, user), directory, settings.unresolved_user_policy, user_value)
-    except Exception as exc:  # any driver failure: the admin needs the cause, not a traceback
-        print(f"MongoDB could not be queried ({type(exc).__name__}); check MONGO_URI", file=sys.stderr)
-        return EXIT_MONGO_UNREACHABLE
     finally:
         await directory.close()
     header = build_metadata(metadata, attribution.user_value, attribution.fields).header
-    print(f"user id:            {user}")
+    print(f"user id:            {user if user.isascii() and user.isprintable() else loggable(user)}")
     print(f"attribution:        {attribution.outcome} ({attribution.reason})")
     print(f"email:              {attribution.fields.get('EMAIL', '-')}")
     print(f"_user sent:         {attribution.user_value or '-'} (PORTKEY_USER_VALUE={settings.portkey_user_value})")
     print(f"x-portkey-metadata: {header}")
+    return _verdict(attribution, user, directory)
+
+
+def _verdict(attribution: Attribution, user: str, directory: UserDirectory) -> int:
+    """The exit code for a check-user result, with what to change on stderr."""
+    reason = attribution.reason
     if attribution.outcome is AttributionOutcome.RESOLVED:
-        return 0
-    if attribution.reason in ("error", "timeout"):
-        print("MongoDB is unreachable or too slow; check MONGO_URI and USER_LOOKUP_TIMEOUT_SECONDS", file=sys.stderr)
-        return EXIT_MONGO_UNREACHABLE
-    print(f"the user {user!r} is not known to LibreChat's MongoDB ({attribution.reason})", file=sys.stderr)
-    return EXIT_UNKNOWN_USER
+        return ExitCode.OK
+    if reason == "not_an_object_id":
+        print(
+            f"{loggable(user)} is not a LibreChat user id (24 hex characters): the proxy never asks MongoDB "
+            "about it and forwards it as it is (fail-open)",
+            file=sys.stderr,
+        )
+        return ExitCode.NOT_AN_OBJECT_ID
+    if reason == "no_email":
+        print(f"the user {user} exists at {directory.location} but has no email", file=sys.stderr)
+        return ExitCode.NO_EMAIL
+    if reason == "not_found":
+        print(
+            f"the user {user} is not in the users collection at {directory.location}: is that LibreChat's "
+            "database? (MONGO_URI names it after the host)",
+            file=sys.stderr,
+        )
+        return ExitCode.UNKNOWN_USER
+    kind = MongoFailure(reason) if reason in tuple(MongoFailure) else MongoFailure.UNREACHABLE
+    return _mongo_failed(kind, directory)
+
+
+def _mongo_failed(kind: MongoFailure, directory: UserDirectory) -> int:
+    print(f"MongoDB at {directory.location}: {kind}; {advice(kind)}", file=sys.stderr)
+    return ExitCode.MONGO_UNAUTHORIZED if kind is MongoFailure.UNAUTHORIZED else ExitCode.MONGO_UNAVAILABLE
+
+
+class _Parser(argparse.ArgumentParser):
+    """A usage error exits with its own code, never the one an invalid setting gets."""
+
+    def error(self, message: str) -> NoReturn:
+        self.print_usage(sys.stderr)
+        self.exit(ExitCode.USAGE, f"{self.prog}: error: {message}\n")
 
 
 def _parser() -> argparse.ArgumentParser:
-    parser = argparse.ArgumentParser(prog="portkey-user-proxy", description=__doc__)
+    epilog = "exit codes:\n" + describe()
+    formatter = argparse.RawDescriptionHelpFormatter
+    parser = _Parser(prog="portkey-user-proxy", description=__doc__, epilog=epilog, formatter_class=formatter)
+    version = importlib.metadata.version("portkey-user-proxy")
+    parser.add_argument("--version", action="version", version=f"%(prog)s {version}")
     commands = parser.add_subparsers(dest="command", required=True)
     serve = commands.add_parser("serve", help="run the proxy")
     serve.add_argument("--host", default="127.0.0.1", help="address to listen on (default 127.0.0.1)")
     serve.add_argument("--port", type=int, default=8080, help="port to listen on (default 8080)")
-    check = commands.add_parser("check-user", help="resolve a user as the proxy would and print the metadata")
+    check = commands.add_parser(
+        "check-user",
+        help="resolve a user as the proxy would and print the metadata",
+        description="Resolve a user as the proxy would and print the metadata it would send.",
+        epilog=epilog,
+        formatter_class=formatter,
+    )
     check.add_argument("user", metavar="ID_OR_EMAIL", help="a LibreChat user id (24 hex characters) or email")
     check.add_argument("--metadata", help="an x-portkey-metadata value to merge, as LibreChat would send it")
+    commands.add_parser(
+        "doctor",
+        help="check the set-up: settings, MongoDB, Portkey; one line per check",
+        description="Check the set-up, one line per check with a verdict and what to change.",
+        epilog=epilog,
+        formatter_class=formatter,
+    )
     return parser

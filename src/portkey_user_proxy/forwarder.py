@@ -33,7 +33,7 @@ from .headers import (
 from .identity import Identity, identify
 from .inbound_auth import inbound_key
 from .limits import UpstreamSlots, capped, check_declared_length, too_large
-from .logs import AccessRecord, RateLimitedWarnings, logger
+from .logs import AccessRecord, RateLimitedWarnings, loggable, logger
 from .metadata import build_metadata
 from .metrics import Metrics, route_class
 from .portkey_defaults import portkey_defaults
@@ -94,6 +94,7 @@ class Forwarder:
         )
         self._note_attribution(record, identity, attribution)
         if attribution.rejected:
+            logger.info("refused the user id %s (%s)", loggable(identity.raw or "-"), attribution.reason)
             raise _refusal(attribution)
 
         outgoing = self._outgoing_headers(headers, attribution, record)

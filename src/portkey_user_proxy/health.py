@@ -19,10 +19,15 @@ async def healthz() -> dict[str, str]:
 
 @router.get("/readyz")
 async def readyz(request: Request) -> JSONResponse:
+    """Ready when lookups can succeed: MongoDB answers an authorised read of `users`.
+
+    Otherwise 503, with the failure seen: `unreachable`, `unauthorized`, `timeout` or `error`.
+    """
     directory: UserDirectory = request.app.state.directory
-    if await directory.ping():
+    failure = await directory.readiness()
+    if failure is None:
         return JSONResponse({"status": "ready", "mongodb": "reachable"})
-    return JSONResponse({"status": "not ready", "mongodb": "unreachable"}, status_code=503)
+    return JSONResponse({"status": "not ready", "mongodb": str(failure)}, status_code=503)
 
 
 @router.get("/metrics")

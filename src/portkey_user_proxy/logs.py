@@ -7,6 +7,7 @@ import logging
 import sys
 import time
 from dataclasses import dataclass
+from datetime import UTC, datetime
 
 _TEXT_FORMAT = "%(asctime)s %(levelname)s %(name)s %(message)s"
 access_logger = logging.getLogger("portkey_user_proxy.access")
@@ -71,7 +72,7 @@ class JsonFormatter(logging.Formatter):
 
     def format(self, record: logging.LogRecord) -> str:
         entry: dict[str, object] = {
-            "time": self.formatTime(record),
+            "time": iso_utc(record.created),
             "level": record.levelname,
             "logger": record.name,
             "message": record.getMessage(),
@@ -80,6 +81,16 @@ class JsonFormatter(logging.Formatter):
         if record.exc_info:
             entry["exception"] = self.formatException(record.exc_info)
         return json.dumps(entry, ensure_ascii=False, default=str)
+
+
+def iso_utc(timestamp: float) -> str:
+    """ISO 8601 in UTC with milliseconds, e.g. 2026-11-30T11:20:00.123Z: log shippers parse it as is."""
+    return datetime.fromtimestamp(timestamp, UTC).isoformat(timespec="milliseconds").replace("+00:00", "Z")
+
+
+def loggable(value: str, limit: int = 128) -> str:
+    """A client-controlled value as one quoted, ASCII-only token: no forged lines, no terminal escapes."""
+    return ascii(value[:limit])
 
 
 class RateLimitedWarnings:

@@ -32,8 +32,6 @@ _ROUTE_CLASSES = (
 )
 # A lookup that MongoDB answered was a cache miss; the metric says so in those words.
 _LOOKUP_LABELS = {LookupOutcome.FOUND: "miss"}
-_MONGODB_ANSWERED = frozenset({LookupOutcome.FOUND, LookupOutcome.NOT_FOUND})
-_MONGODB_FAILED = frozenset({LookupOutcome.ERROR, LookupOutcome.TIMEOUT, LookupOutcome.STALE})
 _LATENCY_BUCKETS = (0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10, 30, 60, 120, 300, 600)
 _LOOKUP_BUCKETS = (0.0005, 0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5)
 
@@ -103,7 +101,7 @@ class Metrics:
         )
         self.mongodb_up = Gauge(
             prefix + "mongodb_up",
-            "1 when the last MongoDB lookup or probe succeeded, 0 when it failed.",
+            "1 when the last MongoDB query (a lookup or the readiness probe) was answered, 0 when it failed.",
             registry=self.registry,
         )
         self.tokens = Counter(
@@ -115,10 +113,9 @@ class Metrics:
 
     def lookup(self, outcome: LookupOutcome) -> None:
         self.lookups.labels(_LOOKUP_LABELS.get(outcome, outcome.value)).inc()
-        if outcome in _MONGODB_ANSWERED:
-            self.mongodb_up.set(1)
-        elif outcome in _MONGODB_FAILED:
-            self.mongodb_up.set(0)
+
+    def mongodb_answered(self, answered: bool) -> None:
+        self.mongodb_up.set(1 if answered else 0)
 
     def query_time(self, seconds: float) -> None:
         self.lookup_seconds.observe(seconds)

@@ -2,8 +2,9 @@
 
 The request path asks `UserDirectory.find(object_id)`. A fresh cache entry answers without a query;
 concurrent misses for one user share a single query; every query is bounded by the lookup timeout,
-and when MongoDB fails a stale entry is served if there is one. Nothing here raises on the request
-path: the outcome says what happened.
+and when MongoDB fails a stale entry is served if there is one. After a failure, users not cached skip
+MongoDB for the outage window (`outage.py`) instead of each waiting the timeout. Nothing here raises
+on the request path: the outcome says what happened.
 """
 
 from __future__ import annotations
@@ -19,6 +20,10 @@ from typing import Any, Protocol
 from bson import ObjectId
 from pymongo import AsyncMongoClient
 from pymongo.asynchronous.collection import AsyncCollection
+
+from .logs import RateLimitedWarnings
+from .mongo_failures import Failure, MongoFailure, advice, classify, location
+from .outage import OutageWindow
 
 logger = logging.getLogger("portkey_user_proxy.users")
 
@@ -43,6 +48,7 @@ PLACEHOLDER_FIELDS: Mapping[str, str] = {
     "APPLEID": "appleId",
 }
 _STALE_RETRY_SECONDS = 5.0
+_READINESS_CACHE_SECONDS = 2.0  # probes of several replicas and kubelets cost one query per two seconds
 _PROJECTION = dict.fromkeys(PLACEHOLDER_FIELDS.values(), 1)
 
 
@@ -73,8 +79,20 @@ class LookupOutcome(enum.StrEnum):
     FOUND = "found"  # a cache miss answered by MongoDB
     NOT_FOUND = "not_found"
     STALE = "stale"  # MongoDB failed; an expired entry answered
-    ERROR = "error"
+    ERROR = "error"  # MongoDB failed in a way none of the others name
     TIMEOUT = "timeout"
+    UNREACHABLE = "unreachable"
+    UNAUTHORIZED = "unauthorized"  # MongoDB answered but refused: credentials or access rights
+    BACKOFF = "backoff"  # not asked: MongoDB failed moments ago (the outage window)
+
+
+_FAILURE_OUTCOMES = {
+    MongoFailure.UNREACHABLE: LookupOutcome.UNREACHABLE,
+    MongoFailure.UNAUTHORIZED: LookupOutcome.UNAUTHORIZED,
+    MongoFailure.TIMEOUT: LookupOutcome.TIMEOUT,
+    MongoFailure.ERROR: LookupOutcome.ERROR,
+}
+_MONGO_FAILED = frozenset({*_FAILURE_OUTCOMES.values(), LookupOutcome.BACKOFF})
 
 
 @dataclass(frozen=True, slots=True)
@@ -84,7 +102,7 @@ class Lookup:
 
     @property
     def mongo_failed(self) -> bool:
-        return self.outcome in (LookupOutcome.ERROR, LookupOutcome.TIMEOUT)
+        return self.outcome in _MONGO_FAILED
 
 
 class LookupObserver(Protocol):
@@ -92,12 +110,17 @@ class LookupObserver(Protocol):
 
     def query_time(self, seconds: float) -> None: ...
 
+    def mongodb_answered(self, answered: bool) -> None: ...
+
 
 class _Unobserved:
     def lookup(self, outcome: LookupOutcome) -> None:
         pass
 
     def query_time(self, seconds: float) -> None:
+        pass
+
+    def mongodb_answered(self, answered: bool) -> None:
         pass
 
 
@@ -128,6 +151,9 @@ class UserDirectory:
         self._observer = observer or _Unobserved()
         self._cache: dict[str, _Entry] = {}
         self._inflight: dict[str, asyncio.Task[Lookup]] = {}
+        self._window = OutageWindow(clock=clock)
+        self._warnings = RateLimitedWarnings()
+        self._readiness: tuple[float, MongoFailure | None] | None = None  # (checked at, result)
 
     async def find(self, object_id: str) -> Lookup:
         lookup = await self._cached_or_queried(object_id)
@@ -141,6 +167,8 @@ class UserDirectory:
             return Lookup(entry.user, outcome)
         query = self._inflight.get(object_id)
         if query is None:
+            if not self._window.may_query():
+                return self._fallback(object_id, LookupOutcome.BACKOFF)
             query = asyncio.create_task(self._query(object_id))
             self._inflight[object_id] = query
             query.add_done_callback(lambda _: self._inflight.pop(object_id, None))
@@ -156,26 +184,64 @@ class UserDirectory:
     async def close(self) -> None:
         await self._users.database.client.close()
 
-    async def ping(self) -> bool:
+    @property
+    def location(self) -> str:
+        """`host:port/database`, for messages: never credentials."""
+        return location(self._users.database.client, self._users.database.name)
+
+    async def readiness(self) -> MongoFailure | None:
+        """None when MongoDB answers an authorised read of `users` (a `ping` needs no credentials).
+
+        Cached for a couple of seconds, so frequent probes stay cheap.
+        """
+        now = self._clock()
+        if self._readiness is not None and now - self._readiness[0] < _READINESS_CACHE_SECONDS:
+            return self._readiness[1]
         try:
             async with asyncio.timeout(self._timeout):
-                await self._users.database.client.admin.command("ping")
-        except Exception:  # any failure to get a sound answer means MongoDB is not usable
-            return False
-        return True
+                await self._users.find_one({}, {"_id": 1})
+        except Exception as exc:  # any failure to get a sound answer means lookups cannot succeed
+            result: MongoFailure | None = self._failed(self.failure_of(exc)).kind
+        else:
+            result = None
+            self._answered()
+        self._readiness = (now, result)
+        return result
+
+    def failure_of(self, exc: BaseException) -> Failure:
+        """What kind of MongoDB failure `exc` is, in words safe to show."""
+        return classify(exc, self._users.database.client)
+
+    def _answered(self) -> None:
+        self._window.answered()
+        self._observer.mongodb_answered(True)
+
+    def _failed(self, failure: Failure) -> Failure:
+        self._window.failed()
+        self._observer.mongodb_answered(False)
+        self._warnings.warn(
+            f"mongodb-{failure.kind}",
+            "MongoDB at %s: %s (%s); users not cached are attributed by UNRESOLVED_USER_POLICY, "
+            "MongoDB is asked again in %.0f s; %s",
+            self.location,
+            _FAILURE_WORDS[failure.kind],
+            failure.detail,
+            self._window.seconds_left,
+            advice(failure.kind),
+        )
+        return failure
 
     async def _query(self, object_id: str) -> Lookup:
         started = time.perf_counter()
         try:
             async with asyncio.timeout(self._timeout):
                 document = await self._users.find_one({"_id": ObjectId(object_id)}, _PROJECTION)
-        except TimeoutError:
-            return self._fallback(object_id, LookupOutcome.TIMEOUT)
         except Exception as exc:  # PyMongoError above all, but a bad document must not fail the request
-            logger.warning("user lookup failed: %s", type(exc).__name__)
-            return self._fallback(object_id, LookupOutcome.ERROR)
+            failure = self._failed(self.failure_of(exc))
+            return self._fallback(object_id, _FAILURE_OUTCOMES[failure.kind])
         finally:
             self._observer.query_time(time.perf_counter() - started)
+        self._answered()
         if document is None:
             self._store(object_id, None, self._unknown_ttl)
             return Lookup(None, LookupOutcome.NOT_FOUND)
@@ -198,6 +264,14 @@ class UserDirectory:
         self._cache[object_id] = _Entry(user, self._clock() + ttl)
         while len(self._cache) > self._max_entries:
             del self._cache[next(iter(self._cache))]
+
+
+_FAILURE_WORDS = {
+    MongoFailure.UNREACHABLE: "unreachable",
+    MongoFailure.UNAUTHORIZED: "refused the lookup (unauthorized)",
+    MongoFailure.TIMEOUT: "no answer within USER_LOOKUP_TIMEOUT_SECONDS",
+    MongoFailure.ERROR: "the lookup failed",
+}
 
 
 def connect_users(mongo_uri: str, timeout: float) -> AsyncCollection[Any]:

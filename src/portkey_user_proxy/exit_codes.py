@@ -1,0 +1,35 @@
+"""Exit codes of the command line, shared by every command so scripts can tell outcomes apart."""
+
+from __future__ import annotations
+
+import enum
+
+
+class ExitCode(enum.IntEnum):
+    OK = 0
+    UNKNOWN_USER = 1  # MongoDB answered: no such user
+    BAD_SETTINGS = 2  # an invalid setting (environment or .env); the message names the variable
+    MONGO_UNAVAILABLE = 3  # MongoDB is unreachable, too slow, or failed
+    MONGO_UNAUTHORIZED = 4  # MongoDB answered but refused: credentials or access rights in MONGO_URI
+    NO_EMAIL = 5  # the user exists but has no email
+    NOT_AN_OBJECT_ID = 6  # the id is not a MongoDB ObjectId: the proxy never looks it up
+    CHECKS_FAILED = 7  # `doctor`: at least one check failed
+    USAGE = 64  # a bad command line (BSD sysexits' EX_USAGE), told apart from a bad setting
+
+
+def describe() -> str:
+    """The exit codes as lines for `--help`."""
+    return "\n".join(f"  {code.value:<3} {_MEANINGS[code]}" for code in ExitCode)
+
+
+_MEANINGS = {
+    ExitCode.OK: "success (check-user: the user resolves; doctor: every check passed)",
+    ExitCode.UNKNOWN_USER: "the user is not in the users collection MONGO_URI names",
+    ExitCode.BAD_SETTINGS: "an invalid setting; the message names the variable",
+    ExitCode.MONGO_UNAVAILABLE: "MongoDB is unreachable, too slow or failed",
+    ExitCode.MONGO_UNAUTHORIZED: "MongoDB refused the read: credentials or access rights in MONGO_URI",
+    ExitCode.NO_EMAIL: "the user exists but has no email",
+    ExitCode.NOT_AN_OBJECT_ID: "the id is not a MongoDB ObjectId (24 hex characters)",
+    ExitCode.CHECKS_FAILED: "doctor: at least one check failed",
+    ExitCode.USAGE: "a bad command line (unknown option, invalid --metadata, ...)",
+}
