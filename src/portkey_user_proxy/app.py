@@ -62,6 +62,7 @@ class ProxyApp:
         finally:
             await self.client.aclose()
             await self.directory.close()
+            self.metrics.process_ended()
 
 
 def create_app(

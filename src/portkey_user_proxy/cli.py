@@ -25,6 +25,7 @@ from .request_head import server_options
 from .settings import Settings, SettingsError, load_settings
 from .user_value import user_value_of
 from .users import UserDirectory
+from .worker_metrics import shared_metrics
 
 # The names earlier versions exported; the codes themselves live in exit_codes.py.
 EXIT_UNKNOWN_USER = ExitCode.UNKNOWN_USER
@@ -60,6 +61,12 @@ def app_factory() -> ProxyApp:
 
 
 def _serve(settings: Settings, host: str, port: int) -> int:
+    with shared_metrics(settings.web_concurrency):
+        _run_server(settings, host, port)
+    return 0
+
+
+def _run_server(settings: Settings, host: str, port: int) -> None:
     uvicorn.run(
         "portkey_user_proxy.cli:app_factory",
         factory=True,
@@ -75,7 +82,6 @@ def _serve(settings: Settings, host: str, port: int) -> int:
         proxy_headers=False,
         **server_options(settings.max_request_head_bytes),
     )
-    return 0
 
 
 async def _check_user(settings: Settings, user: str, metadata: str | None) -> int:

@@ -8,12 +8,15 @@ token counters, whose label set grows with the number of users.
 from __future__ import annotations
 
 import functools
+import os
 
 from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram
 from prometheus_client.exposition import CONTENT_TYPE_LATEST, generate_latest
+from prometheus_client.multiprocess import MultiProcessCollector, mark_process_dead
 
 from .usage import Usage
 from .users import LookupOutcome
+from .worker_metrics import multiprocess_directory
 
 CONTENT_TYPE = CONTENT_TYPE_LATEST
 
@@ -71,7 +74,10 @@ class Metrics:
             registry=self.registry,
         )
         self.open_streams = Gauge(
-            prefix + "open_streams", "Responses being streamed to clients right now.", registry=self.registry
+            prefix + "open_streams",
+            "Responses being streamed to clients right now.",
+            registry=self.registry,
+            multiprocess_mode="livesum",  # with several workers: the sum over the workers alive
         )
         self.lookups = Counter(prefix + "user_lookups", "User lookups by outcome.", ["outcome"], registry=self.registry)
         self.lookup_seconds = Histogram(
@@ -103,6 +109,7 @@ class Metrics:
             prefix + "mongodb_up",
             "1 when the last MongoDB query (a lookup or the readiness probe) was answered, 0 when it failed.",
             registry=self.registry,
+            multiprocess_mode="mostrecent",  # with several workers: whichever asked MongoDB last
         )
         self.tokens = Counter(
             prefix + "user_tokens",
@@ -126,4 +133,14 @@ class Metrics:
             self.tokens.labels(user, kind).inc(count)
 
     def exposition(self) -> bytes:
-        return generate_latest(self.registry)
+        if multiprocess_directory() is None:
+            return generate_latest(self.registry)
+        # Several workers: every scrape reads every worker's files, whichever worker answers it.
+        registry = CollectorRegistry()
+        MultiProcessCollector(registry)  # type: ignore[no-untyped-call]
+        return generate_latest(registry)
+
+    def process_ended(self) -> None:
+        """A worker stopping: its live gauges (open streams) leave the sums."""
+        if (directory := multiprocess_directory()) is not None:
+            mark_process_dead(os.getpid(), directory)  # type: ignore[no-untyped-call]

@@ -1,0 +1,50 @@
+"""Metrics that count every worker process: prometheus_client's multiprocess mode.
+
+With several workers (WEB_CONCURRENCY > 1) each process writes its values to files in one
+directory and every scrape, whichever worker answers it, sums them. `serve` prepares that directory
+before any worker starts: PROMETHEUS_MULTIPROC_DIR when it is set, else a new temporary one, and
+empties it of the previous run's files, so counters start from zero. With one worker the values
+stay in memory, which is cheaper per update (see `python -m bench.metrics_cost`).
+"""
+
+from __future__ import annotations
+
+import os
+import shutil
+import tempfile
+from collections.abc import Iterator
+from contextlib import contextmanager
+from pathlib import Path
+
+ENVIRONMENT_VARIABLE = "PROMETHEUS_MULTIPROC_DIR"
+
+
+def multiprocess_directory() -> str | None:
+    return os.environ.get(ENVIRONMENT_VARIABLE) or None
+
+
+@contextmanager
+def shared_metrics(web_concurrency: int) -> Iterator[Path | None]:
+    """The directory the workers share for the life of the server, or None for one worker.
+
+    Set in the environment before the workers start, which read it when they import prometheus_client.
+    """
+    configured = multiprocess_directory()
+    if configured is None and web_concurrency == 1:
+        yield None
+        return
+    directory = Path(configured) if configured else Path(tempfile.mkdtemp(prefix="portkey-user-proxy-metrics-"))
+    directory.mkdir(parents=True, exist_ok=True)
+    empty(directory)
+    os.environ[ENVIRONMENT_VARIABLE] = str(directory)
+    try:
+        yield directory
+    finally:
+        if configured is None:
+            shutil.rmtree(directory, ignore_errors=True)
+
+
+def empty(directory: Path) -> None:
+    """Remove the value files a previous run left; nothing else in a directory the admin named."""
+    for stale in directory.glob("*.db"):
+        stale.unlink(missing_ok=True)
