@@ -52,6 +52,7 @@ class StandInMongo:
         self.users.clear()
         self.finds = 0
         self.gate = None
+        self.refuse_reads = False
 
     def _respond(self, request: Any) -> bool:
         name = request.command_name

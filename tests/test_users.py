@@ -11,6 +11,7 @@ import pytest
 from bson import ObjectId, json_util
 from pymongo.errors import AutoReconnect, OperationFailure, PyMongoError, ServerSelectionTimeoutError
 
+from portkey_user_proxy.mongo_failures import MongoFailure
 from portkey_user_proxy.users import Lookup, LookupOutcome, UserDirectory
 
 FIXTURES = Path(__file__).parent / "fixtures"
@@ -53,6 +54,7 @@ class FakeUsers:
         self.gate: asyncio.Event | None = None  # while set and closed, every query waits
         self.error: PyMongoError | None = None
         self.started = asyncio.Event()
+        self.answered = asyncio.Event()
         self.cancelled = 0
 
     async def find_one(self, query: dict[str, Any], projection: Mapping[str, Any]) -> dict[str, Any] | None:
@@ -66,6 +68,7 @@ class FakeUsers:
             raise
         if self.error is not None:
             raise self.error
+        self.answered.set()
         for document in self.documents:
             # Like MongoDB, the filter matches by value and type: a string never equals an ObjectId.
             if all(type(document.get(k)) is type(v) and document.get(k) == v for k, v in query.items()):
@@ -363,10 +366,12 @@ def test_failures_are_not_cached_so_the_directory_recovers_when_mongodb_returns(
         assert (await directory.find(USER_ID)).outcome is LookupOutcome.UNREACHABLE
 
         users.error = None
-        clock.now += 1  # past the outage window
+        clock.now += 1  # past the outage window: this lookup sends the probe, without waiting for it
+        assert (await directory.find(USER_ID)).outcome is LookupOutcome.BACKOFF
+        await users.answered.wait()
         lookup = await directory.find(USER_ID)
 
-        assert lookup.outcome is LookupOutcome.FOUND
+        assert lookup.outcome is LookupOutcome.CACHE_HIT
         assert len(users.queries) == 2
 
     asyncio.run(scenario())
@@ -410,9 +415,12 @@ def test_stale_entry_spares_mongodb_for_a_while_then_is_refreshed() -> None:
 
         users.error = None
         clock.now += UNKNOWN_TTL + 1
+        users.answered.clear()
+        assert (await directory.find(USER_ID)).outcome is LookupOutcome.STALE  # sends the probe, does not wait
+        await users.answered.wait()
         refreshed = await directory.find(USER_ID)
 
-        assert refreshed.outcome is LookupOutcome.FOUND
+        assert refreshed.outcome is LookupOutcome.CACHE_HIT
         assert len(users.queries) == 3
 
     asyncio.run(scenario())
@@ -438,5 +446,101 @@ def test_max_entries_evicts_the_oldest_entry() -> None:
 
         assert evicted.outcome is LookupOutcome.FOUND
         assert len(users.queries) == 4
+
+    asyncio.run(scenario())
+
+
+# --- outages ----------------------------------------------------------------------------------
+
+
+def test_after_a_failure_users_not_cached_skip_mongodb_until_the_window_ends() -> None:
+    async def scenario() -> None:
+        others = [f"{n:024x}" for n in range(1, 6)]
+        users = FakeUsers(_librechat_user(), *(_librechat_user(o, f"{o}@example.com") for o in others))
+        clock = FakeClock()
+        directory = _directory(users, clock)
+        users.error = ServerSelectionTimeoutError("down")
+        assert (await directory.find(USER_ID)).outcome is LookupOutcome.UNREACHABLE
+
+        during = [await directory.find(other) for other in others]
+
+        assert {lookup.outcome for lookup in during} == {LookupOutcome.BACKOFF}
+        assert all(lookup.mongo_failed and lookup.user is None for lookup in during)
+        assert len(users.queries) == 1  # nobody waited on MongoDB
+
+        users.error = None
+        clock.now += 1
+        users.gate = asyncio.Event()  # the probe stays in flight while others arrive
+        users.started.clear()
+        sent_the_probe = await directory.find(others[0])  # returns at once, the probe runs on
+        await users.started.wait()
+        skipped = await directory.find(others[1])
+        users.answered.clear()
+        users.gate.set()
+        await users.answered.wait()
+
+        assert sent_the_probe.outcome is LookupOutcome.BACKOFF
+        assert skipped.outcome is LookupOutcome.BACKOFF
+        assert (await directory.find(others[0])).outcome is LookupOutcome.CACHE_HIT  # the probe's answer
+        assert (await directory.find(others[1])).outcome is LookupOutcome.FOUND  # the window closed
+        assert len(users.queries) == 3
+
+    asyncio.run(scenario())
+
+
+def test_a_cached_user_keeps_their_email_while_the_window_is_open() -> None:
+    async def scenario() -> None:
+        users = FakeUsers(_librechat_user(), _librechat_user(OTHER_ID, "other@example.com"))
+        clock = FakeClock()
+        directory = _directory(users, clock)
+        await directory.find(USER_ID)
+        clock.now += TTL + 1
+        users.error = ServerSelectionTimeoutError("down")
+        await directory.find(OTHER_ID)  # opens the window
+
+        lookup = await directory.find(USER_ID)
+
+        assert lookup.outcome is LookupOutcome.STALE
+        assert _email(lookup) == "timmanik@email.com"
+        assert len(users.queries) == 2
+
+    asyncio.run(scenario())
+
+
+def test_failures_are_warned_about_naming_the_server_and_database(caplog: pytest.LogCaptureFixture) -> None:
+    async def scenario() -> None:
+        users = FakeUsers(_librechat_user())
+        users.error = OperationFailure("not authorized", code=13, details={"codeName": "Unauthorized"})
+        clock = FakeClock()
+        directory = _directory(users, clock)
+        for _ in range(5):
+            await directory.find(USER_ID)
+            clock.now += 60
+
+    asyncio.run(scenario())
+
+    warnings = [record for record in caplog.records if record.levelname == "WARNING"]
+    assert len(warnings) == 1  # rate-limited: one outage, one line
+    message = warnings[0].getMessage()
+    assert "mongodb:27017/LibreChat" in message
+    assert "code 13 Unauthorized" in message
+    assert "MONGO_URI needs a user" in message
+
+
+def test_readiness_is_an_authorised_read_cached_for_a_moment() -> None:
+    async def scenario() -> None:
+        users = FakeUsers(_librechat_user())
+        clock = FakeClock()
+        directory = _directory(users, clock)
+        users.error = OperationFailure("not authorized", code=13)
+
+        assert await directory.readiness() is MongoFailure.UNAUTHORIZED
+        users.error = None
+        assert await directory.readiness() is MongoFailure.UNAUTHORIZED  # cached
+        assert len(users.queries) == 1
+        clock.now += 2
+
+        assert await directory.readiness() is None
+        assert (await directory.find(USER_ID)).outcome is LookupOutcome.FOUND  # the window is closed too
 
     asyncio.run(scenario())

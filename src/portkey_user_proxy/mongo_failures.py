@@ -40,7 +40,7 @@ def classify(exc: BaseException, client: AsyncMongoClient[Any]) -> Failure:
         # one (refused, unresolvable or silent), which is an outage, not a slow query.
         if not client.topology_description.has_readable_server():
             return Failure(MongoFailure.UNREACHABLE, f"no server answered: {_server_errors(client)}")
-        return Failure(MongoFailure.TIMEOUT, "the query took longer than USER_LOOKUP_TIMEOUT_SECONDS")
+        return Failure(MongoFailure.TIMEOUT, "the server is known, the query was not answered in time")
     if isinstance(exc, OperationFailure):
         return _operation_failure(exc)
     if isinstance(exc, NetworkTimeout):

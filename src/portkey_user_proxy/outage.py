@@ -2,8 +2,9 @@
 
 Without it, every request of a user not yet cached waits the full lookup timeout while MongoDB is
 down. After a failure the window opens (1 s, doubling with each failed probe up to 30 s); inside
-it, new users are attributed by the fallback at once. When it ends, one query goes through as the
-probe while the others still skip; an answer closes the window, a failure reopens it, longer.
+it, new users are attributed by the fallback at once. When it ends, one query goes out as the
+probe, which no request waits for, while the others still skip; an answer closes the window, a
+failure reopens it, longer.
 """
 
 from __future__ import annotations
@@ -22,6 +23,12 @@ class MongoState(enum.Enum):
     PROBING = "probing"  # the window ended: one query is asking, the others still skip
 
 
+class Admission(enum.Enum):
+    QUERY = "query"  # ask MongoDB and wait for the answer
+    PROBE = "probe"  # ask MongoDB, but do not wait: it failed moments ago
+    SKIP = "skip"  # do not ask
+
+
 class OutageWindow:
     def __init__(
         self,
@@ -37,12 +44,14 @@ class OutageWindow:
         self._length = first
         self._ends_at = 0.0
 
-    def may_query(self) -> bool:
-        """Whether a lookup may ask MongoDB now; the first to ask after a window becomes its probe."""
+    def admit(self) -> Admission:
+        """Whether a lookup may ask MongoDB now; the first to ask after a window sends its probe."""
+        if self.state is MongoState.AVAILABLE:
+            return Admission.QUERY
         if self.state is MongoState.BACKING_OFF and self._clock() >= self._ends_at:
             self.state = MongoState.PROBING
-            return True
-        return self.state is MongoState.AVAILABLE
+            return Admission.PROBE
+        return Admission.SKIP
 
     def answered(self) -> None:
         self.state = MongoState.AVAILABLE

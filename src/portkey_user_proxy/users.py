@@ -23,7 +23,7 @@ from pymongo.asynchronous.collection import AsyncCollection
 
 from .logs import RateLimitedWarnings
 from .mongo_failures import Failure, MongoFailure, advice, classify, location
-from .outage import OutageWindow
+from .outage import Admission, OutageWindow
 
 logger = logging.getLogger("portkey_user_proxy.users")
 
@@ -165,15 +165,21 @@ class UserDirectory:
         if entry is not None and entry.fresh_until > self._clock():
             outcome = LookupOutcome.CACHE_HIT if entry.user else LookupOutcome.NOT_FOUND
             return Lookup(entry.user, outcome)
-        query = self._inflight.get(object_id)
-        if query is None:
-            if not self._window.may_query():
-                return self._fallback(object_id, LookupOutcome.BACKOFF)
-            query = asyncio.create_task(self._query(object_id))
-            self._inflight[object_id] = query
-            query.add_done_callback(lambda _: self._inflight.pop(object_id, None))
+        admission = self._window.admit()
+        if admission is Admission.SKIP:
+            return self._fallback(object_id, LookupOutcome.BACKOFF)
+        query = self._inflight.get(object_id) or self._start_query(object_id)
+        if admission is Admission.PROBE:
+            # The probe runs on its own: no request waits on a MongoDB that failed moments ago.
+            return self._fallback(object_id, LookupOutcome.BACKOFF)
         # Shielded: a waiter that goes away must not cancel the query the others share.
         return await asyncio.shield(query)
+
+    def _start_query(self, object_id: str) -> asyncio.Task[Lookup]:
+        query = asyncio.create_task(self._query(object_id))
+        self._inflight[object_id] = query
+        query.add_done_callback(lambda _: self._inflight.pop(object_id, None))
+        return query
 
     async def find_by_email(self, email: str) -> User | None:
         """For operators (`check-user`); the request path never queries by anything but `_id`."""
