@@ -62,26 +62,22 @@ class StandInMongo:
             return bool(request.replies(_REFUSED_LOGIN))  # the stand-in knows no MongoDB users
         if self.refuse_reads and name in ("find", "count", "aggregate"):
             return bool(request.replies(_UNAUTHORIZED))
+        # LibreChat's users live in `LibreChat`: a URI naming another database finds nobody.
+        users = self.users if request.doc.get("$db", "LibreChat") == "LibreChat" else {}
         if name == "find":
-            return bool(request.replies(self._find(request.doc)))
+            return bool(request.replies(self._find(request.doc, users)))
         if name == "count":
-            return bool(request.replies({"n": len(self.users), "ok": 1}))
+            return bool(request.replies({"n": len(users), "ok": 1}))
         return bool(request.replies({"ok": 1}))
 
-    def _find(self, command: dict[str, Any]) -> dict[str, Any]:
+    def _find(self, command: dict[str, Any], users: dict[ObjectId, dict[str, Any]]) -> dict[str, Any]:
         self.finds += 1
         if self.gate is not None:
             self.gate.wait(30)
-        document = self._match(command.get("filter", {}))
+        document = _match(users, command.get("filter", {}))
         projection = command.get("projection") or {}
         batch = [] if document is None else [_project(document, projection)]
         return {"cursor": {"id": 0, "ns": f"LibreChat.{command['find']}", "firstBatch": batch}, "ok": 1}
-
-    def _match(self, query: dict[str, Any]) -> dict[str, Any] | None:
-        for document in self.users.values():
-            if all(document.get(key) == value for key, value in query.items()):
-                return document
-        return None
 
 
 class RealMongo:
@@ -105,6 +101,13 @@ class RealMongo:
 
 _UNAUTHORIZED = {"ok": 0, "code": 13, "codeName": "Unauthorized", "errmsg": "not authorized on LibreChat"}
 _REFUSED_LOGIN = {"ok": 0, "code": 18, "codeName": "AuthenticationFailed", "errmsg": "Authentication failed."}
+
+
+def _match(users: dict[ObjectId, dict[str, Any]], query: dict[str, Any]) -> dict[str, Any] | None:
+    for document in users.values():
+        if all(document.get(key) == value for key, value in query.items()):
+            return document
+    return None
 
 
 def _project(document: dict[str, Any], projection: dict[str, Any]) -> dict[str, Any]:

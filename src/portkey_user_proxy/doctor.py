@@ -21,7 +21,7 @@ from pydantic import SecretStr
 from pymongo.asynchronous.collection import AsyncCollection
 
 from .exit_codes import ExitCode
-from .mongo_failures import advice, classify, location
+from .mongo_failures import MongoFailure, advice, classify, location
 from .settings import Settings
 from .upstream import build_http_client, error_before_response
 from .users import connect_users
@@ -75,6 +75,8 @@ def effective_settings(settings: Settings) -> list[tuple[str, str]]:
             text = "(set, hidden)"
         elif value is None:
             text = "(unset)"
+        elif isinstance(value, bool):
+            text = str(value).lower()
         else:
             text = str(getattr(value, "value", value))
         shown.append((name.upper(), text))
@@ -122,6 +124,10 @@ async def _mongodb_checks_with(users: AsyncCollection[Any], timeout: float) -> l
                 checks.append(await step())
         except Exception as exc:  # every driver failure becomes a verdict, never a traceback
             failure = classify(exc, client)
+            if name == "mongodb reachable" and failure.kind is MongoFailure.UNAUTHORIZED:
+                # The driver logs in before its first command: a refused login proves the server answers.
+                checks.append(Check(Verdict.OK, name, f"{where} answered, and refused the login"))
+                continue
             checks.append(Check(Verdict.FAIL, name, f"{failure.kind} ({failure.detail}): {advice(failure.kind)}"))
     return checks
 
