@@ -2,16 +2,20 @@
 
 from __future__ import annotations
 
+import importlib.metadata
 import json
 from pathlib import Path
 
 import pytest
+from bson import ObjectId
 
 from portkey_user_proxy.cli import EXIT_BAD_SETTINGS, EXIT_MONGO_UNREACHABLE, EXIT_UNKNOWN_USER, main
-from tests.mongo import RealMongo, StandInMongo
+from portkey_user_proxy.exit_codes import ExitCode
+from tests.mongo import RealMongo, StandInMongo, needs_stand_in
 from tests.servers import unused_port
 
 USER_ID = "6651f0c2a1b2c3d4e5f60718"
+OTHER_ID = "0123456789abcdef01234567"
 
 
 pytestmark = pytest.mark.usefixtures("restore_logging")  # these tests set up logging as a process would
@@ -61,3 +65,73 @@ def test_invalid_settings_stop_with_the_variable_named(
 
     assert main(["serve"]) == EXIT_BAD_SETTINGS
     assert "USER_LOOKUP_TIMEOUT_SECONDS" in capsys.readouterr().err
+
+
+def test_version_and_exit_codes_in_help(capsys: pytest.CaptureFixture[str]) -> None:
+    with pytest.raises(SystemExit) as version:
+        main(["--version"])
+    assert version.value.code == 0
+    assert capsys.readouterr().out.strip() == f"portkey-user-proxy {importlib.metadata.version('portkey-user-proxy')}"
+
+    with pytest.raises(SystemExit):
+        main(["check-user", "--help"])
+    help_text = capsys.readouterr().out
+    for code in ExitCode:
+        assert f"  {code.value:<3} " in help_text
+
+
+def test_a_usage_error_exits_apart_from_an_invalid_setting(
+    monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str], tmp_path: Path
+) -> None:
+    monkeypatch.chdir(tmp_path)
+    monkeypatch.setenv("USER_LOOKUP_TIMEOUT_SECONDS", "-1")  # the command line is read first
+
+    with pytest.raises(SystemExit) as usage:
+        main(["check-user"])
+
+    assert usage.value.code == ExitCode.USAGE != EXIT_BAD_SETTINGS
+    assert "ID_OR_EMAIL" in capsys.readouterr().err
+
+
+@pytest.mark.usefixtures("librechat_env")
+def test_check_user_rejects_invalid_metadata(capsys: pytest.CaptureFixture[str]) -> None:
+    assert main(["check-user", USER_ID, "--metadata", "{not json"]) == ExitCode.USAGE
+    assert "invalid --metadata" in capsys.readouterr().err
+
+
+def test_check_user_does_not_blame_mongodb_for_an_id_that_is_not_an_object_id(
+    monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str], tmp_path: Path
+) -> None:
+    monkeypatch.chdir(tmp_path)
+    monkeypatch.setenv("MONGO_URI", f"mongodb://127.0.0.1:{unused_port()}/LibreChat")  # never asked
+
+    assert main(["check-user", "alice"]) == ExitCode.NOT_AN_OBJECT_ID
+    captured = capsys.readouterr()
+    assert "not a LibreChat user id" in captured.err
+    assert "MongoDB at" not in captured.err
+    assert "attribution:        fallback (not_an_object_id)" in captured.out
+
+
+@pytest.mark.usefixtures("librechat_env")
+def test_check_user_tells_a_user_without_email_from_an_unknown_user(
+    mongo: StandInMongo | RealMongo, capsys: pytest.CaptureFixture[str]
+) -> None:
+    mongo.add_user({"_id": ObjectId(OTHER_ID), "username": "no-email", "role": "USER"})
+
+    assert main(["check-user", OTHER_ID]) == ExitCode.NO_EMAIL
+    assert "exists at" in (err := capsys.readouterr().err) and "but has no email" in err
+
+
+@needs_stand_in()
+@pytest.mark.usefixtures("librechat_env")
+def test_check_user_names_a_refusal_and_never_the_credentials(
+    monkeypatch: pytest.MonkeyPatch, mongo: StandInMongo, capsys: pytest.CaptureFixture[str]
+) -> None:
+    monkeypatch.setenv("MONGO_URI", mongo.uri.replace("mongodb://", "mongodb://reader:mongo-secret@"))
+
+    assert main(["check-user", USER_ID]) == ExitCode.MONGO_UNAUTHORIZED
+    captured = capsys.readouterr()
+    assert "unauthorized" in captured.err
+    assert "MONGO_URI needs a user" in captured.err
+    for secret in ("mongo-secret", "reader"):
+        assert secret not in captured.out + captured.err
