@@ -3,11 +3,13 @@
 from __future__ import annotations
 
 import json
+import re
 import time
+from datetime import UTC, datetime, timedelta
 
 import pytest
 
-from portkey_user_proxy.logs import AccessRecord, RateLimitedWarnings, configure_logging
+from portkey_user_proxy.logs import AccessRecord, RateLimitedWarnings, configure_logging, loggable
 
 pytestmark = pytest.mark.usefixtures("restore_logging")  # these tests set up logging as a process would
 
@@ -53,3 +55,19 @@ def test_repeated_warnings_are_held_back_and_counted(caplog: pytest.LogCaptureFi
     warnings.warn("other", "another problem")
 
     assert [r.getMessage() for r in caplog.records] == ["same problem", "another problem"]
+
+
+def test_json_lines_carry_an_iso_8601_utc_timestamp(capsys: pytest.CaptureFixture[str]) -> None:
+    configure_logging("INFO", "json")
+    before = datetime.now(UTC)
+
+    emit_access_line()
+
+    stamp = json.loads(capsys.readouterr().err.strip().splitlines()[-1])["time"]
+    assert re.fullmatch(r"\d{4}-\d\d-\d\dT\d\d:\d\d:\d\d\.\d{3}Z", stamp)
+    assert abs(datetime.fromisoformat(stamp.replace("Z", "+00:00")) - before) < timedelta(minutes=1)
+
+
+def test_client_values_are_logged_as_one_escaped_token() -> None:
+    assert loggable("evil\nINFO forged line\x1b[31m") == "'evil\\nINFO forged line\\x1b[31m'"
+    assert loggable("x" * 500) == repr("x" * 128)
