@@ -56,7 +56,10 @@ from tests.servers import unused_port
 
 SETTINGS = {name.upper(): field for name, field in Settings.model_fields.items()}
 # Variables .env.example may show that the proxy itself does not read, and who reads them.
-DOCUMENTED_ELSEWHERE = {"PORTKEY_API_KEY": "LibreChat, for librechat.yaml's x-portkey-api-key header"}
+DOCUMENTED_ELSEWHERE = {
+    "PORTKEY_API_KEY": "LibreChat, for librechat.yaml's x-portkey-api-key header",
+    "PROMETHEUS_MULTIPROC_DIR": "prometheus_client's directory for metrics of several workers, honoured by serve",
+}
 # The services of LibreChat's stock docker-compose.yml that the override may refer to.
 LIBRECHAT_SERVICES = {"api", "mongodb", "meilisearch", "vectordb", "rag_api"}
 
