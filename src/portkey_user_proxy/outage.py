@@ -1,7 +1,7 @@
 """The outage window: after MongoDB fails, lookups of users not cached skip it for a while.
 
 Without it, every request of a user not yet cached waits the full lookup timeout while MongoDB is
-down. After a failure the window opens (1 s, doubling with each failed probe up to 30 s); inside
+down. After a failure the window opens (1 s, doubling with each failed probe up to 5 s); inside
 it, new users are attributed by the fallback at once. When it ends, one query goes out as the
 probe, which no request waits for, while the others still skip; an answer closes the window, a
 failure reopens it, longer.
@@ -14,7 +14,7 @@ import time
 from collections.abc import Callable
 
 FIRST_WINDOW_SECONDS = 1.0
-LONGEST_WINDOW_SECONDS = 30.0
+LONGEST_WINDOW_SECONDS = 5.0
 
 
 class MongoState(enum.Enum):
