@@ -2,8 +2,10 @@
 #
 # portkey-user-proxy: docker build -t portkey-user-proxy .
 #
-# The builder installs the package and its runtime dependencies (pyproject's [project].dependencies,
-# never the test extra) into a virtualenv; the runtime stage copies only that virtualenv.
+# Every package comes from the lock files, pinned and checked against their hashes
+# (./scripts/lock refreshes them), so two builds of one commit install the same bytes. The builder
+# installs the runtime dependencies and the project into a virtualenv; the runtime stage copies only
+# that virtualenv.
 
 ARG PYTHON_VERSION=3.12
 
@@ -12,26 +14,38 @@ FROM python:${PYTHON_VERSION}-slim AS builder
 ENV PIP_NO_CACHE_DIR=1 \
     PIP_DISABLE_PIP_VERSION_CHECK=1
 
-RUN python -m venv /opt/venv
-ENV PATH=/opt/venv/bin:$PATH
-
 WORKDIR /build
 
-# Dependencies get a layer of their own, rebuilt only when pyproject.toml changes.
-COPY pyproject.toml ./
-RUN python -c "import tomllib; print('\n'.join(tomllib.load(open('pyproject.toml', 'rb'))['project']['dependencies']))" \
-        > requirements.txt \
-    && pip install -r requirements.txt
+# Runtime dependencies get a layer of their own, rebuilt only when the lock changes. Wheels only:
+# nothing is compiled, on either architecture. --require-hashes also refuses any dependency the
+# lock misses, instead of fetching it unpinned.
+COPY requirements.txt ./
+RUN python -m venv /opt/venv \
+    && /opt/venv/bin/pip install --require-hashes --only-binary=:all: -r requirements.txt
 
-COPY README.md ./
+# The build backend, locked too, goes into the builder's own Python, never into the shipped venv;
+# without build isolation pip fetches no unpinned backend to build the project's wheel.
+COPY requirements-build.txt ./
+RUN pip install --require-hashes --only-binary=:all: -r requirements-build.txt
+
+COPY pyproject.toml README.md ./
 COPY src ./src
-RUN pip install --no-deps .
+RUN pip wheel --no-deps --no-build-isolation --wheel-dir /wheels . \
+    && /opt/venv/bin/pip install --no-deps /wheels/*.whl \
+    && /opt/venv/bin/pip check
 
 
 FROM python:${PYTHON_VERSION}-slim AS runtime
 
+# The release workflow passes the tag's version and the commit; a local build describes this checkout.
+ARG VERSION=0.1.0
+ARG REVISION=unknown
+
 LABEL org.opencontainers.image.title="portkey-user-proxy" \
       org.opencontainers.image.description="Sidecar reverse proxy that attributes LibreChat requests to their users in Portkey." \
+      org.opencontainers.image.source="https://github.com/portkey-user-proxy/portkey-user-proxy" \
+      org.opencontainers.image.version="${VERSION}" \
+      org.opencontainers.image.revision="${REVISION}" \
       org.opencontainers.image.licenses="MIT"
 
 ENV PATH=/opt/venv/bin:$PATH \
