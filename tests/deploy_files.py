@@ -162,17 +162,22 @@ def portkey_endpoint(config: dict[str, Any]) -> dict[str, Any]:
     return endpoint
 
 
-def environment(service: dict[str, Any]) -> dict[str, str]:
-    """A service's `environment`, in either of Compose's two spellings."""
+def environment(service: dict[str, Any]) -> dict[str, str | None]:
+    """A service's `environment`, in either of Compose's two spellings; None for a variable given no
+    value, which Compose takes from the shell or the project's .env when set there, and leaves out otherwise."""
     value = service.get("environment", {})
     if isinstance(value, list):
-        return dict(item.split("=", 1) for item in value)
-    return {str(k): str(v) for k, v in value.items()}
+        items = [str(item).partition("=") for item in value]
+        return {name: (text if equals else None) for name, equals, text in items}
+    return {str(k): (None if v is None else str(v)) for k, v in value.items()}
 
 
-def interpolate(value: str) -> str:
-    """Compose's `${VAR:-default}` with no variable set: the default."""
-    return re.sub(r"\$\{\w+:?-([^}]*)\}", r"\1", value)
+def published_image() -> str:
+    """ghcr.io/<owner>/<name>, the owner and name taken from pyproject's Source URL."""
+    source = urlsplit(pyproject()["project"]["urls"]["Source"])
+    assert source.hostname == "github.com"
+    owner, name = source.path.strip("/").split("/")
+    return f"ghcr.io/{owner.lower()}/{name}"
 
 
 def interpolated_variables(text: str) -> set[str]:

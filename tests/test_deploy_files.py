@@ -18,6 +18,7 @@ from urllib.parse import urlsplit
 
 import httpx
 import pytest
+import yaml
 from pydantic import ValidationError
 
 from portkey_user_proxy import cli
@@ -40,7 +41,6 @@ from tests.deploy_files import (
     final_stage,
     healthcheck_command,
     host_and_port,
-    interpolate,
     interpolated_variables,
     kubernetes_objects,
     librechat_example,
@@ -48,6 +48,7 @@ from tests.deploy_files import (
     of_kind,
     only,
     portkey_endpoint,
+    published_image,
     pyproject,
     served_port,
     uncommented_block,
@@ -264,26 +265,52 @@ def test_librechat_waits_for_a_healthy_proxy_and_reads_the_mounted_config():
     assert "healthcheck" in compose()["services"][PROXY_SERVICE]
 
 
-def test_proxy_service_builds_this_repository_and_stays_private():
+def test_proxy_service_runs_the_published_image_of_this_version_and_stays_private():
     service = compose()["services"][PROXY_SERVICE]
-    assert service["image"].split(":")[0] == PROXY_SERVICE
-    assert service["build"]["context"] == f"./{PROXY_SERVICE}"
-    assert service["env_file"] == [".env"]
+    assert service["image"] == f"{published_image()}:{pyproject()['project']['version']}"
+    assert "build" not in service, "with `build:` Compose builds instead of pulling the published image"
     assert service["restart"] == "unless-stopped"
     assert "ports" not in service, "LibreChat reaches the proxy on the compose network; publish nothing"
     assert "mongodb" in service["depends_on"]
     assert set(service["depends_on"]) <= LIBRECHAT_SERVICES
 
 
-def test_proxy_service_environment_names_settings_with_valid_values():
+def test_building_it_yourself_is_the_commented_alternative():
+    block = re.search(r"^( *)#( +build:\n)\1#( +context: .*)$", COMPOSE_OVERRIDE.read_text(), re.MULTILINE)
+    assert block, "a commented `build:` for those who build the image themselves"
+    build = load_yaml(block.group(2) + block.group(3))["build"]
+    assert build == {"context": f"./{PROXY_SERVICE}"}
+    assert {"Dockerfile", ".dockerignore"} <= {p.name for p in ROOT.iterdir()}
+
+
+# Secrets LibreChat's .env holds for LibreChat alone.
+LIBRECHAT_SECRETS = {"JWT_SECRET", "JWT_REFRESH_SECRET", "CREDS_KEY", "CREDS_IV", "OPENAI_API_KEY", "MEILI_MASTER_KEY"}
+
+
+def test_proxy_service_receives_only_its_own_settings():
+    service = compose()["services"][PROXY_SERVICE]
+    assert "env_file" not in service, "an env_file hands the proxy every secret in it"
+    assert "secrets" not in service
+    assert not [v for v in service.get("volumes", []) if ".env" in str(v)]
+    env = environment(service)
+    foreign = set(env) - set(SETTINGS)
+    assert not foreign, f"not settings of the proxy: {foreign}"
+    missing = set(SETTINGS) - set(env)
+    assert not missing, (
+        f"add `- NAME` lines for {sorted(missing)} to the proxy's environment in {COMPOSE_OVERRIDE.name}"
+    )
+    service_text = yaml.safe_dump(service)
+    assert interpolated_variables(service_text) <= set(SETTINGS)
+    assert not LIBRECHAT_SECRETS & (set(env) | interpolated_variables(service_text))
+
+
+def test_proxy_service_environment_has_valid_values():
     env = environment(compose()["services"][PROXY_SERVICE])
-    assert set(env) <= set(SETTINGS), f"not settings: {set(env) - set(SETTINGS)}"
-    mongo_uri = setting_value("MONGO_URI", env["MONGO_URI"])
+    given = {name: value for name, value in env.items() if value is not None}
+    assert set(given) == {"MONGO_URI"}, "every other setting comes from .env, or keeps the proxy's default"
+    mongo_uri = setting_value("MONGO_URI", given["MONGO_URI"])
     assert urlsplit(mongo_uri).hostname in LIBRECHAT_SERVICES
     assert mongo_uri == "mongodb://mongodb:27017/LibreChat", "the database LibreChat's own api service uses"
-    portkey_url = setting_value("PORTKEY_URL", interpolate(env["PORTKEY_URL"]))
-    assert portkey_url == default_of("PORTKEY_URL")
-    assert not portkey_url.endswith("/v1")
 
 
 def test_compose_healthcheck_is_the_images_and_stop_waits_for_the_drain():
