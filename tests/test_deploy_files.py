@@ -519,6 +519,7 @@ def test_kubernetes_image_is_this_version(k8s):
     kustomization = of_kind(k8s, "Kustomization")
     image = container(k8s)["image"]
     (entry,) = [i for i in kustomization["images"] if i["name"] == image]
+    assert entry["newName"] == published_image()
     assert entry["newTag"] == pyproject()["project"]["version"]
 
 
@@ -531,7 +532,7 @@ def test_kustomization_renders(k8s):
     kinds = sorted(doc["kind"] for doc in map(load_yaml, rendered.stdout.split("\n---\n")))
     expected = sorted(k for k, _ in k8s if k not in ("Kustomization", "Secret"))
     assert kinds == expected
-    assert f"image: {PROXY_SERVICE}:{pyproject()['project']['version']}" in rendered.stdout
+    assert f"image: {published_image()}:{pyproject()['project']['version']}" in rendered.stdout
 
 
 # --- README deployment sections -------------------------------------------------------------------------------
