@@ -115,17 +115,19 @@ def test_alerts_cover_attribution_mongodb_server_errors_and_the_upstream():
         assert "for" in rule, f"{rule['alert']} would page on a single scrape"
 
 
-def test_dashboard_is_importable_with_a_prometheus_datasource_input():
+def test_dashboard_is_importable_and_asks_for_its_prometheus_data_source():
     document = dashboard()
-    (source,) = document["__inputs"]
-    assert source == {**source, "name": "DS_PROMETHEUS", "type": "datasource", "pluginId": "prometheus"}
-    expected = {"type": "prometheus", "uid": "${DS_PROMETHEUS}"}
+    # A data source variable, not an import-time input: the file works imported by hand and provisioned.
+    variables = {variable["name"]: variable for variable in document["templating"]["list"]}
+    assert variables["datasource"]["type"] == "datasource"
+    assert variables["datasource"]["query"] == "prometheus"
+    expected = {"type": "prometheus", "uid": "${datasource}"}
     for panel in panels(document):
         assert panel["datasource"] == expected, panel["title"]
         assert panel["targets"], panel["title"]
         assert all(target["datasource"] == expected for target in panel["targets"]), panel["title"]
-    for variable in document["templating"]["list"]:
-        assert variable["datasource"] == expected
+    for variable in variables.values():
+        assert variable["type"] == "datasource" or variable["datasource"] == expected
     assert document["uid"] and document["title"]
     assert "id" not in document, "an id would make Grafana overwrite whatever dashboard has it"
     ids = [panel["id"] for panel in document["panels"]]
