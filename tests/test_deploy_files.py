@@ -552,3 +552,17 @@ def test_deploy_doc_names_real_settings_commands_and_urls():
     for path in ("docker-compose.override.yml", "librechat.example.yaml", ".env.example", "deploy/kubernetes/"):
         assert path in text
         assert (ROOT / path).exists()
+
+
+def test_deploy_doc_names_the_published_image_and_files_of_this_version():
+    text = DEPLOY_DOC.read_text()
+    version = pyproject()["project"]["version"]
+    images = set(re.findall(r"ghcr\.io/[\w.-]+/[\w.-]+(?::[\w.-]+)?", text))
+    assert f"{published_image()}:{version}" in images
+    assert {image.split(":")[0] for image in images} == {published_image()}
+    source = urlsplit(pyproject()["project"]["urls"]["Source"]).path
+    downloads = re.findall(r"https://raw\.githubusercontent\.com(/[\w.-]+/[\w.-]+)/([\w.-]+)/(\S+)", text)
+    assert downloads
+    for repository, tag, path in downloads:
+        assert (repository, tag) == (source, f"v{version}")
+        assert (ROOT / path).is_file(), path
