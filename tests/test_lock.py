@@ -65,7 +65,7 @@ def pip_commands() -> list[str]:
 
 def test_image_installs_packages_only_from_the_lock_files_with_hashes():
     installs = [c for c in pip_commands() if "pip install" in c]
-    from_locks = {re.search(r"-r (\S+)", c).group(1) for c in installs if " -r " in c}  # type: ignore[union-attr]
+    from_locks = {found.group(1) for c in installs if (found := re.search(r" -r (\S+)", c))}
     assert from_locks == {LOCK.name, BUILD_LOCK.name}
     for command in installs:
         if " -r " in command:
