@@ -123,8 +123,10 @@ def proxy_error_statuses() -> dict[str, int]:
         for node in ast.walk(ast.parse(path.read_text())):
             if isinstance(node, ast.Call) and getattr(node.func, "id", None) == "ProxyError" and len(node.args) >= 3:
                 status, code = node.args[0], node.args[2]
-                if isinstance(status, ast.Constant) and isinstance(code, ast.Constant):
-                    statuses[str(code.value)] = int(status.value)
+                where = f"{path.name}:{node.lineno}"
+                assert isinstance(status, ast.Constant), f"{where}: ProxyError's status is no literal"
+                assert isinstance(code, ast.Constant), f"{where}: ProxyError's code is no literal"
+                statuses[str(code.value)] = int(status.value)
     return statuses
 
 

@@ -105,7 +105,9 @@ def test_the_server_error_alert_counts_exactly_the_proxys_5xx_codes():
 def test_alerts_cover_attribution_mongodb_server_errors_and_the_upstream():
     queries = alert_queries()
     assert any("attributions_total" in q and "fallback" in q for q in queries.values())
-    assert any("user_lookups_total" in q and "error" in q for q in queries.values())
+    # A failed lookup is any but the answers, so failure outcomes added later count without an edit.
+    failing = {m.value for q in queries.values() for m in matchers_in(q) if m.label == "outcome" and m.operator == "!~"}
+    assert failing == {"cache_hit|miss|not_found"}
     assert any("mongodb_up" in q for q in queries.values())
     assert any('code="upstream_unreachable"' in q for q in queries.values())
     for rule in alert_rules():
