@@ -176,3 +176,18 @@ def test_metrics_can_require_the_key(make_proxy: MakeProxy) -> None:
     assert httpx.get(proxy.url + "/metrics", headers=bearer(), timeout=10).status_code == 200
     for path in ("/healthz", "/readyz"):
         assert httpx.get(proxy.url + path, timeout=10).status_code == 200, path
+
+
+def test_metrics_listing_users_require_the_key(make_proxy: MakeProxy, upstream: Upstream) -> None:
+    # Per-user token counters name users (emails by default): with a key configured, they are never open.
+    proxy = make_proxy(proxy_api_key=KEY, metrics_per_user_tokens=True)
+    assert chat(proxy, bearer()).status_code == 200
+
+    refused = httpx.get(proxy.url + "/metrics", timeout=10)
+    assert refused.status_code == 401
+    assert "timmanik@email.com" not in refused.text
+    scraped = httpx.get(proxy.url + "/metrics", headers=bearer(), timeout=10)
+    assert scraped.status_code == 200
+    assert "timmanik@email.com" in scraped.text
+    for path in ("/healthz", "/readyz"):
+        assert httpx.get(proxy.url + path, timeout=10).status_code == 200, path

@@ -15,7 +15,7 @@ from fastapi import FastAPI
 from .asgi import Receive, Scope, Send
 from .forwarder import Forwarder
 from .health import OWN_PATHS, router
-from .inbound_auth import RequireInboundKey, inbound_key
+from .inbound_auth import RequireInboundKey, inbound_key, metrics_need_the_key
 from .metrics import Metrics
 from .settings import Settings, load_settings
 from .upstream import build_http_client
@@ -44,7 +44,7 @@ class ProxyApp:
         self.forwarder = Forwarder(settings, directory, client, metrics)
         self.api = FastAPI(title="portkey-user-proxy", lifespan=self._lifespan, docs_url=None, redoc_url=None)
         self.api.include_router(router)
-        if (key := inbound_key(settings)) is not None and settings.metrics_require_proxy_api_key:
+        if (key := inbound_key(settings)) is not None and metrics_need_the_key(settings):
             self.api.add_middleware(RequireInboundKey, key=key, paths=frozenset({"/metrics"}))
         self.api.state.directory = directory
         self.api.state.metrics = metrics

@@ -68,6 +68,11 @@ def inbound_key(settings: Settings) -> InboundKey | None:
     return None if key is None else InboundKey(key.get_secret_value())
 
 
+def metrics_need_the_key(settings: Settings) -> bool:
+    """Whether `/metrics` asks for PROXY_API_KEY: when told to, and whenever it lists users (per-user tokens)."""
+    return settings.metrics_require_proxy_api_key or settings.metrics_per_user_tokens
+
+
 def _unauthorized(*, missing: bool) -> ProxyError:
     problem = "no API key was sent" if missing else "the API key is not this proxy's"
     message = (
