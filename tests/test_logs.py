@@ -9,7 +9,7 @@ from datetime import UTC, datetime, timedelta
 
 import pytest
 
-from portkey_user_proxy.logs import AccessRecord, RateLimitedWarnings, configure_logging, loggable
+from portkey_user_proxy.logs import AccessRecord, RateLimitedWarnings, configure_logging, escape_for_log, loggable
 
 pytestmark = pytest.mark.usefixtures("restore_logging")  # these tests set up logging as a process would
 
@@ -71,3 +71,52 @@ def test_json_lines_carry_an_iso_8601_utc_timestamp(capsys: pytest.CaptureFixtur
 def test_client_values_are_logged_as_one_escaped_token() -> None:
     assert loggable("evil\nINFO forged line\x1b[31m") == "'evil\\nINFO forged line\\x1b[31m'"
     assert loggable("x" * 500) == repr("x" * 128)
+
+
+FORGERIES = [
+    "/v1/x\r\n2026-11-28 06:31:13,512 INFO portkey_user_proxy.access FORGED",
+    "/v1/x\n\x1b[2K\x1b[1AFORGED",
+    "/v1/x\u2028FORGED\u2029",
+    "/v1/x\x85FORGED\x00\x7f",
+    "/v1/\ud800lone-surrogate",
+]
+
+
+@pytest.mark.parametrize("forged", FORGERIES)
+def test_text_lines_escape_what_a_client_sent_in_every_field(forged: str, capsys: pytest.CaptureFixture[str]) -> None:
+    configure_logging("INFO", "text")
+    record = AccessRecord(forged, forged, time.perf_counter(), status=401, user=forged)
+    record.trace_id, record.request_id, record.attribution = forged, forged, "fallback:not_an_object_id"
+
+    record.emit()
+
+    err = capsys.readouterr().err
+    assert err.count("\n") == 1 and err.endswith("\n")  # one line, whatever the fields held
+    line = err.removesuffix("\n")
+    assert not any(char in line for char in "\r\x1b\x00\x7f\x85\u2028\u2029\ud800")
+    assert line.count("FORGED") == 5 * forged.count("FORGED")  # the text is kept, only made harmless
+
+
+def test_text_lines_escape_client_values_in_warnings_too(capsys: pytest.CaptureFixture[str]) -> None:
+    configure_logging("INFO", "text")
+
+    RateLimitedWarnings().warn("k", "LibreChat sent the placeholder %s unresolved", "{{\r\nLIBRECHAT_USER_ID}}")
+
+    assert capsys.readouterr().err.count("\n") == 1
+
+
+def test_escapes_are_unambiguous() -> None:
+    assert escape_for_log("plain /v1/chat/completions") == "plain /v1/chat/completions"
+    assert escape_for_log("a\r\nb") == "a\\x0d\\x0ab"
+    assert escape_for_log("a\\x0d") == "a\\\\x0d"  # a literal backslash is not mistaken for an escape
+    assert escape_for_log("\u2028\ud800é") == "\\u2028\\ud800é"
+
+
+def test_json_lines_keep_the_values_whole(capsys: pytest.CaptureFixture[str]) -> None:
+    configure_logging("INFO", "json")
+    record = AccessRecord("GET", FORGERIES[0], time.perf_counter(), status=401)
+
+    record.emit()
+
+    (line,) = capsys.readouterr().err.splitlines()
+    assert json.loads(line)["path"] == FORGERIES[0]

@@ -4,8 +4,10 @@ from __future__ import annotations
 
 import json
 import logging
+import re
 import sys
 import time
+from collections.abc import Mapping
 from dataclasses import dataclass
 from datetime import UTC, datetime
 
@@ -21,7 +23,7 @@ QUIET_LIBRARIES = ("httpx", "httpcore", "pymongo")
 def configure_logging(level: str, log_format: str = "text") -> None:
     """One format for the proxy's lines and uvicorn's (start-up, shutdown, server errors)."""
     handler = logging.StreamHandler(sys.stderr)
-    formatter = JsonFormatter() if log_format == "json" else logging.Formatter(_TEXT_FORMAT)
+    formatter = JsonFormatter() if log_format == "json" else TextFormatter(_TEXT_FORMAT)
     handler.setFormatter(formatter)
     root = logging.getLogger()
     root.handlers[:] = [handler]
@@ -65,6 +67,48 @@ class AccessRecord:
 
 
 _ACCESS_FIELDS = ("method", "path", "status", "user", "attribution", "trace_id", "request_id")
+
+
+# What could end or fake a text log line, or fail to encode: C0/C1 controls (CR, LF, ESC...), Unicode's
+# line and paragraph separators, lone surrogates; and the backslash, so an escape is never ambiguous.
+_UNSAFE_IN_A_LINE = re.compile(r"[\x00-\x1f\x7f-\x9f\u2028\u2029\ud800-\udfff\\]")
+
+
+def escape_for_log(text: str) -> str:
+    """`text` as it may appear inside one text log line: unsafe characters as `\\xNN` / `\\uNNNN` escapes."""
+    if _UNSAFE_IN_A_LINE.search(text) is None:
+        return text
+    return _UNSAFE_IN_A_LINE.sub(_escape, text)
+
+
+def _escape(match: re.Match[str]) -> str:
+    char = match.group()
+    if char == "\\":
+        return "\\\\"
+    code = ord(char)
+    return f"\\x{code:02x}" if code <= 0xFF else f"\\u{code:04x}"
+
+
+class TextFormatter(logging.Formatter):
+    """Readable lines whose arguments, where client-supplied values go, cannot break or forge a line."""
+
+    def format(self, record: logging.LogRecord) -> str:
+        if record.args:
+            record = logging.makeLogRecord({**record.__dict__, "args": _escaped_args(record.args)})
+        return super().format(record)
+
+
+def _escaped_args(args: tuple[object, ...] | Mapping[str, object]) -> tuple[object, ...] | dict[str, object]:
+    if isinstance(args, Mapping):
+        return {key: _escaped_arg(value) for key, value in args.items()}
+    return tuple(_escaped_arg(value) for value in args)
+
+
+def _escaped_arg(value: object) -> object:
+    # Numbers keep their type, so that `%d` and `%.1f` still apply to them.
+    if isinstance(value, int | float):
+        return value
+    return escape_for_log(value if isinstance(value, str) else str(value))
 
 
 class JsonFormatter(logging.Formatter):
