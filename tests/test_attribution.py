@@ -4,7 +4,7 @@ import asyncio
 
 import pytest
 
-from portkey_user_proxy.attribution import REASONS, Attribution, AttributionOutcome, attribute
+from portkey_user_proxy.attribution import REASONS, UNIDENTIFIED, Attribution, AttributionOutcome, attribute
 from portkey_user_proxy.identity import Identity, IdentitySource, identify
 from portkey_user_proxy.settings import UnresolvedUserPolicy
 from portkey_user_proxy.users import Lookup, LookupOutcome, User
@@ -83,12 +83,14 @@ def test_fail_open_attributes_an_unresolved_user_to_the_raw_id(lookup: Lookup, r
     assert not attribution.rejected
 
 
-def test_fail_open_forwards_a_value_that_is_not_an_object_id_without_asking_mongodb() -> None:
-    attribution, asked = _attribute(identify("alice", None), Lookup(TIM, LookupOutcome.FOUND), OPEN)
+@pytest.mark.parametrize("claimed", ["alice", "ceo@corp.example", "\ud800", "x" * 300])
+def test_fail_open_never_passes_on_a_value_that_is_not_an_object_id(claimed: str) -> None:
+    attribution, asked = _attribute(identify(None, claimed), Lookup(TIM, LookupOutcome.FOUND), OPEN)
 
     assert asked == []
     assert attribution.outcome is AttributionOutcome.FALLBACK
-    assert attribution.user_value == "alice"
+    assert attribution.user_value == UNIDENTIFIED == "unidentified"
+    assert attribution.fields == {}  # nor does it fill {{LIBRECHAT_USER_ID}}
     assert attribution.reason == "not_an_object_id"
 
 
@@ -100,12 +102,12 @@ def test_fail_open_forwards_a_value_that_is_not_an_object_id_without_asking_mong
         (identify("{{LIBRECHAT_USER_ID}}", None), "placeholder"),
     ],
 )
-def test_fail_open_with_no_identity_forwards_without_a_user(identity: Identity, reason: str) -> None:
+def test_fail_open_with_no_identity_is_unidentified(identity: Identity, reason: str) -> None:
     attribution, asked = _attribute(identity, Lookup(TIM, LookupOutcome.FOUND), OPEN)
 
     assert asked == []
     assert attribution.outcome is AttributionOutcome.FALLBACK
-    assert attribution.user_value is None
+    assert attribution.user_value == UNIDENTIFIED
     assert attribution.fields == {}
     assert attribution.reason == reason
     assert attribution.reason in REASONS

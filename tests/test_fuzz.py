@@ -233,7 +233,13 @@ def test_metadata_is_always_a_json_object_portkey_accepts(
     (forwarded,) = echo.received
     assert_forwarded_cleanly(forwarded)
     sent = dict(forwarded)
-    # Fail-open: whoever the request names, by header or body, is `_user`; a request naming nobody has none.
-    assert ("_user" in json.loads(sent["x-portkey-metadata"])) == (identify(identity, user).raw is not None)
+    # Fail-open: `_user` is always set (Portkey would copy the body's `user` otherwise), and it is an
+    # ObjectId or the fixed marker, never any other text a client sent.
+    claimed = identify(identity, user)
+    sent_user = json.loads(sent["x-portkey-metadata"])["_user"]
+    if claimed.object_id == KNOWN_USER:
+        assert sent_user == "timmanik@email.com"
+    else:
+        assert sent_user == (claimed.object_id or "unidentified")
     if conversation is not None and "{{" not in conversation:
         assert sent["x-portkey-trace-id"] == conversation

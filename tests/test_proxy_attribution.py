@@ -79,5 +79,26 @@ def test_a_non_object_id_user_is_never_queried(proxy: RunningProxy, upstream: Up
     response = send_fixture(proxy, "librechat_chat_request.json", body={"user": "not-an-id"})
 
     assert response.status_code == 200
-    assert upstream.last.metadata["_user"] == "not-an-id"
+    assert upstream.last.metadata["_user"] == "unidentified"
     assert proxy.queries.finds == 0
+
+
+def test_a_raw_email_never_passes_for_a_resolved_user(proxy: RunningProxy, upstream: Upstream) -> None:
+    # Portkey copies a body `user` into `_user` when the header has none: the proxy always sets it.
+    response = send_fixture(proxy, "librechat_chat_request.json", body={"user": "ceo@corp.example"})
+
+    assert response.status_code == 200
+    assert upstream.last.metadata["_user"] == "unidentified"
+
+
+def test_a_body_naming_nobody_is_sent_as_unidentified(proxy: RunningProxy, upstream: Upstream) -> None:
+    response = httpx.post(proxy.url + "/v1/embeddings", json={"input": "x", "user": 42}, timeout=10)
+
+    assert response.status_code == 200
+    assert upstream.last.metadata == {"_user": "unidentified"}
+
+
+def test_a_bodiless_request_naming_nobody_is_left_as_it_came(proxy: RunningProxy, upstream: Upstream) -> None:
+    assert httpx.get(proxy.url + "/v1/models", timeout=10).status_code == 200
+
+    assert "x-portkey-metadata" not in upstream.last.headers

@@ -11,10 +11,14 @@ from .settings import UnresolvedUserPolicy
 from .user_value import UserValueOf, email_of
 from .users import LookupOutcome, UserDirectory
 
+# `_user` for a request whose claimed user is no ObjectId (or who named nobody), under fail-open: a raw
+# value such as `ceo@corp.example` must never pass for a resolved person in Portkey's Users view.
+UNIDENTIFIED = "unidentified"
+
 
 class AttributionOutcome(enum.StrEnum):
     RESOLVED = "resolved"  # `_user` is the user's email, or what PORTKEY_USER_VALUE puts in its place
-    FALLBACK = "fallback"  # `_user` is the raw id, or absent when the request named nobody
+    FALLBACK = "fallback"  # `_user` is the ObjectId as sent, or UNIDENTIFIED
     REJECTED = "rejected"  # refused under the fail-closed policy
 
 
@@ -57,7 +61,9 @@ async def attribute(
 def _unresolved(identity: Identity, reason: str, policy: UnresolvedUserPolicy, *, status: int) -> Attribution:
     if policy is UnresolvedUserPolicy.FAIL_CLOSED:
         return Attribution(AttributionOutcome.REJECTED, None, reason, status=status)
-    # An ObjectId in its canonical lowercase form, so one user never shows under two spellings.
-    raw = identity.object_id or identity.raw
-    fields = {"ID": raw} if raw is not None else {}
-    return Attribution(AttributionOutcome.FALLBACK, raw, reason, fields)
+    # An ObjectId in its canonical lowercase form, so one user never shows under two spellings; any
+    # other value could be anyone's (an email, a name), so it is never passed on.
+    object_id = identity.object_id
+    if object_id is None:
+        return Attribution(AttributionOutcome.FALLBACK, UNIDENTIFIED, reason)
+    return Attribution(AttributionOutcome.FALLBACK, object_id, reason, {"ID": object_id})

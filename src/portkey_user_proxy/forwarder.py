@@ -213,8 +213,9 @@ class Forwarder:
                 "metadata-placeholder",
                 "LibreChat sent unresolved placeholders in x-portkey-metadata; filled them from the user record",
             )
-        if headers.metadata is None and metadata.header == "{}":
-            return list(headers.forward)  # nothing to say: leave the request as it came
+        if headers.metadata is None and headers.identity is None and not headers.has_body:
+            # Names nobody and carries no body Portkey could take a `user` from: leave it as it came.
+            return list(headers.forward)
         return [*headers.forward, (METADATA, metadata.header.encode("ascii"))]
 
     def _note_attribution(self, record: AccessRecord, identity: Identity, attribution: Attribution) -> None:
