@@ -2,9 +2,13 @@
 
 from __future__ import annotations
 
+import json
+
 import httpx
 from prometheus_client.parser import text_string_to_metric_families
 
+from portkey_user_proxy.metrics import Metrics
+from portkey_user_proxy.usage import Usage
 from tests.conftest import MakeProxy, RunningProxy
 from tests.servers import Upstream
 
@@ -88,3 +92,35 @@ def test_errors_the_proxy_makes_are_counted_by_code(make_proxy: MakeProxy) -> No
     samples = scrape(proxy)
     key = ("portkey_user_proxy_errors_total", (("code", "upstream_unreachable"), ("route", "chat_completions")))
     assert samples[key] == 1
+
+
+def test_per_user_tokens_count_resolved_users_only(make_proxy: MakeProxy, upstream: Upstream) -> None:
+    proxy = make_proxy(metrics_per_user_tokens=True)
+
+    for user in ("\ud800", "ceo@corp.example", "ffffffffffffffffffffffff", "x" * 100_000):
+        body = json.dumps({"user": user, "messages": []}).encode()  # JSON's \ud800 escape: a lone surrogate
+        headers = {"content-type": "application/json"}
+        assert httpx.post(proxy.url + "/v1/chat/completions", content=body, headers=headers).status_code == 200
+    chat(proxy)
+
+    users = {dict(labels)["user"] for name, labels in scrape(proxy) if name == "portkey_user_proxy_user_tokens_total"}
+    assert users == {EMAIL}  # and the scrape still answers 200 after a lone surrogate went by
+
+
+def test_user_labels_are_valid_utf8_and_bounded_whatever_the_value() -> None:
+    metrics = Metrics(per_user_tokens=True)
+    usage = Usage(total=3)
+
+    for user in ("\ud800", "a\udfffb", "é" * 10_000, "plain@example.com"):
+        metrics.usage(user, usage)
+
+    exposition = metrics.exposition().decode("utf-8")
+    users = [
+        sample.labels["user"]
+        for family in text_string_to_metric_families(exposition)
+        for sample in family.samples
+        if sample.name == "portkey_user_proxy_user_tokens_total"
+    ]
+    assert len(users) == 4
+    assert all(len(user) <= 128 for user in users)
+    assert "plain@example.com" in users

@@ -15,7 +15,7 @@ from collections.abc import AsyncIterator
 import httpx
 
 from .asgi import Receive, Scope, Send
-from .attribution import Attribution, attribute
+from .attribution import Attribution, AttributionOutcome, attribute
 from .body import BodyTooLarge, ClientDisconnected, read_body, stream_body
 from .body_fields import json_fields
 from .dialects import Dialect, dialect_for
@@ -152,7 +152,7 @@ class Forwarder:
                 scanner.feed(chunk)  # after the send: reading usage never holds a chunk back
         await send({"type": "http.response.body", "body": b""})
         usage = dialect.usage(scanner.reported) if scanner.found else None
-        if usage is not None and record.user != "-":
+        if usage is not None and record.resolved:
             self._metrics.usage(record.user, usage)
 
     def _client_headers(self, response: httpx.Response, record: AccessRecord) -> RawHeaders:
@@ -220,6 +220,7 @@ class Forwarder:
 
     def _note_attribution(self, record: AccessRecord, identity: Identity, attribution: Attribution) -> None:
         record.user = attribution.user_value or "-"
+        record.resolved = attribution.outcome is AttributionOutcome.RESOLVED
         record.attribution = f"{attribution.outcome}:{attribution.reason}"
         self._metrics.attributions.labels(attribution.outcome.value, attribution.reason).inc()
         if identity.unresolved_placeholder:

@@ -47,6 +47,7 @@ class AccessRecord:
     attribution: str = "-"
     trace_id: str = "-"
     request_id: str = "-"
+    resolved: bool = False  # `user` is a person the directory found (per-user metrics count only those)
 
     def emit(self) -> None:
         if not access_logger.isEnabledFor(logging.INFO):

@@ -2,7 +2,7 @@
 
 Each app owns its registry, so several apps in one process (tests, workers) never collide. Label
 values come from small fixed sets (route classes, status codes, outcomes), except the opt-in per-user
-token counters, whose label set grows with the number of users.
+token counters, whose label set grows with the number of resolved users (never with what clients send).
 """
 
 from __future__ import annotations
@@ -14,6 +14,7 @@ from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram
 from prometheus_client.exposition import CONTENT_TYPE_LATEST, generate_latest
 from prometheus_client.multiprocess import MultiProcessCollector, mark_process_dead
 
+from .metadata import shorten
 from .usage import Usage
 from .users import LookupOutcome
 from .worker_metrics import multiprocess_directory
@@ -46,6 +47,14 @@ def route_class(path: str) -> str:
         if path.endswith(suffix):
             return name
     return "other"
+
+
+def user_label(user: str) -> str:
+    """A `user` label value that every scrape can encode: valid UTF-8, at most 128 characters.
+
+    A lone surrogate in a label makes every later scrape fail; a long one makes every scrape long.
+    """
+    return shorten(user).encode("utf-8", "replace").decode("utf-8")
 
 
 class Metrics:
@@ -129,8 +138,9 @@ class Metrics:
 
     def usage(self, user: str, usage: Usage) -> None:
         """Count one response's tokens, as its dialect read them (see `usage.py`)."""
+        label = user_label(user)
         for kind, count in usage.counts():
-            self.tokens.labels(user, kind).inc(count)
+            self.tokens.labels(label, kind).inc(count)
 
     def exposition(self) -> bytes:
         if multiprocess_directory() is None:
