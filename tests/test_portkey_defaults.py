@@ -96,3 +96,67 @@ def test_librechat_needs_no_portkey_secret(make_proxy: MakeProxy, upstream: Upst
     assert sent["x-portkey-provider"] == "@openai-prod"
     assert "authorization" not in sent
     assert [name for name, _ in upstream.last.header_list].count("x-portkey-api-key") == 1
+
+
+# --- Routing on the proxy's key -------------------------------------------------------------------
+
+INLINE_CONFIG = b'{"provider": "openai", "custom_host": "https://attacker.example/v1"}'
+ROUTED_ELSEWHERE = [
+    [(b"x-portkey-custom-host", b"https://attacker.example/v1")],
+    [(b"x-portkey-config", INLINE_CONFIG)],
+    [(b"x-portkey-config", b'  {"strategy": {"mode": "fallback"}}')],
+    [(b"x-portkey-config", b'"pc-quoted"')],
+]
+
+
+@pytest.mark.parametrize("headers", ROUTED_ELSEWHERE)
+def test_clients_cannot_route_the_proxys_key_elsewhere(headers: list[tuple[bytes, bytes]]) -> None:
+    outgoing = HELD.apply([(b"content-type", b"application/json"), *headers])
+
+    assert outgoing == [
+        (b"content-type", b"application/json"),
+        (b"x-portkey-api-key", PORTKEY_KEY.encode()),
+        (b"x-portkey-virtual-key", b"vk-default"),  # the request named no route the proxy keeps: the default
+    ]
+
+
+@pytest.mark.parametrize(
+    "headers",
+    [
+        [(b"x-portkey-config", b"pc-librechat-a1b2c3")],
+        [(b"x-portkey-virtual-key", b"vk-own")],
+        [(b"x-portkey-provider", b"@openai-prod")],
+    ],
+)
+def test_saved_configs_virtual_keys_and_provider_slugs_keep_working(headers: list[tuple[bytes, bytes]]) -> None:
+    assert HELD.apply(list(headers)) == [*headers, (b"x-portkey-api-key", PORTKEY_KEY.encode())]
+
+
+@pytest.mark.parametrize("headers", ROUTED_ELSEWHERE)
+def test_client_routing_can_be_allowed(headers: list[tuple[bytes, bytes]]) -> None:
+    defaults = portkey_defaults(
+        load_settings(_env_file=None, portkey_api_key=PORTKEY_KEY, allow_client_portkey_routing=True)
+    )
+    assert defaults is not None
+
+    assert defaults.apply(list(headers)) == [*headers, (b"x-portkey-api-key", PORTKEY_KEY.encode())]
+
+
+def test_without_the_proxys_key_client_routing_is_the_clients_own() -> None:
+    defaults = portkey_defaults(load_settings(_env_file=None, portkey_virtual_key="vk-default"))
+    assert defaults is not None
+
+    assert defaults.apply([(b"x-portkey-config", INLINE_CONFIG)]) == [(b"x-portkey-config", INLINE_CONFIG)]
+
+
+def test_a_custom_host_never_reaches_portkey_on_the_proxys_key(make_proxy: MakeProxy, upstream: Upstream) -> None:
+    proxy = make_proxy(portkey_api_key=PORTKEY_KEY)
+    headers = {"x-portkey-custom-host": "https://attacker.example/v1", "x-portkey-config": INLINE_CONFIG.decode()}
+
+    response = httpx.post(proxy.url + "/v1/chat/completions", json={"user": USER_ID}, headers=headers, timeout=10)
+
+    assert response.status_code == 200
+    sent = upstream.last.headers
+    assert "x-portkey-custom-host" not in sent
+    assert "x-portkey-config" not in sent
+    assert sent["x-portkey-api-key"] == PORTKEY_KEY

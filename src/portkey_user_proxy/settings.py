@@ -44,6 +44,7 @@ class Settings(BaseSettings):
     portkey_virtual_key: str | None = None
     portkey_provider: str | None = None
     portkey_config: Annotated[str | None, Field(validate_default=True)] = None
+    allow_client_portkey_routing: bool = False
 
     # MongoDB (LibreChat's own variable)
     mongo_uri: str = "mongodb://127.0.0.1:27017/LibreChat"
