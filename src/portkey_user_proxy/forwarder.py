@@ -7,7 +7,6 @@ route goes to `PORTKEY_URL` + path + query; the host a request names is never us
 from __future__ import annotations
 
 import asyncio
-import functools
 import time
 import uuid
 from collections.abc import AsyncIterator
@@ -37,6 +36,7 @@ from .logs import AccessRecord, RateLimitedWarnings, loggable, logger
 from .metadata import build_metadata
 from .metrics import Metrics, route_class
 from .portkey_defaults import portkey_defaults
+from .request_target import upstream_url
 from .settings import Settings
 from .traces import conversation_trace
 from .upstream import error_before_response
@@ -84,6 +84,7 @@ class Forwarder:
     async def _proxy(self, scope: Scope, receive: Receive, send: Send, record: AccessRecord) -> None:
         raw = scope["headers"] if self._inbound_key is None else self._inbound_key.admit(scope["headers"])
         headers = split_request_headers(raw, self._identity_header)
+        url = self._url(scope)
         check_declared_length(headers, self._settings.max_request_body_bytes)
         record.request_id = headers.request_id or uuid.uuid4().hex
         dialect = dialect_for(scope["path"])
@@ -100,7 +101,7 @@ class Forwarder:
         outgoing = self._outgoing_headers(headers, attribution, record)
         content, body_received = self._request_content(dialect, receive, headers, body, parsed, outgoing)
         del parsed  # a stream can last minutes: its parsed body need not live as long
-        request = self._client.build_request(scope["method"], self._url(scope), headers=outgoing, content=content)
+        request = self._client.build_request(scope["method"], url, headers=outgoing, content=content)
         with self._upstream_slots:
             async with CancelOnDisconnect(receive, body_received) as watch:
                 await self._exchange(request, send, record, dialect)
@@ -234,16 +235,7 @@ class Forwarder:
     def _url(self, scope: Scope) -> httpx.URL:
         # raw_path keeps the client's percent-encoding; it never carries a scheme or host.
         path: bytes = scope.get("raw_path") or scope["path"].encode("utf-8")
-        if not path.startswith(b"/"):
-            raise ProxyError(400, "the request target must be a path starting with /", "invalid_request_target")
-        query: bytes = scope.get("query_string", b"")
-        return _upstream_url(self._base, self._base_path + path + (b"?" + query if query else b""))
-
-
-@functools.lru_cache(maxsize=1024)
-def _upstream_url(base: httpx.URL, target: bytes) -> httpx.URL:
-    # LibreChat calls a handful of paths; building an httpx.URL costs more than looking one up.
-    return base.copy_with(raw_path=target)
+        return upstream_url(self._base, self._base_path, path, scope.get("query_string", b""))
 
 
 def _refusal(attribution: Attribution) -> ProxyError:
