@@ -15,7 +15,7 @@ from portkey_user_proxy import Settings, create_app
 from portkey_user_proxy.app import ProxyApp
 from portkey_user_proxy.logs import QUIET_LIBRARIES
 from portkey_user_proxy.metrics import Metrics
-from portkey_user_proxy.request_head import server_options
+from portkey_user_proxy.request_head import InboundLimits, server_options
 from portkey_user_proxy.users import Lookup, UserDirectory
 from tests.mongo import RealMongo, StandInMongo, real_mongo_uri
 from tests.providers import ProviderUpstream
@@ -167,7 +167,10 @@ def start_proxy(settings: Settings) -> RunningProxy:
     app = create_app(settings, directory=directory, metrics=metrics)
     # The server options `serve` uses: the same HTTP protocol and request-head bound.
     server = ServerThread(
-        app, server_header=False, date_header=False, **server_options(settings.max_request_head_bytes)
+        app,
+        server_header=False,
+        date_header=False,
+        **server_options(settings.max_request_head_bytes, InboundLimits.of(settings)),
     )
     server.start()
     return RunningProxy(server.url, app, counter, directory, server)

@@ -2,14 +2,16 @@
 
 from __future__ import annotations
 
+import pickle
 import socket
+import time
 from typing import Any
 
 import httpx
 import pytest
 
 from portkey_user_proxy import cli
-from portkey_user_proxy.request_head import server_options
+from portkey_user_proxy.request_head import BoundedHttpToolsProtocol
 from portkey_user_proxy.settings import load_settings
 from tests.conftest import MakeProxy
 from tests.servers import Upstream, raw_exchange
@@ -86,6 +88,159 @@ def test_serve_runs_uvicorn_with_the_bound(monkeypatch: pytest.MonkeyPatch) -> N
 
     cli._serve(load_settings(_env_file=None, max_request_head_bytes=8192), "127.0.0.1", 8080)
 
-    assert ran["http"] == "portkey_user_proxy.request_head:BoundedHttpToolsProtocol"
+    assert ran["http"].func is BoundedHttpToolsProtocol
     assert ran["h11_max_incomplete_event_size"] == 8192
-    assert server_options(8192).items() <= ran.items()
+    assert ran["timeout_keep_alive"] == 5
+    pickle.loads(pickle.dumps(ran["http"]))  # worker processes receive it pickled
+
+
+# --- Trailers -------------------------------------------------------------------------------------
+
+KEY = "proxy-key-0123456789abcdef"
+USER_ID = "6651f0c2a1b2c3d4e5f60718"
+
+
+def chunked_post(body: bytes, trailers: bytes, head: bytes = b"") -> bytes:
+    """A whole chunked request in one piece: uvicorn parses all of it before the app starts."""
+    return (
+        b"POST /v1/chat/completions HTTP/1.1\r\nhost: proxy\r\ncontent-type: application/json\r\n"
+        + head
+        + b"transfer-encoding: chunked\r\nconnection: close\r\n\r\n"
+        + b"%x\r\n" % len(body)
+        + body
+        + b"\r\n0\r\n"
+        + trailers
+        + b"\r\n"
+    )
+
+
+def test_a_trailer_cannot_pass_the_inbound_key_check(make_proxy: MakeProxy, upstream: Upstream) -> None:
+    proxy = make_proxy(proxy_api_key=KEY)
+
+    answer = raw_exchange(
+        proxy.server.port, chunked_post(b'{"user": "x"}', f"authorization: Bearer {KEY}\r\n".encode())
+    )
+
+    assert answer.startswith(b"HTTP/1.1 401 ")
+    assert upstream.received == []
+
+
+def test_trailers_change_neither_identity_nor_metadata(make_proxy: MakeProxy, upstream: Upstream) -> None:
+    proxy = make_proxy()
+    trailers = b'x-librechat-user-id: ffffffffffffffffffffffff\r\nx-portkey-metadata: {"team": "forged"}\r\nx-t: 1\r\n'
+
+    answer = raw_exchange(proxy.server.port, chunked_post(b'{"user": "%s"}' % USER_ID.encode(), trailers))
+
+    assert answer.startswith(b"HTTP/1.1 200 ")
+    assert upstream.last.metadata == {"_user": "timmanik@email.com"}
+    assert "x-t" not in upstream.last.headers
+    assert upstream.last.body == b'{"user": "%s"}' % USER_ID.encode()
+
+
+def test_trailers_are_bounded_like_a_head(make_proxy: MakeProxy, upstream: Upstream) -> None:
+    proxy = make_proxy(max_request_head_bytes=LIMIT)
+    endless = chunked_post(b'{"user": "x"}', b"").removesuffix(b"\r\n") + b"x-endless: " + b"a" * (2 * LIMIT)
+
+    answer = raw_exchange(proxy.server.port, endless)
+
+    assert answer.startswith(b"HTTP/1.1 431 ")
+    assert upstream.received == []
+
+
+# --- Timeouts and the connection cap -----------------------------------------------------------------
+
+SHORT = {"request_head_timeout_seconds": 0.3, "request_body_timeout_seconds": 0.3, "keep_alive_timeout_seconds": 0.3}
+
+
+def read_until_closed(sock: socket.socket) -> bytes:
+    """Everything the server sends until it closes; the socket's 10 s timeout fails the test otherwise."""
+    answer = b""
+    while chunk := sock.recv(65536):
+        answer += chunk
+    return answer
+
+
+def connect(proxy_port: int) -> socket.socket:
+    return socket.create_connection(("127.0.0.1", proxy_port), timeout=10)
+
+
+def test_a_connection_that_sends_nothing_is_closed(make_proxy: MakeProxy) -> None:
+    proxy = make_proxy(**SHORT)
+
+    with connect(proxy.server.port) as sock:
+        assert read_until_closed(sock) == b""
+
+
+def test_a_head_that_stops_arriving_gets_408(make_proxy: MakeProxy, upstream: Upstream) -> None:
+    proxy = make_proxy(**SHORT)
+
+    with connect(proxy.server.port) as sock:
+        sock.sendall(b"GET /v1/models HTTP/1.1\r\nhost: proxy\r\n")
+        answer = read_until_closed(sock)
+
+    assert answer.startswith(b"HTTP/1.1 408 ")
+    assert b"REQUEST_HEAD_TIMEOUT_SECONDS" in answer
+    assert upstream.received == []
+
+
+def test_a_body_that_stops_arriving_gets_408(make_proxy: MakeProxy, upstream: Upstream) -> None:
+    proxy = make_proxy(**SHORT)
+    head = b"POST /v1/chat/completions HTTP/1.1\r\nhost: proxy\r\ncontent-type: application/json\r\n"
+
+    with connect(proxy.server.port) as sock:
+        sock.sendall(head + b"content-length: 100\r\n\r\n" + b'{"user": ')
+        answer = read_until_closed(sock)
+
+    assert answer.startswith(b"HTTP/1.1 408 ")
+    assert b"REQUEST_BODY_TIMEOUT_SECONDS" in answer
+    assert upstream.received == []
+
+
+def test_a_streamed_body_that_stops_arriving_gets_408(make_proxy: MakeProxy) -> None:
+    proxy = make_proxy(**SHORT)
+
+    with connect(proxy.server.port) as sock:
+        sock.sendall(b"POST /v1/files HTTP/1.1\r\nhost: proxy\r\ntransfer-encoding: chunked\r\n\r\n5\r\nabcde\r\n")
+        answer = read_until_closed(sock)
+
+    assert answer.startswith(b"HTTP/1.1 408 ")
+
+
+def test_an_idle_keep_alive_connection_is_closed(make_proxy: MakeProxy) -> None:
+    proxy = make_proxy(**SHORT)
+
+    with connect(proxy.server.port) as sock:
+        sock.sendall(b"GET /healthz HTTP/1.1\r\nhost: proxy\r\n\r\n")
+        answer = read_until_closed(sock)
+
+    assert answer.startswith(b"HTTP/1.1 200 ")
+
+
+def test_a_long_response_is_not_a_slow_client(make_proxy: MakeProxy, upstream: Upstream) -> None:
+    proxy = make_proxy(**SHORT)
+
+    with httpx.stream("POST", proxy.url + "/gated-stream", json={"user": USER_ID}, timeout=10) as response:
+        lines = response.iter_lines()
+        assert next(lines)
+        # The timeouts are the client's to use, not the upstream's: a silence longer than all three.
+        time.sleep(1)
+        for gate in upstream.gates:
+            gate.set()
+        assert [line for line in lines if line][-1] == "data: [DONE]"
+
+
+def test_connections_over_the_cap_get_503(make_proxy: MakeProxy) -> None:
+    proxy = make_proxy(max_connections=2)
+    held = [connect(proxy.server.port) for _ in range(2)]
+    for sock in held:  # each connection answered once: the server holds both
+        sock.sendall(b"GET /healthz HTTP/1.1\r\nhost: proxy\r\n\r\n")
+        assert sock.recv(65536).startswith(b"HTTP/1.1 200 ")
+
+    with connect(proxy.server.port) as third:
+        answer = read_until_closed(third)
+
+    assert answer.startswith(b"HTTP/1.1 503 ")
+    assert b'"code":"too_many_connections"' in answer
+    assert b"retry-after: 1" in answer
+    for sock in held:
+        sock.close()

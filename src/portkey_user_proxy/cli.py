@@ -21,7 +21,7 @@ from .identity import identify
 from .logs import configure_logging, loggable
 from .metadata import build_metadata
 from .mongo_failures import MongoFailure, advice
-from .request_head import server_options
+from .request_head import InboundLimits, server_options
 from .settings import Settings, SettingsError, load_settings
 from .user_value import user_value_of
 from .users import UserDirectory
@@ -80,7 +80,7 @@ def _run_server(settings: Settings, host: str, port: int) -> None:
         date_header=False,
         timeout_graceful_shutdown=math.ceil(settings.shutdown_grace_seconds),
         proxy_headers=False,
-        **server_options(settings.max_request_head_bytes),
+        **server_options(settings.max_request_head_bytes, InboundLimits.of(settings)),
     )
 
 

@@ -58,7 +58,6 @@ class PortkeyDefaults:
         replaced = {name for name, _ in added}
         return [header for header in outgoing if header[0] not in replaced] + added
 
-
     def _without_client_routing(self, outgoing: RawHeaders) -> RawHeaders:
         kept = [(name, value) for name, value in outgoing if not _routes_elsewhere(name, value)]
         if len(kept) != len(outgoing):
@@ -87,9 +86,7 @@ def portkey_defaults(settings: Settings) -> PortkeyDefaults | None:
     api_key = settings.portkey_api_key.get_secret_value() if settings.portkey_api_key else None
     if api_key is None and routing is None:
         return None
-    return PortkeyDefaults(
-        api_key=api_key, routing=routing, allow_client_routing=settings.allow_client_portkey_routing
-    )
+    return PortkeyDefaults(api_key=api_key, routing=routing, allow_client_routing=settings.allow_client_portkey_routing)
 
 
 def _is_a_value(value: bytes) -> bool:

@@ -1,42 +1,88 @@
-"""A bound on the request line and headers, enforced by the server while it reads them.
+"""How the server reads requests: bounded heads, no trailers, timeouts, and a cap on connections.
 
-uvicorn's h11 parser bounds an incomplete request head (`h11_max_incomplete_event_size`), but its
-faster httptools parser, the one `uvicorn[standard]` brings, buffers headers of any size. The
-protocol below is uvicorn's httptools one, counting the bytes that arrive while a request head is
-incomplete: past `MAX_REQUEST_HEAD_BYTES` the client gets 431 and the connection is closed. Both
-parsers read the limit from the same uvicorn option.
+The protocol below is uvicorn's httptools one (the parser `uvicorn[standard]` brings, and the only
+one the proxy runs), with four rules added:
+
+- **Head size.** uvicorn's h11 parser bounds an incomplete request head, httptools buffers headers
+  of any size. Bytes are counted while a head is incomplete: past `MAX_REQUEST_HEAD_BYTES` the
+  client gets 431 and the connection is closed.
+- **Trailers.** uvicorn appends a chunked body's trailers to the header list it handed the app, so
+  whatever reads the headers after the body (identity, metadata, the inbound key) could see them.
+  They are dropped before uvicorn sees them, as uvicorn's h11 protocol does, and bounded with the
+  head: the bytes between body bytes may not pass `MAX_REQUEST_HEAD_BYTES` either.
+- **Timeouts.** A new connection must deliver a complete head within `REQUEST_HEAD_TIMEOUT_SECONDS`,
+  as must each later request from its first byte; a body may stop arriving for at most
+  `REQUEST_BODY_TIMEOUT_SECONDS`. Time the server itself is not reading (flow control, a response
+  still being sent ahead of a pipelined request, a client waiting for `100 Continue`) never counts.
+  One timer handle per connection, re-armed lazily: a read costs one clock reading.
+- **Connections.** With `MAX_CONNECTIONS`, a connection beyond it gets 503 and is closed at once,
+  before it can hold a file descriptor for long.
 """
 
 from __future__ import annotations
 
-from typing import Any
+import asyncio
+import enum
+import functools
+from dataclasses import dataclass
+from typing import TYPE_CHECKING, Any
 
 import orjson
 from uvicorn.protocols.http.httptools_impl import HttpToolsProtocol
 
 from .logs import RateLimitedWarnings
 
+if TYPE_CHECKING:
+    from .settings import Settings
+
 _warnings = RateLimitedWarnings()
 
 
-def server_options(max_head_bytes: int) -> dict[str, Any]:
-    """uvicorn options that bound request heads (a string, so that worker processes import it too)."""
+@dataclass(frozen=True, slots=True)
+class InboundLimits:
+    """The server's timeouts and connection cap (seconds; 0 connections means no cap)."""
+
+    head_timeout: float = 10.0
+    body_timeout: float = 30.0
+    keep_alive_timeout: float = 5.0
+    max_connections: int = 0
+
+    @classmethod
+    def of(cls, settings: Settings) -> InboundLimits:
+        return cls(
+            head_timeout=settings.request_head_timeout_seconds,
+            body_timeout=settings.request_body_timeout_seconds,
+            keep_alive_timeout=settings.keep_alive_timeout_seconds,
+            max_connections=settings.max_connections,
+        )
+
+
+def server_options(max_head_bytes: int, limits: InboundLimits | None = None) -> dict[str, Any]:
+    """uvicorn options for the proxy's protocol; picklable, so that worker processes get them too."""
+    limits = limits or InboundLimits()
     return {
-        "http": "portkey_user_proxy.request_head:BoundedHttpToolsProtocol",
+        "http": functools.partial(BoundedHttpToolsProtocol, limits=limits),
         "h11_max_incomplete_event_size": max_head_bytes,
+        "timeout_keep_alive": limits.keep_alive_timeout,
     }
 
 
-def _refusal(limit: int) -> bytes:
-    message = f"the request line and headers exceed {limit} bytes (MAX_REQUEST_HEAD_BYTES)"
-    body = orjson.dumps(
-        {"error": {"message": message, "type": "portkey_user_proxy_error", "code": "request_header_too_large"}}
-    )
+class Phase(enum.Enum):
+    AWAITING_REQUEST = "awaiting a request"  # connected, or the last request was read whole
+    HEAD = "reading a request head"
+    BODY = "reading a request body"
+    TRAILERS = "reading a chunked body's trailers"
+
+
+_IN_BODY = frozenset({Phase.BODY, Phase.TRAILERS})
+
+
+def _refusal(status: bytes, code: str, message: str, extra: bytes = b"") -> bytes:
+    body = orjson.dumps({"error": {"message": message, "type": "portkey_user_proxy_error", "code": code}})
     head = (
-        b"HTTP/1.1 431 Request Header Fields Too Large\r\n"
+        b"HTTP/1.1 " + status + b"\r\n"
         b"content-type: application/json\r\n"
-        b"content-length: " + str(len(body)).encode() + b"\r\n"
-        b"connection: close\r\n\r\n"
+        b"content-length: " + str(len(body)).encode() + b"\r\n" + extra + b"connection: close\r\n\r\n"
     )
     return head + body
 
@@ -46,30 +92,73 @@ class _HeadTooLarge(Exception):
 
 
 class BoundedHttpToolsProtocol(HttpToolsProtocol):
-    def __init__(self, *args: Any, **kwargs: Any) -> None:
+    def __init__(self, *args: Any, limits: InboundLimits | None = None, **kwargs: Any) -> None:
         super().__init__(*args, **kwargs)
+        self._limits = limits or InboundLimits()
         self._head_limit: int = self.config.h11_max_incomplete_event_size or 65536
-        self._head_bytes = 0  # of the request line and headers parsed so far
+        self._phase = Phase.AWAITING_REQUEST
+        self._head_bytes = 0  # of the request line, headers and trailers parsed so far
         self._unparsed_bytes = 0  # received while a head was incomplete, parsed or not
-        self._in_head = True  # until a request's headers are complete
+        self._framing_bytes = 0  # received in a body since the last read that carried body bytes
+        self._body_bytes = 0  # body bytes the current read carried
         self._ended_a_request = False
         self._refused = False
+        self._timer: asyncio.TimerHandle | None = None
+        self._head_due = 0.0  # loop time by which the current head must be complete
+        self._last_read = 0.0  # loop time of the last read
+
+    # --- Connections ------------------------------------------------------------------------------
+
+    def connection_made(self, transport: asyncio.Transport) -> None:  # type: ignore[override]
+        super().connection_made(transport)
+        cap = self._limits.max_connections
+        if cap and len(self.connections) > cap:
+            _warnings.warn("connections", "refused a connection over MAX_CONNECTIONS (%d) with 503", cap)
+            message = f"the proxy has {cap} connections open (MAX_CONNECTIONS); retry shortly"
+            self._give_up(_refusal(b"503 Service Unavailable", "too_many_connections", message, b"retry-after: 1\r\n"))
+            return
+        self._last_read = self.loop.time()
+        self._await_head()
+
+    def connection_lost(self, exc: Exception | None) -> None:
+        self._disarm()
+        super().connection_lost(exc)
 
     def data_received(self, data: bytes) -> None:
+        self._last_read = self.loop.time()
         self._ended_a_request = False
+        self._body_bytes = 0
+        was_in_body = self._phase in _IN_BODY
         super().data_received(data)
-        # httptools holds a header line until it ends: a head that stays incomplete is counted by
-        # the bytes received, so one endless header cannot fill the memory. A read that ended a
-        # request is not counted, though the next head may have begun in it: loose by one read.
-        if not self._in_head or self._ended_a_request or self.transport.is_closing():
+        if self.transport.is_closing() or self._ended_a_request:
+            # A read that ended a request is not counted, though the next head may have begun in
+            # it: loose by one read.
             return
-        self._unparsed_bytes += len(data)
-        if self._unparsed_bytes > self._head_limit:
-            self._refuse()
+        if self._phase in _IN_BODY:
+            self._count_framing(len(data) - (0 if was_in_body else self._head_bytes))
+        else:
+            # httptools holds a header line until it ends: a head that stays incomplete is counted
+            # by the bytes received, so one endless header cannot fill the memory.
+            self._unparsed_bytes += len(data)
+            if self._unparsed_bytes > self._head_limit:
+                self._refuse_head()
+
+    def _count_framing(self, received: int) -> None:
+        # Chunk sizes and CRLFs take a few bytes per chunk; only trailers (or chunk extensions) can
+        # grow without a body byte in between, and httptools buffers a trailer line until it ends.
+        framing = received - self._body_bytes
+        self._framing_bytes = framing if self._body_bytes else self._framing_bytes + framing
+        if self._framing_bytes > self._head_limit:
+            self._refuse_head()
+
+    # --- Parser callbacks ---------------------------------------------------------------------------
 
     def on_message_begin(self) -> None:
         super().on_message_begin()
+        self._phase = Phase.HEAD
         self._head_bytes = 0
+        if self._timer is None:  # a later request on the connection: its head is timed from now
+            self._await_head()
 
     def on_url(self, url: bytes) -> None:
         self._count(len(url))
@@ -77,21 +166,32 @@ class BoundedHttpToolsProtocol(HttpToolsProtocol):
 
     def on_header(self, name: bytes, value: bytes) -> None:
         self._count(len(name) + len(value) + 4)  # ": " and CRLF
+        if self._phase in _IN_BODY:
+            # A trailer: identity, metadata and the inbound key come from the head alone.
+            self._phase = Phase.TRAILERS
+            return
         super().on_header(name, value)
 
     def on_headers_complete(self) -> None:
-        self._in_head = False
+        self._phase = Phase.BODY
         self._unparsed_bytes = 0
+        self._framing_bytes = 0
+        self._arm(self._limits.body_timeout)
         super().on_headers_complete()
+
+    def on_body(self, body: bytes) -> None:
+        self._body_bytes += len(body)
+        super().on_body(body)
 
     def on_message_complete(self) -> None:
         super().on_message_complete()
-        self._in_head = True
+        self._phase = Phase.AWAITING_REQUEST
         self._ended_a_request = True
+        self._disarm()  # until the response ends: then uvicorn's keep-alive timeout applies
 
     def send_400_response(self, msg: str) -> None:
         if self._refused:
-            self._refuse()
+            self._refuse_head()
         else:
             super().send_400_response(msg)
 
@@ -101,7 +201,74 @@ class BoundedHttpToolsProtocol(HttpToolsProtocol):
             self._refused = True
             raise _HeadTooLarge
 
-    def _refuse(self) -> None:
+    # --- Timeouts -----------------------------------------------------------------------------------
+
+    def _await_head(self) -> None:
+        self._head_due = self.loop.time() + self._limits.head_timeout
+        self._arm(self._limits.head_timeout)
+
+    def _arm(self, delay: float) -> None:
+        if self._timer is not None:
+            self._timer.cancel()
+        self._timer = self.loop.call_later(delay, self._on_timer)
+
+    def _disarm(self) -> None:
+        if self._timer is not None:
+            self._timer.cancel()
+            self._timer = None
+
+    def _on_timer(self) -> None:
+        self._timer = None
+        if self.transport.is_closing():
+            return
+        now = self.loop.time()
+        if not self._waiting_for_the_client():
+            self._count_again_from(now)
+        elif self._phase in _IN_BODY:
+            self._body_timer_fired(now)
+        else:
+            self._head_timer_fired(now)
+
+    def _count_again_from(self, now: float) -> None:
+        # The time that passed was not the client's to use.
+        self._last_read = now
+        if self._phase in _IN_BODY:
+            self._arm(self._limits.body_timeout)
+        else:
+            self._await_head()
+
+    def _waiting_for_the_client(self) -> bool:
+        if self.flow.read_paused:
+            return False
+        cycle = self.cycle
+        if cycle is None or cycle.response_complete:
+            return True
+        if self._phase in _IN_BODY:
+            return not cycle.waiting_for_100_continue
+        return False  # a pipelined head while the response before it is still being sent
+
+    def _head_timer_fired(self, now: float) -> None:
+        if now < self._head_due:
+            self._arm(self._head_due - now)
+        elif self._phase is Phase.AWAITING_REQUEST:
+            self._give_up(None)  # connected and sent nothing: nobody to answer
+        else:
+            timeout = self._limits.head_timeout
+            message = f"the request line and headers did not arrive within {timeout:g}s (REQUEST_HEAD_TIMEOUT_SECONDS)"
+            self._give_up(_refusal(b"408 Request Timeout", "request_timeout", message))
+
+    def _body_timer_fired(self, now: float) -> None:
+        timeout = self._limits.body_timeout
+        idle = now - self._last_read
+        if idle < timeout:
+            self._arm(timeout - idle)
+            return
+        message = f"the request body stopped arriving for {timeout:g}s (REQUEST_BODY_TIMEOUT_SECONDS)"
+        self._give_up(_refusal(b"408 Request Timeout", "request_timeout", message))
+
+    # --- Ending a connection --------------------------------------------------------------------------
+
+    def _refuse_head(self) -> None:
         if self.transport.is_closing():
             return
         _warnings.warn(
@@ -109,5 +276,18 @@ class BoundedHttpToolsProtocol(HttpToolsProtocol):
             "refused a request whose line and headers exceed %d bytes (MAX_REQUEST_HEAD_BYTES) with 431",
             self._head_limit,
         )
-        self.transport.write(_refusal(self._head_limit))
+        message = f"the request line and headers exceed {self._head_limit} bytes (MAX_REQUEST_HEAD_BYTES)"
+        self._give_up(_refusal(b"431 Request Header Fields Too Large", "request_header_too_large", message))
+
+    def _give_up(self, refusal: bytes | None) -> None:
+        """Close the connection, with `refusal` first unless a response has begun on it."""
+        self._disarm()
+        cycle = self.cycle
+        if cycle is not None and not cycle.response_complete:
+            # The app's request is over: it reads a disconnect, and what it sends is dropped.
+            refusal = None if cycle.response_started else refusal
+            cycle.disconnected = True
+            cycle.message_event.set()
+        if refusal is not None:
+            self.transport.write(refusal)
         self.transport.close()

@@ -78,6 +78,10 @@ class Settings(BaseSettings):
     # Limits
     max_concurrent_upstream_requests: Annotated[int, Field(ge=0)] = 0
     max_request_head_bytes: Annotated[int, Field(ge=1024)] = 64 * 1024
+    request_head_timeout_seconds: Seconds = 10.0
+    request_body_timeout_seconds: Seconds = 30.0
+    keep_alive_timeout_seconds: Seconds = 5.0
+    max_connections: Annotated[int, Field(ge=0)] = 0
 
     # Server
     web_concurrency: Annotated[int, Field(ge=1)] = 1
