@@ -1,13 +1,15 @@
-"""Random methods, paths, headers, metadata and bodies thrown at the running proxy.
+"""Random methods, paths, headers, metadata, bodies and trailers thrown at the running proxy.
 
 Whatever arrives, the proxy itself never answers 5xx (its upstream here always answers 200), never
-forwards the identity header, the conversation header or its own `Authorization`, and every
-`x-portkey-metadata` it forwards is one JSON object of strings Portkey accepts.
+forwards the identity header, the conversation header or its own `Authorization`, every
+`x-portkey-metadata` it forwards is one JSON object of strings Portkey accepts, no request leaves
+`PORTKEY_URL`'s path, trailers change nothing, and `/metrics` keeps answering.
 """
 
 from __future__ import annotations
 
 import json
+import unicodedata
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
 from typing import Any
@@ -18,14 +20,19 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
 from portkey_user_proxy.identity import identify
+from portkey_user_proxy.logs import escape_for_log
+from portkey_user_proxy.request_target import has_dot_segment
 from tests.conftest import MakeProxy, RunningProxy
-from tests.servers import ServerThread
+from tests.servers import ServerThread, raw_exchange
 
 KEY = "fuzz-proxy-key-0123456789"
 PORTKEY_KEY = "pk-fuzz"
 KNOWN_USER = "6651f0c2a1b2c3d4e5f60718"
 IDENTITY = "x-librechat-user-id"
 CONVERSATION = "x-librechat-conversation-id"
+PREFIX = "/portkey"
+# Headers the proxy sets upstream itself: a trailer of the same name and value may match them by chance.
+PROXY_SET = {"host", "content-type", "content-length", "x-portkey-api-key", "x-portkey-metadata", "x-request-id"}
 # Headers that frame the request itself: a client library sets them, a fuzzer must not.
 FRAMING = {"content-length", "transfer-encoding", "host", "connection", "expect", "upgrade", "te", "trailer"}
 FUZZ = settings(max_examples=300, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture])
@@ -39,6 +46,7 @@ class Echo:
     """An upstream that answers 200 to anything, and records what reached it."""
 
     received: list[list[tuple[str, str]]] = field(default_factory=list)
+    paths: list[bytes] = field(default_factory=list)
 
     async def __call__(self, scope: dict[str, Any], receive: Callable[..., Any], send: Callable[..., Any]) -> None:
         if scope["type"] != "http":
@@ -46,7 +54,8 @@ class Echo:
         while (await receive()).get("more_body"):
             pass
         self.received.append([(k.decode("latin-1"), v.decode("latin-1")) for k, v in scope["headers"]])
-        body = b'{"ok":true}'
+        self.paths.append(scope["raw_path"])
+        body = b'{"ok":true,"usage":{"prompt_tokens":1,"completion_tokens":1,"total_tokens":2}}'
         headers = [(b"content-type", b"application/json"), (b"content-length", str(len(body)).encode())]
         await send({"type": "http.response.start", "status": 200, "headers": headers})
         await send({"type": "http.response.body", "body": body})
@@ -63,7 +72,13 @@ def echo() -> Iterator[tuple[Echo, str]]:
 @pytest.fixture
 def fuzzed(make_proxy: MakeProxy, echo: tuple[Echo, str]) -> Iterator[tuple[RunningProxy, Echo, httpx.Client]]:
     app, url = echo
-    proxy = make_proxy(portkey_url=url, proxy_api_key=KEY, portkey_api_key=PORTKEY_KEY, user_lookup_timeout_seconds=5)
+    proxy = make_proxy(
+        portkey_url=url + PREFIX,
+        proxy_api_key=KEY,
+        portkey_api_key=PORTKEY_KEY,
+        user_lookup_timeout_seconds=5,
+        metrics_per_user_tokens=True,
+    )
     with httpx.Client(timeout=30) as client:
         yield proxy, app, client
 
@@ -85,8 +100,16 @@ ids = st.one_of(
     placeholders,
     header_values,
 )
+# Lone surrogates (JSON's "\ud800" escapes), control characters and line separators, which JSON carries.
+hostile_text = st.text(st.one_of(st.characters(categories=["Cs", "Cc", "Zl", "Zp"]), st.characters()), max_size=40)
 json_scalars = st.one_of(
-    st.none(), st.booleans(), st.integers(), st.floats(allow_nan=False), st.text(max_size=200), placeholders
+    st.none(),
+    st.booleans(),
+    st.integers(),
+    st.floats(allow_nan=False),
+    st.text(max_size=200),
+    placeholders,
+    hostile_text,
 )
 json_values = st.recursive(
     json_scalars,
@@ -126,10 +149,18 @@ special_headers = st.fixed_dictionaries(
         "content-type": st.sampled_from(["application/json", "text/plain", "application/vnd.api+json", "x/y"]),
     },
 )
+# Dot segments in their spellings, percent-encoded controls (CR LF, ESC, NUL) and an encoded surrogate.
+path_segments = st.one_of(
+    st.sampled_from(
+        [".", "..", "%2e%2e", "%2E.", ".%2e", "..%2f", "..%5c", "%0d%0aFORGED", "%1b[2K", "%00", "%ed%a0%80"]
+    ),
+    st.text("abcdefghijklmnopqrstuvwxyzABCXYZ0123456789-._~%;,=@:!$&'()*+", max_size=12),
+)
 paths = st.one_of(
     st.sampled_from(["/v1/chat/completions", "/v1/embeddings", "/v1/models", "/v1/audio/transcriptions"]),
     st.sampled_from(["/v1/responses", "/v1/messages"]),
     st.text("abcdefghijklmnopqrstuvwxyzABCXYZ0123456789-._~%/;,=@:!$&'()*+", max_size=40).map(lambda p: "/" + p),
+    st.lists(path_segments, min_size=1, max_size=6).map(lambda segments: "/" + "/".join(segments)),
 )
 queries = st.text("abcdefghijklmnopqrstuvwxyz0123456789-._~%=&+/", max_size=30)
 methods = st.one_of(
@@ -166,6 +197,20 @@ def send(proxy: RunningProxy, client: httpx.Client, request: tuple[Any, ...]) ->
     return client.request(method, url, headers=encoded, content=body)
 
 
+def assert_within_the_prefix(echo: Echo) -> None:
+    for path in echo.paths:
+        assert path.startswith(PREFIX.encode() + b"/"), path
+        assert not has_dot_segment(path), path
+
+
+def assert_metrics_answer(proxy: RunningProxy, client: httpx.Client) -> None:
+    scrape = client.get(proxy.url + "/metrics", headers={"authorization": f"Bearer {KEY}"})
+    assert scrape.status_code == 200
+    for line in scrape.text.splitlines():
+        if line.startswith("portkey_user_proxy_user_tokens_total{"):
+            assert 'user="timmanik@email.com"' in line, "a series for a user nobody resolved"
+
+
 def assert_forwarded_cleanly(forwarded: list[tuple[str, str]]) -> None:
     names = [name for name, _ in forwarded]
     assert "authorization" not in names, "the proxy's own key went upstream"
@@ -200,6 +245,8 @@ def test_the_proxy_stays_well_behaved_whatever_it_receives(
         assert echo.received == []
     for forwarded in echo.received:
         assert_forwarded_cleanly(forwarded)
+    assert_within_the_prefix(echo)
+    assert_metrics_answer(proxy, client)
 
 
 @FUZZ
@@ -243,3 +290,77 @@ def test_metadata_is_always_a_json_object_portkey_accepts(
         assert sent_user == (claimed.object_id or "unidentified")
     if conversation is not None and "{{" not in conversation:
         assert sent["x-portkey-trace-id"] == conversation
+
+
+# --- On the wire: what an HTTP client library would not send ------------------------------------------
+
+trailer_names = st.one_of(
+    st.sampled_from(["authorization", IDENTITY, "x-portkey-metadata", "x-portkey-api-key", "content-length", "host"]),
+    header_names,
+)
+trailer_values = st.one_of(
+    st.just(f"Bearer {KEY}"),
+    st.just(KNOWN_USER),
+    st.just('{"_user": "forged@corp.example"}'),
+    st.text(st.characters(min_codepoint=0x20, max_codepoint=0x7E), max_size=40).map(str.strip),
+)
+
+
+@st.composite
+def raw_requests(draw: st.DrawFn) -> tuple[bytes, bytes, list[tuple[str, str]], str]:
+    path = draw(paths).encode()
+    user = draw(st.one_of(ids, hostile_text))
+    body = json.dumps({"user": user, "messages": []}).encode()
+    trailers = draw(st.lists(st.tuples(trailer_names, trailer_values), max_size=4))
+    return path, body, trailers, user
+
+
+@FUZZ
+@given(request=raw_requests(), authorized=st.booleans())
+def test_trailers_and_raw_paths_change_nothing_the_head_did_not_say(
+    fuzzed: tuple[RunningProxy, Echo, httpx.Client],
+    request: tuple[bytes, bytes, list[tuple[str, str]], str],
+    authorized: bool,
+) -> None:
+    proxy, echo, client = fuzzed
+    echo.received.clear()
+    echo.paths.clear()
+    path, body, trailers, user = request
+    head = b"POST " + path + b" HTTP/1.1\r\nhost: proxy\r\ncontent-type: application/json\r\n"
+    if authorized:
+        head += f"authorization: Bearer {KEY}\r\n".encode()
+    head += b"transfer-encoding: chunked\r\nconnection: close\r\n\r\n"
+    trailer_block = b"".join(f"{name}: {value}\r\n".encode() for name, value in trailers)
+    wire = head + b"%x\r\n" % len(body) + body + b"\r\n0\r\n" + trailer_block + b"\r\n"
+
+    answer = raw_exchange(proxy.server.port, wire)
+
+    status = int(answer.split(b" ", 2)[1])
+    assert status < 500, answer[:300]
+    if not authorized:
+        assert status in (400, 401) and echo.received == []
+    if has_dot_segment(path):
+        assert status in (400, 401) and echo.received == []
+    assert_within_the_prefix(echo)
+    for forwarded in echo.received:
+        assert_forwarded_cleanly(forwarded)
+        for trailer in trailers:
+            if trailer[0] not in PROXY_SET and trailer[1]:
+                assert trailer not in forwarded, f"the trailer {trailer[0]} went upstream"
+        metadata = json.loads(dict(forwarded)["x-portkey-metadata"])
+        claimed = identify(None, user)
+        assert metadata["_user"] == (
+            "timmanik@email.com" if claimed.object_id == KNOWN_USER else claimed.object_id or "unidentified"
+        )
+    assert_metrics_answer(proxy, client)
+
+
+@settings(max_examples=500, deadline=None)
+@given(text=st.text(st.one_of(st.characters(categories=["Cs", "Cc", "Zl", "Zp"]), st.characters())))
+def test_escaped_log_text_holds_no_line_breaks_controls_or_surrogates(text: str) -> None:
+    escaped = escape_for_log(text)
+
+    assert not any(unicodedata.category(char) in ("Cc", "Cs", "Zl", "Zp") for char in escaped)
+    escaped.encode("utf-8")  # never fails to encode
+    # Unambiguous: the escapes are Python's own, and read back to the very text.
+    assert escaped.encode("latin-1", "backslashreplace").decode("unicode_escape") == text
