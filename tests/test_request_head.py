@@ -244,3 +244,21 @@ def test_connections_over_the_cap_get_503(make_proxy: MakeProxy) -> None:
     assert b"retry-after: 1" in answer
     for sock in held:
         sock.close()
+
+
+def test_a_slow_but_steady_body_is_not_cut(make_proxy: MakeProxy, upstream: Upstream) -> None:
+    proxy = make_proxy(**SHORT)
+    parts = [b"abc"] * 6  # one part every 0.1 s: longer than the body timeout in all, never silent that long
+
+    with connect(proxy.server.port) as sock:
+        sock.sendall(
+            b"POST /v1/files HTTP/1.1\r\nhost: proxy\r\ntransfer-encoding: chunked\r\nconnection: close\r\n\r\n"
+        )
+        for part in parts:
+            time.sleep(0.1)  # the slow client under test, not a wait for the server
+            sock.sendall(b"3\r\n" + part + b"\r\n")
+        sock.sendall(b"0\r\n\r\n")
+        answer = read_until_closed(sock)
+
+    assert answer.startswith(b"HTTP/1.1 200 ")
+    assert upstream.last.body == b"".join(parts)
