@@ -14,7 +14,8 @@ one the proxy runs), with four rules added:
   as must each later request from its first byte; a body may stop arriving for at most
   `REQUEST_BODY_TIMEOUT_SECONDS`. Time the server itself is not reading (flow control, a response
   still being sent ahead of a pipelined request, a client waiting for `100 Continue`) never counts.
-  One timer handle per connection, re-armed lazily: a read costs one clock reading.
+  One timer handle per connection, armed for at most the shorter timeout and re-armed only when it
+  fires, which checks the current phase's deadline: a read costs one clock reading, a request none.
 - **Connections.** With `MAX_CONNECTIONS`, a connection beyond it gets 503 and is closed at once,
   before it can hold a file descriptor for long.
 """
@@ -103,9 +104,13 @@ class BoundedHttpToolsProtocol(HttpToolsProtocol):
         self._body_bytes = 0  # body bytes the current read carried
         self._ended_a_request = False
         self._refused = False
+        # One timer, armed for at most `_tick` and re-armed when it fires, so that no read and no
+        # request ever cancels or re-arms it: each phase's deadline is checked when it fires.
         self._timer: asyncio.TimerHandle | None = None
+        self._tick = min(self._limits.head_timeout, self._limits.body_timeout)
         self._head_due = 0.0  # loop time by which the current head must be complete
         self._last_read = 0.0  # loop time of the last read
+        self._served_a_request = False
 
     # --- Connections ------------------------------------------------------------------------------
 
@@ -118,7 +123,8 @@ class BoundedHttpToolsProtocol(HttpToolsProtocol):
             self._give_up(_refusal(b"503 Service Unavailable", "too_many_connections", message, b"retry-after: 1\r\n"))
             return
         self._last_read = self.loop.time()
-        self._await_head()
+        self._head_due = self._last_read + self._limits.head_timeout
+        self._keep_timing()
 
     def connection_lost(self, exc: Exception | None) -> None:
         self._disarm()
@@ -157,8 +163,9 @@ class BoundedHttpToolsProtocol(HttpToolsProtocol):
         super().on_message_begin()
         self._phase = Phase.HEAD
         self._head_bytes = 0
-        if self._timer is None:  # a later request on the connection: its head is timed from now
-            self._await_head()
+        if self._served_a_request:  # a later request on the connection: its head is timed from its first byte
+            self._head_due = self._last_read + self._limits.head_timeout
+        self._keep_timing()
 
     def on_url(self, url: bytes) -> None:
         self._count(len(url))
@@ -176,7 +183,6 @@ class BoundedHttpToolsProtocol(HttpToolsProtocol):
         self._phase = Phase.BODY
         self._unparsed_bytes = 0
         self._framing_bytes = 0
-        self._arm(self._limits.body_timeout)
         super().on_headers_complete()
 
     def on_body(self, body: bytes) -> None:
@@ -187,7 +193,7 @@ class BoundedHttpToolsProtocol(HttpToolsProtocol):
         super().on_message_complete()
         self._phase = Phase.AWAITING_REQUEST
         self._ended_a_request = True
-        self._disarm()  # until the response ends: then uvicorn's keep-alive timeout applies
+        self._served_a_request = True
 
     def send_400_response(self, msg: str) -> None:
         if self._refused:
@@ -203,14 +209,9 @@ class BoundedHttpToolsProtocol(HttpToolsProtocol):
 
     # --- Timeouts -----------------------------------------------------------------------------------
 
-    def _await_head(self) -> None:
-        self._head_due = self.loop.time() + self._limits.head_timeout
-        self._arm(self._limits.head_timeout)
-
-    def _arm(self, delay: float) -> None:
-        if self._timer is not None:
-            self._timer.cancel()
-        self._timer = self.loop.call_later(delay, self._on_timer)
+    def _keep_timing(self) -> None:
+        if self._timer is None:
+            self._timer = self.loop.call_later(self._tick, self._on_timer)
 
     def _disarm(self) -> None:
         if self._timer is not None:
@@ -219,23 +220,26 @@ class BoundedHttpToolsProtocol(HttpToolsProtocol):
 
     def _on_timer(self) -> None:
         self._timer = None
-        if self.transport.is_closing():
-            return
+        due = self._due()
+        if due is None or self.transport.is_closing():
+            return  # between requests uvicorn's keep-alive timeout applies; the next head re-arms
         now = self.loop.time()
         if not self._waiting_for_the_client():
-            self._count_again_from(now)
-        elif self._phase in _IN_BODY:
-            self._body_timer_fired(now)
-        else:
-            self._head_timer_fired(now)
+            # The time that passed was not the client's to use: count again from now.
+            self._last_read = now
+            self._head_due = now + self._limits.head_timeout
+        elif now >= due:
+            self._time_out()
+            return
+        self._timer = self.loop.call_later(min(max(due - now, 0.0), self._tick), self._on_timer)
 
-    def _count_again_from(self, now: float) -> None:
-        # The time that passed was not the client's to use.
-        self._last_read = now
+    def _due(self) -> float | None:
+        """When the client's time for the current phase runs out; None when the client owes nothing."""
         if self._phase in _IN_BODY:
-            self._arm(self._limits.body_timeout)
-        else:
-            self._await_head()
+            return self._last_read + self._limits.body_timeout
+        if self._phase is Phase.HEAD or not self._served_a_request:
+            return self._head_due
+        return None
 
     def _waiting_for_the_client(self) -> bool:
         if self.flow.read_paused:
@@ -247,24 +251,17 @@ class BoundedHttpToolsProtocol(HttpToolsProtocol):
             return not cycle.waiting_for_100_continue
         return False  # a pipelined head while the response before it is still being sent
 
-    def _head_timer_fired(self, now: float) -> None:
-        if now < self._head_due:
-            self._arm(self._head_due - now)
-        elif self._phase is Phase.AWAITING_REQUEST:
+    def _time_out(self) -> None:
+        if self._phase is Phase.AWAITING_REQUEST:
             self._give_up(None)  # connected and sent nothing: nobody to answer
-        else:
+        elif self._phase is Phase.HEAD:
             timeout = self._limits.head_timeout
             message = f"the request line and headers did not arrive within {timeout:g}s (REQUEST_HEAD_TIMEOUT_SECONDS)"
             self._give_up(_refusal(b"408 Request Timeout", "request_timeout", message))
-
-    def _body_timer_fired(self, now: float) -> None:
-        timeout = self._limits.body_timeout
-        idle = now - self._last_read
-        if idle < timeout:
-            self._arm(timeout - idle)
-            return
-        message = f"the request body stopped arriving for {timeout:g}s (REQUEST_BODY_TIMEOUT_SECONDS)"
-        self._give_up(_refusal(b"408 Request Timeout", "request_timeout", message))
+        else:
+            timeout = self._limits.body_timeout
+            message = f"the request body stopped arriving for {timeout:g}s (REQUEST_BODY_TIMEOUT_SECONDS)"
+            self._give_up(_refusal(b"408 Request Timeout", "request_timeout", message))
 
     # --- Ending a connection --------------------------------------------------------------------------
 
