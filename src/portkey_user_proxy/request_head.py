@@ -280,11 +280,13 @@ class BoundedHttpToolsProtocol(HttpToolsProtocol):
         """Close the connection, with `refusal` first unless a response has begun on it."""
         self._disarm()
         cycle = self.cycle
-        if cycle is not None and not cycle.response_complete:
-            # The app's request is over: it reads a disconnect, and what it sends is dropped.
-            refusal = None if cycle.response_started else refusal
-            cycle.disconnected = True
-            cycle.message_event.set()
+        if cycle is not None:
+            if cycle.response_started and (self._phase in _IN_BODY or not cycle.response_complete):
+                refusal = None  # the request being read was answered already, or an answer is under way
+            if not cycle.response_complete:
+                # The app's request is over: it reads a disconnect, and what it sends is dropped.
+                cycle.disconnected = True
+                cycle.message_event.set()
         if refusal is not None:
             self.transport.write(refusal)
         self.transport.close()
