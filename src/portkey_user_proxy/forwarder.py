@@ -84,9 +84,9 @@ class Forwarder:
     async def _proxy(self, scope: Scope, receive: Receive, send: Send, record: AccessRecord) -> None:
         raw = scope["headers"] if self._inbound_key is None else self._inbound_key.admit(scope["headers"])
         headers = split_request_headers(raw, self._identity_header)
-        url = self._url(scope)
         check_declared_length(headers, self._settings.max_request_body_bytes)
         record.request_id = headers.request_id or uuid.uuid4().hex
+        url = self._url(scope)
         dialect = dialect_for(scope["path"])
         body, parsed = await self._read_json_body(headers, receive, dialect)
         identity = identify(headers.identity, *dialect.identity_fields(parsed or {}))
