@@ -130,6 +130,10 @@ class BoundedHttpToolsProtocol(HttpToolsProtocol):
         self._disarm()
         super().connection_lost(exc)
 
+    def handle_websocket_upgrade(self) -> None:
+        self._disarm()  # the connection is the WebSocket protocol's from here on
+        super().handle_websocket_upgrade()
+
     def data_received(self, data: bytes) -> None:
         self._last_read = self.loop.time()
         self._ended_a_request = False
