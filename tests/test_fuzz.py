@@ -315,18 +315,24 @@ def raw_requests(draw: st.DrawFn) -> tuple[bytes, bytes, list[tuple[str, str]], 
     return path, body, trailers, user
 
 
+# Header values only a raw socket sends: controls (ESC, DEL, NUL...) and obs-text bytes.
+raw_header_values = st.binary(max_size=30).map(lambda value: value.replace(b"\r", b"").replace(b"\n", b"").strip())
+
+
 @FUZZ
-@given(request=raw_requests(), authorized=st.booleans())
+@given(request=raw_requests(), authorized=st.booleans(), request_id=raw_header_values)
 def test_trailers_and_raw_paths_change_nothing_the_head_did_not_say(
     fuzzed: tuple[RunningProxy, Echo, httpx.Client],
     request: tuple[bytes, bytes, list[tuple[str, str]], str],
     authorized: bool,
+    request_id: bytes,
 ) -> None:
     proxy, echo, client = fuzzed
     echo.received.clear()
     echo.paths.clear()
     path, body, trailers, user = request
     head = b"POST " + path + b" HTTP/1.1\r\nhost: proxy\r\ncontent-type: application/json\r\n"
+    head += b"x-request-id: " + request_id + b"\r\n"
     if authorized:
         head += f"authorization: Bearer {KEY}\r\n".encode()
     head += b"transfer-encoding: chunked\r\nconnection: close\r\n\r\n"
