@@ -15,7 +15,8 @@ one the proxy runs), with four rules added:
   `REQUEST_BODY_TIMEOUT_SECONDS`. Time the server itself is not reading (flow control, a response
   still being sent ahead of a pipelined request, a client waiting for `100 Continue`) never counts.
   One timer handle per connection, armed for at most the shorter timeout and re-armed only when it
-  fires, which checks the current phase's deadline: a read costs one clock reading, a request none.
+  fires, which checks the current phase's deadline: a read costs one clock reading, and nothing is
+  cancelled or re-armed per read or per request.
 - **Connections.** With `MAX_CONNECTIONS`, a connection beyond it gets 503 and is closed at once,
   before it can hold a file descriptor for long.
 """
