@@ -1,4 +1,4 @@
-"""MAX_REQUEST_HEAD_BYTES: the server refuses a request line plus headers over the bound while reading them."""
+"""The server protocol, each rule against a raw-socket client: head bound, trailers, timeouts, connection cap."""
 
 from __future__ import annotations
 
