@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import contextlib
 import pickle
 import socket
 import time
@@ -14,7 +15,7 @@ from portkey_user_proxy import cli
 from portkey_user_proxy.request_head import BoundedHttpToolsProtocol
 from portkey_user_proxy.settings import load_settings
 from tests.conftest import MakeProxy
-from tests.servers import Upstream, raw_exchange
+from tests.servers import Upstream, bound_socket, raw_exchange
 
 LIMIT = 4096
 
@@ -274,3 +275,23 @@ def test_a_request_answered_before_its_body_gets_no_second_answer(make_proxy: Ma
 
     assert answer.startswith(b"HTTP/1.1 405 ")
     assert answer.count(b"HTTP/1.1 ") == 1
+
+
+def test_a_body_the_proxy_is_not_reading_is_no_stalled_body(make_proxy: MakeProxy) -> None:
+    # An upstream that accepts nothing: once the socket buffers on the way are full the proxy stops
+    # reading the client's body, and that silence is the proxy's, not the client's. The upstream
+    # timeout answers instead of the body timeout; the rest of the body is then read and dropped,
+    # and the connection, idle, is closed after the keep-alive timeout.
+    silent = bound_socket()
+    proxy = make_proxy(
+        portkey_url=f"http://127.0.0.1:{silent.getsockname()[1]}", upstream_read_timeout_seconds=2, **SHORT
+    )
+    body = b"x" * (48 << 20)  # more than the loopback socket buffers on the way can hold
+
+    with silent, connect(proxy.server.port) as sock:
+        sock.sendall(b"POST /v1/files HTTP/1.1\r\nhost: proxy\r\ncontent-length: %d\r\n\r\n" % len(body))
+        with contextlib.suppress(OSError):  # the proxy closes once it has answered
+            sock.sendall(body)
+        answer = read_until_closed(sock)
+
+    assert answer.startswith(b"HTTP/1.1 50"), answer[:200]

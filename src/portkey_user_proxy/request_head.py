@@ -108,10 +108,11 @@ class BoundedHttpToolsProtocol(HttpToolsProtocol):
         # One timer, armed for at most `_tick` and re-armed when it fires, so that no read and no
         # request ever cancels or re-arms it: each phase's deadline is checked when it fires.
         self._timer: asyncio.TimerHandle | None = None
-        self._tick = min(self._limits.head_timeout, self._limits.body_timeout)
+        self._tick = min(self._limits.head_timeout, self._limits.body_timeout, self._limits.keep_alive_timeout)
         self._head_due = 0.0  # loop time by which the current head must be complete
         self._last_read = 0.0  # loop time of the last read
         self._served_a_request = False
+        self._idle_since: float | None = None  # a request was read whole after its response had ended
 
     # --- Connections ------------------------------------------------------------------------------
 
@@ -168,6 +169,7 @@ class BoundedHttpToolsProtocol(HttpToolsProtocol):
         super().on_message_begin()
         self._phase = Phase.HEAD
         self._head_bytes = 0
+        self._idle_since = None
         if self._served_a_request:  # a later request on the connection: its head is timed from its first byte
             self._head_due = self._last_read + self._limits.head_timeout
         self._keep_timing()
@@ -199,6 +201,11 @@ class BoundedHttpToolsProtocol(HttpToolsProtocol):
         self._phase = Phase.AWAITING_REQUEST
         self._ended_a_request = True
         self._served_a_request = True
+        if self.cycle is not None and self.cycle.response_complete:
+            # Answered before its body ended (a 405, say): uvicorn armed its keep-alive timeout when
+            # the answer went, and the rest of the body disarmed it. The connection is idle from now.
+            self._idle_since = self._last_read
+            self._keep_timing()
 
     def send_400_response(self, msg: str) -> None:
         if self._refused:
@@ -227,7 +234,7 @@ class BoundedHttpToolsProtocol(HttpToolsProtocol):
         self._timer = None
         due = self._due()
         if due is None or self.transport.is_closing():
-            return  # between requests uvicorn's keep-alive timeout applies; the next head re-arms
+            return  # a request in the app's hands, or uvicorn's keep-alive timeout runs; the next head re-arms
         now = self.loop.time()
         if not self._waiting_for_the_client():
             # The time that passed was not the client's to use: count again from now.
@@ -244,6 +251,8 @@ class BoundedHttpToolsProtocol(HttpToolsProtocol):
             return self._last_read + self._limits.body_timeout
         if self._phase is Phase.HEAD or not self._served_a_request:
             return self._head_due
+        if self._idle_since is not None:
+            return self._idle_since + self._limits.keep_alive_timeout
         return None
 
     def _waiting_for_the_client(self) -> bool:
