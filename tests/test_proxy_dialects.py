@@ -144,7 +144,8 @@ def test_a_placeholder_in_the_identity_field_is_never_taken_for_a_user(
     response, sent = post(proxy, family.path, family.request(PLACEHOLDER, stream=stream))
 
     assert response.status_code == 200
-    assert "x-portkey-metadata" not in provider_upstream.last.headers, "a request naming nobody gets no _user"
+    # Portkey would copy the body's placeholder into `_user`: the proxy says "unidentified" instead.
+    assert provider_upstream.last.metadata == {"_user": "unidentified"}, "a placeholder is never taken for a user"
     assert provider_upstream.last.body == sent
 
 
@@ -205,7 +206,8 @@ def test_unknown_paths_take_the_header_identity_only_and_leave_the_body_alone(
     body = {"user": USER_ID, "safety_identifier": USER_ID, "metadata": {"user_id": USER_ID}, "stream": True}
 
     _, sent = post(proxy, path, body)
-    assert "x-portkey-metadata" not in provider_upstream.last.headers, "the body names nobody on an unknown path"
+    # The body names nobody on an unknown path; `_user` is still set, so Portkey copies nothing from it.
+    assert provider_upstream.last.metadata == {"_user": "unidentified"}
     assert provider_upstream.last.body == sent
 
     post(proxy, path, body, **{"x-librechat-user-id": USER_ID})
