@@ -120,3 +120,11 @@ def test_json_lines_keep_the_values_whole(capsys: pytest.CaptureFixture[str]) ->
 
     (line,) = capsys.readouterr().err.splitlines()
     assert json.loads(line)["path"] == FORGERIES[0]
+
+
+def test_values_quoted_for_the_log_are_not_escaped_twice(capsys: pytest.CaptureFixture[str]) -> None:
+    configure_logging("INFO", "text")
+
+    RateLimitedWarnings().warn("k", "refused the user id %s", loggable("evil\nline"))
+
+    assert capsys.readouterr().err.rstrip("\n").endswith("refused the user id 'evil\\nline'")

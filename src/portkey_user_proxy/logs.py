@@ -106,8 +106,8 @@ def _escaped_args(args: tuple[object, ...] | Mapping[str, object]) -> tuple[obje
 
 
 def _escaped_arg(value: object) -> object:
-    # Numbers keep their type, so that `%d` and `%.1f` still apply to them.
-    if isinstance(value, int | float):
+    # Numbers keep their type, so that `%d` and `%.1f` still apply to them; quoted text is safe already.
+    if isinstance(value, int | float | _Quoted):
         return value
     return escape_for_log(value if isinstance(value, str) else str(value))
 
@@ -133,9 +133,15 @@ def iso_utc(timestamp: float) -> str:
     return datetime.fromtimestamp(timestamp, UTC).isoformat(timespec="milliseconds").replace("+00:00", "Z")
 
 
+class _Quoted(str):
+    """Text made safe for a log line already: the text formatter leaves it as it is."""
+
+    __slots__ = ()
+
+
 def loggable(value: str, limit: int = 128) -> str:
     """A client-controlled value as one quoted, ASCII-only token: no forged lines, no terminal escapes."""
-    return ascii(value[:limit])
+    return _Quoted(ascii(value[:limit]))
 
 
 class RateLimitedWarnings:
