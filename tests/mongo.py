@@ -7,6 +7,7 @@ need to stop or slow the server at will, run on the stand-in only.
 
 from __future__ import annotations
 
+import itertools
 import os
 import threading
 import uuid
@@ -21,14 +22,24 @@ from pymongo import MongoClient
 _HELLO = {"maxWireVersion": 21, "minWireVersion": 0, "ismaster": True, "isWritablePrimary": True}
 
 
+# What MongoDB puts in a first batch when the driver names no batch size.
+_DEFAULT_BATCH = 101
+
+
 class StandInMongo:
+    """`find` on `users` and `groups` (equality, array membership, `_id` sort), in batches with `getMore`."""
+
     def __init__(self, port: int = 0) -> None:
         self.users: dict[ObjectId, dict[str, Any]] = {}
+        self.groups: list[dict[str, Any]] = []
         self.finds = 0
         self.gate: threading.Event | None = None  # when set to an unset Event, finds wait for it
         self.refuse_reads = False  # answer reads as MongoDB does a client without read access
         self._server: MockupDB | None = None
         self._port = port
+        self._cursors: dict[int, list[dict[str, Any]]] = {}
+        self._cursor_ids = itertools.count(1)
+        self._lock = threading.Lock()  # mockupdb answers each connection from a thread of its own
 
     @property
     def uri(self) -> str:
@@ -48,8 +59,12 @@ class StandInMongo:
     def add_user(self, document: dict[str, Any]) -> None:
         self.users[document["_id"]] = document
 
+    def add_group(self, document: dict[str, Any]) -> None:
+        self.groups.append(document)
+
     def reset(self) -> None:
         self.users.clear()
+        self.groups.clear()
         self.finds = 0
         self.gate = None
         self.refuse_reads = False
@@ -65,19 +80,47 @@ class StandInMongo:
         # LibreChat's users live in `LibreChat`: a URI naming another database finds nobody.
         users = self.users if request.doc.get("$db", "LibreChat") == "LibreChat" else {}
         if name == "find":
-            return bool(request.replies(self._find(request.doc, users)))
+            return bool(request.replies(self._find(request.doc)))
         if name == "count":
             return bool(request.replies({"n": len(users), "ok": 1}))
+        if name == "getMore":
+            return bool(request.replies(self._get_more(request.doc)))
         return bool(request.replies({"ok": 1}))
 
-    def _find(self, command: dict[str, Any], users: dict[ObjectId, dict[str, Any]]) -> dict[str, Any]:
+    def _find(self, command: dict[str, Any]) -> dict[str, Any]:
         self.finds += 1
         if self.gate is not None:
             self.gate.wait(30)
-        document = _match(users, command.get("filter", {}))
+        collection = command["find"]
+        query = command.get("filter", {})
+        found = [document for document in self._stored(command) if _matches(document, query)]
+        if "_id" in command.get("sort", {}):
+            found.sort(key=lambda document: document["_id"], reverse=command["sort"]["_id"] < 0)
+        if command.get("limit"):
+            found = found[: abs(command["limit"])]
         projection = command.get("projection") or {}
-        batch = [] if document is None else [_project(document, projection)]
-        return {"cursor": {"id": 0, "ns": f"LibreChat.{command['find']}", "firstBatch": batch}, "ok": 1}
+        results = [_project(document, projection) for document in found]
+        return self._batch(f"LibreChat.{collection}", results, command.get("batchSize", _DEFAULT_BATCH), "firstBatch")
+
+    def _stored(self, command: dict[str, Any]) -> list[dict[str, Any]]:
+        if command.get("$db", "LibreChat") != "LibreChat":
+            return []  # LibreChat's collections live in `LibreChat`: another database holds nothing
+        return list(self.users.values()) if command["find"] == "users" else self.groups
+
+    def _get_more(self, command: dict[str, Any]) -> dict[str, Any]:
+        with self._lock:
+            results = self._cursors.pop(command["getMore"], [])
+        namespace = f"LibreChat.{command['collection']}"
+        return self._batch(namespace, results, command.get("batchSize", len(results)), "nextBatch")
+
+    def _batch(self, namespace: str, results: list[dict[str, Any]], size: int, kind: str) -> dict[str, Any]:
+        batch, rest = results[:size], results[size:]
+        cursor_id = 0
+        if rest:
+            with self._lock:
+                cursor_id = next(self._cursor_ids)
+                self._cursors[cursor_id] = rest
+        return {"cursor": {"id": cursor_id, "ns": namespace, kind: batch}, "ok": 1}
 
 
 class RealMongo:
@@ -91,8 +134,12 @@ class RealMongo:
     def add_user(self, document: dict[str, Any]) -> None:
         self._client[self._database]["users"].insert_one(document)
 
+    def add_group(self, document: dict[str, Any]) -> None:
+        self._client[self._database]["groups"].insert_one(document)
+
     def reset(self) -> None:
         self._client[self._database]["users"].delete_many({})
+        self._client[self._database]["groups"].delete_many({})
 
     def stop(self) -> None:
         self._client.drop_database(self._database)
@@ -103,17 +150,20 @@ _UNAUTHORIZED = {"ok": 0, "code": 13, "codeName": "Unauthorized", "errmsg": "not
 _REFUSED_LOGIN = {"ok": 0, "code": 18, "codeName": "AuthenticationFailed", "errmsg": "Authentication failed."}
 
 
-def _match(users: dict[ObjectId, dict[str, Any]], query: dict[str, Any]) -> dict[str, Any] | None:
-    for document in users.values():
-        if all(document.get(key) == value for key, value in query.items()):
-            return document
-    return None
+def _matches(document: dict[str, Any], query: dict[str, Any]) -> bool:
+    # As in MongoDB, a scalar matches an array field that holds it.
+    for key, wanted in query.items():
+        value = document.get(key)
+        if not (value == wanted or (isinstance(value, list) and not isinstance(wanted, list) and wanted in value)):
+            return False
+    return True
 
 
 def _project(document: dict[str, Any], projection: dict[str, Any]) -> dict[str, Any]:
     if not projection:
         return dict(document)
-    return {key: value for key, value in document.items() if key == "_id" or projection.get(key)}
+    keep_id = projection.get("_id", 1)
+    return {key: value for key, value in document.items() if (key == "_id" and keep_id) or projection.get(key)}
 
 
 def real_mongo_uri() -> str | None:
