@@ -2,6 +2,7 @@ from __future__ import annotations
 
 import logging
 import threading
+from collections import Counter
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 from pathlib import Path
@@ -16,6 +17,7 @@ from portkey_user_proxy.app import ProxyApp
 from portkey_user_proxy.logs import QUIET_LIBRARIES
 from portkey_user_proxy.metrics import Metrics
 from portkey_user_proxy.request_head import InboundLimits, server_options
+from portkey_user_proxy.teams import team_finder
 from portkey_user_proxy.users import Lookup, UserDirectory
 from tests.mongo import RealMongo, StandInMongo, real_mongo_uri
 from tests.providers import ProviderUpstream
@@ -109,10 +111,12 @@ class FindCounter(monitoring.CommandListener):
 
     def __init__(self) -> None:
         self.finds = 0
+        self.by_collection: Counter[str] = Counter()
 
     def started(self, event: monitoring.CommandStartedEvent) -> None:
         if event.command_name == "find":
             self.finds += 1
+            self.by_collection[event.command["find"]] += 1
 
     def succeeded(self, event: monitoring.CommandSucceededEvent) -> None:
         pass
@@ -156,13 +160,15 @@ def start_proxy(settings: Settings) -> RunningProxy:
     client: AsyncMongoClient[Any] = AsyncMongoClient(
         settings.mongo_uri, serverSelectionTimeoutMS=timeout_ms, connectTimeoutMS=timeout_ms, event_listeners=[counter]
     )
+    database = client.get_default_database()
     directory = ObservedDirectory(
-        client.get_default_database()["users"],
+        database["users"],
         ttl=settings.user_cache_ttl_seconds,
         unknown_ttl=settings.unknown_user_cache_ttl_seconds,
         timeout=settings.user_lookup_timeout_seconds,
         max_entries=settings.user_cache_max_entries,
         observer=metrics,
+        teams=team_finder(settings, database),
     )
     app = create_app(settings, directory=directory, metrics=metrics)
     # The server options `serve` uses: the same HTTP protocol and request-head bound.

@@ -18,18 +18,22 @@ from .health import OWN_PATHS, router
 from .inbound_auth import RequireInboundKey, inbound_key, metrics_need_the_key
 from .metrics import Metrics
 from .settings import Settings, load_settings
+from .teams import team_finder
 from .upstream import build_http_client
 from .users import UserDirectory, connect_users
 
 
-def build_user_directory(settings: Settings, metrics: Metrics | None = None) -> UserDirectory:
+def build_user_directory(settings: Settings, metrics: Metrics | None = None, *, teams: bool = False) -> UserDirectory:
+    """`teams`: look teams up even when TEAM_METADATA_KEY is unset (`check-user` shows them)."""
+    users = connect_users(settings.mongo_uri, settings.user_lookup_timeout_seconds)
     return UserDirectory(
-        connect_users(settings.mongo_uri, settings.user_lookup_timeout_seconds),
+        users,
         ttl=settings.user_cache_ttl_seconds,
         unknown_ttl=settings.unknown_user_cache_ttl_seconds,
         timeout=settings.user_lookup_timeout_seconds,
         max_entries=settings.user_cache_max_entries,
         observer=metrics,
+        teams=team_finder(settings, users.database, always=teams),
     )
 
 

@@ -33,6 +33,8 @@ class Attribution:
     reason: str  # one of REASONS: the lookup outcome, or why there was no lookup
     fields: Mapping[str, str] = field(default_factory=dict)
     status: int = 200  # the refusal status when rejected
+    team: str | None = None  # for TEAM_METADATA_KEY, when the user was resolved
+    tenant: str | None = None  # for TENANT_METADATA_KEY, likewise
 
     @property
     def rejected(self) -> bool:
@@ -51,7 +53,9 @@ async def attribute(
         return _unresolved(identity, "not_an_object_id", policy, status=403)
     lookup = await directory.find(object_id)
     if lookup.user is not None and lookup.user.email:
-        return Attribution(AttributionOutcome.RESOLVED, user_value(lookup.user), lookup.outcome, lookup.user.fields)
+        user = lookup.user
+        resolved = AttributionOutcome.RESOLVED
+        return Attribution(resolved, user_value(user), lookup.outcome, user.fields, team=user.team, tenant=user.tenant)
     if lookup.user is not None:
         return _unresolved(identity, "no_email", policy, status=403)
     status = 503 if lookup.mongo_failed else 403

@@ -38,6 +38,7 @@ from .metrics import Metrics, route_class
 from .portkey_defaults import portkey_defaults
 from .request_target import upstream_url
 from .settings import Settings
+from .teams import owned_keys
 from .traces import conversation_trace
 from .upstream import error_before_response
 from .usage import UsageScanner
@@ -206,7 +207,8 @@ class Forwarder:
         return outgoing
 
     def _with_metadata(self, headers: RequestHeaders, attribution: Attribution) -> RawHeaders:
-        metadata = build_metadata(headers.metadata, attribution.user_value, attribution.fields)
+        owned = owned_keys(self._settings, attribution.team, attribution.tenant)
+        metadata = build_metadata(headers.metadata, attribution.user_value, attribution.fields, owned)
         if metadata.problem:
             self._warnings.warn("metadata", "%s", metadata.problem)
         if metadata.placeholders_filled:

@@ -2,7 +2,9 @@
 
 Portkey wants a JSON object of string values of at most 128 characters; `_user` fills its Users view.
 The admin's keys are kept, LibreChat placeholders inside values are filled from the user's record,
-and `_user` is always ours: whatever the request carried under that key is replaced.
+and `_user` is always ours: whatever the request carried under that key is replaced. Keys the proxy
+fills from LibreChat's data (the team, the tenant) defer to the request's own value, unless that is
+blank or a placeholder LibreChat left unresolved.
 """
 
 from __future__ import annotations
@@ -12,7 +14,7 @@ import json
 from collections.abc import Mapping
 from dataclasses import dataclass
 
-from .placeholders import fill_user_fields
+from .placeholders import fill_user_fields, find_placeholder
 
 MAX_LENGTH = 128  # Portkey's limit for metadata keys and values
 _DIGEST_LENGTH = 16
@@ -25,11 +27,17 @@ class Metadata:
     placeholders_filled: bool = False
 
 
-def build_metadata(incoming: str | None, user_value: str | None, fields: Mapping[str, str]) -> Metadata:
+def build_metadata(
+    incoming: str | None,
+    user_value: str | None,
+    fields: Mapping[str, str],
+    owned: Mapping[str, str | None] | None = None,
+) -> Metadata:
     """Merge the request's metadata with the attributed user.
 
     `user_value` becomes `_user` (dropped when None); `fields` fill `{{LIBRECHAT_USER_<FIELD>}}` and
-    `${USER_<FIELD>}` placeholders, unknown fields becoming "".
+    `${USER_<FIELD>}` placeholders, unknown fields becoming "". `owned` maps keys the proxy fills
+    to their value (None: the proxy has none, so an unresolved value under the key is dropped).
     """
     admin, problem = _parse(incoming)
     merged: dict[str, str] = {}
@@ -42,7 +50,19 @@ def build_metadata(incoming: str | None, user_value: str | None, fields: Mapping
     merged.pop("_user", None)
     if user_value is not None:
         merged["_user"] = shorten(user_value)
+    for key, value in (owned or {}).items():
+        _fill_owned(merged, key, value)
     return Metadata(_compact(merged), problem, filled)
+
+
+def _fill_owned(merged: dict[str, str], key: str, value: str | None) -> None:
+    carried = merged.get(key)
+    if carried is not None and carried.strip() and find_placeholder(carried) is None:
+        return  # the admin's own value, set in librechat.yaml, wins
+    if value:
+        merged[key] = shorten(value)
+    else:
+        merged.pop(key, None)  # a placeholder is no team: send none rather than a literal `{{...}}`
 
 
 def shorten(value: str) -> str:

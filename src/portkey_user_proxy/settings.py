@@ -7,6 +7,7 @@ the process with a message naming the variable (`load_settings`), never with a t
 from __future__ import annotations
 
 import enum
+import json
 import logging
 import re
 from typing import Annotated, Literal
@@ -26,6 +27,7 @@ _KEY = re.compile(r"[\x21-\x7e]+")  # visible ASCII: a key travels in a header
 _MIN_SECRET_LENGTH = 16
 _TOO_SHORT = f"must be at least {_MIN_SECRET_LENGTH} characters, e.g. from `openssl rand -hex 32`"
 Seconds = Annotated[float, Field(gt=0, allow_inf_nan=False)]
+_MAX_METADATA_KEY = 128  # Portkey's limit for metadata keys
 
 
 class UnresolvedUserPolicy(enum.StrEnum):
@@ -59,6 +61,11 @@ class Settings(BaseSettings):
     portkey_user_value: UserValue = UserValue.EMAIL
     user_hash_secret: Annotated[SecretStr | None, Field(validate_default=True)] = None
 
+    # Cost per team: LibreChat's groups, and its tenants
+    team_metadata_key: str | None = None
+    team_groups: str | None = None
+    tenant_metadata_key: str | None = None
+
     # User cache and lookups
     user_cache_ttl_seconds: Seconds = 600.0
     unknown_user_cache_ttl_seconds: Seconds = 60.0
@@ -90,6 +97,11 @@ class Settings(BaseSettings):
     log_level: str = "INFO"
     log_format: Literal["text", "json"] = "text"
     metrics_per_user_tokens: bool = False
+
+    @property
+    def team_group_names(self) -> tuple[str, ...]:
+        """TEAM_GROUPS in order; empty when unset."""
+        return _group_names(self.team_groups or "")
 
     @property
     def portkey_url_for_humans(self) -> str:
@@ -210,6 +222,32 @@ class Settings(BaseSettings):
             raise ValueError("must not be an x-portkey-* header: the proxy sets x-portkey-trace-id from it")
         return name
 
+    @field_validator("team_metadata_key", "tenant_metadata_key", mode="before")
+    @classmethod
+    def _metadata_key(cls, value: object) -> object:
+        if not isinstance(value, str):
+            return value
+        key = value.strip()
+        if not key:
+            return None  # `TEAM_METADATA_KEY=` leaves the feature off
+        if len(key) > _MAX_METADATA_KEY or not key.isprintable():
+            raise ValueError(f"must be printable text of at most {_MAX_METADATA_KEY} characters (Portkey's limit)")
+        if key == "_user":
+            raise ValueError("must not be _user: the proxy sets _user itself")
+        return key
+
+    @field_validator("tenant_metadata_key")
+    @classmethod
+    def _tenant_key_is_its_own(cls, value: str | None, info: ValidationInfo) -> str | None:
+        if value is not None and value == info.data.get("team_metadata_key"):
+            raise ValueError("must differ from TEAM_METADATA_KEY: one key holds one value")
+        return value
+
+    @field_validator("team_groups")
+    @classmethod
+    def _group_list(cls, value: str | None) -> str | None:
+        return value if value is not None and _group_names(value) else None
+
 
 class SettingsError(Exception):
     """Raised with one readable line per invalid variable."""
@@ -232,6 +270,20 @@ def _describe(exc: ValidationError) -> str:
         message = error["msg"].removeprefix("Value error, ")
         lines.append(f"invalid setting {variable}: {message}")
     return "\n".join(lines)
+
+
+def _group_names(text: str) -> tuple[str, ...]:
+    """Comma-separated names, or a JSON array for names that hold commas; blanks dropped."""
+    if text.strip().startswith("["):
+        try:
+            names = json.loads(text)
+        except ValueError:
+            names = None
+        if not isinstance(names, list) or not all(isinstance(name, str) for name in names):
+            raise ValueError('must be comma-separated group names, or a JSON array of names: ["Sales, EMEA","Finance"]')
+    else:
+        names = text.split(",")
+    return tuple(name.strip() for name in names if name.strip())
 
 
 def _warn_about_doubled_v1(settings: Settings) -> None:

@@ -14,7 +14,7 @@ import enum
 import logging
 import time
 from collections.abc import Callable, Mapping
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from typing import Any, Protocol
 
 from bson import ObjectId
@@ -24,6 +24,7 @@ from pymongo.asynchronous.collection import AsyncCollection
 from .logs import RateLimitedWarnings
 from .mongo_failures import Failure, MongoFailure, advice, classify, location
 from .outage import Admission, OutageWindow
+from .teams import USER_FIELDS, TeamFinder, tenant_of
 
 logger = logging.getLogger("portkey_user_proxy.users")
 
@@ -49,7 +50,7 @@ PLACEHOLDER_FIELDS: Mapping[str, str] = {
 }
 _STALE_RETRY_SECONDS = 5.0
 _READINESS_CACHE_SECONDS = 2.0  # probes of several replicas and kubelets cost one query per two seconds
-_PROJECTION = dict.fromkeys(PLACEHOLDER_FIELDS.values(), 1)
+_PROJECTION = dict.fromkeys((*PLACEHOLDER_FIELDS.values(), *USER_FIELDS), 1)
 
 
 @dataclass(frozen=True, slots=True)
@@ -57,6 +58,8 @@ class User:
     id: str
     email: str
     fields: Mapping[str, str]  # placeholder suffix -> value, e.g. {"EMAIL": ..., "ID": ...}
+    team: str | None = None  # the LibreChat group chosen as the team, when teams are looked up
+    tenant: str | None = None  # `tenantId` in a multi-tenant LibreChat
 
     @classmethod
     def from_document(cls, document: Mapping[str, Any]) -> User:
@@ -65,7 +68,7 @@ class User:
             value = document.get(name)
             if value is not None:
                 fields[suffix] = _as_text(value)
-        return cls(id=fields["ID"], email=fields.get("EMAIL", ""), fields=fields)
+        return cls(id=fields["ID"], email=fields.get("EMAIL", ""), fields=fields, tenant=tenant_of(document))
 
 
 def _as_text(value: object) -> str:
@@ -141,6 +144,7 @@ class UserDirectory:
         max_entries: int,
         clock: Callable[[], float] = time.monotonic,
         observer: LookupObserver | None = None,
+        teams: TeamFinder | None = None,
     ) -> None:
         self._users = users
         self._ttl = ttl
@@ -154,6 +158,7 @@ class UserDirectory:
         self._window = OutageWindow(clock=clock)
         self._warnings = RateLimitedWarnings()
         self._readiness: tuple[float, MongoFailure | None] | None = None  # (checked at, result)
+        self._teams = teams
 
     async def find(self, object_id: str) -> Lookup:
         lookup = await self._cached_or_queried(object_id)
@@ -251,9 +256,31 @@ class UserDirectory:
         if document is None:
             self._store(object_id, None, self._unknown_ttl)
             return Lookup(None, LookupOutcome.NOT_FOUND)
-        user = User.from_document(document)
-        self._store(object_id, user, self._ttl)
+        user, ttl = await self._with_team(User.from_document(document), document, started)
+        self._store(object_id, user, ttl)
         return Lookup(user, LookupOutcome.FOUND)
+
+    async def _with_team(self, user: User, document: Mapping[str, Any], started: float) -> tuple[User, float]:
+        """The user with their team, and how long to cache them: one more query, within the same timeout.
+
+        Groups that cannot be read leave the team out, never the user: the entry is then kept for a
+        short while only (with the team it had before, if any), so the team returns with MongoDB.
+        """
+        if self._teams is None:
+            return user, self._ttl
+        try:
+            async with asyncio.timeout(self._timeout - (time.perf_counter() - started)):
+                team = await self._teams.team_of(document)
+        except Exception as exc:  # TimeoutError, PyMongoError, a malformed group: all only cost the team
+            # Not an outage of the user lookup (the user was just read): the outage window stays as it is.
+            failure = self.failure_of(exc)
+            self._warnings.warn(
+                "groups", "reading LibreChat's groups failed: %s (%s); team left out", failure.kind, failure.detail
+            )
+            entry = self._cache.get(user.id)
+            team = entry.user.team if entry is not None and entry.user is not None else None
+            return replace(user, team=team), min(self._unknown_ttl, _STALE_RETRY_SECONDS)
+        return replace(user, team=team), self._ttl
 
     def _fallback(self, object_id: str, failure: LookupOutcome) -> Lookup:
         entry = self._cache.get(object_id)
