@@ -1,13 +1,15 @@
 """Command line: `serve` runs the proxy, `check-user` shows how one user would be attributed, `doctor`
-checks the set-up."""
+checks the set-up, `export-users` writes every LibreChat user as CSV."""
 
 from __future__ import annotations
 
 import argparse
 import asyncio
+import contextlib
 import gc
 import importlib.metadata
 import math
+import os
 import sys
 from typing import NoReturn
 
@@ -17,14 +19,16 @@ from .app import ProxyApp, build_user_directory, create_app
 from .attribution import Attribution, AttributionOutcome, attribute
 from .doctor import run_doctor
 from .exit_codes import ExitCode, describe
+from .export import UserExport
 from .identity import identify
 from .logs import configure_logging, loggable
 from .metadata import build_metadata
-from .mongo_failures import MongoFailure, advice
+from .mongo_failures import MongoFailure, advice, classify, location
 from .request_head import InboundLimits, server_options
 from .settings import Settings, SettingsError, load_settings
+from .teams import owned_keys, team_choice
 from .user_value import user_value_of
-from .users import UserDirectory
+from .users import UserDirectory, connect_users
 from .worker_metrics import shared_metrics
 
 # The names earlier versions exported; the codes themselves live in exit_codes.py.
@@ -45,6 +49,8 @@ def main(argv: list[str] | None = None) -> int:
         return _serve(settings, args.host, args.port)
     if args.command == "doctor":
         return asyncio.run(run_doctor(settings))
+    if args.command == "export-users":
+        return asyncio.run(_export_users(settings, raw=args.raw))
     return asyncio.run(_check_user(settings, args.user, args.metadata))
 
 
@@ -88,14 +94,14 @@ async def _check_user(settings: Settings, user: str, metadata: str | None) -> in
     if metadata is not None and (problem := build_metadata(metadata, None, {}).problem) is not None:
         print(f"invalid --metadata: {problem}", file=sys.stderr)
         return ExitCode.USAGE
-    directory = build_user_directory(settings)
+    directory = build_user_directory(settings, teams=True)
     print(f"mongodb:            {directory.location}")
     try:
         if "@" in user:
             try:
                 found = await directory.find_by_email(user)
             except Exception as exc:  # any driver failure: the admin needs the cause, not a traceback
-                return _mongo_failed(directory.failure_of(exc).kind, directory)
+                return _mongo_failed(directory.failure_of(exc).kind, directory.location)
             if found is None:
                 print(
                     f"the email {loggable(user)} is not in the users collection at {directory.location}",
@@ -107,11 +113,13 @@ async def _check_user(settings: Settings, user: str, metadata: str | None) -> in
         attribution = await attribute(identify(None, user), directory, settings.unresolved_user_policy, user_value)
     finally:
         await directory.close()
-    header = build_metadata(metadata, attribution.user_value, attribution.fields).header
+    owned = owned_keys(settings, attribution.team, attribution.tenant)
+    header = build_metadata(metadata, attribution.user_value, attribution.fields, owned).header
     print(f"user id:            {user if user.isascii() and user.isprintable() else loggable(user)}")
     print(f"attribution:        {attribution.outcome} ({attribution.reason})")
     print(f"email:              {attribution.fields.get('EMAIL', '-')}")
     print(f"_user sent:         {attribution.user_value or '-'} (PORTKEY_USER_VALUE={settings.portkey_user_value})")
+    print(f"team:               {_team_line(settings, attribution)}")
     print(f"x-portkey-metadata: {header}")
     return _verdict(attribution, user, directory)
 
@@ -139,11 +147,11 @@ def _verdict(attribution: Attribution, user: str, directory: UserDirectory) -> i
         )
         return ExitCode.UNKNOWN_USER
     kind = MongoFailure(reason) if reason in tuple(MongoFailure) else MongoFailure.UNREACHABLE
-    return _mongo_failed(kind, directory)
+    return _mongo_failed(kind, directory.location)
 
 
-def _mongo_failed(kind: MongoFailure, directory: UserDirectory) -> int:
-    print(f"MongoDB at {directory.location}: {kind}; {advice(kind)}", file=sys.stderr)
+def _mongo_failed(kind: MongoFailure, where: str, detail: str = "") -> int:
+    print(f"MongoDB at {where}: {kind}{detail}; {advice(kind)}", file=sys.stderr)
     return ExitCode.MONGO_UNAUTHORIZED if kind is MongoFailure.UNAUTHORIZED else ExitCode.MONGO_UNAVAILABLE
 
 
@@ -153,6 +161,39 @@ class _Parser(argparse.ArgumentParser):
     def error(self, message: str) -> NoReturn:
         self.print_usage(sys.stderr)
         self.exit(ExitCode.USAGE, f"{self.prog}: error: {message}\n")
+
+
+def _team_line(settings: Settings, attribution: Attribution) -> str:
+    team = attribution.team or "-"
+    if settings.team_metadata_key is None:
+        return f"{team} (not sent: TEAM_METADATA_KEY is unset)"
+    return f"{team} (TEAM_METADATA_KEY={settings.team_metadata_key})"
+
+
+async def _export_users(settings: Settings, *, raw: bool) -> int:
+    database = connect_users(settings.mongo_uri, settings.user_lookup_timeout_seconds).database
+    export = UserExport(database, team_choice(settings), raw=raw)
+    try:
+        await export.write(sys.stdout)
+        sys.stdout.flush()
+    except BrokenPipeError:
+        # The reader stopped early (`| head`): that is its choice, not a failure worth a traceback.
+        _silence_stdout()
+        return ExitCode.OK
+    except Exception as exc:  # any driver failure: the admin needs the cause, not a traceback
+        where = location(database.client, database.name)
+        stopped = f" (stopped after {export.rows} users: the output is incomplete)" if export.rows else ""
+        return _mongo_failed(classify(exc, database.client).kind, where, stopped)
+    finally:
+        await database.client.close()
+    print(f"exported {export.rows} users", file=sys.stderr)
+    return ExitCode.OK
+
+
+def _silence_stdout() -> None:
+    # Python's advice for SIGPIPE: point stdout at devnull so the flush at exit does not fail again.
+    with contextlib.suppress(OSError, ValueError):  # not a real file (tests): nothing to silence
+        os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())
 
 
 def _parser() -> argparse.ArgumentParser:
@@ -180,5 +221,17 @@ def _parser() -> argparse.ArgumentParser:
         description="Check the set-up, one line per check with a verdict and what to change.",
         epilog=epilog,
         formatter_class=formatter,
+    )
+    export = commands.add_parser(
+        "export-users",
+        help="write every LibreChat user as CSV (id,email,name,username,role,provider,team)",
+        description="Write every LibreChat user as CSV on stdout, with their team, in id order.",
+        epilog=epilog,
+        formatter_class=formatter,
+    )
+    export.add_argument(
+        "--raw",
+        action="store_true",
+        help="write values as stored (by default, cells starting with = + - @ get a leading ' for spreadsheets)",
     )
     return parser
