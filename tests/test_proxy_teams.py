@@ -5,15 +5,17 @@ from __future__ import annotations
 import json
 from typing import Any
 
+import httpx
 import pytest
 from bson import ObjectId
+from hypothesis import example, given, settings
+from hypothesis import strategies as st
 
 from portkey_user_proxy.metadata import MAX_LENGTH, build_metadata
 from portkey_user_proxy.settings import Settings, SettingsError, load_settings
-from tests.conftest import MakeProxy, load_fixture
+from tests.conftest import MakeProxy, RunningProxy, load_fixture
 from tests.mongo import RealMongo, StandInMongo
 from tests.servers import Upstream
-from tests.test_proxy_attribution import send_fixture
 
 EMAIL = "timmanik@email.com"
 NOBODY = "aaaaaaaaaaaaaaaaaaaaaaaa"
@@ -26,6 +28,13 @@ def librechat(mongo: StandInMongo | RealMongo, librechat_user: dict[str, Any]) -
     for group in load_fixture("librechat_groups.json"):
         mongo.add_group(group)
     return mongo
+
+
+def send_fixture(proxy: RunningProxy, name: str, **changes: Any) -> httpx.Response:
+    request = load_fixture(name)
+    headers = {**request["headers"], **changes.get("headers", {})}
+    body = {**request["body"], **changes.get("body", {})}
+    return httpx.post(proxy.url + request["path"], headers=headers, json=body, timeout=10)
 
 
 def _metadata_sent(make_proxy: MakeProxy, upstream: Upstream, metadata: str | None = None, **settings: Any) -> Any:
@@ -112,6 +121,22 @@ def test_the_tenant_is_sent_under_its_key(
     sent = _metadata_sent(make_proxy, upstream, team_metadata_key="team", tenant_metadata_key="tenant")
 
     assert sent == {"_environment": "production", "_user": EMAIL, "tenant": "corp"}
+
+
+@settings(max_examples=200, deadline=None)
+@given(
+    carried=st.one_of(st.none(), st.text(), st.sampled_from(["{{LIBRECHAT_BODY_X}}", "{{LIBRECHAT_USER_ROLE}}", " "])),
+    team=st.one_of(st.none(), st.text(), st.text(min_size=120, max_size=300)),
+)
+@example(carried=" ", team=" ")
+def test_the_team_key_always_holds_a_value_portkey_accepts(carried: str | None, team: str | None) -> None:
+    incoming = None if carried is None else json.dumps({"team": carried})
+
+    sent = json.loads(build_metadata(incoming, EMAIL, {"ROLE": "USER"}, {"team": team}).header)
+
+    assert all(isinstance(value, str) and len(value) <= MAX_LENGTH for value in sent.values())
+    if "team" in sent:
+        assert sent["team"].strip()  # a team, or no key: never a blank one
 
 
 def test_long_team_names_are_shortened_like_every_value() -> None:

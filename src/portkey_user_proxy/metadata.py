@@ -59,7 +59,7 @@ def _fill_owned(merged: dict[str, str], key: str, value: str | None) -> None:
     carried = merged.get(key)
     if carried is not None and carried.strip() and find_placeholder(carried) is None:
         return  # the admin's own value, set in librechat.yaml, wins
-    if value:
+    if value is not None and value.strip():
         merged[key] = shorten(value)
     else:
         merged.pop(key, None)  # a placeholder is no team: send none rather than a literal `{{...}}`
