@@ -35,6 +35,7 @@ class StandInMongo:
         self.finds = 0
         self.gate: threading.Event | None = None  # when set to an unset Event, finds wait for it
         self.refuse_reads = False  # answer reads as MongoDB does a client without read access
+        self.refuse_more = False  # the same for `getMore` alone: a read that fails after its first batch
         self._server: MockupDB | None = None
         self._port = port
         self._cursors: dict[int, list[dict[str, Any]]] = {}
@@ -68,6 +69,7 @@ class StandInMongo:
         self.finds = 0
         self.gate = None
         self.refuse_reads = False
+        self.refuse_more = False
 
     def _respond(self, request: Any) -> bool:
         name = request.command_name
@@ -75,7 +77,7 @@ class StandInMongo:
             return False  # answered by auto_ismaster
         if name in ("saslStart", "authenticate"):
             return bool(request.replies(_REFUSED_LOGIN))  # the stand-in knows no MongoDB users
-        if self.refuse_reads and name in ("find", "count", "aggregate"):
+        if (self.refuse_reads and name in ("find", "count", "aggregate")) or (self.refuse_more and name == "getMore"):
             return bool(request.replies(_UNAUTHORIZED))
         # LibreChat's users live in `LibreChat`: a URI naming another database finds nobody.
         users = self.users if request.doc.get("$db", "LibreChat") == "LibreChat" else {}

@@ -11,12 +11,12 @@ from typing import Any
 import pytest
 from bson import ObjectId
 
-from portkey_user_proxy.cli import EXIT_MONGO_UNREACHABLE, main
+from portkey_user_proxy.cli import main
+from portkey_user_proxy.exit_codes import ExitCode
 from portkey_user_proxy.export import HEADER, TeamIndex
 from portkey_user_proxy.teams import TeamChoice
 from tests.conftest import load_fixture
 from tests.mongo import RealMongo, StandInMongo
-from tests.servers import unused_port
 from tests.test_teams import ADA, ADA_ON_ENTRA, NOBODY, TIM, _group, _teams, _user
 
 pytestmark = pytest.mark.usefixtures("restore_logging")  # the CLI sets up logging as a process would
@@ -99,17 +99,37 @@ def test_users_beyond_one_batch_are_all_written_in_order(
     assert ids == sorted([TIM, ADA, NOBODY, *extra])
 
 
-def test_export_fails_clearly_when_mongodb_is_unreachable(
-    monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str], tmp_path: Path
+def test_export_that_cannot_read_mongodb_writes_nothing_and_says_why(
+    own_mongo: StandInMongo, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str], tmp_path: Path
 ) -> None:
     monkeypatch.chdir(tmp_path)
-    monkeypatch.setenv("MONGO_URI", f"mongodb://127.0.0.1:{unused_port()}/LibreChat")
-    monkeypatch.setenv("USER_LOOKUP_TIMEOUT_SECONDS", "0.3")
+    monkeypatch.setenv("MONGO_URI", own_mongo.uri)
+    own_mongo.refuse_reads = True  # a MongoDB user without read access to LibreChat's database
 
-    assert main(["export-users"]) == EXIT_MONGO_UNREACHABLE
+    assert main(["export-users"]) == ExitCode.MONGO_UNAUTHORIZED
     captured = capsys.readouterr()
-    assert captured.out == ""  # no header without users: a half file never looks like a whole one
+    assert captured.out == ""  # no header and no rows: nothing that could pass for a (short) export
+    assert f"MongoDB at {own_mongo.uri.removeprefix('mongodb://')}: unauthorized;" in captured.err
     assert "MONGO_URI" in captured.err
+
+
+def test_export_that_fails_half_way_says_after_how_many_users(
+    own_mongo: StandInMongo,
+    librechat_user: dict[str, Any],
+    monkeypatch: pytest.MonkeyPatch,
+    capsys: pytest.CaptureFixture[str],
+    tmp_path: Path,
+) -> None:
+    monkeypatch.chdir(tmp_path)
+    monkeypatch.setenv("MONGO_URI", own_mongo.uri)
+    for n in range(1, 1501):
+        own_mongo.add_user(_user(librechat_user, f"{n:024x}", f"u{n}@email.com"))
+    own_mongo.refuse_more = True
+
+    assert main(["export-users"]) == ExitCode.MONGO_UNAUTHORIZED
+    captured = capsys.readouterr()
+    assert len(captured.out.splitlines()) == 1 + 1000  # the header and the first batch
+    assert "unauthorized (stopped after 1000 users: the output is incomplete)" in captured.err
 
 
 def test_the_export_and_the_proxy_agree_on_every_users_team(

@@ -5,6 +5,7 @@ from __future__ import annotations
 import asyncio
 import time
 from collections.abc import Mapping
+from types import SimpleNamespace
 from typing import Any
 
 import pytest
@@ -153,11 +154,13 @@ def test_team_is_cached_with_the_user_one_groups_query_per_miss(librechat: Mongo
 
 
 class OneUser:
-    """`users` holding one LibreChat user."""
+    """`users` holding one LibreChat user, on a server that answers (what failures are classified by)."""
 
     def __init__(self, document: dict[str, Any]) -> None:
         self.document = document
         self.queries = 0
+        topology = SimpleNamespace(has_readable_server=lambda: True)
+        self.database = SimpleNamespace(name="LibreChat", client=SimpleNamespace(topology_description=topology))
 
     async def find_one(self, query: dict[str, Any], projection: Mapping[str, Any]) -> dict[str, Any] | None:
         self.queries += 1
@@ -257,15 +260,22 @@ def test_failing_groups_keep_the_user_and_their_last_team_and_retry_soon(librech
     asyncio.run(scenario())
 
 
-def test_failing_groups_without_an_earlier_team_send_none(librechat_user: dict[str, Any]) -> None:
+def test_failing_groups_without_an_earlier_team_send_none_and_say_why_once(
+    librechat_user: dict[str, Any], caplog: pytest.LogCaptureFixture
+) -> None:
     async def scenario() -> None:
         groups = TroubledGroups("Finance")
         groups.error = AutoReconnect("connection closed")
-        directory, _ = _troubled_directory(librechat_user, groups, FakeClock())
+        clock = FakeClock()
+        directory, _ = _troubled_directory(librechat_user, groups, clock)
 
         lookup = await directory.find(TIM)
+        clock.now += 10
+        await directory.find(TIM)
 
         assert lookup.outcome is LookupOutcome.FOUND
         assert lookup.user is not None and lookup.user.team is None
 
     asyncio.run(scenario())
+    warnings = [record.getMessage() for record in caplog.records if "groups" in record.getMessage()]
+    assert warnings == ["reading LibreChat's groups failed: unreachable (AutoReconnect); team left out"]
