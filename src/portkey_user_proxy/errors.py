@@ -6,6 +6,8 @@ import orjson
 
 from .asgi import Send
 
+ERROR_TYPE = "portkey_user_proxy_error"
+
 
 class ProxyError(Exception):
     def __init__(self, status: int, message: str, code: str, *, headers: tuple[tuple[bytes, bytes], ...] = ()) -> None:
@@ -16,8 +18,13 @@ class ProxyError(Exception):
         self.headers = headers
 
 
+def error_body(message: str, code: str) -> bytes:
+    """The one OpenAI-style error body: `{"error": {"message", "type", "code"}}`."""
+    return orjson.dumps({"error": {"message": message, "type": ERROR_TYPE, "code": code}})
+
+
 async def send_error(send: Send, error: ProxyError, extra_headers: tuple[tuple[bytes, bytes], ...] = ()) -> None:
-    body = orjson.dumps({"error": {"message": error.message, "type": "portkey_user_proxy_error", "code": error.code}})
+    body = error_body(error.message, error.code)
     headers = [
         (b"content-type", b"application/json"),
         (b"content-length", str(len(body)).encode()),

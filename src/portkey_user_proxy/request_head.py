@@ -29,9 +29,9 @@ import functools
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
 
-import orjson
 from uvicorn.protocols.http.httptools_impl import HttpToolsProtocol
 
+from .errors import error_body
 from .logs import RateLimitedWarnings
 
 if TYPE_CHECKING:
@@ -80,7 +80,7 @@ _IN_BODY = frozenset({Phase.BODY, Phase.TRAILERS})
 
 
 def _refusal(status: bytes, code: str, message: str, extra: bytes = b"") -> bytes:
-    body = orjson.dumps({"error": {"message": message, "type": "portkey_user_proxy_error", "code": code}})
+    body = error_body(message, code)
     head = (
         b"HTTP/1.1 " + status + b"\r\n"
         b"content-type: application/json\r\n"
