@@ -3,70 +3,14 @@
 from __future__ import annotations
 
 import asyncio
-from collections.abc import AsyncIterator, Awaitable, Callable
-from typing import Any
+from collections.abc import AsyncIterator
 
 import h11
 import httpx
 import pytest
 
 from portkey_user_proxy.transport import LeanTransport
-
-# A server script gets each connection's number and streams, and answers as the test needs.
-Script = Callable[[int, asyncio.StreamReader, asyncio.StreamWriter], Awaitable[None]]
-
-
-async def read_request(reader: asyncio.StreamReader) -> tuple[h11.Request, bytes] | None:
-    """One whole request from the connection, or None when the client closed it."""
-    parser = h11.Connection(h11.SERVER)
-    head: h11.Request | None = None
-    body = bytearray()
-    while True:
-        event = parser.next_event()
-        if event is h11.NEED_DATA:
-            data = await reader.read(65536)
-            if not data:
-                return None
-            parser.receive_data(data)
-        elif isinstance(event, h11.Request):
-            head = event
-        elif isinstance(event, h11.Data):
-            body += event.data
-        elif isinstance(event, h11.EndOfMessage):
-            assert head is not None
-            return head, bytes(body)
-
-
-def ok(body: bytes = b"hello") -> bytes:
-    return b"HTTP/1.1 200 OK\r\ncontent-length: %d\r\n\r\n%s" % (len(body), body)
-
-
-def run(
-    script: Script,
-    scenario: Callable[[httpx.AsyncClient, str], Awaitable[Any]],
-    transport: LeanTransport | None = None,
-    **timeouts: float,
-) -> Any:
-    async def main() -> Any:
-        connections = 0
-
-        async def handle(reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
-            nonlocal connections
-            connections += 1
-            try:
-                await script(connections, reader, writer)
-            finally:
-                writer.close()
-
-        server = await asyncio.start_server(handle, "127.0.0.1", 0)
-        port = server.sockets[0].getsockname()[1]
-        timeout = httpx.Timeout(5.0, **timeouts)
-        client = httpx.AsyncClient(transport=transport or LeanTransport(), timeout=timeout)
-        async with server, client:
-            result = await scenario(client, f"http://127.0.0.1:{port}")
-        return result, connections
-
-    return asyncio.run(main())
+from tests.scripted_upstream import ok, read_request, run
 
 
 def test_a_kept_alive_connection_serves_the_next_request() -> None:
@@ -140,19 +84,46 @@ def test_a_streamed_request_body_goes_out_chunked_and_whole() -> None:
     assert received[0] == b"".join(bytes([65 + n % 26]) * 10_000 for n in range(50))
 
 
-def test_a_kept_alive_connection_closed_by_the_server_is_replaced_and_the_request_sent_again() -> None:
+def test_a_request_on_a_kept_alive_connection_the_server_closes_is_never_sent_again() -> None:
+    received: list[bytes] = []
+
+    async def script(number: int, reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+        while (request := await read_request(reader)) is not None:
+            received.append(request[1])
+            if request[1] == b"2":
+                return  # read the whole request, then drop the connection: it may have been acted on
+            writer.write(ok(b"first"))
+
+    async def scenario(client: httpx.AsyncClient, url: str) -> str:
+        first = (await client.post(url, content=b"1")).text
+        with pytest.raises(httpx.RemoteProtocolError):
+            await client.post(url, content=b"2")
+        return first
+
+    first, connections = run(script, scenario)
+    assert first == "first"
+    assert received == [b"1", b"2"]  # a chat completion sent twice is charged twice
+    assert connections == 1
+
+
+def test_a_pooled_connection_the_server_closed_while_idle_is_passed_over() -> None:
+    closed = asyncio.Event()
+
     async def script(number: int, reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
         await read_request(reader)
-        writer.write(ok(b"first" if number == 1 else b"again"))
+        writer.write(ok(b"first" if number == 1 else b"second"))
         if number == 1:
-            await read_request(reader)  # the next request arrives as the server drops the connection
+            writer.close()
+            await writer.wait_closed()
+            closed.set()
 
     async def scenario(client: httpx.AsyncClient, url: str) -> list[str]:
         first = (await client.post(url, content=b"1")).text
+        await closed.wait()
         return [first, (await client.post(url, content=b"2")).text]
 
     texts, connections = run(script, scenario)
-    assert texts == ["first", "again"]
+    assert texts == ["first", "second"]
     assert connections == 2
 
 

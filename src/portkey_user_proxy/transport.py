@@ -1,19 +1,37 @@
-"""A lean HTTP/1.1 transport to Portkey for httpx: asyncio protocols and llhttp (httptools).
+"""A lean, strict HTTP/1.1 transport to Portkey for httpx: asyncio protocols and llhttp (httptools).
 
 httpx's default transport (httpcore over anyio and h11) spends most of the proxy's CPU per request:
 its pool scans every pooled connection, probing each socket, when a request starts and ends, and
 each request goes through several layers of streams and cancel scopes. This transport keeps what a
-reverse proxy needs and nothing more: one origin per pool, idle connections on a stack (the event loop
-tells a connection when its peer closes, so none is probed), request and response bodies streamed
-with flow control both ways. It raises httpx's own exceptions, so the client's callers see no change.
+reverse proxy needs and nothing more: one origin per pool, idle connections on a stack, request and
+response bodies streamed with flow control both ways.
+
+Every user's requests share this pool, so it is held to httpcore's rules, and stricter:
+
+1. A request is never sent twice. Only a pooled connection found closed (or readable) before the
+   first byte is written is passed over; once a byte is written, a failure is final.
+2. Only clean connections return to the pool: a byte received while idle, or after a complete
+   response, closes the connection. A response is only read for the request written on it.
+3. A body cut short (reset, error, or close before its length or last chunk) is an error, never
+   a complete response.
+4. The response head (interim heads and trailers included) is bounded; trailers never become
+   headers; a 1xx that is the final answer, or a status outside 100-599, is a protocol error.
+5. Every failure reaches the caller as one of httpx's exceptions, never as a parser error escaping
+   into the event loop.
+
+A connection's life is an explicit state machine (httpcore's, `_async/http11.py`):
+NEW → ACTIVE → IDLE → ACTIVE ... → CLOSED, with the response's own progress HEAD → BODY → COMPLETE.
 """
 
 from __future__ import annotations
 
 import asyncio
+import enum
+import select
 import ssl
 import time
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Iterator
+from contextlib import contextmanager
 from typing import cast
 
 import httptools
@@ -23,9 +41,24 @@ Origin = tuple[str, str, int]
 
 # A response body paused in the kernel's buffers rather than ours once this much is waiting.
 _READ_HIGH_WATER = 1 << 20
+# The status lines and headers of one response (interim heads and trailers included): httpcore's bound.
+MAX_RESPONSE_HEAD_BYTES = 100 * 1024
 _DEFAULT_PORTS = {"http": 80, "https": 443}
 # Statuses whose responses never carry a body (RFC 9110 §6.4.1).
 _BODILESS = frozenset({204, 304})
+
+
+class ConnectionState(enum.Enum):
+    NEW = enum.auto()  # connected, no request byte written
+    ACTIVE = enum.auto()  # a request is on it: its bytes may have reached the server
+    IDLE = enum.auto()  # in the pool between requests: any byte that arrives now closes it
+    CLOSED = enum.auto()
+
+
+class ResponsePhase(enum.Enum):
+    HEAD = enum.auto()  # waiting for the final status line and headers
+    BODY = enum.auto()  # the head is here, the body is arriving
+    COMPLETE = enum.auto()  # the body ended where its framing says
 
 
 class LeanTransport(httpx.AsyncBaseTransport):
@@ -41,18 +74,10 @@ class LeanTransport(httpx.AsyncBaseTransport):
     async def handle_async_request(self, request: httpx.Request) -> httpx.Response:
         timeouts: dict[str, float | None] = request.extensions.get("timeout", {})
         origin = _origin(request.url)
-        connection = self._checkout(origin)
-        reused = connection is not None
-        if connection is None:
-            connection = await self._connect(request, origin, timeouts.get("connect"))
-        try:
-            return await connection.exchange(request, timeouts.get("write"), timeouts.get("read"))
-        except _StaleConnection:
-            # The server closed a kept-alive connection as the request went out: the request never
-            # reached it, so a replayable request is sent once more on a fresh connection.
-            if not reused or not isinstance(request.stream, httpx.ByteStream):
-                raise httpx.RemoteProtocolError("the server closed the connection", request=request) from None
-            connection = await self._connect(request, origin, timeouts.get("connect"))
+        # No retry anywhere below: a connection taken from the pool was clean and open just now, and
+        # once the request's first byte is written, any failure is the caller's to see.
+        connection = self._checkout(origin) or await self._connect(request, origin, timeouts.get("connect"))
+        with _mapped_failures(request):
             return await connection.exchange(request, timeouts.get("write"), timeouts.get("read"))
 
     async def aclose(self) -> None:
@@ -89,7 +114,7 @@ class LeanTransport(httpx.AsyncBaseTransport):
         now = time.monotonic()
         while stack:
             connection = stack.pop()
-            if not connection.closed and now - connection.idle_since < self._keepalive_expiry:
+            if now - connection.idle_since < self._keepalive_expiry and connection.reusable():
                 return connection
             connection.close()
         return None
@@ -114,13 +139,26 @@ class LeanTransport(httpx.AsyncBaseTransport):
                 )
         except TimeoutError:
             raise httpx.ConnectTimeout(f"connecting to {host}:{port} timed out", request=request) from None
-        except OSError as exc:
+        except (OSError, ValueError) as exc:  # refused, unresolvable, TLS refused, a host IDNA cannot encode
             raise httpx.ConnectError(f"connecting to {host}:{port} failed: {exc}", request=request) from None
         return protocol
 
 
-class _StaleConnection(Exception):
-    """A kept-alive connection was found closed before any byte of the response arrived."""
+@contextmanager
+def _mapped_failures(request: httpx.Request) -> Iterator[None]:
+    """The one boundary: whatever the socket or the parser raises reaches the caller as httpx's own."""
+    try:
+        yield
+    except httpx.HTTPError:
+        raise
+    except OSError as exc:
+        raise httpx.ReadError(f"the connection to the server failed: {exc}", request=request) from exc
+    except httptools.HttpParserError as exc:
+        raise httpx.RemoteProtocolError(f"invalid response from the server: {exc}", request=request) from exc
+
+
+class _StopParsing(Exception):
+    """Raised from a parser callback to stop httptools; the reason, if any, is already recorded."""
 
 
 class _Connection(asyncio.Protocol):
@@ -130,34 +168,36 @@ class _Connection(asyncio.Protocol):
     __slots__ = (
         "_buffered",
         "_chunks",
-        "_complete",
         "_error",
+        "_fd",
         "_framed",
-        "_head_done",
+        "_head_bytes",
+        "_head_bytes_received",
         "_headers",
         "_keep_alive",
         "_parser",
+        "_phase",
         "_pool",
         "_reading_paused",
         "_reason",
-        "_received_any",
         "_request",
         "_status",
         "_transport",
         "_waiter",
         "_write_paused",
-        "closed",
         "idle_since",
         "origin",
+        "state",
     )
 
     def __init__(self, pool: LeanTransport, origin: Origin) -> None:
         self.origin = origin
-        self.closed = False
+        self.state = ConnectionState.NEW
         self.idle_since = 0.0
         self._pool = pool
         self._request: httpx.Request | None = None
         self._transport: asyncio.Transport | None = None
+        self._fd = -1
         self._parser = httptools.HttpResponseParser(self)
         self._waiter: asyncio.Future[None] | None = None
         self._write_paused = False
@@ -165,17 +205,17 @@ class _Connection(asyncio.Protocol):
         self._reset()
 
     def _reset(self) -> None:
+        self._phase = ResponsePhase.HEAD
         self._status = 0
         self._reason = b""
         self._headers: list[tuple[bytes, bytes]] = []
-        self._head_done = False
+        self._head_bytes = 0  # of status lines, headers and trailers, as parsed
+        self._head_bytes_received = 0  # received while the head was incomplete, parsed or not
         self._framed = False  # the body's end is marked (length or chunked), not the connection's close
         self._chunks: list[bytes] = []  # taken all at once: a list is a tenth of an empty deque's size
         self._buffered = 0
-        self._complete = False
-        self._keep_alive = False
+        self._keep_alive = False  # the parser reached the response's end and the server keeps the connection
         self._error: httpx.HTTPError | None = None
-        self._received_any = False  # any byte of the response to the current request
 
     # The exchange, as the transport drives it.
 
@@ -183,25 +223,26 @@ class _Connection(asyncio.Protocol):
         self, request: httpx.Request, write_timeout: float | None, read_timeout: float | None
     ) -> httpx.Response:
         self._request = request
+        self.state = ConnectionState.ACTIVE
         try:
             await self._send_request(request, write_timeout)
-            while not self._head_done:
+            while self._phase is ResponsePhase.HEAD:
                 await self._wait(read_timeout, "no response headers")
         except BaseException:
             self.close()
             raise
         if request.method == "HEAD" or self._status in _BODILESS:
-            self._complete = True
+            # No body follows, whatever the head says; the parser does not know the method, so a
+            # HEAD response's connection is not reused (_keep_alive stays False).
+            self._phase = ResponsePhase.COMPLETE
         return httpx.Response(
             self._status,
             headers=self._headers,
-            stream=_ResponseBody(self, read_timeout),
+            stream=_ResponseBody(self, request, read_timeout),
             extensions={"http_version": b"HTTP/1.1", "reason_phrase": self._reason},
         )
 
     async def _send_request(self, request: httpx.Request, timeout: float | None) -> None:
-        transport = self._transport
-        assert transport is not None
         head = [b"%s %s HTTP/1.1\r\n" % (request.method.encode("ascii"), request.url.raw_path)]
         chunked = False
         for name, value in request.headers.raw:
@@ -209,32 +250,32 @@ class _Connection(asyncio.Protocol):
             if name.lower() == b"transfer-encoding":
                 chunked = b"chunked" in value.lower()
         head.append(b"\r\n")
-        pending = b"".join(head)
-        stream = cast(AsyncIterator[bytes], request.stream)
-        async for part in stream:
-            if not part:
-                continue
-            pending += b"%x\r\n%s\r\n" % (len(part), part) if chunked else part
-            await self._write(pending, timeout)
-            pending = b""
-        await self._write(pending + (b"0\r\n\r\n" if chunked else b""), timeout)
+        if isinstance(request.stream, httpx.ByteStream):
+            await self._write(b"".join(head) + request.content, timeout)  # one write: head and body
+            return
+        # A streamed body: the head goes now, each part as the caller produces it.
+        await self._write(b"".join(head), timeout)
+        async for part in cast(AsyncIterator[bytes], request.stream):
+            if part:
+                await self._write(b"%x\r\n%s\r\n" % (len(part), part) if chunked else part, timeout)
+        if chunked:
+            await self._write(b"0\r\n\r\n", timeout)
 
     async def _write(self, data: bytes, timeout: float | None) -> None:
-        if self.closed:
-            if self._received_any:
+        if self.state is ConnectionState.CLOSED:
+            if self._phase is not ResponsePhase.HEAD:
                 return  # the server answered (and closed) before the body was complete: read that answer
-            raise _StaleConnection
+            raise self._error or httpx.WriteError("the server closed the connection", request=self._request)
         assert self._transport is not None
-        if data:
-            self._transport.write(data)
-        while self._write_paused and not self.closed:
+        self._transport.write(data)
+        while self._write_paused and not self.closed:  # the loop may close it while we wait
             await self._wait(timeout, "request body not accepted", write=True)
 
     # Reading the response body, as `_ResponseBody` drives it.
 
     async def next_chunk(self, timeout: float | None) -> bytes | None:
         while not self._chunks:
-            if self._complete:
+            if self._phase is ResponsePhase.COMPLETE:
                 return None
             await self._wait(timeout, "no response data")
         data = self._chunks[0] if len(self._chunks) == 1 else b"".join(self._chunks)
@@ -247,22 +288,32 @@ class _Connection(asyncio.Protocol):
 
     def release(self) -> None:
         """The response is done with: keep the connection for the next request, or close it."""
-        if self._complete and self._keep_alive and not self.closed and not self._chunks:
+        clean = self._phase is ResponsePhase.COMPLETE and self._keep_alive and not self._chunks
+        if self.state is ConnectionState.ACTIVE and clean and self._error is None:
             self._reset()
+            self.state = ConnectionState.IDLE
             self._pool.checkin(self)
         else:
             self.close()
 
+    @property
+    def closed(self) -> bool:
+        return self.state is ConnectionState.CLOSED
+
+    def reusable(self) -> bool:
+        """Idle and nothing waiting to be read: a byte the event loop has not delivered yet counts too."""
+        return self.state is ConnectionState.IDLE and not _has_pending_bytes(self._fd)
+
     def close(self) -> None:
-        if self._transport is not None and not self.closed:
+        if self._transport is not None and self.state is not ConnectionState.CLOSED:
             self._transport.close()
-        self.closed = True
+        self.state = ConnectionState.CLOSED
 
     async def _wait(self, timeout: float | None, what: str, *, write: bool = False) -> None:
         if self._error is not None:
             raise self._error
-        if self.closed and not write:
-            raise self._closed_error()
+        if self.state is ConnectionState.CLOSED and not write:
+            raise httpx.RemoteProtocolError("the server closed the connection", request=self._request)
         waiter = self._waiter = asyncio.get_running_loop().create_future()
         try:
             async with asyncio.timeout(timeout):
@@ -275,34 +326,45 @@ class _Connection(asyncio.Protocol):
         if self._error is not None:
             raise self._error
 
-    def _closed_error(self) -> Exception:
-        if not self._received_any:
-            return _StaleConnection()
-        return httpx.RemoteProtocolError("the server closed the connection mid-response", request=self._request)
+    def _fail(self, error: httpx.HTTPError) -> None:
+        """The exchange cannot go on: the caller sees `error`, and the connection is not used again."""
+        if self._error is None:
+            self._error = error
+        self.close()
 
     def _wake(self) -> None:
         if self._waiter is not None and not self._waiter.done():
             self._waiter.set_result(None)
 
-    # asyncio.Protocol
+    # asyncio.Protocol: nothing raised here may reach the event loop (it would log "Fatal error").
 
     def connection_made(self, transport: asyncio.BaseTransport) -> None:
         self._transport = cast(asyncio.Transport, transport)
+        sock = transport.get_extra_info("socket")
+        self._fd = sock.fileno() if sock is not None else -1
 
     def data_received(self, data: bytes) -> None:
-        self._received_any = True
+        if self.state is not ConnectionState.ACTIVE:
+            # Bytes on an idle connection belong to no request; before any request, to none either.
+            self._fail(httpx.RemoteProtocolError("the server sent bytes no request asked for", request=self._request))
+            return
         try:
             self._parser.feed_data(data)
-        except httptools.HttpParserError as exc:
-            self._error = httpx.RemoteProtocolError(f"invalid response from the server: {exc}", request=self._request)
-            self.close()
+        except httptools.HttpParserCallbackError as exc:
+            if not isinstance(exc.__context__, _StopParsing):  # a stop asked for by a callback below
+                self._fail(httpx.RemoteProtocolError(f"invalid response: {exc}", request=self._request))
+        except Exception as exc:  # HttpParserError, HttpParserUpgrade (a 101): whatever llhttp refuses
+            self._fail(httpx.RemoteProtocolError(f"invalid response: {exc}", request=self._request))
+        else:
+            self._bound_incomplete_head(len(data))
         self._wake()
 
     def connection_lost(self, exc: Exception | None) -> None:
-        self.closed = True
-        if self._head_done and not self._framed and not self._complete:
-            self._complete = True  # a body delimited by the connection's close has ended
-            self._keep_alive = False
+        self.state = ConnectionState.CLOSED
+        if self._phase is ResponsePhase.BODY and not self._framed and exc is None:
+            self._phase = ResponsePhase.COMPLETE  # a body delimited by the connection's close has ended
+        elif self._phase is not ResponsePhase.COMPLETE and self._error is None:
+            self._error = self._lost(exc)
         self._wake()
 
     def pause_writing(self) -> None:
@@ -312,12 +374,35 @@ class _Connection(asyncio.Protocol):
         self._write_paused = False
         self._wake()
 
+    def _lost(self, exc: Exception | None) -> httpx.HTTPError:
+        where = "before its response" if self._phase is ResponsePhase.HEAD else "in the middle of the response"
+        if exc is not None:
+            return httpx.ReadError(f"the connection failed {where}: {exc}", request=self._request)
+        return httpx.RemoteProtocolError(f"the server closed the connection {where}", request=self._request)
+
+    def _bound_incomplete_head(self, size: int) -> None:
+        # llhttp holds a header line until it ends, so one endless line is bounded by the bytes received.
+        if self._phase is ResponsePhase.HEAD and self.state is ConnectionState.ACTIVE:
+            self._head_bytes_received += size
+            if self._head_bytes_received > MAX_RESPONSE_HEAD_BYTES:
+                self._fail(_head_too_large(self._request))
+
     # httptools callbacks
 
+    def on_message_begin(self) -> None:
+        if self._phase is ResponsePhase.COMPLETE:
+            # A second response to one request: the connection's bytes no longer match its requests.
+            self.close()
+            raise _StopParsing
+
     def on_status(self, reason: bytes) -> None:
+        self._count_head(len(reason) + 15)  # "HTTP/1.1 200 " and CRLF
         self._reason += reason
 
     def on_header(self, name: bytes, value: bytes) -> None:
+        self._count_head(len(name) + len(value) + 4)  # ": " and CRLF
+        if self._phase is not ResponsePhase.HEAD:
+            return  # a chunked body's trailers: never headers
         self._headers.append((name, value))
         lowered = name.lower()
         if lowered == b"content-length" or (lowered == b"transfer-encoding" and b"chunked" in value.lower()):
@@ -325,11 +410,14 @@ class _Connection(asyncio.Protocol):
 
     def on_headers_complete(self) -> None:
         status = self._parser.get_status_code()
-        if 100 <= status < 200:
+        if status == 101 or not 100 <= status <= 599:
+            self._fail(httpx.RemoteProtocolError(f"unexpected response status {status}", request=self._request))
+            raise _StopParsing
+        if status < 200:
             self._headers, self._reason, self._framed = [], b"", False  # interim response: wait for the final one
             return
         self._status = status
-        self._head_done = True
+        self._phase = ResponsePhase.BODY
 
     def on_body(self, body: bytes) -> None:
         self._chunks.append(body)
@@ -339,25 +427,47 @@ class _Connection(asyncio.Protocol):
             self._transport.pause_reading()
 
     def on_message_complete(self) -> None:
-        if self._head_done:
-            self._complete = True
+        if self._phase is ResponsePhase.BODY:
+            self._phase = ResponsePhase.COMPLETE
             self._keep_alive = self._parser.should_keep_alive()
+
+    def _count_head(self, size: int) -> None:
+        self._head_bytes += size
+        if self._head_bytes > MAX_RESPONSE_HEAD_BYTES:
+            self._fail(_head_too_large(self._request))
+            raise _StopParsing
 
 
 class _ResponseBody(httpx.AsyncByteStream):
-    def __init__(self, connection: _Connection, read_timeout: float | None) -> None:
+    def __init__(self, connection: _Connection, request: httpx.Request, read_timeout: float | None) -> None:
         self._connection = connection
+        self._request = request
         self._read_timeout = read_timeout
         self._released = False
 
     async def __aiter__(self) -> AsyncIterator[bytes]:
-        while (chunk := await self._connection.next_chunk(self._read_timeout)) is not None:
-            yield chunk
+        with _mapped_failures(self._request):
+            while (chunk := await self._connection.next_chunk(self._read_timeout)) is not None:
+                yield chunk
 
     async def aclose(self) -> None:
         if not self._released:
             self._released = True
             self._connection.release()
+
+
+def _head_too_large(request: httpx.Request | None) -> httpx.RemoteProtocolError:
+    message = f"the response's status line and headers exceed {MAX_RESPONSE_HEAD_BYTES} bytes"
+    return httpx.RemoteProtocolError(message, request=request)
+
+
+def _has_pending_bytes(fd: int) -> bool:
+    """Whether the socket has something to read (bytes, or the server's close) that the loop has not seen yet."""
+    if fd < 0:
+        return False
+    poller = select.poll()
+    poller.register(fd, select.POLLIN)
+    return bool(poller.poll(0))
 
 
 def _origin(url: httpx.URL) -> Origin:
