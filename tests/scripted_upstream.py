@@ -64,7 +64,7 @@ async def _serve_connections(
             handlers.add(task)
         try:
             await script(counter[0], reader, writer)
-        except ConnectionError:
+        except (ConnectionError, asyncio.IncompleteReadError):
             pass  # the client went away: what the script was testing for, often
         finally:
             writer.close()
@@ -138,3 +138,33 @@ class ScriptedUpstream:
                 task.cancel()
             self._loop.run_until_complete(asyncio.gather(*tasks, return_exceptions=True))
             self._loop.close()
+
+
+def forward_proxy(request_lines: list[bytes]) -> Script:
+    """A minimal HTTP forward proxy: absolute-form requests and CONNECT tunnels, relayed byte for byte."""
+
+    async def relay(reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+        while data := await reader.read(65536):
+            writer.write(data)
+            await writer.drain()
+        writer.close()
+
+    async def script(_: int, reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+        head = await reader.readuntil(b"\r\n\r\n")
+        request_line = head.split(b"\r\n", 1)[0]
+        request_lines.append(request_line)
+        method, target, _ = request_line.split(b" ")
+        if method == b"CONNECT":
+            host, port = target.rsplit(b":", 1)
+            origin_reader, origin_writer = await asyncio.open_connection(host.decode(), int(port))
+            writer.write(b"HTTP/1.1 200 Connection established\r\n\r\n")
+        else:
+            url = httpx.URL(target.decode())
+            origin_reader, origin_writer = await asyncio.open_connection(url.host, url.port)
+            origin_writer.write(head)  # the absolute form, which the origin (uvicorn) accepts as well
+        try:
+            await asyncio.gather(relay(reader, origin_writer), relay(origin_reader, writer))
+        finally:
+            origin_writer.close()
+
+    return script

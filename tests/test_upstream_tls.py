@@ -11,6 +11,7 @@ import httpx
 import pytest
 
 from tests.conftest import MakeProxy
+from tests.scripted_upstream import ScriptedUpstream, forward_proxy
 from tests.servers import ServerThread, Upstream
 
 pytestmark = pytest.mark.skipif(
@@ -80,3 +81,23 @@ def test_an_untrusted_certificate_is_refused_with_a_502(make_proxy: MakeProxy, t
 
     assert response.status_code == 502
     assert tls_upstream.received == []
+
+
+def test_an_https_upstream_is_reached_through_a_tunnel_of_the_https_proxy(
+    make_proxy: MakeProxy, tls_upstream: Upstream, certificate: tuple[Path, Path], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    request_lines: list[bytes] = []
+    forward = ScriptedUpstream(forward_proxy(request_lines)).start()
+    try:
+        monkeypatch.setenv("HTTPS_PROXY", forward.url)
+        monkeypatch.setenv("SSL_CERT_FILE", str(certificate[0]))
+        proxy = make_proxy(portkey_url=tls_upstream.url)
+
+        response = httpx.post(proxy.url + "/v1/chat/completions", json={"user": "6651f0c2a1b2c3d4e5f60718"})
+    finally:
+        forward.stop()
+
+    assert response.status_code == 200
+    port = tls_upstream.url.rsplit(":", 1)[1]
+    assert request_lines == [f"CONNECT 127.0.0.1:{port} HTTP/1.1".encode()]  # TLS end to end, verified
+    assert tls_upstream.last.metadata["_user"] == "timmanik@email.com"

@@ -23,7 +23,7 @@ from pymongo.asynchronous.collection import AsyncCollection
 from .exit_codes import ExitCode
 from .mongo_failures import MongoFailure, advice, classify, location
 from .settings import Settings
-from .upstream import build_http_client, error_before_response
+from .upstream import UpstreamPolicy, build_http_client, error_before_response
 from .users import connect_users
 
 _PORTKEY_TIMEOUT_SECONDS = 10.0
@@ -170,7 +170,7 @@ async def _portkey_reachable(settings: Settings) -> Check:
         try:
             response = await client.get(settings.portkey_url + "/", timeout=_PORTKEY_TIMEOUT_SECONDS)
         except httpx.HTTPError as exc:
-            reason = error_before_response(exc, settings).message
+            reason = error_before_response(exc, UpstreamPolicy.from_settings(settings)).message
             return Check(Verdict.FAIL, "portkey reachable", f"{reason} ({type(exc).__name__}: {str(exc)[:160]})")
     # Any HTTP answer shows the connection, TLS included, works: the root path need not exist.
     detail = f"{target} answered HTTP {response.status_code} in {_ms_since(started)}"

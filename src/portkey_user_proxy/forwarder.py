@@ -40,7 +40,7 @@ from .request_target import upstream_url
 from .settings import Settings
 from .teams import owned_keys
 from .traces import conversation_trace
-from .upstream import error_before_response
+from .upstream import UpstreamPolicy, error_before_response
 from .usage import UsageScanner
 from .user_value import user_value_of
 from .users import UserDirectory
@@ -67,6 +67,7 @@ class Forwarder:
         self._conversation_trace = conversation_trace(settings)
         self._portkey_defaults = portkey_defaults(settings)
         self._upstream_slots = UpstreamSlots(settings.max_concurrent_upstream_requests)
+        self._upstream_policy = UpstreamPolicy.from_settings(settings)
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
         record = AccessRecord(scope["method"], scope["path"], time.perf_counter())
@@ -115,7 +116,7 @@ class Forwarder:
         try:
             response = await self._client.send(request, stream=True)
         except httpx.HTTPError as exc:
-            raise error_before_response(exc, self._settings) from None
+            raise error_before_response(exc, self._upstream_policy) from None
         record.status = response.status_code
         record.trace_id = response.headers.get(TRACE_ID.decode(), "-")
         self._metrics.open_streams.inc()

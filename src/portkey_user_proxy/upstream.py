@@ -2,6 +2,9 @@
 
 from __future__ import annotations
 
+from dataclasses import dataclass
+from typing import Any
+
 import httpx
 
 from .errors import ProxyError
@@ -11,6 +14,29 @@ from .transport import LeanTransport
 # Node's default server keep-alive is 5 s (the self-hosted gateway runs on Node): close idle
 # connections before the server does, so a request never lands on a socket being torn down.
 _KEEPALIVE_EXPIRY_SECONDS = 4.0
+_MAX_IDLE_CONNECTIONS = 256
+# Routes through an HTTP_PROXY / HTTPS_PROXY / ALL_PROXY use httpx's own transport (httpcore), with
+# the same keep-alive and, like the direct route, no cap on connections: every open stream holds one.
+_PROXIED_LIMITS = httpx.Limits(
+    max_connections=None, max_keepalive_connections=_MAX_IDLE_CONNECTIONS, keepalive_expiry=_KEEPALIVE_EXPIRY_SECONDS
+)
+
+
+@dataclass(frozen=True, slots=True)
+class UpstreamPolicy:
+    """What per-request upstream code needs to know, resolved once at start-up."""
+
+    target: str  # PORTKEY_URL without credentials: what error messages may name
+    connect_timeout: float
+    read_timeout: float
+
+    @classmethod
+    def from_settings(cls, settings: Settings) -> UpstreamPolicy:
+        return cls(
+            target=settings.portkey_url_for_humans,
+            connect_timeout=settings.upstream_connect_timeout_seconds,
+            read_timeout=settings.upstream_read_timeout_seconds,
+        )
 
 
 class _NoCookies(httpx.Cookies):
@@ -24,9 +50,31 @@ class _NoCookies(httpx.Cookies):
 
 
 class _UpstreamClient(httpx.AsyncClient):
-    """An httpx client whose cookie store is always empty."""
+    """An httpx client that adds nothing to requests (no cookies, no default headers).
+
+    No `transport=` is passed to httpx: it then mounts the environment's proxies (`HTTP_PROXY`,
+    `HTTPS_PROXY`, `ALL_PROXY`, `NO_PROXY`) exactly as for any httpx client, and only the direct
+    route, the one httpx would give its own default transport, gets the lean transport.
+    """
 
     _no_cookies = _NoCookies()
+
+    def __init__(self, direct: httpx.AsyncBaseTransport, **options: Any) -> None:
+        self._direct = direct
+        super().__init__(**options)
+
+    def _init_transport(self, *args: Any, **kwargs: Any) -> httpx.AsyncBaseTransport:
+        return self._direct
+
+    @property
+    def headers(self) -> httpx.Headers:
+        return self._headers
+
+    @headers.setter
+    def headers(self, headers: Any) -> None:
+        # httpx's own setter adds `accept`, `accept-encoding`, `connection` and `user-agent` to every
+        # request: an upstream asked for gzip would send it to clients that never asked for it.
+        self._headers = httpx.Headers(headers)
 
     @property
     def cookies(self) -> httpx.Cookies:
@@ -46,23 +94,20 @@ def build_http_client(settings: Settings) -> httpx.AsyncClient:
         pool=settings.upstream_connect_timeout_seconds,
     )
     # Every open stream holds its own connection, so the number of connections is not capped.
-    transport = LeanTransport(max_idle=256, keepalive_expiry=_KEEPALIVE_EXPIRY_SECONDS)
-    client = _UpstreamClient(transport=transport, timeout=timeout, follow_redirects=False)
-    # No default headers (httpx's accept, accept-encoding, user-agent): the client's own pass through.
-    client.headers = httpx.Headers()
-    return client
+    direct = LeanTransport(max_idle=_MAX_IDLE_CONNECTIONS, keepalive_expiry=_KEEPALIVE_EXPIRY_SECONDS)
+    return _UpstreamClient(direct, timeout=timeout, limits=_PROXIED_LIMITS, follow_redirects=False)
 
 
-def error_before_response(exc: httpx.HTTPError, settings: Settings) -> ProxyError:
+def error_before_response(exc: httpx.HTTPError, policy: UpstreamPolicy) -> ProxyError:
     """What the client is told when the upstream failed before sending response headers."""
-    target = settings.portkey_url_for_humans
+    target = policy.target
     if isinstance(exc, httpx.ConnectTimeout):
-        message = f"could not connect to the upstream {target} within {settings.upstream_connect_timeout_seconds:g} s"
+        message = f"could not connect to the upstream {target} within {policy.connect_timeout:g} s"
         return ProxyError(502, message, "upstream_unreachable")
     if isinstance(exc, httpx.ConnectError):
         return ProxyError(502, f"the upstream {target} is unreachable (check PORTKEY_URL)", "upstream_unreachable")
     if isinstance(exc, httpx.ReadTimeout | httpx.WriteTimeout):
-        limit = settings.upstream_read_timeout_seconds
+        limit = policy.read_timeout
         message = f"the upstream {target} sent no response within {limit:g} s (UPSTREAM_READ_TIMEOUT_SECONDS)"
         return ProxyError(504, message, "upstream_timeout")
     if isinstance(exc, httpx.PoolTimeout):
