@@ -14,7 +14,7 @@ import pytest
 
 from tests.conftest import MakeProxy
 from tests.scripted_upstream import Script, ScriptedUpstream, forward_proxy, ok, read_request, reset
-from tests.servers import Upstream, raw_exchange
+from tests.servers import Upstream, raw_exchange, unused_port
 from tests.test_metrics import scrape
 
 USER_ID = "6651f0c2a1b2c3d4e5f60718"
@@ -212,3 +212,20 @@ def test_no_proxy_sends_the_upstream_direct(
     assert response.status_code == 200
     assert request_lines == []
     assert upstream.last.path == "/v1/chat/completions"
+
+
+def test_an_unreachable_proxy_is_a_502_that_names_the_proxy_settings_but_not_their_secrets(
+    make_proxy: MakeProxy, upstream: Upstream, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setenv("HTTP_PROXY", f"http://user:proxy-secret@127.0.0.1:{unused_port()}")
+    proxy = make_proxy()
+
+    with httpx.Client(base_url=proxy.url, trust_env=False) as client:
+        response = client.post("/v1/chat/completions", json=CHAT)
+
+    assert response.status_code == 502
+    error = response.json()["error"]
+    assert error["code"] == "upstream_unreachable"
+    assert "HTTP(S)_PROXY" in error["message"]
+    assert "proxy-secret" not in response.text
+    assert upstream.received == []

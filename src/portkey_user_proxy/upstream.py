@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 from typing import Any
+from urllib.request import getproxies
 
 import httpx
 
@@ -29,13 +30,19 @@ class UpstreamPolicy:
     target: str  # PORTKEY_URL without credentials: what error messages may name
     connect_timeout: float
     read_timeout: float
+    unreachable_hint: str  # the settings to check when the upstream cannot be reached
 
     @classmethod
     def from_settings(cls, settings: Settings) -> UpstreamPolicy:
+        # The environment's proxies, read the way httpx reads them (urllib's getproxies).
+        proxied = any(getproxies().get(scheme) for scheme in ("http", "https", "all"))
         return cls(
             target=settings.portkey_url_for_humans,
             connect_timeout=settings.upstream_connect_timeout_seconds,
             read_timeout=settings.upstream_read_timeout_seconds,
+            unreachable_hint="check PORTKEY_URL, and HTTP(S)_PROXY / ALL_PROXY / NO_PROXY"
+            if proxied
+            else "check PORTKEY_URL",
         )
 
 
@@ -105,7 +112,8 @@ def error_before_response(exc: httpx.HTTPError, policy: UpstreamPolicy) -> Proxy
         message = f"could not connect to the upstream {target} within {policy.connect_timeout:g} s"
         return ProxyError(502, message, "upstream_unreachable")
     if isinstance(exc, httpx.ConnectError):
-        return ProxyError(502, f"the upstream {target} is unreachable (check PORTKEY_URL)", "upstream_unreachable")
+        message = f"the upstream {target} is unreachable ({policy.unreachable_hint})"
+        return ProxyError(502, message, "upstream_unreachable")
     if isinstance(exc, httpx.ReadTimeout | httpx.WriteTimeout):
         limit = policy.read_timeout
         message = f"the upstream {target} sent no response within {limit:g} s (UPSTREAM_READ_TIMEOUT_SECONDS)"
