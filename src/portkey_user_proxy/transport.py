@@ -223,8 +223,8 @@ class _Connection(asyncio.Protocol):
         self, request: httpx.Request, write_timeout: float | None, read_timeout: float | None
     ) -> httpx.Response:
         self._request = request
-        self.state = ConnectionState.ACTIVE
         try:
+            self._activate()
             await self._send_request(request, write_timeout)
             while self._phase is ResponsePhase.HEAD:
                 await self._wait(read_timeout, "no response headers")
@@ -241,6 +241,11 @@ class _Connection(asyncio.Protocol):
             stream=_ResponseBody(self, request, read_timeout),
             extensions={"http_version": b"HTTP/1.1", "reason_phrase": self._reason},
         )
+
+    def _activate(self) -> None:
+        if self.closed:  # a fresh connection on which the server spoke first, or closed at once
+            raise self._error or httpx.RemoteProtocolError("the server closed the connection", request=self._request)
+        self.state = ConnectionState.ACTIVE
 
     async def _send_request(self, request: httpx.Request, timeout: float | None) -> None:
         head = [b"%s %s HTTP/1.1\r\n" % (request.method.encode("ascii"), request.url.raw_path)]
