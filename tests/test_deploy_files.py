@@ -61,6 +61,9 @@ SETTINGS = {name.upper(): field for name, field in Settings.model_fields.items()
 DOCUMENTED_ELSEWHERE = {
     "PORTKEY_API_KEY": "LibreChat, for librechat.yaml's x-portkey-api-key header",
     "PROMETHEUS_MULTIPROC_DIR": "prometheus_client's directory for metrics of several workers, honoured by serve",
+    # Read by the upstream HTTP client (httpx) from the environment, as by any httpx client.
+    **dict.fromkeys(("HTTP_PROXY", "HTTPS_PROXY", "ALL_PROXY", "NO_PROXY"), "httpx's environment proxies"),
+    **dict.fromkeys(("SSL_CERT_FILE", "SSL_CERT_DIR"), "httpx's trusted certificates"),
 }
 # The services of LibreChat's stock docker-compose.yml that the override may refer to.
 LIBRECHAT_SERVICES = {"api", "mongodb", "meilisearch", "vectordb", "rag_api"}
