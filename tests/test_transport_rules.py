@@ -233,3 +233,21 @@ def test_an_unparseable_response_is_an_httpx_error_and_nothing_reaches_the_event
 
     run(script, scenario)
     assert [r.getMessage() for r in caplog.records if r.name == "asyncio" and r.levelno >= logging.ERROR] == []
+
+
+def test_an_endless_trailer_is_refused() -> None:
+    async def script(_: int, reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+        await read_request(reader)
+        writer.write(b"HTTP/1.1 200 OK\r\ntransfer-encoding: chunked\r\n\r\n5\r\nhello\r\n")
+        await writer.drain()
+        writer.write(b"0\r\nx-endless: ")
+        for _ in range(64):  # 1 MiB of one trailer line, unless the client stops reading first
+            writer.write(b"a" * 16384)
+            await writer.drain()
+
+    async def scenario(client: httpx.AsyncClient, url: str) -> None:
+        async with client.stream("POST", url, content=b"x") as response:
+            with pytest.raises(httpx.RemoteProtocolError, match="exceed"):
+                await response.aread()
+
+    run(script, scenario)

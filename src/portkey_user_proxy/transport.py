@@ -166,13 +166,14 @@ class _Connection(asyncio.Protocol):
 
     # Slots: one of these lives as long as each open stream.
     __slots__ = (
+        "_body_in_read",
         "_buffered",
+        "_bytes_without_body",
         "_chunks",
         "_error",
         "_fd",
         "_framed",
         "_head_bytes",
-        "_head_bytes_received",
         "_headers",
         "_keep_alive",
         "_parser",
@@ -210,7 +211,8 @@ class _Connection(asyncio.Protocol):
         self._reason = b""
         self._headers: list[tuple[bytes, bytes]] = []
         self._head_bytes = 0  # of status lines, headers and trailers, as parsed
-        self._head_bytes_received = 0  # received while the head was incomplete, parsed or not
+        self._bytes_without_body = 0  # received in reads that carried no body byte, in a row
+        self._body_in_read = False
         self._framed = False  # the body's end is marked (length or chunked), not the connection's close
         self._chunks: list[bytes] = []  # taken all at once: a list is a tenth of an empty deque's size
         self._buffered = 0
@@ -361,7 +363,7 @@ class _Connection(asyncio.Protocol):
         except Exception as exc:  # HttpParserError, HttpParserUpgrade (a 101): whatever llhttp refuses
             self._fail(httpx.RemoteProtocolError(f"invalid response: {exc}", request=self._request))
         else:
-            self._bound_incomplete_head(len(data))
+            self._bound_unparsed_lines(len(data))
         self._wake()
 
     def connection_lost(self, exc: Exception | None) -> None:
@@ -385,11 +387,15 @@ class _Connection(asyncio.Protocol):
             return httpx.ReadError(f"the connection failed {where}: {exc}", request=self._request)
         return httpx.RemoteProtocolError(f"the server closed the connection {where}", request=self._request)
 
-    def _bound_incomplete_head(self, size: int) -> None:
-        # llhttp holds a header line until it ends, so one endless line is bounded by the bytes received.
-        if self._phase is ResponsePhase.HEAD and self.state is ConnectionState.ACTIVE:
-            self._head_bytes_received += size
-            if self._head_bytes_received > MAX_RESPONSE_HEAD_BYTES:
+    def _bound_unparsed_lines(self, size: int) -> None:
+        # llhttp holds a header or trailer line until it ends, and reports neither before: reads that
+        # carry no body byte are status lines, headers, chunk sizes or trailers, so they are what is bounded.
+        if self._body_in_read:
+            self._body_in_read = False
+            self._bytes_without_body = 0
+        elif self._phase is not ResponsePhase.COMPLETE and self.state is ConnectionState.ACTIVE:
+            self._bytes_without_body += size
+            if self._bytes_without_body > MAX_RESPONSE_HEAD_BYTES:
                 self._fail(_head_too_large(self._request))
 
     # httptools callbacks
@@ -425,6 +431,7 @@ class _Connection(asyncio.Protocol):
         self._phase = ResponsePhase.BODY
 
     def on_body(self, body: bytes) -> None:
+        self._body_in_read = True
         self._chunks.append(body)
         self._buffered += len(body)
         if self._buffered > _READ_HIGH_WATER and not self._reading_paused and self._transport is not None:
