@@ -229,3 +229,23 @@ def test_an_unreachable_proxy_is_a_502_that_names_the_proxy_settings_but_not_the
     assert "HTTP(S)_PROXY" in error["message"]
     assert "proxy-secret" not in response.text
     assert upstream.received == []
+
+
+def test_a_proxy_that_refuses_the_tunnel_is_a_502_that_names_the_proxy_settings(
+    make_proxy: MakeProxy, serve_script: type[ScriptedUpstream], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    async def refusing_proxy(_: int, reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+        await reader.readuntil(b"\r\n\r\n")
+        writer.write(b"HTTP/1.1 407 Proxy Authentication Required\r\ncontent-length: 0\r\n\r\n")
+
+    monkeypatch.setenv("HTTPS_PROXY", serve_script(refusing_proxy).url)
+    proxy = make_proxy(portkey_url=f"https://127.0.0.1:{unused_port()}")
+
+    with httpx.Client(base_url=proxy.url, trust_env=False) as client:
+        response = client.post("/v1/chat/completions", json=CHAT)
+
+    assert response.status_code == 502
+    error = response.json()["error"]
+    assert error["code"] == "upstream_unreachable"
+    assert "proxy refused" in error["message"]
+    assert "HTTP(S)_PROXY" in error["message"]

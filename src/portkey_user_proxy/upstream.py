@@ -111,6 +111,9 @@ def error_before_response(exc: httpx.HTTPError, policy: UpstreamPolicy) -> Proxy
     if isinstance(exc, httpx.ConnectTimeout):
         message = f"could not connect to the upstream {target} within {policy.connect_timeout:g} s"
         return ProxyError(502, message, "upstream_unreachable")
+    if isinstance(exc, httpx.ProxyError):  # the environment's proxy refused the tunnel (407, 403, ...)
+        message = f"the proxy refused the connection to the upstream {target} ({policy.unreachable_hint})"
+        return ProxyError(502, message, "upstream_unreachable")
     if isinstance(exc, httpx.ConnectError):
         message = f"the upstream {target} is unreachable ({policy.unreachable_hint})"
         return ProxyError(502, message, "upstream_unreachable")
