@@ -26,7 +26,7 @@ from .metadata import build_metadata
 from .mongo_failures import MongoFailure, advice, classify, location
 from .request_head import InboundLimits, server_options
 from .settings import Settings, SettingsError, load_settings
-from .teams import owned_keys, team_choice
+from .teams import OwnedKeys, team_choice
 from .user_value import user_value_of
 from .users import UserDirectory, connect_users
 from .worker_metrics import shared_metrics
@@ -113,7 +113,7 @@ async def _check_user(settings: Settings, user: str, metadata: str | None) -> in
         attribution = await attribute(identify(None, user), directory, settings.unresolved_user_policy, user_value)
     finally:
         await directory.close()
-    owned = owned_keys(settings, attribution.team, attribution.tenant)
+    owned = OwnedKeys.from_settings(settings).values(attribution.team, attribution.tenant)
     header = build_metadata(metadata, attribution.user_value, attribution.fields, owned).header
     print(f"user id:            {user if user.isascii() and user.isprintable() else loggable(user)}")
     print(f"attribution:        {attribution.outcome} ({attribution.reason})")

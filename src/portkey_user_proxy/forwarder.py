@@ -10,6 +10,7 @@ import asyncio
 import time
 import uuid
 from collections.abc import AsyncIterator
+from dataclasses import dataclass
 
 import httpx
 
@@ -37,8 +38,8 @@ from .metadata import build_metadata
 from .metrics import Metrics, route_class
 from .portkey_defaults import portkey_defaults
 from .request_target import upstream_url
-from .settings import Settings
-from .teams import owned_keys
+from .settings import Settings, UnresolvedUserPolicy
+from .teams import OwnedKeys
 from .traces import conversation_trace
 from .upstream import UpstreamPolicy, error_before_response
 from .usage import UsageScanner
@@ -49,15 +50,35 @@ from .users import UserDirectory
 CLIENT_CLOSED = 499
 
 
+@dataclass(frozen=True, slots=True)
+class ForwardingPolicy:
+    """What the forwarder reads from the settings on each request, resolved once at start-up."""
+
+    identity_header: bytes
+    body_limit: int
+    unresolved_users: UnresolvedUserPolicy
+    stream_usage: bool
+    owned_keys: OwnedKeys
+
+    @classmethod
+    def from_settings(cls, settings: Settings) -> ForwardingPolicy:
+        return cls(
+            identity_header=settings.user_id_header.encode("latin-1"),
+            body_limit=settings.max_request_body_bytes,
+            unresolved_users=settings.unresolved_user_policy,
+            stream_usage=settings.include_stream_usage,
+            owned_keys=OwnedKeys.from_settings(settings),
+        )
+
+
 class Forwarder:
     def __init__(
         self, settings: Settings, directory: UserDirectory, client: httpx.AsyncClient, metrics: Metrics
     ) -> None:
-        self._settings = settings
+        self._policy = ForwardingPolicy.from_settings(settings)
         self._directory = directory
         self._client = client
         self._metrics = metrics
-        self._identity_header = settings.user_id_header.encode("latin-1")
         base = httpx.URL(settings.portkey_url)
         self._base = base
         self._base_path = base.raw_path.rstrip(b"/")
@@ -85,16 +106,14 @@ class Forwarder:
 
     async def _proxy(self, scope: Scope, receive: Receive, send: Send, record: AccessRecord) -> None:
         raw = scope["headers"] if self._inbound_key is None else self._inbound_key.admit(scope["headers"])
-        headers = split_request_headers(raw, self._identity_header)
-        check_declared_length(headers, self._settings.max_request_body_bytes)
+        headers = split_request_headers(raw, self._policy.identity_header)
+        check_declared_length(headers, self._policy.body_limit)
         record.request_id = headers.request_id or uuid.uuid4().hex
         url = self._url(scope)
         dialect = dialect_for(scope["path"])
         body, parsed = await self._read_json_body(headers, receive, dialect)
         identity = identify(headers.identity, *dialect.identity_fields(parsed or {}))
-        attribution = await attribute(
-            identity, self._directory, self._settings.unresolved_user_policy, self._user_value
-        )
+        attribution = await attribute(identity, self._directory, self._policy.unresolved_users, self._user_value)
         self._note_attribution(record, identity, attribution)
         if attribution.rejected:
             logger.info("refused the user id %s (%s)", loggable(identity.raw or "-"), attribution.reason)
@@ -170,7 +189,7 @@ class Forwarder:
         if not (dialect.reads_body and headers.is_json and headers.has_body):
             return None, None
         try:
-            body = await read_body(receive, self._settings.max_request_body_bytes)
+            body = await read_body(receive, self._policy.body_limit)
         except BodyTooLarge as exc:
             raise too_large(exc.limit) from None
         return body, json_fields(body)
@@ -189,12 +208,12 @@ class Forwarder:
         if body is None and headers.has_body:
             stream = stream_body(receive, body_received)
             if headers.content_length is None:
-                return capped(stream, self._settings.max_request_body_bytes), body_received
+                return capped(stream, self._policy.body_limit), body_received
             outgoing.append((b"content-length", headers.content_length))
             return stream, body_received
         body_received.set()
         if parsed is not None and body is not None:
-            body = dialect.request_body(body, parsed, stream_usage=self._settings.include_stream_usage)
+            body = dialect.request_body(body, parsed, stream_usage=self._policy.stream_usage)
         return body, body_received
 
     def _outgoing_headers(self, headers: RequestHeaders, attribution: Attribution, record: AccessRecord) -> RawHeaders:
@@ -208,7 +227,7 @@ class Forwarder:
         return outgoing
 
     def _with_metadata(self, headers: RequestHeaders, attribution: Attribution) -> RawHeaders:
-        owned = owned_keys(self._settings, attribution.team, attribution.tenant)
+        owned = self._policy.owned_keys.values(attribution.team, attribution.tenant)
         metadata = build_metadata(headers.metadata, attribution.user_value, attribution.fields, owned)
         if metadata.problem:
             self._warnings.warn("metadata", "%s", metadata.problem)

@@ -14,6 +14,7 @@ never invented.
 from __future__ import annotations
 
 from collections.abc import Iterable, Mapping, Sequence
+from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
 
 from pymongo.asynchronous.collection import AsyncCollection
@@ -99,11 +100,22 @@ def team_finder(settings: Settings, database: AsyncDatabase[Any], *, always: boo
     return TeamFinder(database[GROUPS_COLLECTION], team_choice(settings))
 
 
-def owned_keys(settings: Settings, team: str | None, tenant: str | None) -> dict[str, str | None]:
-    """The metadata keys the proxy fills from LibreChat's data: key -> value, None when it has none."""
-    owned: dict[str, str | None] = {}
-    if settings.team_metadata_key is not None:
-        owned[settings.team_metadata_key] = team
-    if settings.tenant_metadata_key is not None:
-        owned[settings.tenant_metadata_key] = tenant
-    return owned
+@dataclass(frozen=True, slots=True)
+class OwnedKeys:
+    """The metadata keys the proxy fills from LibreChat's data (TEAM_METADATA_KEY, TENANT_METADATA_KEY)."""
+
+    team_key: str | None = None
+    tenant_key: str | None = None
+
+    @classmethod
+    def from_settings(cls, settings: Settings) -> OwnedKeys:
+        return cls(settings.team_metadata_key, settings.tenant_metadata_key)
+
+    def values(self, team: str | None, tenant: str | None) -> dict[str, str | None]:
+        """Key -> the user's value, None when the user has none."""
+        owned: dict[str, str | None] = {}
+        if self.team_key is not None:
+            owned[self.team_key] = team
+        if self.tenant_key is not None:
+            owned[self.tenant_key] = tenant
+        return owned
