@@ -40,11 +40,20 @@ _LATENCY_BUCKETS = (0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10, 30,
 _LOOKUP_BUCKETS = (0.0005, 0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5)
 
 
-@functools.lru_cache(maxsize=1024)
+# A route class depends on the path's last characters only: caching by them keeps the cache's memory
+# bounded however long the paths clients send (a request head may hold 64 KiB of path).
+_ROUTE_TAIL = max(len(suffix) for _, suffix in _ROUTE_CLASSES)
+
+
 def route_class(path: str) -> str:
+    return _route_class_of_tail(path[-_ROUTE_TAIL:])
+
+
+@functools.lru_cache(maxsize=1024)
+def _route_class_of_tail(tail: str) -> str:
     # Asked several times per request (counter, histograms) for a handful of distinct paths.
     for name, suffix in _ROUTE_CLASSES:
-        if path.endswith(suffix):
+        if tail.endswith(suffix):
             return name
     return "other"
 

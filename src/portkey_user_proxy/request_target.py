@@ -19,6 +19,8 @@ from .errors import ProxyError
 
 _SEGMENT_SEPARATORS = re.compile(rb"[/\\]")
 _DOT_SEGMENTS = frozenset({b".", b".."})
+# PORTKEY_URL's path + an API path + a short query (Azure's `?api-version=...`) fit with room to spare.
+_CACHED_TARGET_BYTES = 256
 
 
 def upstream_url(base: httpx.URL, base_path: bytes, raw_path: bytes, query: bytes) -> httpx.URL:
@@ -43,9 +45,21 @@ def has_dot_segment(raw_path: bytes) -> bool:
     return any(segment in _DOT_SEGMENTS for segment in _SEGMENT_SEPARATORS.split(decoded))
 
 
-@functools.lru_cache(maxsize=1024)
 def _url_if_unchanged(base: httpx.URL, target: bytes) -> httpx.URL | None:
-    # LibreChat calls a handful of paths; building an httpx.URL costs more than looking one up.
+    # LibreChat calls a handful of short paths; building an httpx.URL costs more than looking one up.
+    # Longer targets are built each time: clients choose them, and cached they would hold up to
+    # 1024 request heads' worth of memory.
+    if len(target) <= _CACHED_TARGET_BYTES:
+        return _cached_url_if_unchanged(base, target)
+    return _build_url_if_unchanged(base, target)
+
+
+@functools.lru_cache(maxsize=1024)
+def _cached_url_if_unchanged(base: httpx.URL, target: bytes) -> httpx.URL | None:
+    return _build_url_if_unchanged(base, target)
+
+
+def _build_url_if_unchanged(base: httpx.URL, target: bytes) -> httpx.URL | None:
     path = target.partition(b"?")[0]
     if has_dot_segment(path):
         return None
