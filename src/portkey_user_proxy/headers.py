@@ -7,6 +7,7 @@ included, passes unchanged, except the few the proxy itself consumes or sets.
 
 from __future__ import annotations
 
+import re
 from dataclasses import dataclass, field
 
 RawHeaders = list[tuple[bytes, bytes]]
@@ -29,6 +30,7 @@ TRACE_ID = b"x-portkey-trace-id"
 REQUEST_ID = b"x-request-id"
 # Set by the proxy from what it sends, or meaningless once the body has been received here.
 _RECOMPUTED = frozenset({b"host", b"content-length", b"expect", METADATA})
+_REQUEST_ID = re.compile(rb"[\x21-\x7e]{1,200}")
 
 
 @dataclass(slots=True)
@@ -70,11 +72,21 @@ def split_request_headers(raw: RawHeaders, identity_header: bytes) -> RequestHea
             result.content_type = value
             result.forward.append((name, value))
         elif name == REQUEST_ID:
-            result.request_id = _text(value)
-            result.forward.append((name, value))
+            if result.request_id is None and (request_id := client_request_id(value)) is not None:
+                result.request_id = request_id
+                result.forward.append((name, value))
         elif name not in HOP_BY_HOP and name not in _RECOMPUTED and name not in dropped:
             result.forward.append((name, value))
     return result
+
+
+def client_request_id(value: bytes) -> str | None:
+    """A client's `x-request-id` the proxy may pass on and return, or None: it is replaced by a fresh one.
+
+    Only visible ASCII (no spaces) and at most 200 characters: the id is echoed in the response, written
+    in the access line and sent upstream, where anything else could be re-encoded, forge or bloat them.
+    """
+    return value.decode("ascii") if _REQUEST_ID.fullmatch(value) else None
 
 
 def response_headers(raw: RawHeaders) -> RawHeaders:
