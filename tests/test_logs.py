@@ -112,14 +112,21 @@ def test_escapes_are_unambiguous() -> None:
     assert escape_for_log("\u2028\ud800é") == "\\u2028\\ud800é"
 
 
-def test_json_lines_keep_the_values_whole(capsys: pytest.CaptureFixture[str]) -> None:
+@pytest.mark.parametrize("forged", FORGERIES)
+def test_json_lines_are_one_line_and_keep_the_values_whole(forged: str, capsys: pytest.CaptureFixture[str]) -> None:
     configure_logging("INFO", "json")
-    record = AccessRecord("GET", FORGERIES[0], time.perf_counter(), status=401)
+    record = AccessRecord("GET", forged, time.perf_counter(), status=401, user=forged)
 
     record.emit()
 
-    (line,) = capsys.readouterr().err.splitlines()
-    assert json.loads(line)["path"] == FORGERIES[0]
+    err = capsys.readouterr().err
+    assert err.count("\n") == 1 and err.endswith("\n")
+    line = err.removesuffix("\n")
+    assert line.splitlines() == [line]  # no separator any reader splits lines at (NEL, U+2028, U+2029...)
+    assert not any(char in line for char in "\r\x1b\x00\x7f\x85\u2028\u2029\ud800")
+    entry = json.loads(line)
+    assert entry["path"] == forged
+    assert entry["user"] == forged
 
 
 def test_values_quoted_for_the_log_are_not_escaped_twice(capsys: pytest.CaptureFixture[str]) -> None:

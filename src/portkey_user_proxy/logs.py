@@ -125,7 +125,17 @@ class JsonFormatter(logging.Formatter):
         entry.update(getattr(record, "access", {}))
         if record.exc_info:
             entry["exception"] = self.formatException(record.exc_info)
-        return json.dumps(entry, ensure_ascii=False, default=str)
+        return _RAW_IN_JSON.sub(_json_escape, json.dumps(entry, ensure_ascii=False, default=str))
+
+
+# What `json.dumps(ensure_ascii=False)` leaves raw that a log shipper may take for a line end (NEL,
+# U+2028, U+2029) or fail to encode (lone surrogates), and the other C1 controls. In JSON text they
+# can only occur inside strings, where a `\uNNNN` escape stands for the same character.
+_RAW_IN_JSON = re.compile(r"[\x7f-\x9f\u2028\u2029\ud800-\udfff]")
+
+
+def _json_escape(match: re.Match[str]) -> str:
+    return f"\\u{ord(match.group()):04x}"
 
 
 def iso_utc(timestamp: float) -> str:
