@@ -8,6 +8,7 @@ from __future__ import annotations
 
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
+from typing import Any
 
 import httpx
 from fastapi import FastAPI
@@ -17,6 +18,7 @@ from .forwarder import Forwarder
 from .health import OWN_PATHS, router
 from .inbound_auth import RequireInboundKey, inbound_key, metrics_need_the_key
 from .metrics import Metrics
+from .request_head import REFUSALS_STATE_KEY
 from .settings import Settings, load_settings
 from .teams import team_finder
 from .upstream import build_http_client
@@ -60,9 +62,10 @@ class ProxyApp:
             await self.api(scope, receive, send)
 
     @asynccontextmanager
-    async def _lifespan(self, _: FastAPI) -> AsyncIterator[None]:
+    async def _lifespan(self, _: FastAPI) -> AsyncIterator[dict[str, Any]]:
         try:
-            yield
+            # The server's own refusals (request_head.py) are counted with the app's errors.
+            yield {REFUSALS_STATE_KEY: self.metrics.refused}
         finally:
             await self.client.aclose()
             await self.directory.close()

@@ -136,6 +136,10 @@ class Metrics:
             registry=self.registry,
         )
 
+    def refused(self, path: str | None, code: str) -> None:
+        """A request the server refused before the app saw it whole (408, 431, 503): an error the proxy made."""
+        self.errors.labels(route_class(path) if path is not None else "other", code).inc()
+
     def lookup(self, outcome: LookupOutcome) -> None:
         self.lookups.labels(_LOOKUP_LABELS.get(outcome, outcome.value)).inc()
 

@@ -19,6 +19,9 @@ one the proxy runs), with four rules added:
   cancelled or re-armed per read or per request.
 - **Connections.** With `MAX_CONNECTIONS`, a connection beyond it gets 503 and is closed at once,
   before it can hold a file descriptor for long.
+
+Each refusal sent is reported to the app through the lifespan state (uvicorn hands every connection
+the state the app's lifespan yields): `REFUSALS_STATE_KEY` names a `RefusalCounter` there.
 """
 
 from __future__ import annotations
@@ -26,6 +29,7 @@ from __future__ import annotations
 import asyncio
 import enum
 import functools
+from collections.abc import Callable
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
 
@@ -38,6 +42,10 @@ if TYPE_CHECKING:
     from .settings import Settings
 
 _warnings = RateLimitedWarnings()
+
+REFUSALS_STATE_KEY = "portkey_user_proxy.refusals"
+# Called with the refused request's path (None when its head was not read whole) and the error code.
+RefusalCounter = Callable[[str | None, str], None]
 
 
 @dataclass(frozen=True, slots=True)
@@ -79,14 +87,20 @@ class Phase(enum.Enum):
 _IN_BODY = frozenset({Phase.BODY, Phase.TRAILERS})
 
 
-def _refusal(status: bytes, code: str, message: str, extra: bytes = b"") -> bytes:
+@dataclass(frozen=True, slots=True)
+class _Refusal:
+    code: str
+    response: bytes
+
+
+def _refusal(status: bytes, code: str, message: str, extra: bytes = b"") -> _Refusal:
     body = error_body(message, code)
     head = (
         b"HTTP/1.1 " + status + b"\r\n"
         b"content-type: application/json\r\n"
         b"content-length: " + str(len(body)).encode() + b"\r\n" + extra + b"connection: close\r\n\r\n"
     )
-    return head + body
+    return _Refusal(code, head + body)
 
 
 class _HeadTooLarge(Exception):
@@ -290,7 +304,7 @@ class BoundedHttpToolsProtocol(HttpToolsProtocol):
         message = f"the request line and headers exceed {self._head_limit} bytes (MAX_REQUEST_HEAD_BYTES)"
         self._give_up(_refusal(b"431 Request Header Fields Too Large", "request_header_too_large", message))
 
-    def _give_up(self, refusal: bytes | None) -> None:
+    def _give_up(self, refusal: _Refusal | None) -> None:
         """Close the connection, with `refusal` first unless a response has begun on it."""
         self._disarm()
         cycle = self.cycle
@@ -302,5 +316,11 @@ class BoundedHttpToolsProtocol(HttpToolsProtocol):
                 cycle.disconnected = True
                 cycle.message_event.set()
         if refusal is not None:
-            self.transport.write(refusal)
+            self._report(refusal.code)
+            self.transport.write(refusal.response)
         self.transport.close()
+
+    def _report(self, code: str) -> None:
+        counter: RefusalCounter | None = self.app_state.get(REFUSALS_STATE_KEY)
+        if counter is not None:
+            counter(self.scope.get("path") if self._phase in _IN_BODY else None, code)
