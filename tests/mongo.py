@@ -36,6 +36,7 @@ class StandInMongo:
         self.gate: threading.Event | None = None  # when set to an unset Event, finds wait for it
         self.refuse_reads = False  # answer reads as MongoDB does a client without read access
         self.refuse_more = False  # the same for `getMore` alone: a read that fails after its first batch
+        self.refused_collections: set[str] = set()  # `find` on these is refused as `refuse_reads` does
         self._server: MockupDB | None = None
         self._port = port
         self._cursors: dict[int, list[dict[str, Any]]] = {}
@@ -70,6 +71,7 @@ class StandInMongo:
         self.gate = None
         self.refuse_reads = False
         self.refuse_more = False
+        self.refused_collections.clear()
 
     def _respond(self, request: Any) -> bool:
         name = request.command_name
@@ -77,7 +79,8 @@ class StandInMongo:
             return False  # answered by auto_ismaster
         if name in ("saslStart", "authenticate"):
             return bool(request.replies(_REFUSED_LOGIN))  # the stand-in knows no MongoDB users
-        if (self.refuse_reads and name in ("find", "count", "aggregate")) or (self.refuse_more and name == "getMore"):
+        refused = self.refuse_reads or request.doc.get("find") in self.refused_collections
+        if (refused and name in ("find", "count", "aggregate")) or (self.refuse_more and name == "getMore"):
             return bool(request.replies(_UNAUTHORIZED))
         # LibreChat's users live in `LibreChat`: a URI naming another database finds nobody.
         users = self.users if request.doc.get("$db", "LibreChat") == "LibreChat" else {}

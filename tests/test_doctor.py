@@ -9,6 +9,7 @@ import pytest
 from portkey_user_proxy.cli import main
 from portkey_user_proxy.doctor import masked_mongo_uri
 from portkey_user_proxy.exit_codes import ExitCode
+from tests.conftest import load_fixture
 from tests.mongo import RealMongo, StandInMongo, needs_stand_in
 from tests.servers import Upstream, unused_port
 
@@ -49,7 +50,72 @@ def test_a_sound_set_up_passes_every_check(environment: pytest.MonkeyPatch, caps
     assert "PORTKEY_PROVIDER=@openai-prod" in output
     assert "PORTKEY_API_KEY=(set, hidden)" in output
     assert "pk-doctor-secret-0123" not in output
+    assert "groups collection" not in verdicts(output)  # TEAM_METADATA_KEY unset: `groups` is never read
     assert output.rstrip().endswith("every check passed")
+
+
+def test_teams_on_check_that_groups_can_be_read(
+    environment: pytest.MonkeyPatch, mongo: StandInMongo | RealMongo, capsys: pytest.CaptureFixture[str]
+) -> None:
+    for group in load_fixture("librechat_groups.json"):
+        mongo.add_group(group)
+    environment.setenv("TEAM_METADATA_KEY", "team")
+    environment.setenv("TEAM_GROUPS", "engineering,Finance")
+
+    code = main(["doctor"])
+
+    output = capsys.readouterr().out
+    assert code == ExitCode.OK
+    assert verdicts(output)["groups collection"] == "ok"
+    assert "groups holds 2 group(s)" in output
+
+
+@needs_stand_in()
+def test_teams_on_fail_when_groups_cannot_be_read(
+    environment: pytest.MonkeyPatch, mongo: StandInMongo, capsys: pytest.CaptureFixture[str]
+) -> None:
+    mongo.add_group(load_fixture("librechat_groups.json")[0])
+    mongo.refused_collections.add("groups")
+    environment.setenv("TEAM_METADATA_KEY", "team")
+
+    code = main(["doctor"])
+
+    output = capsys.readouterr().out
+    assert code == ExitCode.CHECKS_FAILED
+    found = verdicts(output)
+    assert found["users collection"] == "ok"
+    assert found["groups collection"] == "FAIL"
+    assert "code 13 Unauthorized" in output
+    assert "MONGO_URI needs a user" in output
+
+
+def test_teams_on_warn_when_there_are_no_groups(
+    environment: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
+) -> None:
+    environment.setenv("TEAM_METADATA_KEY", "team")
+
+    code = main(["doctor"])
+
+    output = capsys.readouterr().out
+    assert code == ExitCode.OK
+    assert verdicts(output)["groups collection"] == "warn"
+    assert "unset TEAM_METADATA_KEY" in output
+
+
+def test_team_groups_no_group_is_called_are_named(
+    environment: pytest.MonkeyPatch, mongo: StandInMongo | RealMongo, capsys: pytest.CaptureFixture[str]
+) -> None:
+    for group in load_fixture("librechat_groups.json"):
+        mongo.add_group(group)
+    environment.setenv("TEAM_METADATA_KEY", "team")
+    environment.setenv("TEAM_GROUPS", "Engineering,Finanse")
+
+    code = main(["doctor"])
+
+    output = capsys.readouterr().out
+    assert code == ExitCode.OK
+    assert verdicts(output)["groups collection"] == "warn"
+    assert "is called Finanse (TEAM_GROUPS)" in output
 
 
 @needs_stand_in()

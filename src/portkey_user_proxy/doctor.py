@@ -23,6 +23,7 @@ from pymongo.asynchronous.collection import AsyncCollection
 from .exit_codes import ExitCode
 from .mongo_failures import MongoFailure, advice, classify, location
 from .settings import Settings
+from .teams import GROUPS_COLLECTION, TeamChoice
 from .upstream import UpstreamPolicy, build_http_client, error_before_response
 from .users import connect_users
 
@@ -100,12 +101,16 @@ def masked_mongo_uri(uri: str) -> str:
 async def _mongodb_checks(settings: Settings) -> list[Check]:
     users = connect_users(settings.mongo_uri, settings.user_lookup_timeout_seconds)
     try:
-        return await _mongodb_checks_with(users, settings.user_lookup_timeout_seconds)
+        team_groups = settings.team_group_names if settings.team_metadata_key is not None else None
+        return await _mongodb_checks_with(users, settings.user_lookup_timeout_seconds, team_groups)
     finally:
         await users.database.client.close()
 
 
-async def _mongodb_checks_with(users: AsyncCollection[Any], timeout: float) -> list[Check]:
+async def _mongodb_checks_with(
+    users: AsyncCollection[Any], timeout: float, team_groups: tuple[str, ...] | None
+) -> list[Check]:
+    """`team_groups`: TEAM_GROUPS when TEAM_METADATA_KEY is set (each lookup then reads `groups`), else None."""
     client = users.database.client
     where = location(client, users.database.name)
     steps: list[tuple[str, Callable[[], Awaitable[Check]]]] = [
@@ -114,6 +119,8 @@ async def _mongodb_checks_with(users: AsyncCollection[Any], timeout: float) -> l
         ("users collection", lambda: _count_users(users, where)),
         ("sample user email", lambda: _sample_email(users)),
     ]
+    if team_groups is not None:
+        steps.append(("groups collection", lambda: _read_groups(users, team_groups)))
     checks = [Check(Verdict.OK, "mongodb target", f"{where} (host:port/database from MONGO_URI)")]
     for name, step in steps:
         if checks[-1].verdict in (Verdict.FAIL, Verdict.SKIP):
@@ -161,6 +168,26 @@ async def _sample_email(users: AsyncCollection[Any]) -> Check:
         detail = "a user without an email: such users are attributed by their id (UNRESOLVED_USER_POLICY)"
         return Check(Verdict.WARN, "sample user email", detail)
     return Check(Verdict.OK, "sample user email", "a user has an email, so `_user` will be an email")
+
+
+async def _read_groups(users: AsyncCollection[Any], team_groups: tuple[str, ...]) -> Check:
+    groups = users.database[GROUPS_COLLECTION]
+    names = [group.get("name") async for group in groups.find({}, {"_id": 0, "name": 1})]
+    if not names:
+        detail = (
+            f"{groups.full_name} holds no group, so no team is sent: LibreChat 0.8 and later keeps its groups "
+            "there (an older one has none); add groups in LibreChat, or unset TEAM_METADATA_KEY"
+        )
+        return Check(Verdict.WARN, "groups collection", detail)
+    # A TEAM_GROUPS name no group has never becomes a team: compared as the team choice compares them.
+    missing = [name for name in team_groups if TeamChoice((name,)).choose(names) is None]
+    if missing:
+        detail = (
+            f"no group in {groups.full_name} is called {', '.join(missing)} (TEAM_GROUPS): correct the "
+            "name(s) as LibreChat spells them, or no user is ever in that team"
+        )
+        return Check(Verdict.WARN, "groups collection", detail)
+    return Check(Verdict.OK, "groups collection", f"{groups.full_name} holds {len(names)} group(s), readable")
 
 
 async def _portkey_reachable(settings: Settings) -> Check:
