@@ -70,7 +70,11 @@ def main() -> None:
     count_file.write_text("0")
     finds = itertools.count(1)
     server = MockupDB(auto_ismaster=HELLO)
-    server.autoresponds(UsersStandIn(bench_users(), lambda _: count_file.write_text(str(next(finds)))).respond)
+
+    def count_find(_: Any) -> None:
+        count_file.write_text(str(next(finds)))
+
+    server.autoresponds(UsersStandIn(bench_users(), count_find).respond)
     print(server.run(), flush=True)
     threading.Event().wait()
 
