@@ -126,7 +126,8 @@ def proxy_error_statuses() -> dict[str, int]:
                 where = f"{path.name}:{node.lineno}"
                 assert isinstance(status, ast.Constant), f"{where}: ProxyError's status is no literal"
                 assert isinstance(code, ast.Constant), f"{where}: ProxyError's code is no literal"
-                statuses[str(code.value)] = int(status.value)
+                assert isinstance(status.value, int), f"{where}: ProxyError's status is no number"
+                statuses[str(code.value)] = status.value
     return statuses
 
 

@@ -153,7 +153,7 @@ def forward_proxy(request_lines: list[bytes]) -> Script:
         head = await reader.readuntil(b"\r\n\r\n")
         request_line = head.split(b"\r\n", 1)[0]
         request_lines.append(request_line)
-        method, target, _ = request_line.split(b" ")
+        method, target, _version = request_line.split(b" ")
         if method == b"CONNECT":
             host, port = target.rsplit(b":", 1)
             origin_reader, origin_writer = await asyncio.open_connection(host.decode(), int(port))

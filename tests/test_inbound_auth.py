@@ -7,7 +7,6 @@ import hmac
 import httpx
 import pytest
 
-from portkey_user_proxy import inbound_auth
 from portkey_user_proxy.errors import ProxyError
 from portkey_user_proxy.inbound_auth import InboundKey
 from portkey_user_proxy.settings import SettingsError, load_settings
@@ -75,7 +74,7 @@ def test_the_comparison_is_constant_time(monkeypatch: pytest.MonkeyPatch) -> Non
         compared.append((a, b))
         return real_compare_digest(a, b)
 
-    monkeypatch.setattr(inbound_auth.hmac, "compare_digest", compare_digest)
+    monkeypatch.setattr(hmac, "compare_digest", compare_digest)
 
     assert InboundKey(KEY).matches(f"Bearer {KEY}".encode())
     assert compared == [(KEY.encode(), KEY.encode())]

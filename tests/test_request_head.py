@@ -9,6 +9,7 @@ from typing import Any
 
 import httpx
 import pytest
+import uvicorn
 
 from portkey_user_proxy import cli
 from portkey_user_proxy.request_head import BoundedHttpToolsProtocol
@@ -96,7 +97,7 @@ def test_a_large_body_is_no_head(make_proxy: MakeProxy, upstream: Upstream) -> N
 
 def test_serve_runs_uvicorn_with_the_bound(monkeypatch: pytest.MonkeyPatch) -> None:
     ran: dict[str, Any] = {}
-    monkeypatch.setattr(cli.uvicorn, "run", lambda app, **options: ran.update(options))
+    monkeypatch.setattr(uvicorn, "run", lambda app, **options: ran.update(options))
 
     cli._serve(load_settings(_env_file=None, max_request_head_bytes=8192), "127.0.0.1", 8080)
 

@@ -232,7 +232,9 @@ def test_concurrent_misses_for_one_user_share_one_query() -> None:
             assert users.gate is not None
             users.gate.set()
 
-        *lookups, _ = await asyncio.gather(*(directory.find(USER_ID) for _ in range(50)), open_gate_once_queried())
+        lookups, _ = await asyncio.gather(
+            asyncio.gather(*(directory.find(USER_ID) for _ in range(50))), open_gate_once_queried()
+        )
 
         assert len(users.queries) == 1
         assert {lookup.outcome for lookup in lookups} == {LookupOutcome.FOUND}
@@ -253,7 +255,9 @@ def test_concurrent_misses_for_different_users_are_never_mixed_up() -> None:
             assert users.gate is not None
             users.gate.set()
 
-        *lookups, _ = await asyncio.gather(*(directory.find(object_id) for object_id in ids), open_gate())
+        lookups, _ = await asyncio.gather(
+            asyncio.gather(*(directory.find(object_id) for object_id in ids)), open_gate()
+        )
 
         expected = {USER_ID: "tim@example.com", OTHER_ID: "ada@example.com", UNKNOWN_ID: None}
         assert [_email(lookup) for lookup in lookups] == [expected[object_id] for object_id in ids]

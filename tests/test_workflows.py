@@ -25,7 +25,7 @@ LINT = ROOT / "tests" / "lint"
 
 
 def workflow(path: Any) -> dict[str, Any]:
-    document: dict[str, Any] = load_yaml(path.read_text())
+    document: dict[Any, Any] = load_yaml(path.read_text())
     # YAML 1.1 reads the bare key `on` as the boolean true.
     document["on"] = document.pop(True, document.get("on"))
     return document
