@@ -203,31 +203,32 @@ def _parser() -> argparse.ArgumentParser:
     version = importlib.metadata.version("portkey-user-proxy")
     parser.add_argument("--version", action="version", version=f"%(prog)s {version}")
     commands = parser.add_subparsers(dest="command", required=True)
+
+    def command(name: str, summary: str, description: str) -> argparse.ArgumentParser:
+        # The commands that end with an exit code of their own list the codes in their --help too.
+        return commands.add_parser(
+            name, help=summary, description=description, epilog=epilog, formatter_class=formatter
+        )
+
     serve = commands.add_parser("serve", help="run the proxy")
     serve.add_argument("--host", default="127.0.0.1", help="address to listen on (default 127.0.0.1)")
     serve.add_argument("--port", type=int, default=8080, help="port to listen on (default 8080)")
-    check = commands.add_parser(
+    check = command(
         "check-user",
-        help="resolve a user as the proxy would and print the metadata",
-        description="Resolve a user as the proxy would and print the metadata it would send.",
-        epilog=epilog,
-        formatter_class=formatter,
+        "resolve a user as the proxy would and print the metadata",
+        "Resolve a user as the proxy would and print the metadata it would send.",
     )
     check.add_argument("user", metavar="ID_OR_EMAIL", help="a LibreChat user id (24 hex characters) or email")
     check.add_argument("--metadata", help="an x-portkey-metadata value to merge, as LibreChat would send it")
-    commands.add_parser(
+    command(
         "doctor",
-        help="check the set-up: settings, MongoDB, Portkey; one line per check",
-        description="Check the set-up, one line per check with a verdict and what to change.",
-        epilog=epilog,
-        formatter_class=formatter,
+        "check the set-up: settings, MongoDB, Portkey; one line per check",
+        "Check the set-up, one line per check with a verdict and what to change.",
     )
-    export = commands.add_parser(
+    export = command(
         "export-users",
-        help="write every LibreChat user as CSV (id,email,name,username,role,provider,team)",
-        description="Write every LibreChat user as CSV on stdout, with their team, in id order.",
-        epilog=epilog,
-        formatter_class=formatter,
+        "write every LibreChat user as CSV (id,email,name,username,role,provider,team)",
+        "Write every LibreChat user as CSV on stdout, with their team, in id order.",
     )
     export.add_argument(
         "--raw",
