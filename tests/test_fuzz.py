@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import json
 import unicodedata
+import uuid
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
 from typing import Any
@@ -333,7 +334,10 @@ def test_trailers_and_raw_paths_change_nothing_the_head_did_not_say(
     echo.received.clear()
     echo.paths.clear()
     path, body, trailers, user = request
+    # A request an earlier example's refusal cut short can reach the upstream late: look at this one's only.
+    example = uuid.uuid4().hex
     head = b"POST " + path + b" HTTP/1.1\r\nhost: proxy\r\ncontent-type: application/json\r\n"
+    head += b"x-fuzz-example: " + example.encode() + b"\r\n"
     head += b"x-request-id: " + request_id + b"\r\n"
     if authorized:
         head += f"authorization: Bearer {KEY}\r\n".encode()
@@ -345,12 +349,13 @@ def test_trailers_and_raw_paths_change_nothing_the_head_did_not_say(
 
     status = int(answer.split(b" ", 2)[1])
     assert status < 500, answer[:300]
+    received = [forwarded for forwarded in echo.received if ("x-fuzz-example", example) in forwarded]
     if not authorized:
-        assert status in (400, 401) and echo.received == []
+        assert status in (400, 401) and received == []
     if has_dot_segment(path):
-        assert status in (400, 401) and echo.received == []
+        assert status in (400, 401) and received == []
     assert_within_the_prefix(echo)
-    for forwarded in echo.received:
+    for forwarded in received:
         assert_forwarded_cleanly(forwarded)
         for trailer in trailers:
             if trailer[0] not in PROXY_SET and trailer[1]:
