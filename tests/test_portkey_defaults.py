@@ -73,6 +73,24 @@ def test_only_one_routing_default_may_be_set() -> None:
     assert "set only one of PORTKEY_VIRTUAL_KEY, PORTKEY_PROVIDER and PORTKEY_CONFIG" in str(refused.value)
 
 
+@pytest.mark.parametrize(
+    ("chosen", "blamed"),
+    [
+        ({"portkey_virtual_key": "vk", "portkey_provider": "@openai"}, "PORTKEY_PROVIDER: PORTKEY_VIRTUAL_KEY is set"),
+        ({"portkey_virtual_key": "vk", "portkey_config": "pc-1"}, "PORTKEY_CONFIG: PORTKEY_VIRTUAL_KEY is set"),
+        ({"portkey_provider": "@openai", "portkey_config": "pc-1"}, "PORTKEY_CONFIG: PORTKEY_PROVIDER is set"),
+    ],
+)
+def test_two_routing_defaults_are_named_as_set(chosen: dict[str, str], blamed: str) -> None:
+    # The admin unsets one of the two they set: the line names those two, never the third.
+    with pytest.raises(SettingsError) as refused:
+        load_settings(_env_file=None, **chosen)
+
+    assert f"invalid setting {blamed} too" in str(refused.value)
+    unset = {"PORTKEY_VIRTUAL_KEY", "PORTKEY_PROVIDER", "PORTKEY_CONFIG"} - {name.upper() for name in chosen}
+    assert f"invalid setting {unset.pop()}" not in str(refused.value)
+
+
 def test_header_breaking_values_are_refused() -> None:
     with pytest.raises(SettingsError, match="PORTKEY_CONFIG: must be printable ASCII"):
         load_settings(_env_file=None, portkey_config="pc-1\r\nx-injected: 1")

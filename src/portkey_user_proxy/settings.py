@@ -186,13 +186,16 @@ class Settings(BaseSettings):
             raise ValueError("must be printable ASCII: it is sent to Portkey as a header")
         return value.strip() if value is not None else None
 
-    @field_validator("portkey_config")
+    @field_validator("portkey_provider", "portkey_config")
     @classmethod
     def _one_routing_default(cls, value: str | None, info: ValidationInfo) -> str | None:
-        chosen = [info.data.get("portkey_virtual_key"), info.data.get("portkey_provider"), value]
-        if sum(1 for default in chosen if default) > 1:
+        # Reported on a variable that is set, naming the ones set before it (info.data holds only
+        # those), so the line never blames a variable the admin left unset.
+        also_set = [name.upper() for name in ("portkey_virtual_key", "portkey_provider") if info.data.get(name)]
+        if value and also_set:
             raise ValueError(
-                "set only one of PORTKEY_VIRTUAL_KEY, PORTKEY_PROVIDER and PORTKEY_CONFIG: each routes on its own"
+                f"{' and '.join(also_set)} is set too: set only one of PORTKEY_VIRTUAL_KEY, PORTKEY_PROVIDER "
+                "and PORTKEY_CONFIG: each routes on its own"
             )
         return value
 
