@@ -43,7 +43,9 @@ def test_check_user_prints_the_metadata_the_proxy_would_send(who: str, capsys: p
 def test_check_user_fails_for_unknown_users(who: str, capsys: pytest.CaptureFixture[str]) -> None:
     assert main(["check-user", who]) == EXIT_UNKNOWN_USER
     # Names where it looked: a wrong database in MONGO_URI looks exactly like an unknown user.
-    assert "is not in the users collection at 127.0.0.1:" in capsys.readouterr().err
+    err = capsys.readouterr().err
+    assert "is not in the users collection at 127.0.0.1:" in err
+    assert "is that LibreChat's database?" in err  # by id or by email alike
 
 
 def test_check_user_fails_when_mongodb_is_unreachable(
@@ -110,6 +112,33 @@ def test_check_user_does_not_blame_mongodb_for_an_id_that_is_not_an_object_id(
     assert "not a LibreChat user id" in captured.err
     assert "MongoDB at" not in captured.err
     assert "attribution:        fallback (not_an_object_id)" in captured.out
+
+
+@pytest.mark.parametrize(
+    ("policy", "consequence", "metadata"),
+    [
+        ("fail-open", 'sends `_user` "unidentified"', '{"_user":"unidentified"}'),
+        ("fail-closed", "refuses the request with 403", "- (not sent: UNRESOLVED_USER_POLICY=fail-closed"),
+    ],
+)
+def test_check_user_says_what_a_request_naming_no_object_id_gets(
+    monkeypatch: pytest.MonkeyPatch,
+    capsys: pytest.CaptureFixture[str],
+    tmp_path: Path,
+    policy: str,
+    consequence: str,
+    metadata: str,
+) -> None:
+    # The admin reads this to learn what Portkey will show: never the raw value, and nothing when refused.
+    monkeypatch.chdir(tmp_path)
+    monkeypatch.setenv("MONGO_URI", f"mongodb://127.0.0.1:{unused_port()}/LibreChat")  # never asked
+    monkeypatch.setenv("UNRESOLVED_USER_POLICY", policy)
+
+    assert main(["check-user", "alice"]) == ExitCode.NOT_AN_OBJECT_ID
+    captured = capsys.readouterr()
+    assert consequence in captured.err
+    assert "as it is" not in captured.err
+    assert f"x-portkey-metadata: {metadata}" in captured.out
 
 
 @pytest.mark.usefixtures("librechat_env")

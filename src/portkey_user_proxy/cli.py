@@ -104,7 +104,8 @@ async def _check_user(settings: Settings, user: str, metadata: str | None) -> in
                 return _mongo_failed(directory.failure_of(exc).kind, directory.location)
             if found is None:
                 print(
-                    f"the email {loggable(user)} is not in the users collection at {directory.location}",
+                    f"the email {loggable(user)} is not in the users collection at {directory.location}: "
+                    + _WHICH_DATABASE,
                     file=sys.stderr,
                 )
                 return ExitCode.UNKNOWN_USER
@@ -120,8 +121,19 @@ async def _check_user(settings: Settings, user: str, metadata: str | None) -> in
     print(f"email:              {attribution.fields.get('EMAIL', '-')}")
     print(f"_user sent:         {attribution.user_value or '-'} (PORTKEY_USER_VALUE={settings.portkey_user_value})")
     print(f"team:               {_team_line(settings, attribution)}")
-    print(f"x-portkey-metadata: {header}")
+    print(f"x-portkey-metadata: {header if attribution.outcome is not AttributionOutcome.REJECTED else _REFUSED}")
     return _verdict(attribution, user, directory)
+
+
+# Under fail-closed nothing goes to Portkey: showing the header a request would never carry misleads.
+_REFUSED = "- (not sent: UNRESOLVED_USER_POLICY=fail-closed refuses the request)"
+
+_UNIDENTIFIED = {
+    AttributionOutcome.FALLBACK: 'and sends `_user` "unidentified" (UNRESOLVED_USER_POLICY=fail-open)',
+    AttributionOutcome.REJECTED: "and refuses the request with 403 (UNRESOLVED_USER_POLICY=fail-closed)",
+}
+# Nobody found is most often a MONGO_URI naming another database than LibreChat's.
+_WHICH_DATABASE = "is that LibreChat's database? (MONGO_URI names it after the host)"
 
 
 def _verdict(attribution: Attribution, user: str, directory: UserDirectory) -> int:
@@ -132,7 +144,7 @@ def _verdict(attribution: Attribution, user: str, directory: UserDirectory) -> i
     if reason == "not_an_object_id":
         print(
             f"{loggable(user)} is not a LibreChat user id (24 hex characters): the proxy never asks MongoDB "
-            "about it and forwards it as it is (fail-open)",
+            f"about it, {_UNIDENTIFIED[attribution.outcome]}",
             file=sys.stderr,
         )
         return ExitCode.NOT_AN_OBJECT_ID
@@ -141,8 +153,7 @@ def _verdict(attribution: Attribution, user: str, directory: UserDirectory) -> i
         return ExitCode.NO_EMAIL
     if reason == "not_found":
         print(
-            f"the user {user} is not in the users collection at {directory.location}: is that LibreChat's "
-            "database? (MONGO_URI names it after the host)",
+            f"the user {user} is not in the users collection at {directory.location}: {_WHICH_DATABASE}",
             file=sys.stderr,
         )
         return ExitCode.UNKNOWN_USER
