@@ -45,6 +45,22 @@ def _export(capsys: pytest.CaptureFixture[str], *args: str) -> list[dict[str, st
     return [dict(zip(HEADER, line, strict=True)) for line in lines[1:]]
 
 
+def test_an_empty_export_names_the_database_it_read(
+    mongo: Mongo, monkeypatch: pytest.MonkeyPatch, tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    # A MONGO_URI naming another database reads no users: the admin must learn where it looked.
+    mongo.reset()
+    monkeypatch.chdir(tmp_path)
+    monkeypatch.setenv("MONGO_URI", mongo.uri)
+
+    assert main(["export-users"]) == ExitCode.OK
+    captured = capsys.readouterr()
+    assert captured.out.splitlines() == [",".join(HEADER)]
+    database = mongo.uri.split("?")[0].rsplit("/", 1)[1]
+    assert "exported 0 users: " in captured.err
+    assert f"/{database} holds no users; is that LibreChat's database?" in captured.err
+
+
 @pytest.mark.usefixtures("librechat")
 def test_every_user_is_one_row_with_their_team(capsys: pytest.CaptureFixture[str]) -> None:
     rows = _export(capsys)

@@ -184,6 +184,7 @@ def _team_line(settings: Settings, attribution: Attribution) -> str:
 async def _export_users(settings: Settings, *, raw: bool) -> int:
     database = connect_users(settings.mongo_uri, settings.user_lookup_timeout_seconds).database
     export = UserExport(database, team_choice(settings), raw=raw)
+    where = location(database.client, database.name)
     try:
         await export.write(sys.stdout)
         sys.stdout.flush()
@@ -192,12 +193,13 @@ async def _export_users(settings: Settings, *, raw: bool) -> int:
         _silence_stdout()
         return ExitCode.OK
     except Exception as exc:  # any driver failure: the admin needs the cause, not a traceback
-        where = location(database.client, database.name)
         stopped = f" (stopped after {export.rows} users: the output is incomplete)" if export.rows else ""
         return _mongo_failed(classify(exc, database.client).kind, where, stopped)
     finally:
         await database.client.close()
-    print(f"exported {export.rows} users", file=sys.stderr)
+    # An empty export is most often a MONGO_URI naming another database than LibreChat's.
+    nobody = "" if export.rows else f": {where} holds no users; {_WHICH_DATABASE}"
+    print(f"exported {export.rows} users{nobody}", file=sys.stderr)
     return ExitCode.OK
 
 
