@@ -21,7 +21,7 @@ from .doctor import run_doctor
 from .exit_codes import ExitCode, describe
 from .export import UserExport
 from .identity import identify
-from .logs import configure_logging, loggable
+from .logs import StartupRecords, configure_logging, loggable
 from .metadata import build_metadata
 from .mongo_failures import MongoFailure, advice, classify, location
 from .request_head import InboundLimits, server_options
@@ -40,13 +40,16 @@ EXIT_MONGO_UNREACHABLE = ExitCode.MONGO_UNAVAILABLE
 def main(argv: list[str] | None = None) -> int:
     args = _parser().parse_args(argv)
     try:
-        settings = load_settings()
+        with StartupRecords() as startup:
+            settings = load_settings()
     except SettingsError as exc:
         print(exc, file=sys.stderr)
         return EXIT_BAD_SETTINGS
     configure_logging(settings.log_level, settings.log_format)
     if args.command == "serve":
+        # Not here: each server process reads the settings again and says it once (app_factory).
         return _serve(settings, args.host, args.port)
+    startup.replay()
     if args.command == "doctor":
         return asyncio.run(run_doctor(settings))
     if args.command == "export-users":
@@ -56,8 +59,10 @@ def main(argv: list[str] | None = None) -> int:
 
 def app_factory() -> ProxyApp:
     """What each server process builds (uvicorn's worker processes start from here too)."""
-    settings = load_settings()
+    with StartupRecords() as startup:
+        settings = load_settings()
     configure_logging(settings.log_level, settings.log_format)
+    startup.replay()
     app = create_app(settings)
     # Everything built so far lives as long as the process: keep it out of the collector's scans,
     # which otherwise stall streams for milliseconds at a time under load.

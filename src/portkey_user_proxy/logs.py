@@ -35,6 +35,34 @@ def configure_logging(level: str, log_format: str = "text") -> None:
         logging.getLogger(name).setLevel(logging.WARNING)
 
 
+class StartupRecords(logging.Handler):
+    """Holds what the proxy logs while its settings are read, before logging knows LOG_LEVEL and
+    LOG_FORMAT, and hands it on once it does: a JSON log never starts with a plain-text line."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.records: list[logging.LogRecord] = []
+        self._propagate = logger.propagate
+
+    def emit(self, record: logging.LogRecord) -> None:
+        self.records.append(record)
+
+    def __enter__(self) -> StartupRecords:
+        self._propagate, logger.propagate = logger.propagate, False
+        logger.addHandler(self)
+        return self
+
+    def __exit__(self, *exc_info: object) -> None:
+        logger.removeHandler(self)
+        logger.propagate = self._propagate
+
+    def replay(self) -> None:
+        for record in self.records:
+            source = logging.getLogger(record.name)
+            if source.isEnabledFor(record.levelno):  # LOG_LEVEL applies to them too
+                source.handle(record)
+
+
 @dataclass(slots=True)
 class AccessRecord:
     """What the access line says about one request. Never headers, keys or bodies."""
