@@ -4,6 +4,9 @@ from __future__ import annotations
 
 import importlib.metadata
 import json
+import os
+import subprocess
+import sys
 from pathlib import Path
 
 import pytest
@@ -12,7 +15,7 @@ from bson import ObjectId
 from portkey_user_proxy.cli import EXIT_BAD_SETTINGS, EXIT_MONGO_UNREACHABLE, EXIT_UNKNOWN_USER, main
 from portkey_user_proxy.exit_codes import ExitCode
 from tests.mongo import RealMongo, StandInMongo, needs_stand_in
-from tests.servers import unused_port
+from tests.servers import bound_socket, unused_port
 
 USER_ID = "6651f0c2a1b2c3d4e5f60718"
 OTHER_ID = "0123456789abcdef01234567"
@@ -75,11 +78,28 @@ def test_version_and_exit_codes_in_help(capsys: pytest.CaptureFixture[str]) -> N
     assert version.value.code == 0
     assert capsys.readouterr().out.strip() == f"portkey-user-proxy {importlib.metadata.version('portkey-user-proxy')}"
 
-    with pytest.raises(SystemExit):
-        main(["check-user", "--help"])
-    help_text = capsys.readouterr().out
-    for code in ExitCode:
-        assert f"  {code.value:<3} " in help_text
+    for command in ("check-user", "serve"):
+        with pytest.raises(SystemExit):
+            main([command, "--help"])
+        help_text = capsys.readouterr().out
+        for code in ExitCode:
+            assert f"  {code.value:<3} " in help_text
+
+
+@pytest.mark.parametrize("workers", ["1", "2"])
+def test_serve_that_cannot_start_exits_with_its_own_code(
+    mongo: StandInMongo | RealMongo, tmp_path: Path, workers: str
+) -> None:
+    # uvicorn's own code for this, 3, means "MongoDB unreachable" in this table: the admin would
+    # look at MongoDB while the port is what is wrong.
+    env = {**os.environ, "MONGO_URI": mongo.uri, "WEB_CONCURRENCY": workers}
+    with bound_socket() as taken:
+        command = [sys.executable, "-m", "portkey_user_proxy", "serve", "--port", str(taken.getsockname()[1])]
+        done = subprocess.run(command, env=env, cwd=tmp_path, capture_output=True, text=True, timeout=60, check=False)
+
+    assert done.returncode == ExitCode.SERVER_NOT_STARTED
+    assert "address already in use" in done.stderr.lower()
+    assert "Traceback" not in done.stderr
 
 
 def test_a_usage_error_exits_apart_from_an_invalid_setting(

@@ -73,8 +73,14 @@ def app_factory() -> ProxyApp:
 
 def _serve(settings: Settings, host: str, port: int) -> int:
     with shared_metrics(settings.web_concurrency):
-        _run_server(settings, host, port)
-    return 0
+        try:
+            _run_server(settings, host, port)
+        except SystemExit as exc:
+            # uvicorn exits with 3 when it cannot start; 3 is MongoDB's code here, the wrong place to look.
+            if exc.code not in (None, 0):
+                return ExitCode.SERVER_NOT_STARTED
+            raise
+    return ExitCode.OK
 
 
 def _run_server(settings: Settings, host: str, port: int) -> None:
@@ -228,7 +234,7 @@ def _parser() -> argparse.ArgumentParser:
             name, help=summary, description=description, epilog=epilog, formatter_class=formatter
         )
 
-    serve = commands.add_parser("serve", help="run the proxy")
+    serve = command("serve", "run the proxy", "Run the proxy (settings from the environment and ./.env).")
     serve.add_argument("--host", default="127.0.0.1", help="address to listen on (default 127.0.0.1)")
     serve.add_argument("--port", type=int, default=8080, help="port to listen on (default 8080)")
     check = command(

@@ -14,6 +14,7 @@ class ExitCode(enum.IntEnum):
     NO_EMAIL = 5  # the user exists but has no email
     NOT_AN_OBJECT_ID = 6  # the id is not a MongoDB ObjectId: the proxy never looks it up
     CHECKS_FAILED = 7  # `doctor`: at least one check failed
+    SERVER_NOT_STARTED = 8  # `serve`: the server could not start (address in use, unknown host)
     USAGE = 64  # a bad command line (BSD sysexits' EX_USAGE), told apart from a bad setting
 
 
@@ -31,5 +32,6 @@ _MEANINGS = {
     ExitCode.NO_EMAIL: "the user exists but has no email",
     ExitCode.NOT_AN_OBJECT_ID: "the id is not a MongoDB ObjectId (24 hex characters)",
     ExitCode.CHECKS_FAILED: "doctor: at least one check failed",
+    ExitCode.SERVER_NOT_STARTED: "serve: the server could not start (address in use, unknown host; the log says)",
     ExitCode.USAGE: "a bad command line (unknown option, invalid --metadata, ...)",
 }
