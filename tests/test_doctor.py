@@ -186,6 +186,20 @@ def test_unreachable_services_fail_and_missing_defaults_warn(
     assert found["portkey api key"] == "warn"
     assert found["portkey routing"] == "warn"
     assert "check PORTKEY_URL" in output
+    assert output.rstrip().endswith("2 check(s) failed, 2 with a warning to read")
+
+
+def test_passing_with_a_warning_says_so_in_the_summary(
+    environment: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
+) -> None:
+    environment.delenv("PORTKEY_PROVIDER")  # works when librechat.yaml routes: a warning, not a failure
+
+    code = main(["doctor"])
+
+    output = capsys.readouterr().out
+    assert code == ExitCode.OK
+    assert verdicts(output)["portkey routing"] == "warn"
+    assert output.rstrip().endswith("every check passed, 1 with a warning to read")
 
 
 @pytest.mark.parametrize(

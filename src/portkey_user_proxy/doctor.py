@@ -59,7 +59,10 @@ async def run_doctor(settings: Settings) -> int:
     for check in checks:
         print(check.line())
     failed = sum(1 for check in checks if check.verdict is Verdict.FAIL)
-    print(f"{failed} check(s) failed" if failed else "every check passed")
+    warned = sum(1 for check in checks if check.verdict is Verdict.WARN)
+    # A bare "every check passed" under a warn line reads as "nothing to do".
+    warnings = f", {warned} with a warning to read" if warned else ""
+    print(f"{failed} check(s) failed{warnings}" if failed else f"every check passed{warnings}")
     return ExitCode.CHECKS_FAILED if failed else ExitCode.OK
 
 
