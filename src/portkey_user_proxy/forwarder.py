@@ -32,6 +32,7 @@ from .headers import (
 )
 from .identity import Identity, identify
 from .inbound_auth import inbound_key
+from .last_resort import WatchedSend, internal_error
 from .limits import UpstreamSlots, capped, check_declared_length, too_large
 from .logs import AccessRecord, RateLimitedWarnings, loggable, logger
 from .metadata import build_metadata
@@ -92,17 +93,27 @@ class Forwarder:
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
         record = AccessRecord(scope["method"], scope["path"], time.perf_counter())
+        watched = WatchedSend(send)
         try:
-            await self._proxy(scope, receive, send, record)
+            await self._proxy(scope, receive, watched, record)
         except ProxyError as error:
-            record.status = error.status
-            self._metrics.errors.labels(route_class(record.path), error.code).inc()
-            await send_error(send, error, ((REQUEST_ID, record.request_id.encode()),))
+            await self._answer_error(watched, error, record)
         except ClientDisconnected:
             record.status = CLIENT_CLOSED
+        except Exception as exc:  # the last resort: a bug ends this request, never the server
+            failure = internal_error(exc, record.method, route_class(record.path))
+            if watched.started:  # too late for an error response: the client sees it cut short
+                self._metrics.errors.labels(route_class(record.path), failure.code).inc()
+            else:
+                await self._answer_error(watched, failure, record)
         finally:
             self._metrics.requests.labels(route_class(record.path), str(record.status)).inc()
             record.emit()
+
+    async def _answer_error(self, send: Send, error: ProxyError, record: AccessRecord) -> None:
+        record.status = error.status
+        self._metrics.errors.labels(route_class(record.path), error.code).inc()
+        await send_error(send, error, ((REQUEST_ID, record.request_id.encode()),))
 
     async def _proxy(self, scope: Scope, receive: Receive, send: Send, record: AccessRecord) -> None:
         raw = scope["headers"] if self._inbound_key is None else self._inbound_key.admit(scope["headers"])
