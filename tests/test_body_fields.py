@@ -63,6 +63,13 @@ def test_valid_json_the_fast_parsers_refuse_still_gives_its_fields(body: bytes, 
     assert json_fields(body) == fields
 
 
+@pytest.mark.parametrize("depth", [1_000, 100_000])
+def test_json_nested_deeper_than_the_stack_has_no_fields(depth: int) -> None:
+    body = b'{"user":"' + USER_ID.encode() + b'","messages":' + b"[" * depth + b"]" * depth + b"}"
+
+    assert json_fields(body) is None
+
+
 def test_a_large_body_the_fast_parser_refuses_is_never_parsed_whole() -> None:
     body = b'{"user":"' + USER_ID.encode() + b'","t":"\\ud800","pad":"' + b"x" * FULL_PARSE_LIMIT + b'"}'
 

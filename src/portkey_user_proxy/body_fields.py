@@ -56,6 +56,9 @@ def json_fields(body: bytes) -> dict[str, Any] | None:
         return None  # JSON, but not an object
     except msgspec.DecodeError:
         return _fields_of_unusual_json(body)
+    except RecursionError:
+        # Nesting deeper than Python's stack, anywhere in the body: no parser here can read it.
+        return None
     fields: dict[str, Any] = {}
     for name in _NAMES:
         raw = getattr(found, name)
