@@ -143,6 +143,15 @@ def test_invalid_json_is_not_an_object(body: bytes) -> None:
     assert parse_json_object(body) is None
 
 
+@pytest.mark.parametrize("encoding", ["utf-16", "utf-16-le", "utf-32"])
+def test_json_in_another_encoding_than_utf8_is_not_an_object(encoding: str) -> None:
+    assert parse_json_object('{"user":"u","n":123456789012345678901234567890}'.encode(encoding)) is None
+
+
+def test_json_after_a_utf8_byte_order_mark_is_an_object() -> None:
+    assert parse_json_object(b'\xef\xbb\xbf{"user":"u","n":1e400}') == {"user": "u", "n": float("inf")}
+
+
 @pytest.mark.parametrize("body", [b"[]", b'[{"user":"u"}]', b'"text"', b"42", b"null", b"true"])
 def test_json_that_is_not_an_object_is_not_an_object(body: bytes) -> None:
     assert parse_json_object(body) is None

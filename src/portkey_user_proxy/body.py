@@ -71,9 +71,10 @@ def parse_json_object(body: bytes) -> dict[str, Any] | None:
 
 
 def _parse_unusual_json(body: bytes) -> object:
-    # orjson refuses valid JSON it cannot hold exactly (integers beyond 64 bits, 1e400).
+    # orjson refuses valid JSON it cannot hold exactly (integers beyond 64 bits, 1e400). JSON is UTF-8
+    # (RFC 8259 §8.1): Python would guess UTF-16 or UTF-32 from bytes, where the upstream sees no JSON.
     try:
-        return json.loads(body)
+        return json.loads(body.decode("utf-8-sig"))
     except (ValueError, RecursionError):
         return None
 
