@@ -128,6 +128,13 @@ def test_stream_options_of_an_unexpected_type_are_left_for_the_upstream_to_judge
     assert _usage_added(body) == body
 
 
+@pytest.mark.parametrize("value", [b"NaN", b"Infinity", b"1e400", b"-1e400"])
+def test_stream_options_are_not_merged_into_a_body_whose_numbers_would_not_survive_a_rebuild(value: bytes) -> None:
+    body = b'{"stream":true,"stream_options":{},"temperature":' + value + b"}"
+
+    assert _usage_added(body) == body
+
+
 def test_stream_options_are_not_merged_into_a_body_too_large_to_rebuild() -> None:
     padding = b'"pad":"' + b"x" * FULL_PARSE_LIMIT + b'",'
     body = b"{" + padding + b'"stream":true,"stream_options":{}}'

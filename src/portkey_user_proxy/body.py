@@ -95,12 +95,22 @@ def with_stream_usage(body: bytes, fields: Mapping[str, Any]) -> bytes:
         brace = body.index(b"{") + 1
         return body[:brace] + _INCLUDE_USAGE + body[brace:]
     if options is None or (isinstance(options, dict) and "include_usage" not in options):
-        document = parse_json_object(body) if len(body) <= FULL_PARSE_LIMIT else None
+        document = _exact_json_object(body) if len(body) <= FULL_PARSE_LIMIT else None
         if document is None:
-            return body  # too large to rebuild: better no usage than a stalled proxy
+            return body  # too large or too unusual to rebuild: better no usage than a stalled proxy or a changed body
         merged = {**(options or {}), "include_usage": True}
         try:
             return orjson.dumps({**document, "stream_options": merged})
         except orjson.JSONEncodeError:
             return body  # a value orjson cannot write back exactly: better no usage than a changed body
     return body
+
+
+def _exact_json_object(body: bytes) -> dict[str, Any] | None:
+    # Only what orjson reads it writes back as it was: Python's parser takes NaN and 1e400, which
+    # would come back as `null`, turning a request the upstream refuses into one it runs.
+    try:
+        parsed = orjson.loads(body)
+    except orjson.JSONDecodeError:
+        return None
+    return parsed if isinstance(parsed, dict) else None
