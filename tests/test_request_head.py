@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 import pickle
 import socket
 import time
@@ -306,3 +307,69 @@ def test_a_body_the_proxy_is_not_reading_is_no_stalled_body(make_proxy: MakeProx
         answer = read_until_closed(sock)
 
     assert answer.startswith(b"HTTP/1.1 50"), answer[:200]
+
+
+INVALID_HEADS = {
+    "content-length and transfer-encoding": b"content-length: 4\r\ntransfer-encoding: chunked\r\n",
+    "two content-lengths": b"content-length: 2\r\ncontent-length: 3\r\n",
+    "a folded header": b"x-librechat-user-id: a\r\n b\r\n",
+    "a space before the colon": b"content-length : 2\r\n",
+    "a NUL in a value": b"x-librechat-user-id: a\x00b\r\n",
+}
+
+
+@pytest.mark.parametrize("header", INVALID_HEADS.values(), ids=INVALID_HEADS.keys())
+def test_an_invalid_request_gets_the_proxys_json_400_and_a_closed_connection(
+    make_proxy: MakeProxy, upstream: Upstream, header: bytes
+) -> None:
+    proxy = make_proxy()
+
+    answer = raw_exchange(proxy.server.port, b"POST /v1/embeddings HTTP/1.1\r\nhost: x\r\n" + header + b"\r\n{}")
+
+    head, body = answer.split(b"\r\n\r\n", 1)
+    assert head.startswith(b"HTTP/1.1 400 ")
+    assert b"content-type: application/json" in head
+    assert json.loads(body)["error"]["code"] == "invalid_http_request"
+    assert upstream.received == []
+
+
+def test_a_broken_request_after_a_valid_one_is_refused_only_after_the_valid_one_is_answered(
+    make_proxy: MakeProxy, upstream: Upstream
+) -> None:
+    proxy = make_proxy()
+    valid = b"POST /v1/embeddings HTTP/1.1\r\nhost: x\r\ncontent-type: application/json\r\ncontent-length: 2\r\n\r\n{}"
+
+    answer = raw_exchange(proxy.server.port, valid + b"NOT HTTP\r\n\r\n")
+
+    first, refusal = answer.split(b"HTTP/1.1 400 Bad Request\r\n")
+    assert first.startswith(b"HTTP/1.1 200 "), "the request that went upstream gets its own answer"
+    assert first.endswith(b'{"echo": "/v1/embeddings"}')
+    assert refusal.endswith(b'"code":"invalid_http_request"}}')
+    assert len(upstream.received) == 1
+
+
+def test_a_broken_chunk_after_the_answer_adds_nothing_to_the_answer(make_proxy: MakeProxy, upstream: Upstream) -> None:
+    # A request answered before its body ended (refused at once under fail-closed) whose body then breaks.
+    proxy = make_proxy(unresolved_user_policy="fail-closed")
+    head = b"POST /v1/files HTTP/1.1\r\nhost: x\r\ntransfer-encoding: chunked\r\n\r\n"
+
+    with socket.create_connection(("127.0.0.1", proxy.server.port), timeout=10) as sock:
+        sock.sendall(head + b"2\r\nab\r\n")
+        answer = _read_one_response(sock)
+        sock.sendall(b"zz\r\n")
+        rest = sock.recv(65536)
+
+    assert answer.startswith(b"HTTP/1.1 403 ")
+    assert rest == b"", "nothing after the answer: a stray 400 would answer the client's next request"
+
+
+def _read_one_response(sock: socket.socket) -> bytes:
+    """One response with a content-length, read whole and no further."""
+    answer = b""
+    while b"\r\n\r\n" not in answer:
+        answer += sock.recv(65536)
+    head = answer.split(b"\r\n\r\n", 1)[0]
+    length = int(next(line for line in head.split(b"\r\n") if line.lower().startswith(b"content-length:"))[15:])
+    while len(answer) < len(head) + 4 + length:
+        answer += sock.recv(65536)
+    return answer

@@ -1,7 +1,7 @@
 """How the server reads requests: bounded heads, no trailers, timeouts, and a cap on connections.
 
 The protocol below is uvicorn's httptools one (the parser `uvicorn[standard]` brings, and the only
-one the proxy runs), with four rules added:
+one the proxy runs), with five rules added:
 
 - **Head size.** uvicorn's h11 parser bounds an incomplete request head, httptools buffers headers
   of any size. Bytes are counted while a head is incomplete: past `MAX_REQUEST_HEAD_BYTES` the
@@ -19,6 +19,8 @@ one the proxy runs), with four rules added:
   cancelled or re-armed per read or per request.
 - **Connections.** With `MAX_CONNECTIONS`, a connection beyond it gets 503 and is closed at once,
   before it can hold a file descriptor for long.
+- **Invalid requests.** The parser's refusals get the proxy's JSON 400, after the answers still
+  owed to the requests before the invalid one, and never after an answer to the invalid one itself.
 
 Each refusal sent is reported to the app through the lifespan state (uvicorn hands every connection
 the state the app's lifespan yields): `REFUSALS_STATE_KEY` names a `RefusalCounter` there.
@@ -127,6 +129,7 @@ class BoundedHttpToolsProtocol(HttpToolsProtocol):
         self._last_read = 0.0  # loop time of the last read
         self._served_a_request = False
         self._idle_since: float | None = None  # a request was read whole after its response had ended
+        self._refusal_after_answers: _Refusal | None = None  # a 400 due once the requests before it are answered
 
     # --- Connections ------------------------------------------------------------------------------
 
@@ -224,8 +227,31 @@ class BoundedHttpToolsProtocol(HttpToolsProtocol):
     def send_400_response(self, msg: str) -> None:
         if self._refused:
             self._refuse_head()
+            return
+        # uvicorn writes a plain-text 400 at once, ahead of the responses still owed to the requests
+        # before the broken one: the client would take it for the answer to a request that went upstream.
+        message = "the request is not valid HTTP/1.1 (its framing or a header's syntax); correct the client"
+        refusal = _refusal(b"400 Bad Request", "invalid_http_request", message)
+        if self._earlier_answer_owed():
+            self._refusal_after_answers = self._refusal_after_answers or refusal
         else:
-            super().send_400_response(msg)
+            self._give_up(refusal)
+
+    def on_response_complete(self) -> None:
+        super().on_response_complete()
+        if self._refusal_after_answers is not None and not self.pipeline and not self.transport.is_closing():
+            self._give_up(self._refusal_after_answers)
+
+    def _earlier_answer_owed(self) -> bool:
+        """Whether a request before the broken one still awaits (part of) its response."""
+        cycle = self.cycle
+        if cycle is None:
+            return False
+        if self._phase in _IN_BODY:  # the broken request is the cycle: drop it if it waits its turn
+            queued = len(self.pipeline)
+            self.pipeline = type(self.pipeline)(item for item in self.pipeline if item[0] is not cycle)
+            return queued > len(self.pipeline) or bool(self.pipeline)
+        return bool(self.pipeline) or not cycle.response_complete
 
     def _count(self, size: int) -> None:
         self._head_bytes += size
