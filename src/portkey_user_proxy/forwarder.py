@@ -189,7 +189,7 @@ class Forwarder:
             self._metrics.usage(record.user, usage)
 
     def _client_headers(self, response: httpx.Response, record: AccessRecord) -> RawHeaders:
-        headers = response_headers(response.headers.raw)
+        headers = response_headers(response.headers.raw, response.status_code)
         if REQUEST_ID.decode() not in response.headers:
             headers.append((REQUEST_ID, record.request_id.encode()))
         return headers

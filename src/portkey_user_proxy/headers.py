@@ -31,6 +31,7 @@ REQUEST_ID = b"x-request-id"
 # Set by the proxy from what it sends, or meaningless once the body has been received here.
 _RECOMPUTED = frozenset({b"host", b"content-length", b"expect", METADATA})
 _REQUEST_ID = re.compile(rb"[\x21-\x7e]{1,200}")
+_WITHOUT_BODY = frozenset({204, 304})  # statuses whose responses never have a body (RFC 9112 §6.3)
 
 
 @dataclass(slots=True)
@@ -89,9 +90,12 @@ def client_request_id(value: bytes) -> str | None:
     return value.decode("ascii") if _REQUEST_ID.fullmatch(value) else None
 
 
-def response_headers(raw: RawHeaders) -> RawHeaders:
+def response_headers(raw: RawHeaders, status: int = 200) -> RawHeaders:
     """The upstream response's headers as they go back to the client."""
     dropped = _connection_named(raw)
+    if status in _WITHOUT_BODY:
+        # Its Content-Length describes a body never sent; the server would wait for that body.
+        dropped |= {b"content-length"}
     return [
         (name, value) for name, value in raw if (lowered := name.lower()) not in HOP_BY_HOP and lowered not in dropped
     ]
