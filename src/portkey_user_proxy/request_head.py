@@ -234,6 +234,7 @@ class BoundedHttpToolsProtocol(HttpToolsProtocol):
         refusal = _refusal(b"400 Bad Request", "invalid_http_request", message)
         if self._earlier_answer_owed():
             self._refusal_after_answers = self._refusal_after_answers or refusal
+            self.flow.pause_reading()  # the parser has failed: what follows is read by nobody
         else:
             self._give_up(refusal)
 
