@@ -18,6 +18,7 @@ from .asgi import Receive, Scope, Send
 from .attribution import Attribution, AttributionOutcome, attribute
 from .body import BodyTooLarge, ClientDisconnected, read_body, stream_body
 from .body_fields import json_fields
+from .client_writes import ClientStalled, TimedSend
 from .dialects import Dialect, dialect_for
 from .disconnects import CancelOnDisconnect
 from .errors import ProxyError, send_error
@@ -93,13 +94,18 @@ class Forwarder:
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
         record = AccessRecord(scope["method"], scope["path"], time.perf_counter())
-        watched = WatchedSend(send)
+        watched = WatchedSend(TimedSend(send, self._settings.response_write_timeout_seconds))
         try:
             await self._proxy(scope, receive, watched, record)
         except ProxyError as error:
             await self._answer_error(watched, error, record)
         except ClientDisconnected:
             record.status = CLIENT_CLOSED
+        except ClientStalled:
+            record.status = CLIENT_CLOSED
+            self._warnings.warn(
+                "client-stalled", "cut short a response its client stopped reading (RESPONSE_WRITE_TIMEOUT_SECONDS)"
+            )
         except Exception as exc:  # the last resort: a bug ends this request, never the server
             failure = internal_error(exc, record.method, route_class(record.path))
             if watched.started:  # too late for an error response: the client sees it cut short

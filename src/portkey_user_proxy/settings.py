@@ -87,6 +87,7 @@ class Settings(BaseSettings):
     max_request_head_bytes: Annotated[int, Field(ge=1024)] = 64 * 1024
     request_head_timeout_seconds: Seconds = 10.0
     request_body_timeout_seconds: Seconds = 30.0
+    response_write_timeout_seconds: Seconds = 60.0
     keep_alive_timeout_seconds: Seconds = 5.0
     max_connections: Annotated[int, Field(ge=0)] = 0
 
