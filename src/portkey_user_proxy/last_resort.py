@@ -16,8 +16,6 @@ from .asgi import Message, Send
 from .errors import ProxyError
 from .logs import logger
 
-INTERNAL_ERROR_CODE = "internal_error"
-
 
 class WatchedSend:
     """The ASGI `send`, noting whether the response has started: after that, no error can be sent."""
@@ -38,7 +36,7 @@ def internal_error(exc: Exception, method: str, route: str) -> ProxyError:
     """Log `exc` without its values, and the error the client is told."""
     logger.error("internal error on %s %s: %s at %s", method, route, type(exc).__name__, _raised_at(exc))
     message = "the proxy failed on this request (an internal error, logged as such); please retry"
-    return ProxyError(500, message, INTERNAL_ERROR_CODE)
+    return ProxyError(500, message, "internal_error")
 
 
 def _raised_at(exc: BaseException) -> str:
