@@ -54,8 +54,14 @@ class Echo:
     async def __call__(self, scope: dict[str, Any], receive: Callable[..., Any], send: Callable[..., Any]) -> None:
         if scope["type"] != "http":
             return
-        while (await receive()).get("more_body"):
-            pass
+        while True:
+            message = await receive()
+            if message["type"] == "http.disconnect":
+                # Aborted mid-body (its client sent a broken chunk or trailer): it may be noticed after
+                # the next example has begun, and it never reached the upstream whole.
+                return
+            if not message.get("more_body"):
+                break
         self.received.append([(k.decode("latin-1"), v.decode("latin-1")) for k, v in scope["headers"]])
         self.paths.append(scope["raw_path"])
         body = b'{"ok":true,"usage":{"prompt_tokens":1,"completion_tokens":1,"total_tokens":2}}'
