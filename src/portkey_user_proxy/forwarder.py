@@ -61,6 +61,7 @@ class ForwardingPolicy:
     unresolved_users: UnresolvedUserPolicy
     stream_usage: bool
     owned_keys: OwnedKeys
+    write_timeout: float
 
     @classmethod
     def from_settings(cls, settings: Settings) -> ForwardingPolicy:
@@ -70,6 +71,7 @@ class ForwardingPolicy:
             unresolved_users=settings.unresolved_user_policy,
             stream_usage=settings.include_stream_usage,
             owned_keys=OwnedKeys.from_settings(settings),
+            write_timeout=settings.response_write_timeout_seconds,
         )
 
 
@@ -94,7 +96,7 @@ class Forwarder:
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
         record = AccessRecord(scope["method"], scope["path"], time.perf_counter())
-        watched = WatchedSend(TimedSend(send, self._settings.response_write_timeout_seconds))
+        watched = WatchedSend(TimedSend(send, self._policy.write_timeout))
         try:
             await self._proxy(scope, receive, watched, record)
         except ProxyError as error:
