@@ -46,6 +46,6 @@ def test_a_bodiless_answer_declaring_a_length_is_relayed_whole_with_no_error(
                 assert "content-length" not in response.headers
             assert client.get(proxy.url + "/healthz").status_code == 200
         proxy.server.stop()
+        assert [r.getMessage() for r in caplog.records if r.levelno >= logging.ERROR] == []
     finally:
         upstream.stop()
-    assert [r.getMessage() for r in caplog.records if r.levelno >= logging.ERROR] == []
