@@ -9,7 +9,7 @@ from bson import json_util
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from portkey_user_proxy.metadata import MAX_LENGTH, build_metadata, shorten
+from portkey_user_proxy.metadata import MAX_LENGTH, build_metadata, portkey_length, shorten
 from portkey_user_proxy.users import User
 
 FIXTURES = Path(__file__).parent / "fixtures"
@@ -54,8 +54,8 @@ def _assert_portkey_accepts(header: str) -> dict[str, Any]:
     sent = json.loads(header)
     assert isinstance(sent, dict)
     for key, value in sent.items():
-        assert isinstance(key, str) and len(key) <= MAX_LENGTH
-        assert isinstance(value, str) and len(value) <= MAX_LENGTH
+        assert isinstance(key, str) and portkey_length(key) <= MAX_LENGTH
+        assert isinstance(value, str) and portkey_length(value) <= MAX_LENGTH
     return sent
 
 
@@ -88,8 +88,8 @@ def test_user_is_always_the_resolved_value_and_admin_keys_are_kept(
     kept = {shorten(key) for key in admin if key != "_user"}
     assert set(sent) - {"_user"} == kept
     for key, value in admin.items():
-        plain = isinstance(value, str) and "{" not in value and len(value) <= MAX_LENGTH
-        if key != "_user" and len(key) <= MAX_LENGTH and plain:
+        plain = isinstance(value, str) and "{" not in value and portkey_length(value) <= MAX_LENGTH
+        if key != "_user" and portkey_length(key) <= MAX_LENGTH and plain:
             assert sent[key] == value
 
 
@@ -98,13 +98,25 @@ def test_user_is_always_the_resolved_value_and_admin_keys_are_kept(
 def test_distinct_long_values_stay_distinct(first: str, second: str) -> None:
     if first != second:
         assert shorten(first) != shorten(second)
-    assert len(shorten(first)) == MAX_LENGTH
+    # A character beyond U+FFFF is two units: a prefix never cuts one in half, so it may end a unit short.
+    assert MAX_LENGTH - 1 <= portkey_length(shorten(first)) <= MAX_LENGTH
 
 
 @PROPERTY
 @given(value=st.text(max_size=MAX_LENGTH))
 def test_values_that_fit_are_unchanged(value: str) -> None:
-    assert shorten(value) == value
+    if portkey_length(value) <= MAX_LENGTH:
+        assert shorten(value) == value
+
+
+def test_characters_beyond_the_basic_plane_count_twice_as_in_javascript() -> None:
+    team = "\U0001f680" * 100  # 100 characters, 200 UTF-16 code units: too long for Portkey
+
+    shortened = shorten(team)
+
+    assert portkey_length(shortened) == MAX_LENGTH - 1  # 55 rockets (110 units), "~", 16 hex digits
+    assert shortened.startswith("\U0001f680" * 55 + "~")
+    assert shorten("\U0001f680" * 64) == "\U0001f680" * 64  # exactly 128 units: unchanged
 
 
 # --- placeholders -----------------------------------------------------------------------------

@@ -70,10 +70,25 @@ def shorten(value: str) -> str:
 
     The digest keeps distinct long values distinct, and the prefix keeps them readable.
     """
-    if len(value) <= MAX_LENGTH:
+    if portkey_length(value) <= MAX_LENGTH:
         return value
     digest = hashlib.sha256(value.encode("utf-8", "surrogatepass")).hexdigest()[:_DIGEST_LENGTH]
-    return f"{value[: MAX_LENGTH - _DIGEST_LENGTH - 1]}~{digest}"
+    return f"{_prefix(value, MAX_LENGTH - _DIGEST_LENGTH - 1)}~{digest}"
+
+
+def portkey_length(value: str) -> int:
+    """The length Portkey's JavaScript sees: UTF-16 code units, so a character beyond U+FFFF counts twice."""
+    if value.isascii():
+        return len(value)
+    return len(value.encode("utf-16-le", "surrogatepass")) // 2
+
+
+def _prefix(value: str, units: int) -> str:
+    # At most `units` UTF-16 code units, never half of a character.
+    prefix = value[:units]
+    while portkey_length(prefix) > units:
+        prefix = prefix[:-1]
+    return prefix
 
 
 def _parse(incoming: str | None) -> tuple[dict[str, object], str | None]:
