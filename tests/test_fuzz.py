@@ -24,6 +24,7 @@ from hypothesis import strategies as st
 from portkey_user_proxy.dialects import dialect_for
 from portkey_user_proxy.identity import identify
 from portkey_user_proxy.logs import escape_for_log
+from portkey_user_proxy.metadata import portkey_length
 from portkey_user_proxy.request_target import has_dot_segment
 from tests.conftest import MakeProxy, RunningProxy
 from tests.servers import ServerThread, raw_exchange
@@ -233,8 +234,8 @@ def assert_forwarded_cleanly(forwarded: list[tuple[str, str]]) -> None:
         parsed = json.loads(value)
         assert isinstance(parsed, dict)
         for key, item in parsed.items():
-            assert isinstance(key, str) and len(key) <= 128
-            assert isinstance(item, str) and len(item) <= 128
+            assert isinstance(key, str) and portkey_length(key) <= 128
+            assert isinstance(item, str) and portkey_length(item) <= 128
 
 
 @FUZZ
