@@ -95,7 +95,8 @@ class Forwarder:
         self._upstream_policy = UpstreamPolicy.from_settings(settings)
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
-        record = AccessRecord(scope["method"], scope["path"], time.perf_counter())
+        path = scope["path"]
+        record = AccessRecord(scope["method"], path, time.perf_counter(), route=route_class(path))
         watched = WatchedSend(TimedSend(send, self._policy.write_timeout))
         try:
             await self._proxy(scope, receive, watched, record)
@@ -109,18 +110,18 @@ class Forwarder:
                 "client-stalled", "cut short a response its client stopped reading (RESPONSE_WRITE_TIMEOUT_SECONDS)"
             )
         except Exception as exc:  # the last resort: a bug ends this request, never the server
-            failure = internal_error(exc, record.method, route_class(record.path))
+            failure = internal_error(exc, record.method, record.route)
             if watched.started:  # too late for an error response: the client sees it cut short
-                self._metrics.errors.labels(route_class(record.path), failure.code).inc()
+                self._metrics.errors.labels(record.route, failure.code).inc()
             else:
                 await self._answer_error(watched, failure, record)
         finally:
-            self._metrics.requests.labels(route_class(record.path), str(record.status)).inc()
+            self._metrics.requests.labels(record.route, str(record.status)).inc()
             record.emit()
 
     async def _answer_error(self, send: Send, error: ProxyError, record: AccessRecord) -> None:
         record.status = error.status
-        self._metrics.errors.labels(route_class(record.path), error.code).inc()
+        self._metrics.errors.labels(record.route, error.code).inc()
         await send_error(send, error, ((REQUEST_ID, record.request_id.encode()),))
 
     async def _proxy(self, scope: Scope, receive: Receive, send: Send, record: AccessRecord) -> None:
@@ -150,7 +151,7 @@ class Forwarder:
 
     async def _exchange(self, request: httpx.Request, send: Send, record: AccessRecord, dialect: Dialect) -> None:
         sent_at = time.perf_counter()
-        self._metrics.overhead_seconds.labels(route_class(record.path)).observe(sent_at - record.started)
+        self._metrics.overhead_seconds.labels(record.route).observe(sent_at - record.started)
         try:
             response = await self._client.send(request, stream=True)
         except httpx.HTTPError as exc:
@@ -173,7 +174,7 @@ class Forwarder:
             logger.warning("upstream failed mid-response: %s", type(exc).__name__)
         finally:
             self._metrics.open_streams.dec()
-            self._metrics.upstream_seconds.labels(route_class(record.path)).observe(time.perf_counter() - sent_at)
+            self._metrics.upstream_seconds.labels(record.route).observe(time.perf_counter() - sent_at)
             await response.aclose()
 
     async def _relay_body(
@@ -186,7 +187,7 @@ class Forwarder:
         first = True
         async for chunk in response.aiter_raw():
             if first:
-                self._metrics.first_byte_seconds.labels(route_class(record.path)).observe(time.perf_counter() - sent_at)
+                self._metrics.first_byte_seconds.labels(record.route).observe(time.perf_counter() - sent_at)
                 first = False
             await send({"type": "http.response.body", "body": chunk, "more_body": True})
             if count_usage:

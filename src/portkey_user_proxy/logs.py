@@ -76,6 +76,7 @@ class AccessRecord:
     trace_id: str = "-"
     request_id: str = "-"
     resolved: bool = False  # `user` is a person the directory found (per-user metrics count only those)
+    route: str = "other"  # the metrics' `route` label, classified once per request (not in the access line)
 
     def emit(self) -> None:
         if not access_logger.isEnabledFor(logging.INFO):

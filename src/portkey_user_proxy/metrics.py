@@ -51,7 +51,7 @@ def route_class(path: str) -> str:
 
 @functools.lru_cache(maxsize=1024)
 def _route_class_of_tail(tail: str) -> str:
-    # Asked several times per request (counter, histograms) for a handful of distinct paths.
+    # Asked once per request, and for refusals, for a handful of distinct paths.
     for name, suffix in _ROUTE_CLASSES:
         if tail.endswith(suffix):
             return name
