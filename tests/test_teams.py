@@ -46,10 +46,9 @@ def _group(name: str, *members: str, **fields: Any) -> dict[str, Any]:
     return {"_id": ObjectId(), "name": name, "memberIds": list(members), "source": "local", **fields}
 
 
-async def _teams(mongo: Mongo, *ids: str, preferred: tuple[str, ...] = ()) -> list[str | None]:
-    client: AsyncMongoClient[Any] = AsyncMongoClient(mongo.uri, serverSelectionTimeoutMS=5000)
+def _directory(client: AsyncMongoClient[Any], preferred: tuple[str, ...] = ()) -> UserDirectory:
     database = client.get_default_database()
-    directory = UserDirectory(
+    return UserDirectory(
         database["users"],
         ttl=TTL,
         unknown_ttl=UNKNOWN_TTL,
@@ -57,6 +56,10 @@ async def _teams(mongo: Mongo, *ids: str, preferred: tuple[str, ...] = ()) -> li
         max_entries=100,
         teams=TeamFinder(database["groups"], TeamChoice(preferred)),
     )
+
+
+async def _teams(mongo: Mongo, *ids: str, preferred: tuple[str, ...] = ()) -> list[str | None]:
+    directory = _directory(AsyncMongoClient(mongo.uri, serverSelectionTimeoutMS=5000), preferred)
     try:
         lookups = [await directory.find(object_id) for object_id in ids]
     finally:
@@ -130,16 +133,7 @@ def test_a_tenant_user_counts_only_their_own_tenants_groups(librechat: Mongo, li
 def test_team_is_cached_with_the_user_one_groups_query_per_miss(librechat: Mongo) -> None:
     async def scenario() -> dict[str, int]:
         counter = FindCounter()
-        client: AsyncMongoClient[Any] = AsyncMongoClient(librechat.uri, event_listeners=[counter])
-        database = client.get_default_database()
-        directory = UserDirectory(
-            database["users"],
-            ttl=TTL,
-            unknown_ttl=UNKNOWN_TTL,
-            timeout=5.0,
-            max_entries=100,
-            teams=TeamFinder(database["groups"], TeamChoice()),
-        )
+        directory = _directory(AsyncMongoClient(librechat.uri, event_listeners=[counter]))
         concurrent = await asyncio.gather(*(directory.find(TIM) for _ in range(20)))
         later = [await directory.find(TIM) for _ in range(20)]
         await directory.close()
