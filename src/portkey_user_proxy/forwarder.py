@@ -247,6 +247,9 @@ class Forwarder:
         return outgoing
 
     def _with_metadata(self, headers: RequestHeaders, attribution: Attribution) -> RawHeaders:
+        if headers.metadata is None and headers.identity is None and not headers.has_body:
+            # Names nobody and carries no body Portkey could take a `user` from: leave it as it came.
+            return list(headers.forward)
         owned = self._policy.owned_keys.values(attribution.team, attribution.tenant)
         metadata = build_metadata(headers.metadata, attribution.user_value, attribution.fields, owned)
         if metadata.problem:
@@ -256,9 +259,6 @@ class Forwarder:
                 "metadata-placeholder",
                 "LibreChat sent unresolved placeholders in x-portkey-metadata; filled them from the user record",
             )
-        if headers.metadata is None and headers.identity is None and not headers.has_body:
-            # Names nobody and carries no body Portkey could take a `user` from: leave it as it came.
-            return list(headers.forward)
         return [*headers.forward, (METADATA, metadata.header.encode("ascii"))]
 
     def _note_attribution(self, record: AccessRecord, identity: Identity, attribution: Attribution) -> None:
