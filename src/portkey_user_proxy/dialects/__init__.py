@@ -1,8 +1,9 @@
 """The API families whose requests the proxy attributes and whose responses it counts.
 
 One module per family; the forwarder picks one per request from its path, once. A family added later
-is one module and one line in `_FAMILIES`. A path no family serves gets `UNKNOWN`: the user id from
-the header only, the body untouched.
+is one module, one line in `_FAMILIES`, and one in `body_fields._Fields` for each body field it reads
+that no family read before. A path no family serves gets `UNKNOWN`: the user id from the header only,
+the body untouched.
 """
 
 from __future__ import annotations
