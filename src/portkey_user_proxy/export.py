@@ -19,10 +19,10 @@ from typing import Any, TextIO, TypeVar
 
 from pymongo.asynchronous.database import AsyncDatabase
 
-from .teams import GROUPS_COLLECTION, TeamChoice, TeamRank, member_key, tenant_of
+from .teams import GROUPS_COLLECTION, USER_FIELDS, TeamChoice, TeamRank, member_key, tenant_of
 
 HEADER = ("id", "email", "name", "username", "role", "provider", "team")
-_USER_FIELDS = {name: 1 for name in (*HEADER[1:-1], "idOnTheSource", "tenantId")}
+_USER_FIELDS = dict.fromkeys((*HEADER[1:-1], *USER_FIELDS), 1)
 _GROUP_FIELDS = {"_id": 0, "name": 1, "memberIds": 1, "tenantId": 1}
 _BATCH_SIZE = 1000
 _FORMULA_STARTS = ("=", "+", "-", "@", "\t", "\r")
