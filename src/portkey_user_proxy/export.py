@@ -20,6 +20,7 @@ from typing import Any, TextIO, TypeVar
 from pymongo.asynchronous.database import AsyncDatabase
 
 from .teams import GROUPS_COLLECTION, USER_FIELDS, TeamChoice, TeamRank, member_key, tenant_of
+from .users import field_text
 
 HEADER = ("id", "email", "name", "username", "role", "provider", "team")
 _USER_FIELDS = dict.fromkeys((*HEADER[1:-1], *USER_FIELDS), 1)
@@ -92,11 +93,7 @@ class UserExport:
 
 
 def _text(value: object) -> str:
-    if value is None:
-        return ""
-    if isinstance(value, bool):
-        return "true" if value else "false"
-    return str(value)
+    return "" if value is None else field_text(value)
 
 
 def _inert(value: str) -> str:

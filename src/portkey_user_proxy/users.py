@@ -67,11 +67,12 @@ class User:
         for suffix, name in PLACEHOLDER_FIELDS.items():
             value = document.get(name)
             if value is not None:
-                fields[suffix] = _as_text(value)
+                fields[suffix] = field_text(value)
         return cls(id=fields["ID"], email=fields.get("EMAIL", ""), fields=fields, tenant=tenant_of(document))
 
 
-def _as_text(value: object) -> str:
+def field_text(value: object) -> str:
+    """A LibreChat user field as text: booleans as JSON spells them, anything else as `str` makes it."""
     if isinstance(value, bool):
         return "true" if value else "false"
     return str(value)
