@@ -14,7 +14,7 @@ import tempfile
 
 _MEASURE = """
 import sys, time
-from portkey_user_proxy.metrics import Metrics
+from portkey_user_proxy.observability.metrics import Metrics
 metrics = Metrics()
 updates = int(sys.argv[1])
 counter = metrics.requests.labels("chat_completions", "200")

@@ -14,15 +14,15 @@ import httpx
 from fastapi import FastAPI
 
 from .asgi import Receive, Scope, Send
+from .attribution.directory import UserDirectory, connect_users
+from .attribution.teams import team_finder
 from .forwarder import Forwarder
-from .health import OWN_PATHS, router
-from .inbound_auth import RequireInboundKey, inbound_key, metrics_need_the_key
-from .metrics import Metrics
-from .request_head import REFUSALS_STATE_KEY
+from .inbound.auth import RequireInboundKey, inbound_key, metrics_need_the_key
+from .inbound.routes import OWN_PATHS, router
+from .inbound.server import REFUSALS_STATE_KEY
+from .observability.metrics import Metrics
 from .settings import Settings, load_settings
-from .teams import team_finder
-from .upstream import build_http_client
-from .users import UserDirectory, connect_users
+from .upstream.client import build_http_client
 
 
 def build_user_directory(settings: Settings, metrics: Metrics | None = None, *, teams: bool = False) -> UserDirectory:

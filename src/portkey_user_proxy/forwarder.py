@@ -15,12 +15,15 @@ from dataclasses import dataclass
 import httpx
 
 from .asgi import Receive, Scope, Send
-from .attribution import Attribution, AttributionOutcome, attribute
-from .body import BodyTooLarge, ClientDisconnected, read_body, stream_body
-from .body_fields import json_fields
-from .client_writes import ClientStalled, TimedSend
+from .attribution.decision import Attribution, AttributionOutcome, attribute
+from .attribution.directory import UserDirectory
+from .attribution.identity import Identity, identify
+from .attribution.metadata import build_metadata
+from .attribution.teams import OwnedKeys
+from .attribution.user_value import user_value_of
 from .dialects import Dialect, dialect_for
-from .disconnects import CancelOnDisconnect
+from .dialects.fields import json_fields
+from .dialects.usage import UsageScanner
 from .errors import ProxyError, send_error
 from .headers import (
     METADATA,
@@ -31,22 +34,19 @@ from .headers import (
     response_headers,
     split_request_headers,
 )
-from .identity import Identity, identify
-from .inbound_auth import inbound_key
-from .last_resort import WatchedSend, internal_error
-from .limits import UpstreamSlots, capped, check_declared_length, too_large
-from .logs import AccessRecord, RateLimitedWarnings, loggable, logger
-from .metadata import build_metadata
-from .metrics import Metrics, route_class
-from .portkey_defaults import portkey_defaults
-from .request_target import upstream_url
+from .inbound.auth import inbound_key
+from .inbound.body import BodyTooLarge, ClientDisconnected, read_body, stream_body
+from .inbound.client_writes import ClientStalled, TimedSend
+from .inbound.disconnects import CancelOnDisconnect
+from .inbound.last_resort import WatchedSend, internal_error
+from .inbound.limits import UpstreamSlots, capped, check_declared_length, too_large
+from .inbound.target import upstream_url
+from .observability.logs import AccessRecord, RateLimitedWarnings, loggable, logger
+from .observability.metrics import Metrics, route_class
 from .settings import Settings, UnresolvedUserPolicy
-from .teams import OwnedKeys
-from .traces import conversation_trace
-from .upstream import UpstreamPolicy, error_before_response
-from .usage import UsageScanner
-from .user_value import user_value_of
-from .users import UserDirectory
+from .upstream.client import UpstreamPolicy, error_before_response
+from .upstream.portkey_defaults import portkey_defaults
+from .upstream.traces import conversation_trace
 
 # The access log's status for clients that left before the response ended (nginx's convention).
 CLIENT_CLOSED = 499

@@ -18,7 +18,7 @@ from pydantic_settings import BaseSettings, SettingsConfigDict
 from pymongo import uri_parser
 from pymongo.errors import PyMongoError
 
-from .user_value import UserValue
+from .attribution.user_value import UserValue
 
 logger = logging.getLogger("portkey_user_proxy")
 

@@ -11,8 +11,8 @@ from __future__ import annotations
 from collections.abc import Mapping
 from typing import Any, ClassVar
 
-from ..usage import Usage, tokens
 from .dialect import Dialect
+from .usage import Usage, tokens
 
 # Input tokens are billed in three parts; OpenAI's `prompt_tokens` includes its cached tokens likewise.
 _INPUT = ("input_tokens", "cache_creation_input_tokens", "cache_read_input_tokens")

@@ -10,7 +10,7 @@ from __future__ import annotations
 from collections.abc import Mapping
 from typing import Any, ClassVar
 
-from ..body import with_stream_usage
+from ..inbound.body import with_stream_usage
 from .openai_user import OpenAIUserField
 
 

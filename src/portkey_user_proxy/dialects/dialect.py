@@ -5,7 +5,7 @@ from __future__ import annotations
 from collections.abc import Mapping
 from typing import Any, ClassVar
 
-from ..usage import Usage
+from .usage import Usage
 
 
 class Dialect:

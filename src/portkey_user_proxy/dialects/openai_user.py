@@ -10,8 +10,8 @@ from __future__ import annotations
 from collections.abc import Mapping
 from typing import Any, ClassVar
 
-from ..usage import Usage, tokens
 from .dialect import Dialect
+from .usage import Usage, tokens
 
 
 class OpenAIUserField(Dialect):

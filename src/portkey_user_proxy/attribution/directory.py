@@ -1,0 +1,320 @@
+"""LibreChat's users, read from its MongoDB through a per-user cache.
+
+The request path asks `UserDirectory.find(object_id)`. A fresh cache entry answers without a query;
+concurrent misses for one user share a single query; every query is bounded by the lookup timeout,
+and when MongoDB fails a stale entry is served if there is one. After a failure, users not cached skip
+MongoDB for the outage window (`outage.py`) instead of each waiting the timeout. Nothing here raises
+on the request path: the outcome says what happened.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import enum
+import logging
+import time
+from collections.abc import Callable, Mapping
+from dataclasses import dataclass, replace
+from typing import Any, Protocol
+
+from bson import ObjectId
+from pymongo import AsyncMongoClient
+from pymongo.asynchronous.collection import AsyncCollection
+
+from ..observability.logs import RateLimitedWarnings
+from .mongo_failures import Failure, MongoFailure, advice, classify, location
+from .outage import Admission, OutageWindow
+from .teams import USER_FIELDS, TeamFinder, tenant_of
+
+logger = logging.getLogger("portkey_user_proxy.attribution.directory")
+
+# LibreChat user fields that placeholders may name, by placeholder suffix (`{{LIBRECHAT_USER_EMAIL}}`).
+# The projection asks for these alone: password hashes, tokens and TOTP secrets never leave MongoDB.
+PLACEHOLDER_FIELDS: Mapping[str, str] = {
+    "EMAIL": "email",
+    "NAME": "name",
+    "USERNAME": "username",
+    "ROLE": "role",
+    "PROVIDER": "provider",
+    "EMAILVERIFIED": "emailVerified",
+    "TWOFACTORENABLED": "twoFactorEnabled",
+    "TERMSACCEPTED": "termsAccepted",
+    "GOOGLEID": "googleId",
+    "FACEBOOKID": "facebookId",
+    "OPENIDID": "openidId",
+    "SAMLID": "samlId",
+    "LDAPID": "ldapId",
+    "GITHUBID": "githubId",
+    "DISCORDID": "discordId",
+    "APPLEID": "appleId",
+}
+_STALE_RETRY_SECONDS = 5.0
+_READINESS_CACHE_SECONDS = 2.0  # probes of several replicas and kubelets cost one query per two seconds
+_PROJECTION = dict.fromkeys((*PLACEHOLDER_FIELDS.values(), *USER_FIELDS), 1)
+
+
+@dataclass(frozen=True, slots=True)
+class User:
+    id: str
+    email: str
+    fields: Mapping[str, str]  # placeholder suffix -> value, e.g. {"EMAIL": ..., "ID": ...}
+    team: str | None = None  # the LibreChat group chosen as the team, when teams are looked up
+    tenant: str | None = None  # `tenantId` in a multi-tenant LibreChat
+
+    @classmethod
+    def from_document(cls, document: Mapping[str, Any]) -> User:
+        fields = {"ID": str(document["_id"])}
+        for suffix, name in PLACEHOLDER_FIELDS.items():
+            value = document.get(name)
+            if value is not None:
+                fields[suffix] = field_text(value)
+        return cls(id=fields["ID"], email=fields.get("EMAIL", ""), fields=fields, tenant=tenant_of(document))
+
+
+def field_text(value: object) -> str:
+    """A LibreChat user field as text: booleans as JSON spells them, anything else as `str` makes it."""
+    if isinstance(value, bool):
+        return "true" if value else "false"
+    return str(value)
+
+
+class LookupOutcome(enum.StrEnum):
+    CACHE_HIT = "cache_hit"
+    FOUND = "found"  # a cache miss answered by MongoDB
+    NOT_FOUND = "not_found"
+    STALE = "stale"  # MongoDB failed; an expired entry answered
+    ERROR = "error"  # MongoDB failed in a way none of the others name
+    TIMEOUT = "timeout"
+    UNREACHABLE = "unreachable"
+    UNAUTHORIZED = "unauthorized"  # MongoDB answered but refused: credentials or access rights
+    BACKOFF = "backoff"  # not asked: MongoDB failed moments ago (the outage window)
+
+
+_FAILURE_OUTCOMES = {
+    MongoFailure.UNREACHABLE: LookupOutcome.UNREACHABLE,
+    MongoFailure.UNAUTHORIZED: LookupOutcome.UNAUTHORIZED,
+    MongoFailure.TIMEOUT: LookupOutcome.TIMEOUT,
+    MongoFailure.ERROR: LookupOutcome.ERROR,
+}
+_MONGO_FAILED = frozenset({*_FAILURE_OUTCOMES.values(), LookupOutcome.BACKOFF})
+
+
+@dataclass(frozen=True, slots=True)
+class Lookup:
+    user: User | None
+    outcome: LookupOutcome
+
+    @property
+    def mongo_failed(self) -> bool:
+        return self.outcome in _MONGO_FAILED
+
+
+class LookupObserver(Protocol):
+    def lookup(self, outcome: LookupOutcome) -> None: ...
+
+    def query_time(self, seconds: float) -> None: ...
+
+    def mongodb_answered(self, answered: bool) -> None: ...
+
+
+class _Unobserved:
+    def lookup(self, outcome: LookupOutcome) -> None:
+        pass
+
+    def query_time(self, seconds: float) -> None:
+        pass
+
+    def mongodb_answered(self, answered: bool) -> None:
+        pass
+
+
+@dataclass(slots=True)
+class _Entry:
+    user: User | None
+    fresh_until: float
+
+
+class UserDirectory:
+    def __init__(
+        self,
+        users: AsyncCollection[Any],
+        *,
+        ttl: float,
+        unknown_ttl: float,
+        timeout: float,
+        max_entries: int,
+        clock: Callable[[], float] = time.monotonic,
+        observer: LookupObserver | None = None,
+        teams: TeamFinder | None = None,
+    ) -> None:
+        self._users = users
+        self._ttl = ttl
+        self._unknown_ttl = unknown_ttl
+        self._timeout = timeout
+        self._max_entries = max_entries
+        self._clock = clock
+        self._observer = observer or _Unobserved()
+        self._cache: dict[str, _Entry] = {}
+        self._inflight: dict[str, asyncio.Task[Lookup]] = {}
+        self._window = OutageWindow(clock=clock)
+        self._warnings = RateLimitedWarnings()
+        self._readiness: tuple[float, MongoFailure | None] | None = None  # (checked at, result)
+        self._teams = teams
+
+    async def find(self, object_id: str) -> Lookup:
+        lookup = await self._cached_or_queried(object_id)
+        self._observer.lookup(lookup.outcome)
+        return lookup
+
+    async def _cached_or_queried(self, object_id: str) -> Lookup:
+        entry = self._cache.get(object_id)
+        if entry is not None and entry.fresh_until > self._clock():
+            outcome = LookupOutcome.CACHE_HIT if entry.user else LookupOutcome.NOT_FOUND
+            return Lookup(entry.user, outcome)
+        admission = self._window.admit()
+        if admission is Admission.SKIP:
+            return self._fallback(object_id, LookupOutcome.BACKOFF)
+        query = self._inflight.get(object_id) or self._start_query(object_id)
+        if admission is Admission.PROBE:
+            # The probe runs on its own: no request waits on a MongoDB that failed moments ago.
+            return self._fallback(object_id, LookupOutcome.BACKOFF)
+        # Shielded: a waiter that goes away must not cancel the query the others share.
+        return await asyncio.shield(query)
+
+    def _start_query(self, object_id: str) -> asyncio.Task[Lookup]:
+        query = asyncio.create_task(self._query(object_id))
+        self._inflight[object_id] = query
+        query.add_done_callback(lambda _: self._inflight.pop(object_id, None))
+        return query
+
+    async def find_by_email(self, email: str) -> User | None:
+        """For operators (`check-user`); the request path never queries by anything but `_id`."""
+        async with asyncio.timeout(self._timeout):
+            document = await self._users.find_one({"email": email.strip().lower()}, _PROJECTION)
+        return User.from_document(document) if document else None
+
+    async def close(self) -> None:
+        await self._users.database.client.close()
+
+    @property
+    def location(self) -> str:
+        """`host:port/database`, for messages: never credentials."""
+        return location(self._users.database.client, self._users.database.name)
+
+    async def readiness(self) -> MongoFailure | None:
+        """None when MongoDB answers an authorised read of `users` (a `ping` needs no credentials).
+
+        Cached for a couple of seconds, so frequent probes stay cheap.
+        """
+        now = self._clock()
+        if self._readiness is not None and now - self._readiness[0] < _READINESS_CACHE_SECONDS:
+            return self._readiness[1]
+        try:
+            async with asyncio.timeout(self._timeout):
+                await self._users.find_one({}, {"_id": 1})
+        except Exception as exc:  # any failure to get a sound answer means lookups cannot succeed
+            result: MongoFailure | None = self._failed(self.failure_of(exc)).kind
+        else:
+            result = None
+            self._answered()
+        self._readiness = (now, result)
+        return result
+
+    def failure_of(self, exc: BaseException) -> Failure:
+        """What kind of MongoDB failure `exc` is, in words safe to show."""
+        return classify(exc, self._users.database.client)
+
+    def _answered(self) -> None:
+        self._window.answered()
+        self._observer.mongodb_answered(True)
+
+    def _failed(self, failure: Failure) -> Failure:
+        self._window.failed()
+        self._observer.mongodb_answered(False)
+        self._warnings.warn(
+            f"mongodb-{failure.kind}",
+            "MongoDB at %s: %s (%s); users not cached are attributed by UNRESOLVED_USER_POLICY, "
+            "MongoDB is asked again in %.0f s; %s",
+            self.location,
+            _FAILURE_WORDS[failure.kind],
+            failure.detail,
+            self._window.seconds_left,
+            advice(failure.kind),
+        )
+        return failure
+
+    async def _query(self, object_id: str) -> Lookup:
+        started = time.perf_counter()
+        try:
+            async with asyncio.timeout(self._timeout):
+                document = await self._users.find_one({"_id": ObjectId(object_id)}, _PROJECTION)
+        except Exception as exc:  # PyMongoError above all, but a bad document must not fail the request
+            failure = self._failed(self.failure_of(exc))
+            return self._fallback(object_id, _FAILURE_OUTCOMES[failure.kind])
+        finally:
+            self._observer.query_time(time.perf_counter() - started)
+        self._answered()
+        if document is None:
+            self._store(object_id, None, self._unknown_ttl)
+            return Lookup(None, LookupOutcome.NOT_FOUND)
+        user, ttl = await self._with_team(User.from_document(document), document, started)
+        self._store(object_id, user, ttl)
+        return Lookup(user, LookupOutcome.FOUND)
+
+    async def _with_team(self, user: User, document: Mapping[str, Any], started: float) -> tuple[User, float]:
+        """The user with their team, and how long to cache them: one more query, within the same timeout.
+
+        Groups that cannot be read leave the team out, never the user: the entry is then kept for a
+        short while only (with the team it had before, if any), so the team returns with MongoDB.
+        """
+        if self._teams is None:
+            return user, self._ttl
+        try:
+            async with asyncio.timeout(self._timeout - (time.perf_counter() - started)):
+                team = await self._teams.team_of(document)
+        except Exception as exc:  # TimeoutError, PyMongoError, a malformed group: all only cost the team
+            # Not an outage of the user lookup (the user was just read): the outage window stays as it is.
+            failure = self.failure_of(exc)
+            self._warnings.warn(
+                "groups", "reading LibreChat's groups failed: %s (%s); team left out", failure.kind, failure.detail
+            )
+            entry = self._cache.get(user.id)
+            team = entry.user.team if entry is not None and entry.user is not None else None
+            return replace(user, team=team), min(self._unknown_ttl, _STALE_RETRY_SECONDS)
+        return replace(user, team=team), self._ttl
+
+    def _fallback(self, object_id: str, failure: LookupOutcome) -> Lookup:
+        entry = self._cache.get(object_id)
+        if entry is not None and entry.user is not None:
+            # Serve the stale entry for a short while without asking again, so an outage costs
+            # each user one lookup timeout per retry interval instead of one per request.
+            self._store(object_id, entry.user, min(self._unknown_ttl, _STALE_RETRY_SECONDS))
+            return Lookup(entry.user, LookupOutcome.STALE)
+        return Lookup(None, failure)
+
+    def _store(self, object_id: str, user: User | None, ttl: float) -> None:
+        # Re-inserting moves the key to the end, so the dict's order is oldest-written first.
+        self._cache.pop(object_id, None)
+        self._cache[object_id] = _Entry(user, self._clock() + ttl)
+        while len(self._cache) > self._max_entries:
+            del self._cache[next(iter(self._cache))]
+
+
+_FAILURE_WORDS = {
+    MongoFailure.UNREACHABLE: "unreachable",
+    MongoFailure.UNAUTHORIZED: "refused the lookup (unauthorized)",
+    MongoFailure.TIMEOUT: "no answer within USER_LOOKUP_TIMEOUT_SECONDS",
+    MongoFailure.ERROR: "the lookup failed",
+}
+
+
+def connect_users(mongo_uri: str, timeout: float) -> AsyncCollection[Any]:
+    """The `users` collection of the URI's database; nothing connects until the first query."""
+    timeout_ms = max(1, int(timeout * 1000))
+    client: AsyncMongoClient[Any] = AsyncMongoClient(
+        mongo_uri,
+        appname="portkey-user-proxy",
+        serverSelectionTimeoutMS=timeout_ms,
+        connectTimeoutMS=timeout_ms,
+    )
+    return client.get_default_database(default="LibreChat")["users"]

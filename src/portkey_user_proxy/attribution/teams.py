@@ -1,0 +1,121 @@
+"""Teams: which of LibreChat's groups stands for a user's team in Portkey's cost reports.
+
+LibreChat (0.8 and later) keeps groups in its `groups` collection as `{name, memberIds, source,
+idOnTheSource, tenantId}`. A group lists a member by the user's `idOnTheSource` when the user has
+one (Entra ID and OpenID users, whose groups LibreChat syncs), otherwise by the user's `_id` as 24
+hex characters: LibreChat's own rule, so a user's groups here are the ones LibreChat grants
+permissions by. In a multi-tenant LibreChat only groups of the user's own tenant count.
+
+The team is the first group of `TEAM_GROUPS` the user is in (names compared ignoring case), or,
+without `TEAM_GROUPS`, the alphabetically first of the user's groups. No group, no team: a team is
+never invented.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterable, Mapping, Sequence
+from dataclasses import dataclass
+from typing import TYPE_CHECKING, Any
+
+from pymongo.asynchronous.collection import AsyncCollection
+from pymongo.asynchronous.database import AsyncDatabase
+
+if TYPE_CHECKING:  # settings imports the user directory, which imports this module
+    from ..settings import Settings
+
+GROUPS_COLLECTION = "groups"
+# Names alone: a group's `memberIds` can list thousands of members and is never needed here.
+_NAME_ONLY = {"_id": 0, "name": 1}
+# What the user lookup adds to its projection so the team can be found from the same document.
+USER_FIELDS = ("idOnTheSource", "tenantId")
+
+TeamRank = tuple[int, str, str]
+
+
+def member_key(user: Mapping[str, Any]) -> str:
+    """How groups list this user: `idOnTheSource` when the user has one, else the `_id` in hex."""
+    source_id = user.get("idOnTheSource")
+    if isinstance(source_id, str) and source_id.strip():
+        return source_id
+    return str(user["_id"])
+
+
+def tenant_of(user: Mapping[str, Any]) -> str | None:
+    tenant = user.get("tenantId")
+    return tenant if isinstance(tenant, str) and tenant.strip() else None
+
+
+class TeamChoice:
+    """The rule that picks one team among a user's groups."""
+
+    def __init__(self, preferred: Sequence[str] = ()) -> None:
+        self._position: dict[str, int] = {}
+        for position, name in enumerate(preferred):
+            self._position.setdefault(name.strip().casefold(), position)
+
+    def rank(self, name: object) -> TeamRank | None:
+        """Lower ranks win; None for a group that can never be the team (unlisted, nameless)."""
+        if not isinstance(name, str) or not name.strip():
+            return None
+        name = name.strip()
+        folded = name.casefold()
+        if not self._position:
+            return (0, folded, name)  # alphabetical, ignoring case; the exact spelling breaks ties
+        position = self._position.get(folded)
+        return None if position is None else (position, folded, name)
+
+    def choose(self, names: Iterable[object]) -> str | None:
+        ranked = [rank for rank in map(self.rank, names) if rank is not None]
+        return min(ranked)[2] if ranked else None
+
+
+class TeamFinder:
+    """Reads one user's groups: one `find` on `groups` by member key, names only."""
+
+    def __init__(self, groups: AsyncCollection[Any], choice: TeamChoice) -> None:
+        self._groups = groups
+        self._choice = choice
+
+    async def team_of(self, user: Mapping[str, Any]) -> str | None:
+        """The user's team; raises whatever the driver raises (the caller bounds and absorbs it)."""
+        query: dict[str, Any] = {"memberIds": member_key(user)}
+        tenant = tenant_of(user)
+        if tenant is not None:
+            query["tenantId"] = tenant
+        groups = await self._groups.find(query, _NAME_ONLY).to_list(None)
+        return self._choice.choose(group.get("name") for group in groups)
+
+
+def team_choice(settings: Settings) -> TeamChoice:
+    return TeamChoice(settings.team_group_names)
+
+
+def team_finder(settings: Settings, database: AsyncDatabase[Any], *, always: bool = False) -> TeamFinder | None:
+    """The finder the user directory asks, or None when no team is sent (TEAM_METADATA_KEY unset).
+
+    `always`: for `check-user`, which shows the team even while it is not sent.
+    """
+    if settings.team_metadata_key is None and not always:
+        return None
+    return TeamFinder(database[GROUPS_COLLECTION], team_choice(settings))
+
+
+@dataclass(frozen=True, slots=True)
+class OwnedKeys:
+    """The metadata keys the proxy fills from LibreChat's data (TEAM_METADATA_KEY, TENANT_METADATA_KEY)."""
+
+    team_key: str | None = None
+    tenant_key: str | None = None
+
+    @classmethod
+    def from_settings(cls, settings: Settings) -> OwnedKeys:
+        return cls(settings.team_metadata_key, settings.tenant_metadata_key)
+
+    def values(self, team: str | None, tenant: str | None) -> dict[str, str | None]:
+        """Key -> the user's value, None when the user has none."""
+        owned: dict[str, str | None] = {}
+        if self.team_key is not None:
+            owned[self.team_key] = team
+        if self.tenant_key is not None:
+            owned[self.tenant_key] = tenant
+        return owned

@@ -1,0 +1,51 @@
+"""What `_user` holds for a resolved user: the email, or, where emails must not leave, a stand-in.
+
+Portkey passes metadata on to some providers (as Vertex AI labels, for one), so some admins must
+not send emails. `username` and `id` are LibreChat's own values; `email-hash` is an HMAC-SHA256 of
+the lower-cased email under `USER_HASH_SECRET`: stable per user, unguessable without the secret,
+and `check-user` maps it back to the person.
+"""
+
+from __future__ import annotations
+
+import enum
+import hashlib
+import hmac
+from collections.abc import Callable
+
+from pydantic import SecretStr
+
+from .directory import User
+
+UserValueOf = Callable[[User], str]
+
+
+class UserValue(enum.StrEnum):
+    EMAIL = "email"
+    USERNAME = "username"
+    ID = "id"
+    EMAIL_HASH = "email-hash"
+
+
+def email_of(user: User) -> str:
+    return user.email
+
+
+def user_value_of(kind: UserValue, hash_secret: SecretStr | None = None) -> UserValueOf:
+    """The function that turns a resolved user into their `_user` value."""
+    if kind is UserValue.EMAIL:
+        return email_of
+    if kind is UserValue.USERNAME:
+        # OAuth and LDAP users may have no username: their id still splits cost per user.
+        return lambda user: user.fields.get("USERNAME") or user.id
+    if kind is UserValue.ID:
+        return lambda user: user.id
+    if hash_secret is None:
+        raise ValueError("PORTKEY_USER_VALUE=email-hash needs USER_HASH_SECRET")
+    key = hash_secret.get_secret_value().encode("utf-8")
+    return lambda user: email_hash(key, user.email)
+
+
+def email_hash(key: bytes, email: str) -> str:
+    """64 hex digits, well within Portkey's 128 characters for a metadata value."""
+    return hmac.new(key, email.strip().lower().encode("utf-8"), hashlib.sha256).hexdigest()

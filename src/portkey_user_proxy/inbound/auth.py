@@ -1,0 +1,82 @@
+"""The proxy's own API key: who may send requests through it.
+
+With `PROXY_API_KEY` set, a request must carry `Authorization: Bearer <key>`, which is how LibreChat
+sends a custom endpoint's `apiKey`. The header is then the proxy's own: it is checked before the
+body is read or a user looked up, compared in constant time, and never forwarded.
+"""
+
+from __future__ import annotations
+
+import hmac
+
+from starlette.types import ASGIApp, Receive, Scope, Send
+
+from ..errors import ProxyError, send_error
+from ..headers import RawHeaders
+from ..settings import Settings
+
+AUTHORIZATION = b"authorization"
+_BEARER = b"bearer"
+# Closing after the refusal: the body of a request without the key is never read.
+_REFUSAL_HEADERS = ((b"www-authenticate", b'Bearer realm="portkey-user-proxy"'), (b"connection", b"close"))
+
+
+class InboundKey:
+    def __init__(self, key: str) -> None:
+        self._key = key.encode("ascii")
+
+    def admit(self, raw: RawHeaders) -> RawHeaders:
+        """The request's headers without `Authorization`; a 401 unless it carries the key, once."""
+        kept: RawHeaders = []
+        presented: list[bytes] = []
+        for name, value in raw:
+            if name == AUTHORIZATION:
+                presented.append(value)
+            else:
+                kept.append((name, value))
+        if len(presented) != 1 or not self.matches(presented[0]):
+            raise _unauthorized(missing=not presented)
+        return kept
+
+    def matches(self, authorization: bytes) -> bool:
+        scheme, _, token = authorization.strip().partition(b" ")
+        # compare_digest runs in time independent of where the values differ.
+        return hmac.compare_digest(token.strip(), self._key) and scheme.lower() == _BEARER
+
+
+class RequireInboundKey:
+    """ASGI middleware asking for the key on some of the proxy's own paths (`/metrics`)."""
+
+    def __init__(self, app: ASGIApp, *, key: InboundKey, paths: frozenset[str]) -> None:
+        self._app = app
+        self._key = key
+        self._paths = paths
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        if scope["type"] == "http" and scope["path"] in self._paths:
+            try:
+                self._key.admit(scope["headers"])
+            except ProxyError as error:
+                await send_error(send, error)
+                return
+        await self._app(scope, receive, send)
+
+
+def inbound_key(settings: Settings) -> InboundKey | None:
+    """The key requests must carry, or None when PROXY_API_KEY is unset (the proxy is then open)."""
+    key = settings.proxy_api_key
+    return None if key is None else InboundKey(key.get_secret_value())
+
+
+def metrics_need_the_key(settings: Settings) -> bool:
+    """Whether `/metrics` asks for PROXY_API_KEY: when told to, and whenever it lists users (per-user tokens)."""
+    return settings.metrics_require_proxy_api_key or settings.metrics_per_user_tokens
+
+
+def _unauthorized(*, missing: bool) -> ProxyError:
+    problem = "no API key was sent" if missing else "the API key is not this proxy's"
+    message = (
+        f"{problem}: send `Authorization: Bearer <PROXY_API_KEY>` "
+        "(in librechat.yaml, set the endpoint's apiKey to the proxy's PROXY_API_KEY)"
+    )
+    return ProxyError(401, message, "invalid_api_key", headers=_REFUSAL_HEADERS)

@@ -1,0 +1,48 @@
+"""The last-resort boundary: a bug met while handling one request ends that request, never the server.
+
+Without it, an unexpected exception reaches uvicorn, which answers a plain-text 500 that LibreChat
+cannot show and logs a traceback whose frames may hold request values. Here the client gets the
+proxy's own JSON error when nothing has been sent yet, and a cut-short response otherwise (a
+truncated stream is never mistaken for a complete one). The log names the exception's type and
+where it was raised, never its message: messages can carry bodies, emails or keys.
+"""
+
+from __future__ import annotations
+
+import traceback
+from pathlib import Path
+
+from ..asgi import Message, Send
+from ..errors import ProxyError
+from ..observability.logs import logger
+
+
+class WatchedSend:
+    """The ASGI `send`, noting whether the response has started: after that, no error can be sent."""
+
+    __slots__ = ("_send", "started")
+
+    def __init__(self, send: Send) -> None:
+        self._send = send
+        self.started = False
+
+    async def __call__(self, message: Message) -> None:
+        if message["type"] == "http.response.start":
+            self.started = True
+        await self._send(message)
+
+
+def internal_error(exc: Exception, method: str, route: str) -> ProxyError:
+    """Log `exc` without its values, and the error the client is told."""
+    logger.error("internal error on %s %s: %s at %s", method, route, type(exc).__name__, _raised_at(exc))
+    message = "the proxy failed on this request (an internal error, logged as such); please retry"
+    return ProxyError(500, message, "internal_error")
+
+
+def _raised_at(exc: BaseException) -> str:
+    # File, line and function of the innermost frame: enough to find the bug, with no value in it.
+    frames = traceback.extract_tb(exc.__traceback__)
+    if not frames:
+        return "-"
+    last = frames[-1]
+    return f"{Path(last.filename).name}:{last.lineno} in {last.name}"

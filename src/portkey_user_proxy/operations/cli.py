@@ -1,0 +1,262 @@
+"""Command line: `serve` runs the proxy, `check-user` shows how one user would be attributed, `doctor`
+checks the set-up, `export-users` writes every LibreChat user as CSV."""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import contextlib
+import gc
+import importlib.metadata
+import math
+import os
+import sys
+from typing import NoReturn
+
+import uvicorn
+
+from ..app import ProxyApp, build_user_directory, create_app
+from ..attribution.decision import Attribution, AttributionOutcome, attribute
+from ..attribution.directory import UserDirectory, connect_users
+from ..attribution.identity import identify
+from ..attribution.metadata import build_metadata
+from ..attribution.mongo_failures import MongoFailure, advice, classify, location
+from ..attribution.teams import OwnedKeys, team_choice
+from ..attribution.user_value import user_value_of
+from ..inbound.server import InboundLimits, server_options
+from ..observability.logs import StartupRecords, configure_logging, loggable
+from ..observability.worker_metrics import shared_metrics
+from ..settings import Settings, SettingsError, load_settings
+from .doctor import run_doctor
+from .exit_codes import ExitCode, describe
+from .export import UserExport
+
+# The names earlier versions exported; the codes themselves live in exit_codes.py.
+EXIT_UNKNOWN_USER = ExitCode.UNKNOWN_USER
+EXIT_BAD_SETTINGS = ExitCode.BAD_SETTINGS
+EXIT_MONGO_UNREACHABLE = ExitCode.MONGO_UNAVAILABLE
+
+
+def main(argv: list[str] | None = None) -> int:
+    args = _parser().parse_args(argv)
+    try:
+        with StartupRecords() as startup:
+            settings = load_settings()
+    except SettingsError as exc:
+        print(exc, file=sys.stderr)
+        return EXIT_BAD_SETTINGS
+    configure_logging(settings.log_level, settings.log_format)
+    if args.command == "serve":
+        # Not here: each server process reads the settings again and says it once (app_factory).
+        return _serve(settings, args.host, args.port)
+    startup.replay()
+    if args.command == "doctor":
+        return asyncio.run(run_doctor(settings))
+    if args.command == "export-users":
+        return asyncio.run(_export_users(settings, raw=args.raw))
+    return asyncio.run(_check_user(settings, args.user, args.metadata))
+
+
+def app_factory() -> ProxyApp:
+    """What each server process builds (uvicorn's worker processes start from here too)."""
+    with StartupRecords() as startup:
+        settings = load_settings()
+    configure_logging(settings.log_level, settings.log_format)
+    startup.replay()
+    app = create_app(settings)
+    # Everything built so far lives as long as the process: keep it out of the collector's scans,
+    # which otherwise stall streams for milliseconds at a time under load.
+    gc.collect()
+    gc.freeze()
+    return app
+
+
+def _serve(settings: Settings, host: str, port: int) -> int:
+    with shared_metrics(settings.web_concurrency):
+        try:
+            _run_server(settings, host, port)
+        except SystemExit as exc:
+            # uvicorn exits with 3 when it cannot start; 3 is MongoDB's code here, the wrong place to look.
+            if exc.code not in (None, 0):
+                return ExitCode.SERVER_NOT_STARTED
+            raise
+    return ExitCode.OK
+
+
+def _run_server(settings: Settings, host: str, port: int) -> None:
+    uvicorn.run(
+        "portkey_user_proxy.operations.cli:app_factory",
+        factory=True,
+        host=host,
+        port=port,
+        workers=settings.web_concurrency,
+        log_config=None,
+        log_level=settings.log_level.lower(),
+        access_log=False,  # the proxy writes its own access line, with the attributed user
+        server_header=False,  # upstream's `server` and `date` pass through; no duplicates
+        date_header=False,
+        timeout_graceful_shutdown=math.ceil(settings.shutdown_grace_seconds),
+        proxy_headers=False,
+        **server_options(settings.max_request_head_bytes, InboundLimits.of(settings)),
+    )
+
+
+async def _check_user(settings: Settings, user: str, metadata: str | None) -> int:
+    if metadata is not None and (problem := build_metadata(metadata, None, {}).problem) is not None:
+        print(f"invalid --metadata: {problem}", file=sys.stderr)
+        return ExitCode.USAGE
+    directory = build_user_directory(settings, teams=True)
+    print(f"mongodb:            {directory.location}")
+    try:
+        if "@" in user:
+            try:
+                found = await directory.find_by_email(user)
+            except Exception as exc:  # any driver failure: the admin needs the cause, not a traceback
+                return _mongo_failed(directory.failure_of(exc).kind, directory.location)
+            if found is None:
+                print(
+                    f"the email {loggable(user)} is not in the users collection at {directory.location}: "
+                    + _WHICH_DATABASE,
+                    file=sys.stderr,
+                )
+                return ExitCode.UNKNOWN_USER
+            user = found.id
+        user_value = user_value_of(settings.portkey_user_value, settings.user_hash_secret)
+        attribution = await attribute(identify(None, user), directory, settings.unresolved_user_policy, user_value)
+    finally:
+        await directory.close()
+    owned = OwnedKeys.from_settings(settings).values(attribution.team, attribution.tenant)
+    header = build_metadata(metadata, attribution.user_value, attribution.fields, owned).header
+    print(f"user id:            {user if user.isascii() and user.isprintable() else loggable(user)}")
+    print(f"attribution:        {attribution.outcome} ({attribution.reason})")
+    print(f"email:              {attribution.fields.get('EMAIL', '-')}")
+    print(f"_user sent:         {attribution.user_value or '-'} (PORTKEY_USER_VALUE={settings.portkey_user_value})")
+    print(f"team:               {_team_line(settings, attribution)}")
+    print(f"x-portkey-metadata: {header if attribution.outcome is not AttributionOutcome.REJECTED else _REFUSED}")
+    return _verdict(attribution, user, directory)
+
+
+# Under fail-closed nothing goes to Portkey: showing the header a request would never carry misleads.
+_REFUSED = "- (not sent: UNRESOLVED_USER_POLICY=fail-closed refuses the request)"
+
+_UNIDENTIFIED = {
+    AttributionOutcome.FALLBACK: 'and sends `_user` "unidentified" (UNRESOLVED_USER_POLICY=fail-open)',
+    AttributionOutcome.REJECTED: "and refuses the request with 403 (UNRESOLVED_USER_POLICY=fail-closed)",
+}
+# Nobody found is most often a MONGO_URI naming another database than LibreChat's.
+_WHICH_DATABASE = "is that LibreChat's database? (MONGO_URI names it after the host)"
+
+
+def _verdict(attribution: Attribution, user: str, directory: UserDirectory) -> int:
+    """The exit code for a check-user result, with what to change on stderr."""
+    reason = attribution.reason
+    if attribution.outcome is AttributionOutcome.RESOLVED:
+        return ExitCode.OK
+    if reason == "not_an_object_id":
+        print(
+            f"{loggable(user)} is not a LibreChat user id (24 hex characters): the proxy never asks MongoDB "
+            f"about it, {_UNIDENTIFIED[attribution.outcome]}",
+            file=sys.stderr,
+        )
+        return ExitCode.NOT_AN_OBJECT_ID
+    if reason == "no_email":
+        print(f"the user {user} exists at {directory.location} but has no email", file=sys.stderr)
+        return ExitCode.NO_EMAIL
+    if reason == "not_found":
+        print(
+            f"the user {user} is not in the users collection at {directory.location}: {_WHICH_DATABASE}",
+            file=sys.stderr,
+        )
+        return ExitCode.UNKNOWN_USER
+    kind = MongoFailure(reason) if reason in tuple(MongoFailure) else MongoFailure.UNREACHABLE
+    return _mongo_failed(kind, directory.location)
+
+
+def _mongo_failed(kind: MongoFailure, where: str, detail: str = "") -> int:
+    print(f"MongoDB at {where}: {kind}{detail}; {advice(kind)}", file=sys.stderr)
+    return ExitCode.MONGO_UNAUTHORIZED if kind is MongoFailure.UNAUTHORIZED else ExitCode.MONGO_UNAVAILABLE
+
+
+class _Parser(argparse.ArgumentParser):
+    """A usage error exits with its own code, never the one an invalid setting gets."""
+
+    def error(self, message: str) -> NoReturn:
+        self.print_usage(sys.stderr)
+        self.exit(ExitCode.USAGE, f"{self.prog}: error: {message}\n")
+
+
+def _team_line(settings: Settings, attribution: Attribution) -> str:
+    team = attribution.team or "-"
+    if settings.team_metadata_key is None:
+        return f"{team} (not sent: TEAM_METADATA_KEY is unset)"
+    return f"{team} (TEAM_METADATA_KEY={settings.team_metadata_key})"
+
+
+async def _export_users(settings: Settings, *, raw: bool) -> int:
+    database = connect_users(settings.mongo_uri, settings.user_lookup_timeout_seconds).database
+    export = UserExport(database, team_choice(settings), raw=raw)
+    where = location(database.client, database.name)
+    try:
+        await export.write(sys.stdout)
+        sys.stdout.flush()
+    except BrokenPipeError:
+        # The reader stopped early (`| head`): that is its choice, not a failure worth a traceback.
+        _silence_stdout()
+        return ExitCode.OK
+    except Exception as exc:  # any driver failure: the admin needs the cause, not a traceback
+        stopped = f" (stopped after {export.rows} users: the output is incomplete)" if export.rows else ""
+        return _mongo_failed(classify(exc, database.client).kind, where, stopped)
+    finally:
+        await database.client.close()
+    # An empty export is most often a MONGO_URI naming another database than LibreChat's.
+    nobody = "" if export.rows else f": {where} holds no users; {_WHICH_DATABASE}"
+    print(f"exported {export.rows} users{nobody}", file=sys.stderr)
+    return ExitCode.OK
+
+
+def _silence_stdout() -> None:
+    # Python's advice for SIGPIPE: point stdout at devnull so the flush at exit does not fail again.
+    with contextlib.suppress(OSError, ValueError):  # not a real file (tests): nothing to silence
+        os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())
+
+
+def _parser() -> argparse.ArgumentParser:
+    epilog = "exit codes:\n" + describe()
+    formatter = argparse.RawDescriptionHelpFormatter
+    parser = _Parser(prog="portkey-user-proxy", description=__doc__, epilog=epilog, formatter_class=formatter)
+    version = importlib.metadata.version("portkey-user-proxy")
+    parser.add_argument("--version", action="version", version=f"%(prog)s {version}")
+    commands = parser.add_subparsers(dest="command", required=True)
+
+    def command(name: str, summary: str, description: str) -> argparse.ArgumentParser:
+        # The commands that end with an exit code of their own list the codes in their --help too.
+        return commands.add_parser(
+            name, help=summary, description=description, epilog=epilog, formatter_class=formatter
+        )
+
+    serve = command("serve", "run the proxy", "Run the proxy (settings from the environment and ./.env).")
+    serve.add_argument("--host", default="127.0.0.1", help="address to listen on (default 127.0.0.1)")
+    serve.add_argument("--port", type=int, default=8080, help="port to listen on (default 8080)")
+    check = command(
+        "check-user",
+        "resolve a user as the proxy would and print the metadata",
+        "Resolve a user as the proxy would and print the metadata it would send.",
+    )
+    check.add_argument("user", metavar="ID_OR_EMAIL", help="a LibreChat user id (24 hex characters) or email")
+    check.add_argument("--metadata", help="an x-portkey-metadata value to merge, as LibreChat would send it")
+    command(
+        "doctor",
+        "check the set-up: settings, MongoDB, Portkey; one line per check",
+        "Check the set-up, one line per check with a verdict and what to change.",
+    )
+    export = command(
+        "export-users",
+        "write every LibreChat user as CSV (id,email,name,username,role,provider,team)",
+        "Write every LibreChat user as CSV on stdout, with their team, in id order.",
+    )
+    export.add_argument(
+        "--raw",
+        action="store_true",
+        help="write values as stored (by default, cells starting with = + - @ get a leading ' for spreadsheets)",
+    )
+    return parser

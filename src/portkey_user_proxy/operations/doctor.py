@@ -1,0 +1,234 @@
+"""`portkey-user-proxy doctor`: the set-up checked end to end, one line per check.
+
+Each line gives a verdict (`ok`, `warn`, `FAIL`, `skip`), what was checked and, when it is not ok,
+what to change. The effective settings come first, secrets hidden and MONGO_URI without its
+credentials. Any FAIL makes the command exit non-zero.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import enum
+import importlib.metadata
+import time
+from collections.abc import Awaitable, Callable
+from dataclasses import dataclass
+from typing import Any
+from urllib.parse import parse_qsl
+
+import httpx
+from pydantic import SecretStr
+from pymongo.asynchronous.collection import AsyncCollection
+
+from ..attribution.directory import connect_users
+from ..attribution.mongo_failures import MongoFailure, advice, classify, location
+from ..attribution.teams import GROUPS_COLLECTION, TeamChoice
+from ..settings import Settings
+from ..upstream.client import UpstreamPolicy, build_http_client, error_before_response
+from .exit_codes import ExitCode
+
+_PORTKEY_TIMEOUT_SECONDS = 10.0
+# MONGO_URI options whose values help and are never secret; any other option's value is hidden.
+_PLAIN_OPTIONS = frozenset(
+    {"authsource", "authmechanism", "tls", "ssl", "replicaset", "directconnection", "readpreference", "appname"}
+)
+
+
+class Verdict(enum.StrEnum):
+    OK = "ok"
+    WARN = "warn"  # works, but not as most set-ups want
+    FAIL = "FAIL"  # attribution or forwarding cannot work until it is fixed
+    SKIP = "skip"  # not checked: a check it depends on failed
+
+
+@dataclass(frozen=True, slots=True)
+class Check:
+    verdict: Verdict
+    name: str
+    detail: str
+
+    def line(self) -> str:
+        return f"{self.verdict:<5} {self.name:<20} {self.detail}"
+
+
+async def run_doctor(settings: Settings) -> int:
+    print(f"portkey-user-proxy {importlib.metadata.version('portkey-user-proxy')}: effective settings")
+    for name, value in effective_settings(settings):
+        print(f"      {name}={value}")
+    checks = [*await _mongodb_checks(settings), await _portkey_reachable(settings), *_portkey_defaults(settings)]
+    for check in checks:
+        print(check.line())
+    failed = sum(1 for check in checks if check.verdict is Verdict.FAIL)
+    warned = sum(1 for check in checks if check.verdict is Verdict.WARN)
+    # A bare "every check passed" under a warn line reads as "nothing to do".
+    warnings = f", {warned} with a warning to read" if warned else ""
+    print(f"{failed} check(s) failed{warnings}" if failed else f"every check passed{warnings}")
+    return ExitCode.CHECKS_FAILED if failed else ExitCode.OK
+
+
+def effective_settings(settings: Settings) -> list[tuple[str, str]]:
+    """Every setting as NAME and value, with secrets hidden."""
+    shown = []
+    for name in Settings.model_fields:
+        value: Any = getattr(settings, name)
+        if name == "mongo_uri":
+            text = masked_mongo_uri(value)
+        elif name == "portkey_url":
+            text = settings.portkey_url_for_humans
+        elif isinstance(value, SecretStr):
+            text = "(set, hidden)"
+        elif value is None:
+            text = "(unset)"
+        elif isinstance(value, bool):
+            text = str(value).lower()
+        else:
+            text = str(getattr(value, "value", value))
+        shown.append((name.upper(), text))
+    return shown
+
+
+def masked_mongo_uri(uri: str) -> str:
+    """MONGO_URI without its credentials, nor the values of options that may be secrets."""
+    scheme, _, rest = uri.partition("://")
+    # Split as pymongo does: the hosts end at the first `/`, and the credentials end at the last `@`.
+    authority, slash, path = rest.partition("/")
+    _credentials, at, hosts = authority.rpartition("@")
+    database, question, query = path.partition("?")
+    options = "&".join(
+        f"{key}={value if key.lower() in _PLAIN_OPTIONS else '(hidden)'}" for key, value in parse_qsl(query)
+    )
+    credentials = "(credentials hidden)@" if at else ""
+    return f"{scheme}://{credentials}{hosts}{slash}{database}{question}{options}"
+
+
+async def _mongodb_checks(settings: Settings) -> list[Check]:
+    users = connect_users(settings.mongo_uri, settings.user_lookup_timeout_seconds)
+    try:
+        team_groups = settings.team_group_names if settings.team_metadata_key is not None else None
+        return await _mongodb_checks_with(users, settings.user_lookup_timeout_seconds, team_groups)
+    finally:
+        await users.database.client.close()
+
+
+async def _mongodb_checks_with(
+    users: AsyncCollection[Any], timeout: float, team_groups: tuple[str, ...] | None
+) -> list[Check]:
+    """`team_groups`: TEAM_GROUPS when TEAM_METADATA_KEY is set (each lookup then reads `groups`), else None."""
+    client = users.database.client
+    where = location(client, users.database.name)
+    steps: list[tuple[str, Callable[[], Awaitable[Check]]]] = [
+        ("mongodb reachable", lambda: _ping(users, where)),
+        ("mongodb authorised", lambda: _read_users(users)),
+        ("users collection", lambda: _count_users(users, where)),
+        ("sample user email", lambda: _sample_email(users)),
+    ]
+    if team_groups is not None:
+        steps.append(("groups collection", lambda: _read_groups(users, team_groups)))
+    checks = [Check(Verdict.OK, "mongodb target", f"{where} (host:port/database from MONGO_URI)")]
+    for name, step in steps:
+        if checks[-1].verdict in (Verdict.FAIL, Verdict.SKIP):
+            checks.append(Check(Verdict.SKIP, name, f"needs `{checks[-1].name}`"))
+            continue
+        try:
+            async with asyncio.timeout(timeout):
+                checks.append(await step())
+        except Exception as exc:  # every driver failure becomes a verdict, never a traceback
+            failure = classify(exc, client)
+            if name == "mongodb reachable" and failure.kind is MongoFailure.UNAUTHORIZED:
+                # The driver logs in before its first command: a refused login proves the server answers.
+                checks.append(Check(Verdict.OK, name, f"{where} answered, and refused the login"))
+                continue
+            checks.append(Check(Verdict.FAIL, name, f"{failure.kind} ({failure.detail}): {advice(failure.kind)}"))
+    return checks
+
+
+async def _ping(users: AsyncCollection[Any], where: str) -> Check:
+    started = time.perf_counter()
+    await users.database.client.admin.command("ping")
+    return Check(Verdict.OK, "mongodb reachable", f"{where} answered in {_ms_since(started)}")
+
+
+async def _read_users(users: AsyncCollection[Any]) -> Check:
+    # `ping` needs no credentials; reading `users` is what each lookup does.
+    await users.find_one({}, {"_id": 1})
+    return Check(Verdict.OK, "mongodb authorised", f"reading {users.full_name} is allowed")
+
+
+async def _count_users(users: AsyncCollection[Any], where: str) -> Check:
+    count = await users.estimated_document_count()
+    if count == 0:
+        detail = (
+            f"{users.full_name} is empty or absent at {where}: MONGO_URI must name LibreChat's database "
+            "(the path after the host, LibreChat's own MONGO_URI has it)"
+        )
+        return Check(Verdict.FAIL, "users collection", detail)
+    return Check(Verdict.OK, "users collection", f"{users.full_name} holds {count} user(s)")
+
+
+async def _sample_email(users: AsyncCollection[Any]) -> Check:
+    document = await users.find_one({}, {"email": 1})
+    if document is None or not document.get("email"):
+        detail = "a user without an email: such users are attributed by their id (UNRESOLVED_USER_POLICY)"
+        return Check(Verdict.WARN, "sample user email", detail)
+    return Check(Verdict.OK, "sample user email", "a user has an email, so `_user` will be an email")
+
+
+async def _read_groups(users: AsyncCollection[Any], team_groups: tuple[str, ...]) -> Check:
+    groups = users.database[GROUPS_COLLECTION]
+    names = [group.get("name") async for group in groups.find({}, {"_id": 0, "name": 1})]
+    if not names:
+        detail = (
+            f"{groups.full_name} holds no group, so no team is sent: LibreChat 0.8 and later keeps its groups "
+            "there (an older one has none); add groups in LibreChat, or unset TEAM_METADATA_KEY"
+        )
+        return Check(Verdict.WARN, "groups collection", detail)
+    # A TEAM_GROUPS name no group has never becomes a team: compared as the team choice compares them.
+    missing = [name for name in team_groups if TeamChoice((name,)).choose(names) is None]
+    if missing:
+        detail = (
+            f"no group in {groups.full_name} is called {', '.join(missing)} (TEAM_GROUPS): correct the "
+            "name(s) as LibreChat spells them, or no user is ever in that team"
+        )
+        return Check(Verdict.WARN, "groups collection", detail)
+    return Check(Verdict.OK, "groups collection", f"{groups.full_name} holds {len(names)} group(s), readable")
+
+
+async def _portkey_reachable(settings: Settings) -> Check:
+    target = settings.portkey_url_for_humans
+    started = time.perf_counter()
+    async with build_http_client(settings) as client:
+        try:
+            response = await client.get(settings.portkey_url + "/", timeout=_PORTKEY_TIMEOUT_SECONDS)
+        except httpx.HTTPError as exc:
+            reason = error_before_response(exc, UpstreamPolicy.from_settings(settings)).message
+            return Check(Verdict.FAIL, "portkey reachable", f"{reason} ({type(exc).__name__}: {str(exc)[:160]})")
+    # Any HTTP answer shows the connection, TLS included, works: the root path need not exist.
+    detail = f"{target} answered HTTP {response.status_code} in {_ms_since(started)}"
+    return Check(Verdict.OK, "portkey reachable", detail)
+
+
+def _portkey_defaults(settings: Settings) -> list[Check]:
+    if settings.portkey_api_key is not None:
+        key = Check(Verdict.OK, "portkey api key", "PORTKEY_API_KEY is set: sent when a request carries none")
+    else:
+        detail = "PORTKEY_API_KEY is unset: every request must carry x-portkey-api-key (librechat.yaml headers)"
+        key = Check(Verdict.WARN, "portkey api key", detail)
+    defaults = {
+        "PORTKEY_VIRTUAL_KEY": settings.portkey_virtual_key,
+        "PORTKEY_PROVIDER": settings.portkey_provider,
+        "PORTKEY_CONFIG": settings.portkey_config,
+    }
+    chosen = [f"{name}={value}" for name, value in defaults.items() if value]
+    if chosen:
+        routing = Check(Verdict.OK, "portkey routing", f"{chosen[0]}: used when a request names no route")
+    else:
+        detail = (
+            "no routing default: every request must name x-portkey-virtual-key, -provider or -config "
+            "(librechat.yaml headers), or set one of " + ", ".join(defaults)
+        )
+        routing = Check(Verdict.WARN, "portkey routing", detail)
+    return [key, routing]
+
+
+def _ms_since(started: float) -> str:
+    return f"{(time.perf_counter() - started) * 1000:.0f} ms"

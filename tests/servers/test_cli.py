@@ -1,0 +1,186 @@
+"""`check-user` resolves a user exactly as the proxy would; bad settings stop with a clear message."""
+
+from __future__ import annotations
+
+import importlib.metadata
+import json
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+from bson import ObjectId
+
+from portkey_user_proxy.operations.cli import EXIT_BAD_SETTINGS, EXIT_MONGO_UNREACHABLE, EXIT_UNKNOWN_USER, main
+from portkey_user_proxy.operations.exit_codes import ExitCode
+from tests.support.mongo import RealMongo, StandInMongo, needs_stand_in
+from tests.support.servers import bound_socket, unused_port
+
+USER_ID = "6651f0c2a1b2c3d4e5f60718"
+OTHER_ID = "0123456789abcdef01234567"
+
+
+pytestmark = pytest.mark.usefixtures("restore_logging")  # these tests set up logging as a process would
+
+
+@pytest.fixture
+def librechat_env(monkeypatch: pytest.MonkeyPatch, mongo: StandInMongo | RealMongo, tmp_path: Path) -> None:
+    monkeypatch.chdir(tmp_path)
+    monkeypatch.setenv("MONGO_URI", mongo.uri)
+
+
+@pytest.mark.usefixtures("librechat_env")
+@pytest.mark.parametrize("who", [USER_ID, "TimManik@Email.com"])
+def test_check_user_prints_the_metadata_the_proxy_would_send(who: str, capsys: pytest.CaptureFixture[str]) -> None:
+    code = main(["check-user", who, "--metadata", '{"_environment":"production","team":"{{LIBRECHAT_USER_ROLE}}"}'])
+
+    output = capsys.readouterr().out
+    metadata = json.loads(output.split("x-portkey-metadata:", 1)[1])
+    assert code == 0
+    assert metadata == {"_environment": "production", "team": "USER", "_user": "timmanik@email.com"}
+
+
+@pytest.mark.usefixtures("librechat_env")
+@pytest.mark.parametrize("who", ["ffffffffffffffffffffffff", "nobody@example.com"])
+def test_check_user_fails_for_unknown_users(who: str, capsys: pytest.CaptureFixture[str]) -> None:
+    assert main(["check-user", who]) == EXIT_UNKNOWN_USER
+    # Names where it looked: a wrong database in MONGO_URI looks exactly like an unknown user.
+    err = capsys.readouterr().err
+    assert "is not in the users collection at 127.0.0.1:" in err
+    assert "is that LibreChat's database?" in err  # by id or by email alike
+
+
+def test_check_user_fails_when_mongodb_is_unreachable(
+    monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str], tmp_path: Path
+) -> None:
+    monkeypatch.chdir(tmp_path)
+    monkeypatch.setenv("MONGO_URI", f"mongodb://127.0.0.1:{unused_port()}/LibreChat")
+    monkeypatch.setenv("USER_LOOKUP_TIMEOUT_SECONDS", "0.3")
+
+    assert main(["check-user", USER_ID]) == EXIT_MONGO_UNREACHABLE
+    assert "MONGO_URI" in capsys.readouterr().err
+
+
+def test_invalid_settings_stop_with_the_variable_named(
+    monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str], tmp_path: Path
+) -> None:
+    monkeypatch.chdir(tmp_path)
+    monkeypatch.setenv("USER_LOOKUP_TIMEOUT_SECONDS", "-1")
+
+    assert main(["serve"]) == EXIT_BAD_SETTINGS
+    assert "USER_LOOKUP_TIMEOUT_SECONDS" in capsys.readouterr().err
+
+
+def test_version_and_exit_codes_in_help(capsys: pytest.CaptureFixture[str]) -> None:
+    with pytest.raises(SystemExit) as version:
+        main(["--version"])
+    assert version.value.code == 0
+    assert capsys.readouterr().out.strip() == f"portkey-user-proxy {importlib.metadata.version('portkey-user-proxy')}"
+
+    for command in ("check-user", "serve"):
+        with pytest.raises(SystemExit):
+            main([command, "--help"])
+        help_text = capsys.readouterr().out
+        for code in ExitCode:
+            assert f"  {code.value:<3} " in help_text
+
+
+@pytest.mark.parametrize("workers", ["1", "2"])
+def test_serve_that_cannot_start_exits_with_its_own_code(
+    mongo: StandInMongo | RealMongo, tmp_path: Path, workers: str
+) -> None:
+    # uvicorn's own code for this, 3, means "MongoDB unreachable" in this table: the admin would
+    # look at MongoDB while the port is what is wrong.
+    env = {**os.environ, "MONGO_URI": mongo.uri, "WEB_CONCURRENCY": workers}
+    with bound_socket() as taken:
+        command = [sys.executable, "-m", "portkey_user_proxy", "serve", "--port", str(taken.getsockname()[1])]
+        done = subprocess.run(command, env=env, cwd=tmp_path, capture_output=True, text=True, timeout=60, check=False)
+
+    assert done.returncode == ExitCode.SERVER_NOT_STARTED
+    assert "address already in use" in done.stderr.lower()
+    assert "Traceback" not in done.stderr
+
+
+def test_a_usage_error_exits_apart_from_an_invalid_setting(
+    monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str], tmp_path: Path
+) -> None:
+    monkeypatch.chdir(tmp_path)
+    monkeypatch.setenv("USER_LOOKUP_TIMEOUT_SECONDS", "-1")  # the command line is read first
+
+    with pytest.raises(SystemExit) as usage:
+        main(["check-user"])
+
+    assert usage.value.code == ExitCode.USAGE != EXIT_BAD_SETTINGS
+    assert "ID_OR_EMAIL" in capsys.readouterr().err
+
+
+@pytest.mark.usefixtures("librechat_env")
+def test_check_user_rejects_invalid_metadata(capsys: pytest.CaptureFixture[str]) -> None:
+    assert main(["check-user", USER_ID, "--metadata", "{not json"]) == ExitCode.USAGE
+    assert "invalid --metadata" in capsys.readouterr().err
+
+
+def test_check_user_does_not_blame_mongodb_for_an_id_that_is_not_an_object_id(
+    monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str], tmp_path: Path
+) -> None:
+    monkeypatch.chdir(tmp_path)
+    monkeypatch.setenv("MONGO_URI", f"mongodb://127.0.0.1:{unused_port()}/LibreChat")  # never asked
+
+    assert main(["check-user", "alice"]) == ExitCode.NOT_AN_OBJECT_ID
+    captured = capsys.readouterr()
+    assert "not a LibreChat user id" in captured.err
+    assert "MongoDB at" not in captured.err
+    assert "attribution:        fallback (not_an_object_id)" in captured.out
+
+
+@pytest.mark.parametrize(
+    ("policy", "consequence", "metadata"),
+    [
+        ("fail-open", 'sends `_user` "unidentified"', '{"_user":"unidentified"}'),
+        ("fail-closed", "refuses the request with 403", "- (not sent: UNRESOLVED_USER_POLICY=fail-closed"),
+    ],
+)
+def test_check_user_says_what_a_request_naming_no_object_id_gets(
+    monkeypatch: pytest.MonkeyPatch,
+    capsys: pytest.CaptureFixture[str],
+    tmp_path: Path,
+    policy: str,
+    consequence: str,
+    metadata: str,
+) -> None:
+    # The admin reads this to learn what Portkey will show: never the raw value, and nothing when refused.
+    monkeypatch.chdir(tmp_path)
+    monkeypatch.setenv("MONGO_URI", f"mongodb://127.0.0.1:{unused_port()}/LibreChat")  # never asked
+    monkeypatch.setenv("UNRESOLVED_USER_POLICY", policy)
+
+    assert main(["check-user", "alice"]) == ExitCode.NOT_AN_OBJECT_ID
+    captured = capsys.readouterr()
+    assert consequence in captured.err
+    assert "as it is" not in captured.err
+    assert f"x-portkey-metadata: {metadata}" in captured.out
+
+
+@pytest.mark.usefixtures("librechat_env")
+def test_check_user_tells_a_user_without_email_from_an_unknown_user(
+    mongo: StandInMongo | RealMongo, capsys: pytest.CaptureFixture[str]
+) -> None:
+    mongo.add_user({"_id": ObjectId(OTHER_ID), "username": "no-email", "role": "USER"})
+
+    assert main(["check-user", OTHER_ID]) == ExitCode.NO_EMAIL
+    assert "exists at" in (err := capsys.readouterr().err) and "but has no email" in err
+
+
+@needs_stand_in()
+@pytest.mark.usefixtures("librechat_env")
+def test_check_user_names_a_refusal_and_never_the_credentials(
+    monkeypatch: pytest.MonkeyPatch, mongo: StandInMongo, capsys: pytest.CaptureFixture[str]
+) -> None:
+    monkeypatch.setenv("MONGO_URI", mongo.uri.replace("mongodb://", "mongodb://reader:mongo-secret@"))
+
+    assert main(["check-user", USER_ID]) == ExitCode.MONGO_UNAUTHORIZED
+    captured = capsys.readouterr()
+    assert "unauthorized" in captured.err
+    assert "MONGO_URI needs a user" in captured.err
+    for secret in ("mongo-secret", "reader"):
+        assert secret not in captured.out + captured.err

@@ -1,0 +1,50 @@
+"""A client that stops reading its response: the proxy gives up on it and releases Portkey's side."""
+
+from __future__ import annotations
+
+import asyncio
+import socket
+import threading
+
+import httpx
+
+from tests.support.proxy import MakeProxy
+from tests.support.scripted_upstream import ScriptedUpstream, read_request
+
+CHUNK = b"x" * 65536
+
+
+def _endless_download(released: threading.Event) -> ScriptedUpstream:
+    """Sends chunks as fast as they are taken, and notes when the proxy drops the connection."""
+
+    async def script(_: int, reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+        if await read_request(reader) is None:
+            return
+        writer.write(b"HTTP/1.1 200 OK\r\ncontent-type: application/octet-stream\r\ntransfer-encoding: chunked\r\n\r\n")
+        closed = asyncio.ensure_future(reader.read(1))  # b"" once the proxy closes its end
+        try:
+            while not closed.done():
+                writer.write(b"%x\r\n%s\r\n" % (len(CHUNK), CHUNK))
+                await asyncio.wait([asyncio.ensure_future(writer.drain()), closed], return_when=asyncio.FIRST_COMPLETED)
+        except ConnectionError:
+            pass
+        released.set()
+
+    return ScriptedUpstream(script).start()
+
+
+def test_a_client_that_stops_reading_releases_the_upstream_connection(make_proxy: MakeProxy) -> None:
+    released = threading.Event()
+    upstream = _endless_download(released)
+    try:
+        proxy = make_proxy(portkey_url=upstream.url, response_write_timeout_seconds=1)
+        with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as sock:
+            sock.setsockopt(socket.SOL_SOCKET, socket.SO_RCVBUF, 4096)
+            sock.connect(("127.0.0.1", proxy.server.port))
+            sock.sendall(b"GET /v1/files/file-1/content HTTP/1.1\r\nhost: proxy\r\n\r\n")
+            # The client reads nothing: once the socket buffers are full, the proxy's send waits.
+            assert released.wait(20), "the upstream connection was held for a client that reads nothing"
+        exposition = httpx.get(proxy.url + "/metrics").text
+        assert "portkey_user_proxy_open_streams 0.0" in exposition
+    finally:
+        upstream.stop()

@@ -1,0 +1,220 @@
+"""`doctor`: one line per check, a verdict and what to change; non-zero exit when a check fails."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import pytest
+
+from portkey_user_proxy.operations.cli import main
+from portkey_user_proxy.operations.doctor import masked_mongo_uri
+from portkey_user_proxy.operations.exit_codes import ExitCode
+from tests.support.fixtures import load_fixture
+from tests.support.mongo import RealMongo, StandInMongo, needs_stand_in
+from tests.support.servers import Upstream, unused_port
+
+pytestmark = pytest.mark.usefixtures("restore_logging")  # `main` sets up logging as a process would
+
+
+@pytest.fixture
+def environment(
+    monkeypatch: pytest.MonkeyPatch, tmp_path: Path, mongo: StandInMongo | RealMongo, upstream: Upstream
+) -> pytest.MonkeyPatch:
+    monkeypatch.chdir(tmp_path)
+    monkeypatch.setenv("MONGO_URI", mongo.uri)
+    monkeypatch.setenv("PORTKEY_URL", upstream.url)
+    monkeypatch.setenv("PORTKEY_API_KEY", "pk-doctor-secret-0123")
+    monkeypatch.setenv("PORTKEY_PROVIDER", "@openai-prod")
+    monkeypatch.setenv("USER_LOOKUP_TIMEOUT_SECONDS", "2")
+    return monkeypatch
+
+
+def verdicts(output: str) -> dict[str, str]:
+    """Check name -> verdict, from the lines that start with one."""
+    found = {}
+    for line in output.splitlines():
+        verdict, _, rest = line.partition(" ")
+        if verdict in ("ok", "warn", "FAIL", "skip"):
+            found[rest.strip()[:20].strip()] = verdict
+    return found
+
+
+def test_a_sound_set_up_passes_every_check(environment: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]) -> None:
+    code = main(["doctor"])
+
+    output = capsys.readouterr().out
+    assert code == ExitCode.OK
+    assert set(verdicts(output).values()) == {"ok"}
+    assert "holds 1 user(s)" in output
+    assert "answered HTTP" in output
+    assert "PORTKEY_PROVIDER=@openai-prod" in output
+    assert "PORTKEY_API_KEY=(set, hidden)" in output
+    assert "pk-doctor-secret-0123" not in output
+    assert "groups collection" not in verdicts(output)  # TEAM_METADATA_KEY unset: `groups` is never read
+    assert output.rstrip().endswith("every check passed")
+
+
+def test_teams_on_check_that_groups_can_be_read(
+    environment: pytest.MonkeyPatch, mongo: StandInMongo | RealMongo, capsys: pytest.CaptureFixture[str]
+) -> None:
+    for group in load_fixture("librechat_groups.json"):
+        mongo.add_group(group)
+    environment.setenv("TEAM_METADATA_KEY", "team")
+    environment.setenv("TEAM_GROUPS", "engineering,Finance")
+
+    code = main(["doctor"])
+
+    output = capsys.readouterr().out
+    assert code == ExitCode.OK
+    assert verdicts(output)["groups collection"] == "ok"
+    assert "groups holds 2 group(s)" in output
+
+
+@needs_stand_in()
+def test_teams_on_fail_when_groups_cannot_be_read(
+    environment: pytest.MonkeyPatch, mongo: StandInMongo, capsys: pytest.CaptureFixture[str]
+) -> None:
+    mongo.add_group(load_fixture("librechat_groups.json")[0])
+    mongo.refused_collections.add("groups")
+    environment.setenv("TEAM_METADATA_KEY", "team")
+
+    code = main(["doctor"])
+
+    output = capsys.readouterr().out
+    assert code == ExitCode.CHECKS_FAILED
+    found = verdicts(output)
+    assert found["users collection"] == "ok"
+    assert found["groups collection"] == "FAIL"
+    assert "code 13 Unauthorized" in output
+    assert "MONGO_URI needs a user" in output
+
+
+def test_teams_on_warn_when_there_are_no_groups(
+    environment: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
+) -> None:
+    environment.setenv("TEAM_METADATA_KEY", "team")
+
+    code = main(["doctor"])
+
+    output = capsys.readouterr().out
+    assert code == ExitCode.OK
+    assert verdicts(output)["groups collection"] == "warn"
+    assert "unset TEAM_METADATA_KEY" in output
+
+
+def test_team_groups_no_group_is_called_are_named(
+    environment: pytest.MonkeyPatch, mongo: StandInMongo | RealMongo, capsys: pytest.CaptureFixture[str]
+) -> None:
+    for group in load_fixture("librechat_groups.json"):
+        mongo.add_group(group)
+    environment.setenv("TEAM_METADATA_KEY", "team")
+    environment.setenv("TEAM_GROUPS", "Engineering,Finanse")
+
+    code = main(["doctor"])
+
+    output = capsys.readouterr().out
+    assert code == ExitCode.OK
+    assert verdicts(output)["groups collection"] == "warn"
+    assert "is called Finanse (TEAM_GROUPS)" in output
+
+
+@needs_stand_in()
+def test_mongodb_refusing_reads_fails_the_authorised_check(
+    environment: pytest.MonkeyPatch, mongo: StandInMongo, capsys: pytest.CaptureFixture[str]
+) -> None:
+    mongo.refuse_reads = True
+
+    code = main(["doctor"])
+
+    output = capsys.readouterr().out
+    assert code == ExitCode.CHECKS_FAILED
+    found = verdicts(output)
+    assert found["mongodb reachable"] == "ok"
+    assert found["mongodb authorised"] == "FAIL"
+    assert found["users collection"] == "skip"
+    assert "code 13 Unauthorized" in output
+    assert "MONGO_URI needs a user" in output
+
+
+@needs_stand_in()
+def test_wrong_credentials_fail_without_being_shown(
+    environment: pytest.MonkeyPatch, mongo: StandInMongo, capsys: pytest.CaptureFixture[str]
+) -> None:
+    environment.setenv("MONGO_URI", mongo.uri.replace("mongodb://", "mongodb://reader:mongo-secret@"))
+
+    code = main(["doctor"])
+
+    captured = capsys.readouterr()
+    assert code == ExitCode.CHECKS_FAILED
+    assert verdicts(captured.out)["mongodb authorised"] == "FAIL"
+    assert "AuthenticationFailed" in captured.out
+    for secret in ("mongo-secret", "reader"):
+        assert secret not in captured.out + captured.err
+
+
+def test_a_wrong_database_name_fails_the_users_check(
+    environment: pytest.MonkeyPatch, mongo: StandInMongo | RealMongo, capsys: pytest.CaptureFixture[str]
+) -> None:
+    head, _, options = mongo.uri.partition("?")
+    environment.setenv("MONGO_URI", head.rsplit("/", 1)[0] + "/librechat_typo" + (f"?{options}" if options else ""))
+
+    code = main(["doctor"])
+
+    output = capsys.readouterr().out
+    assert code == ExitCode.CHECKS_FAILED
+    assert verdicts(output)["users collection"] == "FAIL"
+    assert "librechat_typo.users is empty or absent" in output
+
+
+def test_unreachable_services_fail_and_missing_defaults_warn(
+    environment: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
+) -> None:
+    environment.setenv("MONGO_URI", f"mongodb://127.0.0.1:{unused_port()}/LibreChat")
+    environment.setenv("PORTKEY_URL", f"http://127.0.0.1:{unused_port()}")
+    environment.setenv("USER_LOOKUP_TIMEOUT_SECONDS", "0.3")
+    environment.delenv("PORTKEY_API_KEY")
+    environment.delenv("PORTKEY_PROVIDER")
+
+    code = main(["doctor"])
+
+    output = capsys.readouterr().out
+    found = verdicts(output)
+    assert code == ExitCode.CHECKS_FAILED
+    assert found["mongodb reachable"] == "FAIL"
+    assert found["sample user email"] == "skip"
+    assert found["portkey reachable"] == "FAIL"
+    assert found["portkey api key"] == "warn"
+    assert found["portkey routing"] == "warn"
+    assert "check PORTKEY_URL" in output
+    assert output.rstrip().endswith("2 check(s) failed, 2 with a warning to read")
+
+
+def test_passing_with_a_warning_says_so_in_the_summary(
+    environment: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
+) -> None:
+    environment.delenv("PORTKEY_PROVIDER")  # works when librechat.yaml routes: a warning, not a failure
+
+    code = main(["doctor"])
+
+    output = capsys.readouterr().out
+    assert code == ExitCode.OK
+    assert verdicts(output)["portkey routing"] == "warn"
+    assert output.rstrip().endswith("every check passed, 1 with a warning to read")
+
+
+@pytest.mark.parametrize(
+    ("uri", "shown"),
+    [
+        ("mongodb://mongodb:27017/LibreChat", "mongodb://mongodb:27017/LibreChat"),
+        (
+            "mongodb://us%40er:p%2Fss@h1:27017,h2:27018/LibreChat?authSource=admin&replicaSet=rs0",
+            "mongodb://(credentials hidden)@h1:27017,h2:27018/LibreChat?authSource=admin&replicaSet=rs0",
+        ),
+        (
+            "mongodb+srv://u:secret@cluster.example.net/LibreChat?authMechanismProperties=AWS_SESSION_TOKEN:tok",
+            "mongodb+srv://(credentials hidden)@cluster.example.net/LibreChat?authMechanismProperties=(hidden)",
+        ),
+    ],
+)
+def test_mongo_uri_is_shown_without_credentials_or_secret_options(uri: str, shown: str) -> None:
+    assert masked_mongo_uri(uri) == shown

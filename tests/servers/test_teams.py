@@ -1,0 +1,276 @@
+"""A user's team is chosen from LibreChat's groups and looked up, cached and bounded with the user."""
+
+from __future__ import annotations
+
+import asyncio
+import time
+from collections.abc import Mapping
+from types import SimpleNamespace
+from typing import Any
+
+import pytest
+from bson import ObjectId
+from pymongo import AsyncMongoClient
+from pymongo.errors import AutoReconnect, PyMongoError
+
+from portkey_user_proxy.attribution.directory import LookupOutcome, UserDirectory
+from portkey_user_proxy.attribution.teams import TeamChoice, TeamFinder, member_key
+from tests.support.fixtures import load_fixture
+from tests.support.mongo import RealMongo, StandInMongo
+from tests.support.proxy import FindCounter
+
+TIM = "6651f0c2a1b2c3d4e5f60718"  # local user: listed by `_id` in Finance and in Engineering
+ADA = "0123456789abcdef01234567"  # Entra user: listed by `idOnTheSource` in Engineering
+ADA_ON_ENTRA = "3f2b7c1e-9a4d-4e8b-b0c2-5d6e7f8a9b0c"
+NOBODY = "aaaaaaaaaaaaaaaaaaaaaaaa"  # in no group
+TTL = 600.0
+UNKNOWN_TTL = 60.0
+
+Mongo = StandInMongo | RealMongo
+
+
+@pytest.fixture
+def librechat(mongo: Mongo, librechat_user: dict[str, Any]) -> Mongo:
+    """LibreChat's users (local and Entra) and its two fixture groups."""
+    mongo.add_user(_user(librechat_user, ADA, "ada@corp.example", idOnTheSource=ADA_ON_ENTRA, provider="openid"))
+    mongo.add_user(_user(librechat_user, NOBODY, "nobody@email.com"))
+    for group in load_fixture("librechat_groups.json"):
+        mongo.add_group(group)
+    return mongo
+
+
+def _user(template: Mapping[str, Any], object_id: str, email: str, **fields: Any) -> dict[str, Any]:
+    return {**template, "_id": ObjectId(object_id), "email": email, "username": email.split("@")[0], **fields}
+
+
+def _group(name: str, *members: str, **fields: Any) -> dict[str, Any]:
+    return {"_id": ObjectId(), "name": name, "memberIds": list(members), "source": "local", **fields}
+
+
+def _directory(client: AsyncMongoClient[Any], preferred: tuple[str, ...] = ()) -> UserDirectory:
+    database = client.get_default_database()
+    return UserDirectory(
+        database["users"],
+        ttl=TTL,
+        unknown_ttl=UNKNOWN_TTL,
+        timeout=5.0,
+        max_entries=100,
+        teams=TeamFinder(database["groups"], TeamChoice(preferred)),
+    )
+
+
+async def _teams(mongo: Mongo, *ids: str, preferred: tuple[str, ...] = ()) -> list[str | None]:
+    directory = _directory(AsyncMongoClient(mongo.uri, serverSelectionTimeoutMS=5000), preferred)
+    try:
+        lookups = [await directory.find(object_id) for object_id in ids]
+    finally:
+        await directory.close()
+    return [lookup.user.team if lookup.user else None for lookup in lookups]
+
+
+# --- the choice -------------------------------------------------------------------------------
+
+
+def test_without_a_list_the_alphabetically_first_group_ignoring_case_is_the_team() -> None:
+    assert TeamChoice().choose(["Finance", "engineering", "Sales"]) == "engineering"
+    assert TeamChoice().choose([" Ops ", None, "", 7]) == "Ops"
+
+
+def test_with_a_list_the_first_listed_group_the_user_is_in_is_the_team() -> None:
+    choice = TeamChoice(["Finance", "engineering"])
+
+    assert choice.choose(["Engineering", "Finance", "Aardvarks"]) == "Finance"
+    assert choice.choose(["Engineering", "Aardvarks"]) == "Engineering"  # listed names match ignoring case
+    assert choice.choose(["Aardvarks", "Sales"]) is None  # groups not listed never make a team
+
+
+def test_no_group_means_no_team() -> None:
+    assert TeamChoice().choose([]) is None
+
+
+def test_groups_list_entra_users_by_their_source_id_and_local_users_by_their_id() -> None:
+    assert member_key({"_id": ObjectId(ADA), "idOnTheSource": ADA_ON_ENTRA}) == ADA_ON_ENTRA
+    assert member_key({"_id": ObjectId(TIM)}) == TIM
+    assert member_key({"_id": ObjectId(TIM), "idOnTheSource": ""}) == TIM
+
+
+# --- against LibreChat's collections (the stand-in, or TEST_MONGO_URI) ------------------------
+
+
+def test_teams_of_local_entra_and_groupless_users(librechat: Mongo) -> None:
+    teams = asyncio.run(_teams(librechat, TIM, ADA, NOBODY))
+
+    assert teams == ["Engineering", "Engineering", None]
+
+
+def test_team_groups_pick_the_first_listed_group_the_user_is_in(librechat: Mongo) -> None:
+    teams = asyncio.run(_teams(librechat, TIM, ADA, NOBODY, preferred=("Finance", "Engineering")))
+
+    assert teams == ["Finance", "Engineering", None]
+
+
+def test_a_user_in_no_listed_group_gets_no_team(librechat: Mongo) -> None:
+    teams = asyncio.run(_teams(librechat, TIM, ADA, preferred=("Sales",)))
+
+    assert teams == [None, None]
+
+
+def test_a_user_with_a_source_id_is_not_matched_by_their_object_id(librechat: Mongo) -> None:
+    # LibreChat's own rule: a user with `idOnTheSource` is a member under that id alone.
+    librechat.add_group(_group("Aardvarks", ADA))
+
+    assert asyncio.run(_teams(librechat, ADA)) == ["Engineering"]
+
+
+def test_a_tenant_user_counts_only_their_own_tenants_groups(librechat: Mongo, librechat_user: dict[str, Any]) -> None:
+    corp, acme = "bbbbbbbbbbbbbbbbbbbbbbbb", "cccccccccccccccccccccccc"
+    librechat.add_user(_user(librechat_user, corp, "c@corp.example", idOnTheSource="corp-1", tenantId="corp"))
+    librechat.add_user(_user(librechat_user, acme, "a@acme.example", idOnTheSource="acme-1", tenantId="acme"))
+    librechat.add_group(_group("Corp team", "corp-1", "acme-1", tenantId="corp"))
+
+    assert asyncio.run(_teams(librechat, corp, acme)) == ["Corp team", None]
+
+
+def test_team_is_cached_with_the_user_one_groups_query_per_miss(librechat: Mongo) -> None:
+    async def scenario() -> dict[str, int]:
+        counter = FindCounter()
+        directory = _directory(AsyncMongoClient(librechat.uri, event_listeners=[counter]))
+        concurrent = await asyncio.gather(*(directory.find(TIM) for _ in range(20)))
+        later = [await directory.find(TIM) for _ in range(20)]
+        await directory.close()
+        assert {lookup.user.team for lookup in concurrent + later if lookup.user} == {"Engineering"}
+        assert {lookup.outcome for lookup in later} == {LookupOutcome.CACHE_HIT}
+        return dict(counter.by_collection)
+
+    assert asyncio.run(scenario()) == {"users": 1, "groups": 1}
+
+
+# --- groups that cannot be read -----------------------------------------------------------------
+
+
+class OneUser:
+    """`users` holding one LibreChat user, on a server that answers (what failures are classified by)."""
+
+    def __init__(self, document: dict[str, Any]) -> None:
+        self.document = document
+        self.queries = 0
+        topology = SimpleNamespace(has_readable_server=lambda: True)
+        self.database = SimpleNamespace(name="LibreChat", client=SimpleNamespace(topology_description=topology))
+
+    async def find_one(self, query: dict[str, Any], projection: Mapping[str, Any]) -> dict[str, Any] | None:
+        self.queries += 1
+        return self.document if query == {"_id": self.document["_id"]} else None
+
+
+class TroubledGroups:
+    """`groups` answering with fixed names, or failing, or hanging until cancelled."""
+
+    def __init__(self, *names: str) -> None:
+        self.names = list(names)
+        self.error: PyMongoError | None = None
+        self.hang = False
+        self.queries = 0
+        self.cancelled = 0
+
+    def find(self, query: dict[str, Any], projection: Mapping[str, Any]) -> TroubledGroups:
+        return self
+
+    async def to_list(self, length: int | None) -> list[dict[str, Any]]:
+        self.queries += 1
+        try:
+            if self.hang:
+                await asyncio.Event().wait()
+        except asyncio.CancelledError:
+            self.cancelled += 1
+            raise
+        if self.error is not None:
+            raise self.error
+        return [{"name": name} for name in self.names]
+
+
+class FakeClock:
+    def __init__(self) -> None:
+        self.now = 1000.0
+
+    def __call__(self) -> float:
+        return self.now
+
+
+def _troubled_directory(
+    librechat_user: dict[str, Any], groups: TroubledGroups, clock: FakeClock, timeout: float = 5.0
+) -> tuple[UserDirectory, OneUser]:
+    users = OneUser(librechat_user)
+    directory = UserDirectory(
+        users,  # type: ignore[arg-type]
+        ttl=TTL,
+        unknown_ttl=UNKNOWN_TTL,
+        timeout=timeout,
+        max_entries=100,
+        clock=clock,
+        teams=TeamFinder(groups, TeamChoice()),  # type: ignore[arg-type]
+    )
+    return directory, users
+
+
+def test_hanging_groups_leave_the_team_out_within_the_lookup_timeout(librechat_user: dict[str, Any]) -> None:
+    async def scenario() -> None:
+        groups = TroubledGroups("Finance")
+        groups.hang = True
+        directory, _ = _troubled_directory(librechat_user, groups, FakeClock(), timeout=0.2)
+
+        started = time.monotonic()
+        lookup = await directory.find(TIM)
+        elapsed = time.monotonic() - started
+
+        assert lookup.outcome is LookupOutcome.FOUND
+        assert lookup.user is not None and lookup.user.email == "timmanik@email.com"
+        assert lookup.user.team is None
+        assert elapsed < 2.0  # generous: the point is "bounded by the lookup timeout", not the figure
+        assert groups.cancelled == 1  # the abandoned groups query does not linger
+
+    asyncio.run(scenario())
+
+
+def test_failing_groups_keep_the_user_and_their_last_team_and_retry_soon(librechat_user: dict[str, Any]) -> None:
+    async def scenario() -> None:
+        groups = TroubledGroups("Finance")
+        clock = FakeClock()
+        directory, users = _troubled_directory(librechat_user, groups, clock)
+        assert (await directory.find(TIM)).user.team == "Finance"  # type: ignore[union-attr]
+
+        clock.now += TTL
+        groups.error = AutoReconnect("connection closed")
+        during = await directory.find(TIM)
+        assert during.outcome is LookupOutcome.FOUND
+        assert during.user is not None and during.user.team == "Finance"
+
+        groups.error = None
+        groups.names = ["Sales"]
+        clock.now += 5.0  # far short of the TTL: a team lost to a failure is asked for again soon
+        after = await directory.find(TIM)
+
+        assert after.user is not None and after.user.team == "Sales"
+        assert (users.queries, groups.queries) == (3, 3)
+
+    asyncio.run(scenario())
+
+
+def test_failing_groups_without_an_earlier_team_send_none_and_say_why_once(
+    librechat_user: dict[str, Any], caplog: pytest.LogCaptureFixture
+) -> None:
+    async def scenario() -> None:
+        groups = TroubledGroups("Finance")
+        groups.error = AutoReconnect("connection closed")
+        clock = FakeClock()
+        directory, _ = _troubled_directory(librechat_user, groups, clock)
+
+        lookup = await directory.find(TIM)
+        clock.now += 10
+        await directory.find(TIM)
+
+        assert lookup.outcome is LookupOutcome.FOUND
+        assert lookup.user is not None and lookup.user.team is None
+
+    asyncio.run(scenario())
+    warnings = [record.getMessage() for record in caplog.records if "groups" in record.getMessage()]
+    assert warnings == ["reading LibreChat's groups failed: unreachable (AutoReconnect); team left out"]

@@ -1,0 +1,120 @@
+from __future__ import annotations
+
+import json
+
+import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
+
+from portkey_user_proxy.dialects.usage import Usage, UsageScanner, tokens
+
+
+def scanned(*chunks: bytes) -> UsageScanner:
+    scanner = UsageScanner()
+    for chunk in chunks:
+        scanner.feed(chunk)
+    return scanner
+
+
+def pieces(data: bytes, size: int) -> list[bytes]:
+    return [data[i : i + size] for i in range(0, len(data), size)]
+
+
+CHAT_STREAM = (
+    b'data: {"choices":[{"delta":{"content":"the \\"usage\\": {\\"total_tokens\\": 999}"}}],"usage":null}\n\n'
+    b'data: {"choices":[],"usage":{"prompt_tokens":5,"completion_tokens":1,"total_tokens":6,'
+    b'"prompt_tokens_details":{"cached_tokens":0}}}\n\n'
+    b"data: [DONE]\n\n"
+)
+ANTHROPIC_STREAM = (
+    b"event: message_start\n"
+    b'data: {"type":"message_start","message":{"usage":{"input_tokens":25,"output_tokens":1}}}\n\n'
+    b'event: message_delta\ndata: {"type":"message_delta","usage":{"output_tokens":5}}\n\n'
+    b'event: message_delta\ndata: {"type":"message_delta","usage":{"output_tokens":15}}\n\n'
+)
+
+
+def test_the_usage_object_of_a_stream_is_read_and_text_that_looks_like_one_is_not() -> None:
+    scanner = scanned(CHAT_STREAM)
+
+    assert scanner.found
+    assert scanner.reported == {
+        "prompt_tokens": 5,
+        "completion_tokens": 1,
+        "total_tokens": 6,
+        "prompt_tokens_details": {"cached_tokens": 0},
+    }
+
+
+def test_later_usage_objects_replace_the_fields_of_earlier_ones() -> None:
+    assert scanned(ANTHROPIC_STREAM).reported == {"input_tokens": 25, "output_tokens": 15}
+
+
+@pytest.mark.parametrize("size", [1, 2, 3, 5, 7, 8, 13, 64])
+@pytest.mark.parametrize("stream", [CHAT_STREAM, ANTHROPIC_STREAM])
+def test_any_chunking_reads_the_same_usage(stream: bytes, size: int) -> None:
+    assert scanned(*pieces(stream, size)).reported == scanned(stream).reported
+
+
+@settings(max_examples=200, deadline=None)
+@given(data=st.data())
+def test_cutting_a_stream_anywhere_reads_the_same_usage(data: st.DataObject) -> None:
+    stream = data.draw(st.sampled_from([CHAT_STREAM, ANTHROPIC_STREAM]))
+    cuts = sorted(data.draw(st.sets(st.integers(1, len(stream) - 1), max_size=12)))
+    chunks = [stream[start:end] for start, end in zip([0, *cuts], [*cuts, len(stream)], strict=True)]
+
+    assert scanned(*chunks).reported == scanned(stream).reported
+
+
+@pytest.mark.parametrize(
+    "body",
+    [
+        b'{"usage": null}',
+        b'{"usage": "many"}',
+        b'{"metadata": {"usage": "x"}}',
+        b'["usage", {"total_tokens": 3}]',
+        b'{"text": "\\"usage\\": {\\"total_tokens\\": 3}"}',
+        b'{"usage": {"total_tokens": 3',  # cut off: never complete
+        b"",
+    ],
+)
+def test_no_usage_object_reports_nothing(body: bytes) -> None:
+    scanner = scanned(body)
+
+    assert not scanner.found
+    assert scanner.reported == {}
+
+
+def test_a_json_response_reports_its_top_level_usage_whatever_comes_after_it() -> None:
+    body = json.dumps(
+        {"output": [{"text": "x" * 100_000}], "usage": {"input_tokens": 3, "output_tokens": 4}, "user": "u"}
+    ).encode()
+
+    assert scanned(*pieces(body, 4096)).reported == {"input_tokens": 3, "output_tokens": 4}
+
+
+def test_a_usage_key_without_an_end_keeps_a_bounded_tail() -> None:
+    scanner = UsageScanner()
+    scanner.feed(b'{"usage": {"total_tokens": ' + b"1" * 100)
+    for _ in range(100):
+        scanner.feed(b"9" * 10_000)
+
+    assert len(scanner._pending) <= 10_000
+    assert not scanner.found
+
+
+@pytest.mark.parametrize(
+    ("reported", "names", "expected"),
+    [
+        ({"a": 3, "b": 4}, ("a", "b"), 7),
+        ({"a": 3}, ("a", "b"), 3),
+        ({}, ("a",), None),
+        ({"a": True, "b": -1, "c": 1.5, "d": "7", "e": 2**60}, ("a", "b", "c", "d", "e"), None),
+    ],
+)
+def test_tokens_sums_only_valid_counts(reported: dict[str, object], names: tuple[str, ...], expected: int) -> None:
+    assert tokens(reported, *names) == expected
+
+
+def test_usage_counts_only_what_is_known() -> None:
+    assert list(Usage(5, None, 6).counts()) == [("prompt", 5), ("total", 6)]
