@@ -250,8 +250,10 @@ class Forwarder:
         if headers.metadata is None and headers.identity is None and not headers.has_body:
             # Names nobody and carries no body Portkey could take a `user` from: leave it as it came.
             return list(headers.forward)
-        owned = self._policy.owned_keys.values(attribution.team, attribution.tenant)
-        metadata = build_metadata(headers.metadata, attribution.user_value, attribution.fields, owned)
+        owned = self._policy.owned_keys.values(attribution.team, attribution.tenant, user_known=attribution.resolved)
+        metadata = build_metadata(
+            headers.metadata, attribution.user_value, attribution.fields, owned.deferred, owned.imposed
+        )
         if metadata.problem:
             self._warnings.warn("metadata", "%s", metadata.problem)
         if metadata.placeholders_filled:

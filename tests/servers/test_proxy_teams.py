@@ -124,6 +124,32 @@ def test_the_tenant_is_sent_under_its_key(
     assert sent == {"_environment": "production", "_user": EMAIL, "tenant": "corp"}
 
 
+@pytest.mark.parametrize(("tenant", "sent"), [("corp", {"tenant": "corp"}), (None, {})])
+def test_a_known_users_tenant_is_the_proxys_whatever_the_request_carries(
+    make_proxy: MakeProxy,
+    upstream: Upstream,
+    mongo: StandInMongo | RealMongo,
+    librechat_user: dict[str, Any],
+    tenant: str | None,
+    sent: dict[str, str],
+) -> None:
+    mongo.reset()
+    mongo.add_user({**librechat_user, "tenantId": tenant} if tenant else librechat_user)
+
+    carried = '{"tenant":"other-tenant","team":"Platform"}'
+    metadata = _metadata_sent(make_proxy, upstream, carried, team_metadata_key="team", tenant_metadata_key="tenant")
+
+    assert metadata == {"_user": EMAIL, "team": "Platform", **sent}  # the team rule stays: the request's wins
+
+
+def test_an_unknown_users_tenant_is_the_requests_own(make_proxy: MakeProxy, upstream: Upstream) -> None:
+    proxy = make_proxy(tenant_metadata_key="tenant")
+    headers = {"x-portkey-metadata": '{"tenant":"corp"}'}
+    send_fixture(proxy, "librechat_chat_request.json", headers=headers, body={"user": NOBODY})
+
+    assert upstream.last.metadata == {"_user": NOBODY, "tenant": "corp"}
+
+
 @settings(max_examples=200, deadline=None)
 @given(
     carried=st.one_of(st.none(), st.text(), st.sampled_from(["{{LIBRECHAT_BODY_X}}", "{{LIBRECHAT_USER_ROLE}}", " "])),

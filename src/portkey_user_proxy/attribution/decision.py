@@ -37,6 +37,10 @@ class Attribution:
     tenant: str | None = None  # for TENANT_METADATA_KEY, likewise
 
     @property
+    def resolved(self) -> bool:
+        return self.outcome is AttributionOutcome.RESOLVED
+
+    @property
     def rejected(self) -> bool:
         return self.outcome is AttributionOutcome.REJECTED
 

@@ -3,8 +3,9 @@
 Portkey wants a JSON object of string values of at most 128 characters; `_user` fills its Users view.
 The admin's keys are kept, LibreChat placeholders inside values are filled from the user's record,
 and `_user` is always ours: whatever the request carried under that key is replaced. Keys the proxy
-fills from LibreChat's data (the team, the tenant) defer to the request's own value, unless that is
-blank or a placeholder LibreChat left unresolved.
+fills from LibreChat's data either defer to the request's own value, unless that is blank or a
+placeholder LibreChat left unresolved (the team), or are the proxy's alone, like `_user` (the
+tenant of a known user).
 """
 
 from __future__ import annotations
@@ -32,12 +33,14 @@ def build_metadata(
     user_value: str | None,
     fields: Mapping[str, str],
     owned: Mapping[str, str | None] | None = None,
+    imposed: Mapping[str, str | None] | None = None,
 ) -> Metadata:
     """Merge the request's metadata with the attributed user.
 
     `user_value` becomes `_user` (dropped when None); `fields` fill `{{LIBRECHAT_USER_<FIELD>}}` and
     `${USER_<FIELD>}` placeholders, unknown fields becoming "". `owned` maps keys the proxy fills
     to their value (None: the proxy has none, so an unresolved value under the key is dropped).
+    `imposed` likewise, but the request's own value under those keys never stands.
     """
     admin, problem = _parse(incoming)
     merged: dict[str, str] = {}
@@ -51,6 +54,9 @@ def build_metadata(
     if user_value is not None:
         merged["_user"] = shorten(user_value)
     for key, value in (owned or {}).items():
+        _fill_owned(merged, key, value)
+    for key, value in (imposed or {}).items():
+        merged.pop(key, None)
         _fill_owned(merged, key, value)
     return Metadata(_compact(merged), problem, filled)
 

@@ -15,7 +15,7 @@ from __future__ import annotations
 
 from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Any, NamedTuple
 
 from pymongo.asynchronous.collection import AsyncCollection
 from pymongo.asynchronous.database import AsyncDatabase
@@ -100,9 +100,21 @@ def team_finder(settings: Settings, database: AsyncDatabase[Any], *, always: boo
     return TeamFinder(database[GROUPS_COLLECTION], team_choice(settings))
 
 
+class OwnedValues(NamedTuple):
+    """What the proxy puts under its keys: key -> the user's value, None when the user has none."""
+
+    deferred: dict[str, str | None]  # a value the request carries itself wins, unless blank
+    imposed: dict[str, str | None]  # the proxy's alone: whatever the request carried is replaced
+
+
 @dataclass(frozen=True, slots=True)
 class OwnedKeys:
-    """The metadata keys the proxy fills from LibreChat's data (TEAM_METADATA_KEY, TENANT_METADATA_KEY)."""
+    """The metadata keys the proxy fills from LibreChat's data (TEAM_METADATA_KEY, TENANT_METADATA_KEY).
+
+    The team defers to a value the request carries (an admin may set one per endpoint in
+    librechat.yaml). The tenant does not once the user is known: it is where the user belongs, and
+    a client must not move its cost to another tenant.
+    """
 
     team_key: str | None = None
     tenant_key: str | None = None
@@ -111,11 +123,10 @@ class OwnedKeys:
     def from_settings(cls, settings: Settings) -> OwnedKeys:
         return cls(settings.team_metadata_key, settings.tenant_metadata_key)
 
-    def values(self, team: str | None, tenant: str | None) -> dict[str, str | None]:
-        """Key -> the user's value, None when the user has none."""
-        owned: dict[str, str | None] = {}
+    def values(self, team: str | None, tenant: str | None, *, user_known: bool) -> OwnedValues:
+        owned = OwnedValues({}, {})
         if self.team_key is not None:
-            owned[self.team_key] = team
+            owned.deferred[self.team_key] = team
         if self.tenant_key is not None:
-            owned[self.tenant_key] = tenant
+            (owned.imposed if user_known else owned.deferred)[self.tenant_key] = tenant
         return owned

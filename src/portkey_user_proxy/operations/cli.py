@@ -125,8 +125,9 @@ async def _check_user(settings: Settings, user: str, metadata: str | None) -> in
         attribution = await attribute(identify(None, user), directory, settings.unresolved_user_policy, user_value)
     finally:
         await directory.close()
-    owned = OwnedKeys.from_settings(settings).values(attribution.team, attribution.tenant)
-    header = build_metadata(metadata, attribution.user_value, attribution.fields, owned).header
+    keys = OwnedKeys.from_settings(settings)
+    owned = keys.values(attribution.team, attribution.tenant, user_known=attribution.resolved)
+    header = build_metadata(metadata, attribution.user_value, attribution.fields, owned.deferred, owned.imposed).header
     print(f"user id:            {user if user.isascii() and user.isprintable() else loggable(user)}")
     print(f"attribution:        {attribution.outcome} ({attribution.reason})")
     print(f"email:              {attribution.fields.get('EMAIL', '-')}")
