@@ -10,9 +10,11 @@ from pathlib import Path
 
 import httpx
 import pytest
+from bson import ObjectId
 from pydantic import SecretStr
 
 from portkey_user_proxy.attribution.directory import User
+from portkey_user_proxy.attribution.metadata import MAX_LENGTH, portkey_length
 from portkey_user_proxy.attribution.user_value import UserValue, email_hash, user_value_of
 from portkey_user_proxy.operations.cli import main
 from portkey_user_proxy.settings import SettingsError, load_settings
@@ -33,7 +35,7 @@ NO_USERNAME = User(USER_ID, EMAIL, {"ID": USER_ID, "EMAIL": EMAIL})
     ("kind", "user", "value"),
     [
         (UserValue.EMAIL, TIM, EMAIL),
-        (UserValue.USERNAME, TIM, "timmanik"),
+        (UserValue.USERNAME, TIM, f"timmanik ({USER_ID})"),
         (UserValue.USERNAME, NO_USERNAME, USER_ID),  # OAuth users may have none: the id still splits cost
         (UserValue.ID, TIM, USER_ID),
         (UserValue.EMAIL_HASH, TIM, EXPECTED_HASH),
@@ -41,6 +43,42 @@ NO_USERNAME = User(USER_ID, EMAIL, {"ID": USER_ID, "EMAIL": EMAIL})
 )
 def test_each_kind_of_value(kind: UserValue, user: User, value: str) -> None:
     assert user_value_of(kind, SecretStr(SECRET))(user) == value
+
+
+OTHER_ID = "0123456789abcdef01234567"
+
+
+def _named(username: str, object_id: str = OTHER_ID) -> User:
+    return User(object_id, f"{object_id}@email.com", {"ID": object_id, "USERNAME": username})
+
+
+@pytest.mark.parametrize(
+    ("username", "someone_else"),
+    [
+        ("timmanik", f"timmanik ({USER_ID})"),  # the real `timmanik`'s value
+        (USER_ID, f"timmanik ({USER_ID})"),  # another user's id: their value ...
+        (USER_ID, USER_ID),  # ... and what a fallback for their id sends
+        ("unidentified", "unidentified"),  # the marker of a request that named nobody
+        (f"timmanik ({USER_ID})", f"timmanik ({USER_ID})"),  # a username spelled like another's value
+    ],
+)
+def test_a_username_never_gives_two_people_one_value(username: str, someone_else: str) -> None:
+    value = user_value_of(UserValue.USERNAME)(_named(username))
+
+    assert value != someone_else
+    assert value.endswith(f"({OTHER_ID})")
+
+
+def test_a_username_shaped_like_an_email_is_not_sent() -> None:
+    assert user_value_of(UserValue.USERNAME)(_named("ceo@corp.example")) == OTHER_ID
+
+
+def test_a_long_username_is_shortened_but_keeps_the_id() -> None:
+    values = {user_value_of(UserValue.USERNAME)(_named("x" * 200 + "🙂" * 10, f"{n:024x}")) for n in range(3)}
+
+    assert len(values) == 3
+    assert all(portkey_length(value) <= MAX_LENGTH and value.startswith("x" * 90) for value in values)
+    assert {value[-26:] for value in values} == {f"({n:024x})" for n in range(3)}
 
 
 def test_the_hash_is_keyed_stable_and_fits_portkeys_limit() -> None:
@@ -79,7 +117,7 @@ def test_an_unknown_kind_names_the_choices() -> None:
     ("settings", "value"),
     [
         ({}, EMAIL),
-        ({"portkey_user_value": "username"}, "timmanik"),
+        ({"portkey_user_value": "username"}, f"timmanik ({USER_ID})"),
         ({"portkey_user_value": "id"}, USER_ID),
         ({"portkey_user_value": "email-hash", "user_hash_secret": SECRET}, EXPECTED_HASH),
     ],
@@ -93,6 +131,20 @@ def test_the_proxy_sends_the_chosen_value(
 
     assert response.status_code == 200
     assert upstream.last.metadata == {"_user": value}
+
+
+def test_two_users_with_one_username_are_two_people_in_portkey(
+    make_proxy: MakeProxy, upstream: Upstream, mongo: StandInMongo | RealMongo, librechat_user: dict[str, object]
+) -> None:
+    mongo.add_user({**librechat_user, "_id": ObjectId(OTHER_ID), "email": "other@email.com"})  # also `timmanik`
+    proxy = make_proxy(portkey_user_value="username")
+
+    sent = set()
+    for user in (USER_ID, OTHER_ID):
+        httpx.post(proxy.url + "/v1/chat/completions", json={"user": user, "messages": []}, timeout=10)
+        sent.add(upstream.last.metadata["_user"])
+
+    assert sent == {f"timmanik ({USER_ID})", f"timmanik ({OTHER_ID})"}
 
 
 def test_in_hash_mode_no_email_leaves_the_proxy(

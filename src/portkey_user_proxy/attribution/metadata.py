@@ -79,7 +79,7 @@ def shorten(value: str) -> str:
     if portkey_length(value) <= MAX_LENGTH:
         return value
     digest = hashlib.sha256(value.encode("utf-8", "surrogatepass")).hexdigest()[:_DIGEST_LENGTH]
-    return f"{_prefix(value, MAX_LENGTH - _DIGEST_LENGTH - 1)}~{digest}"
+    return f"{clip(value, MAX_LENGTH - _DIGEST_LENGTH - 1)}~{digest}"
 
 
 def portkey_length(value: str) -> int:
@@ -89,8 +89,8 @@ def portkey_length(value: str) -> int:
     return len(value.encode("utf-16-le", "surrogatepass")) // 2
 
 
-def _prefix(value: str, units: int) -> str:
-    # At most `units` UTF-16 code units, never half of a character.
+def clip(value: str, units: int) -> str:
+    """The longest prefix of `value` of at most `units` UTF-16 code units, never half of a character."""
     prefix = value[:units]
     while portkey_length(prefix) > units:
         prefix = prefix[:-1]
