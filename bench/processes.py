@@ -75,9 +75,36 @@ def rss_kib(pid: int) -> int:
 
 
 def cpu_seconds(pid: int) -> float:
-    """User and system CPU time the process has used so far."""
-    fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
-    return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
+    """User and system CPU time of the process and all its descendants, the ones that ended included.
+
+    nginx's worker and a supervisor's uvicorn workers are children of the pid that was started; a
+    child that has ended and been waited for counts in its parent's cutime and cstime.
+    """
+    total = 0
+    for fields in _stats_in_tree(pid):
+        total += sum(int(value) for value in fields[11:15])  # utime, stime, cutime, cstime
+    return total / os.sysconf("SC_CLK_TCK")
+
+
+def _stats_in_tree(root: int) -> list[list[str]]:
+    """The /proc stat fields after the command name, for `root` and every process below it."""
+    stats: dict[int, list[str]] = {}
+    for entry in Path("/proc").iterdir():
+        if entry.name.isdigit():
+            try:
+                stats[int(entry.name)] = (entry / "stat").read_text().rsplit(")", 1)[1].split()
+            except (FileNotFoundError, ProcessLookupError):  # ended while the folder was read
+                continue
+    children: dict[int, list[int]] = {}
+    for pid, fields in stats.items():
+        children.setdefault(int(fields[1]), []).append(pid)
+    found, pending = [], [root]
+    while pending:
+        pid = pending.pop()
+        if pid in stats:
+            found.append(stats[pid])
+        pending.extend(children.get(pid, []))
+    return found
 
 
 def busy_share(seconds: float = 1.0) -> float:

@@ -82,6 +82,7 @@ class Bench:
         self.finds_file = work / "mongo-finds"
         self.mongo_uri = ""
         self.ports: dict[str, int] = {}
+        self.nginx_proxy_pid = 0
 
     def start_upstreams(self) -> None:
         mongo = self._service("mongo", pinned([sys.executable, "-m", "bench.mongo", str(self.finds_file)], LOAD_CPU))
@@ -101,7 +102,9 @@ class Bench:
             self.ports["nginx_to_stream"]: self.ports["origin_stream"],
         }
         config = nginx.proxy_config(self.work / "nginx-proxy", routes)
-        self._await_port(self._service("nginx-proxy", pinned(nginx.command(config), PROXY_CPU)), "nginx_to_stream")
+        nginx_proxy = self._service("nginx-proxy", pinned(nginx.command(config), PROXY_CPU))
+        self._await_port(nginx_proxy, "nginx_to_stream")
+        self.nginx_proxy_pid = nginx_proxy.pid
 
     @contextmanager
     def proxy(self, name: str, upstream_port: int) -> Iterator[Service]:
@@ -143,7 +146,7 @@ def run(plan: Plan, bench: Bench, results: Results) -> None:
             "proxy": proxy_port(bench),
         }
         warm_cache(bench, results, "nonstream", ports["proxy"])
-        measure_nonstream(plan, bench, ports, proxy.pid, results)
+        measure_nonstream(plan, bench, ports, {"nginx": bench.nginx_proxy_pid, "proxy": proxy.pid}, results)
         results.mongo_finds["nonstream_measured"] = bench.finds() - results.mongo_finds["nonstream_warm"]
     with bench.proxy("proxy-stream", bench.ports["origin_stream"]) as proxy:
         ports = {
@@ -193,20 +196,24 @@ def warm_cache(bench: Bench, results: Results, phase: str, port: int) -> int:
     return after
 
 
-def measure_nonstream(plan: Plan, bench: Bench, ports: dict[str, int], proxy_pid: int, results: Results) -> None:
+def measure_nonstream(
+    plan: Plan, bench: Bench, ports: dict[str, int], cpu_pids: dict[str, int], results: Results
+) -> None:
+    """wrk at 1 and 16 connections; for the targets in `cpu_pids`, the CPU their process tree spends per request."""
     script = wrk.write_script(bench.work)
     for target in TARGETS:  # warm-up: connection pools, the proxy's code paths
         wrk.run(script, ports[target], 16, 1)
     for number in range(plan.rounds):
         for connections in (1, 16):
             for target in TARGETS:
-                cpu = cpu_seconds(proxy_pid)
+                pid = cpu_pids.get(target)
+                cpu = 0.0 if pid is None else cpu_seconds(pid)
                 result = wrk.run(script, ports[target], connections, plan.wrk_seconds)
-                if result.errors > result.rps * plan.wrk_seconds / 100:
+                if result.errors > result.requests / 100:
                     raise RuntimeError(f"{target}: {result.errors} failed requests under wrk, more than 1%")
                 results.add(f"c{connections}_errors", target, result.errors)
-                if target == "proxy":
-                    cpu_us = (cpu_seconds(proxy_pid) - cpu) * 1e6 / (result.rps * plan.wrk_seconds)
+                if pid is not None:
+                    cpu_us = (cpu_seconds(pid) - cpu) * 1e6 / result.requests
                     results.add(f"c{connections}_cpu_us_per_request", target, cpu_us)
                 results.add(f"c{connections}_p50_ms", target, result.p50_ms)
                 results.add(f"c{connections}_p99_ms", target, result.p99_ms)
@@ -235,6 +242,7 @@ async def measure_streams(plan: Plan, ports: dict[str, int], results: Results) -
         for target in TARGETS:
             timings = await _concurrent_streams(ports[target], timed, bodies, 0.0)
             results.add("burst_ttfe_p99_ms", target, percentile([t.first_event for t in timings], 99) * 1000)
+            results.add("burst_max_gap_p99_ms", target, percentile([max(t.gaps) for t in timings], 99) * 1000)
         _progress(f"stream round {number + 1}/{plan.rounds}")
 
 

@@ -38,6 +38,7 @@ end
 
 @dataclass(frozen=True, slots=True)
 class WrkResult:
+    requests: int  # answered, errors included
     rps: float
     p50_ms: float
     p99_ms: float
@@ -57,7 +58,9 @@ def run(script: Path, port: int, connections: int, seconds: float) -> WrkResult:
     output = subprocess.run(pinned(command, LOAD_CPU), capture_output=True, text=True, timeout=seconds + 30, check=True)
     line = next(line for line in output.stdout.splitlines() if line.startswith("BENCH "))
     requests, duration_us, p50_us, p99_us, status_errors, socket_errors = map(int, line.split()[1:])
-    return WrkResult(requests / (duration_us / 1e6), p50_us / 1000, p99_us / 1000, status_errors + socket_errors)
+    return WrkResult(
+        requests, requests / (duration_us / 1e6), p50_us / 1000, p99_us / 1000, status_errors + socket_errors
+    )
 
 
 def _lua_string(text: str) -> str:
