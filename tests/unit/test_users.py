@@ -10,7 +10,7 @@ import pytest
 from bson import ObjectId, json_util
 from pymongo.errors import AutoReconnect, OperationFailure, PyMongoError, ServerSelectionTimeoutError
 
-from portkey_user_proxy.attribution.directory import Lookup, LookupOutcome, UserDirectory
+from portkey_user_proxy.attribution.directory import PROBE_WAIT_SECONDS, Lookup, LookupOutcome, UserDirectory
 from portkey_user_proxy.attribution.mongo_failures import MongoFailure
 from tests.support.fixtures import FIXTURES
 
@@ -84,7 +84,12 @@ class FakeClock:
 
 
 def _directory(
-    users: FakeUsers, clock: FakeClock | None = None, *, timeout: float = 5.0, max_entries: int = 100
+    users: FakeUsers,
+    clock: FakeClock | None = None,
+    *,
+    timeout: float = 5.0,
+    max_entries: int = 100,
+    probe_wait: float = PROBE_WAIT_SECONDS,
 ) -> UserDirectory:
     return UserDirectory(
         users,  # type: ignore[arg-type]
@@ -93,6 +98,7 @@ def _directory(
         timeout=timeout,
         max_entries=max_entries,
         clock=clock or FakeClock(),
+        probe_wait=probe_wait,
     )
 
 
@@ -369,9 +375,8 @@ def test_failures_are_not_cached_so_the_directory_recovers_when_mongodb_returns(
         assert (await directory.find(USER_ID)).outcome is LookupOutcome.UNREACHABLE
 
         users.error = None
-        clock.now += 1  # past the outage window: this lookup sends the probe, without waiting for it
-        assert (await directory.find(USER_ID)).outcome is LookupOutcome.BACKOFF
-        await users.answered.wait()
+        clock.now += 1  # past the outage window: this lookup sends the probe and waits for its answer
+        assert (await directory.find(USER_ID)).outcome is LookupOutcome.FOUND
         lookup = await directory.find(USER_ID)
 
         assert lookup.outcome is LookupOutcome.CACHE_HIT
@@ -418,9 +423,7 @@ def test_stale_entry_spares_mongodb_for_a_while_then_is_refreshed() -> None:
 
         users.error = None
         clock.now += UNKNOWN_TTL + 1
-        users.answered.clear()
-        assert (await directory.find(USER_ID)).outcome is LookupOutcome.STALE  # sends the probe, does not wait
-        await users.answered.wait()
+        assert (await directory.find(USER_ID)).outcome is LookupOutcome.FOUND  # the probe, answered at once
         refreshed = await directory.find(USER_ID)
 
         assert refreshed.outcome is LookupOutcome.CACHE_HIT
@@ -471,22 +474,51 @@ def test_after_a_failure_users_not_cached_skip_mongodb_until_the_window_ends() -
         assert all(lookup.mongo_failed and lookup.user is None for lookup in during)
         assert len(users.queries) == 1  # nobody waited on MongoDB
 
-        users.error = None
-        clock.now += 1
-        users.gate = asyncio.Event()  # the probe stays in flight while others arrive
-        users.started.clear()
-        sent_the_probe = await directory.find(others[0])  # returns at once, the probe runs on
-        await users.started.wait()
-        skipped = await directory.find(others[1])
-        users.answered.clear()
-        users.gate.set()
-        await users.answered.wait()
+    asyncio.run(scenario())
 
-        assert sent_the_probe.outcome is LookupOutcome.BACKOFF
-        assert skipped.outcome is LookupOutcome.BACKOFF
+
+def test_once_mongodb_is_back_the_first_user_after_the_window_is_resolved() -> None:
+    async def scenario() -> None:
+        others = [f"{n:024x}" for n in range(1, 4)]
+        users = FakeUsers(*(_librechat_user(o, f"{o}@example.com") for o in others))
+        clock = FakeClock()
+        directory = _directory(users, clock)
+        users.error = OperationFailure("not authorized", code=13)  # one refused read, then all is well
+        await directory.find(others[0])
+        users.error = None
+        clock.now += 8
+
+        after = [await directory.find(other) for other in others]
+
+        assert [lookup.outcome for lookup in after] == [LookupOutcome.FOUND] * 3
+        assert [_email(lookup) for lookup in after] == [f"{o}@example.com" for o in others]
+
+    asyncio.run(scenario())
+
+
+def test_a_probe_that_mongodb_does_not_answer_at_once_holds_requests_a_moment_only() -> None:
+    async def scenario() -> None:
+        others = [f"{n:024x}" for n in range(1, 4)]
+        users = FakeUsers(*(_librechat_user(o, f"{o}@example.com") for o in others))
+        clock = FakeClock()
+        directory = _directory(users, clock, probe_wait=0.05)
+        users.error = ServerSelectionTimeoutError("down")
+        await directory.find(others[0])
+        users.error = None
+        users.gate = asyncio.Event()  # MongoDB answers, slowly
+        clock.now += 1
+
+        started = time.monotonic()
+        waited = await asyncio.gather(*(directory.find(other) for other in others))  # the first one probes
+        elapsed = time.monotonic() - started
+
+        assert {lookup.outcome for lookup in waited} == {LookupOutcome.BACKOFF}
+        assert elapsed < 1.0  # the probe wait, not the lookup timeout (5 s here)
+        assert len(users.queries) == 2  # the others waited for the probe instead of asking
+        users.gate.set()
+        await asyncio.gather(*(asyncio.all_tasks() - {asyncio.current_task()}))  # the probe, going on alone
         assert (await directory.find(others[0])).outcome is LookupOutcome.CACHE_HIT  # the probe's answer
         assert (await directory.find(others[1])).outcome is LookupOutcome.FOUND  # the window closed
-        assert len(users.queries) == 3
 
     asyncio.run(scenario())
 

@@ -3,8 +3,9 @@
 The request path asks `UserDirectory.find(object_id)`. A fresh cache entry answers without a query;
 concurrent misses for one user share a single query; every query is bounded by the lookup timeout,
 and when MongoDB fails a stale entry is served if there is one. After a failure, users not cached skip
-MongoDB for the outage window (`outage.py`) instead of each waiting the timeout. Nothing here raises
-on the request path: the outcome says what happened.
+MongoDB for the outage window (`outage.py`) instead of each waiting the timeout; when it ends, one
+query probes MongoDB and requests wait a moment for its answer, so a MongoDB that is back resolves
+every user at once. Nothing here raises on the request path: the outcome says what happened.
 """
 
 from __future__ import annotations
@@ -23,7 +24,7 @@ from pymongo.asynchronous.collection import AsyncCollection
 
 from ..observability.logs import RateLimitedWarnings
 from .mongo_failures import Failure, MongoFailure, advice, classify, location
-from .outage import Admission, OutageWindow
+from .outage import Admission, MongoState, OutageWindow
 from .teams import USER_FIELDS, TeamFinder, tenant_of
 
 logger = logging.getLogger("portkey_user_proxy.attribution.directory")
@@ -49,6 +50,9 @@ PLACEHOLDER_FIELDS: Mapping[str, str] = {
     "APPLEID": "appleId",
 }
 _STALE_RETRY_SECONDS = 5.0
+# How long requests wait for the probe sent when the outage window ends: a MongoDB that is back answers
+# in milliseconds, one still failing must not hold requests for the whole lookup timeout.
+PROBE_WAIT_SECONDS = 0.25
 _READINESS_CACHE_SECONDS = 2.0  # probes of several replicas and kubelets cost one query per two seconds
 _PROJECTION = dict.fromkeys((*PLACEHOLDER_FIELDS.values(), *USER_FIELDS), 1)
 
@@ -146,6 +150,7 @@ class UserDirectory:
         clock: Callable[[], float] = time.monotonic,
         observer: LookupObserver | None = None,
         teams: TeamFinder | None = None,
+        probe_wait: float = PROBE_WAIT_SECONDS,
     ) -> None:
         self._users = users
         self._ttl = ttl
@@ -157,6 +162,9 @@ class UserDirectory:
         self._cache: dict[str, _Entry] = {}
         self._inflight: dict[str, asyncio.Task[Lookup]] = {}
         self._window = OutageWindow(clock=clock)
+        self._probe_wait = min(probe_wait, timeout)
+        self._probe: asyncio.Task[Lookup] | None = None  # the query sent when the outage window ended
+        self._probe_due = 0.0  # loop time until which requests wait for the probe
         self._warnings = RateLimitedWarnings()
         self._readiness: tuple[float, MongoFailure | None] | None = None  # (checked at, result)
         self._teams = teams
@@ -172,14 +180,37 @@ class UserDirectory:
             outcome = LookupOutcome.CACHE_HIT if entry.user else LookupOutcome.NOT_FOUND
             return Lookup(entry.user, outcome)
         admission = self._window.admit()
+        if admission is Admission.SKIP and await self._probe_answered():
+            admission = self._window.admit()
+            entry = self._cache.get(object_id)  # the probe may have been for this very user
+            if entry is not None and entry.fresh_until > self._clock():
+                return Lookup(entry.user, LookupOutcome.CACHE_HIT if entry.user else LookupOutcome.NOT_FOUND)
         if admission is Admission.SKIP:
             return self._fallback(object_id, LookupOutcome.BACKOFF)
         query = self._inflight.get(object_id) or self._start_query(object_id)
         if admission is Admission.PROBE:
-            # The probe runs on its own: no request waits on a MongoDB that failed moments ago.
-            return self._fallback(object_id, LookupOutcome.BACKOFF)
+            return await self._probe_with(query, object_id)
         # Shielded: a waiter that goes away must not cancel the query the others share.
         return await asyncio.shield(query)
+
+    async def _probe_with(self, query: asyncio.Task[Lookup], object_id: str) -> Lookup:
+        """The probe's own request waits a moment for it: a MongoDB that is back answers in milliseconds.
+
+        Past that moment the request falls back, and the probe goes on without it: a MongoDB still
+        failing costs one request a short wait, not the lookup timeout.
+        """
+        self._probe = query
+        self._probe_due = asyncio.get_running_loop().time() + self._probe_wait
+        await asyncio.wait((query,), timeout=self._probe_wait)  # never cancels the query
+        return query.result() if query.done() else self._fallback(object_id, LookupOutcome.BACKOFF)
+
+    async def _probe_answered(self) -> bool:
+        """While a probe is out, requests that would skip wait for it as long as its own request does."""
+        probe = self._probe
+        if probe is None or probe.done():
+            return False
+        await asyncio.wait((probe,), timeout=max(0.0, self._probe_due - asyncio.get_running_loop().time()))
+        return self._window.state is MongoState.AVAILABLE
 
     def _start_query(self, object_id: str) -> asyncio.Task[Lookup]:
         query = asyncio.create_task(self._query(object_id))

@@ -3,8 +3,8 @@
 Without it, every request of a user not yet cached waits the full lookup timeout while MongoDB is
 down. After a failure the window opens (1 s, doubling with each failed probe up to 5 s); inside
 it, new users are attributed by the fallback at once. When it ends, one query goes out as the
-probe, which no request waits for, while the others still skip; an answer closes the window, a
-failure reopens it, longer.
+probe; requests wait a moment for its answer (the user directory bounds that wait) rather than
+each asking; an answer closes the window, a failure reopens it, longer.
 """
 
 from __future__ import annotations
@@ -25,7 +25,7 @@ class MongoState(enum.Enum):
 
 class Admission(enum.Enum):
     QUERY = "query"  # ask MongoDB and wait for the answer
-    PROBE = "probe"  # ask MongoDB, but do not wait: it failed moments ago
+    PROBE = "probe"  # ask MongoDB, but wait only a moment: it failed moments ago
     SKIP = "skip"  # do not ask
 
 
