@@ -203,6 +203,26 @@ def test_models_are_listed_and_titles_use_one_of_them():
     assert endpoint["modelDisplayLabel"]
 
 
+def _readme_yaml_blocks() -> list[str]:
+    return re.findall(r"^```yaml\n(.*?)^```", README.read_text(), re.MULTILINE | re.DOTALL)
+
+
+def test_the_readme_shows_the_examples_endpoints_word_for_word():
+    (shown,) = [block for block in _readme_yaml_blocks() if block.startswith("endpoints:\n  custom:\n")]
+    example = LIBRECHAT_EXAMPLE.read_text()
+    # Comments included: the README and the file an admin copies say the same about each header.
+    assert shown == example[example.index("\nendpoints:\n") + 1 :]
+
+
+def test_the_example_says_which_headers_are_required_and_which_optional():
+    text = LIBRECHAT_EXAMPLE.read_text()
+    headers = text.split("      headers:\n", 1)[1].split("      models:", 1)[0]
+    remarks = re.findall(r"^\s+# (Required|Recommended|Optional)\b", headers, re.MULTILINE)
+    assert remarks == ["Required", "Required", "Recommended", "Optional", "Optional"]
+    recommended = headers.split("# Recommended", 1)[1].split("x-librechat-user-id", 1)[0]
+    assert 'dropParams: ["user"]' in recommended, "says when the body carries no `user`"
+
+
 def _readme_anthropic_section() -> str:
     return README.read_text().split("### LibreChat's Anthropic endpoint", 1)[1].split("\n## ", 1)[0]
 
