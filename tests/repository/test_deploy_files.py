@@ -23,6 +23,7 @@ import yaml
 from pydantic import ValidationError
 
 from portkey_user_proxy.inbound.routes import OWN_PATHS
+from portkey_user_proxy.observability import worker_metrics
 from portkey_user_proxy.operations import cli
 from portkey_user_proxy.settings import Settings
 from tests.support.deploy_files import (
@@ -57,10 +58,12 @@ from tests.support.proxy import RunningProxy
 from tests.support.servers import unused_port
 
 SETTINGS = {name.upper(): field for name, field in Settings.model_fields.items()}
+# Everything the proxy reads from its environment: its settings, and the directory `serve` gives the
+# workers for their shared metrics.
+PROXY_VARIABLES = set(SETTINGS) | {worker_metrics.ENVIRONMENT_VARIABLE}
 # Variables .env.example may show that the proxy itself does not read, and who reads them.
 DOCUMENTED_ELSEWHERE = {
     "PORTKEY_API_KEY": "LibreChat, for librechat.yaml's x-portkey-api-key header",
-    "PROMETHEUS_MULTIPROC_DIR": "prometheus_client's directory for metrics of several workers, honoured by serve",
     # Read by the upstream HTTP client (httpx) from the environment, as by any httpx client.
     **dict.fromkeys(("HTTP_PROXY", "HTTPS_PROXY", "ALL_PROXY", "NO_PROXY"), "httpx's environment proxies"),
     **dict.fromkeys(("SSL_CERT_FILE", "SSL_CERT_DIR"), "httpx's trusted certificates"),
@@ -327,9 +330,9 @@ def test_proxy_service_receives_only_its_own_settings():
     assert "secrets" not in service
     assert not [v for v in service.get("volumes", []) if ".env" in str(v)]
     env = environment(service)
-    foreign = set(env) - set(SETTINGS)
+    foreign = set(env) - PROXY_VARIABLES
     assert not foreign, f"not settings of the proxy: {foreign}"
-    missing = set(SETTINGS) - set(env)
+    missing = PROXY_VARIABLES - set(env)
     assert not missing, (
         f"add `- NAME` lines for {sorted(missing)} to the proxy's environment in {COMPOSE_OVERRIDE.name}"
     )
@@ -406,8 +409,16 @@ def test_env_example_shows_every_setting_once():
 
 
 def test_env_example_shows_nothing_the_proxy_does_not_read_unless_documented():
-    unknown = {v for v, *_ in env_example_entries() if v not in SETTINGS and v not in DOCUMENTED_ELSEWHERE}
+    unknown = {v for v, *_ in env_example_entries() if v not in PROXY_VARIABLES and v not in DOCUMENTED_ELSEWHERE}
     assert not unknown, f"not settings of the proxy: {unknown}"
+
+
+def test_env_example_and_the_compose_environment_list_the_same_variables():
+    # Appended to LibreChat's .env, each variable .env.example shows reaches the proxy only if the
+    # compose file passes it on; and each one the compose file passes on is documented there.
+    shown = {variable for variable, *_ in env_example_entries()}
+    passed = set(environment(compose()["services"][PROXY_SERVICE]))
+    assert shown == passed
 
 
 def test_env_example_comments_each_variable_in_one_line_under_a_group():
@@ -578,7 +589,7 @@ def test_deploy_doc_names_real_settings_commands_and_urls():
     not_variables = {"DEBUG", "INFO", "WARNING", "ERROR", "CRITICAL", "TEST_MONGO_URI"}
     named = set(re.findall(r"`([A-Z][A-Z0-9_]{2,})(?:=[^`]*)?`", text)) - not_variables
     assert named
-    assert named <= set(SETTINGS) | set(DOCUMENTED_ELSEWHERE), f"not settings: {named - set(SETTINGS)}"
+    assert named <= PROXY_VARIABLES | set(DOCUMENTED_ELSEWHERE), f"not settings: {named - PROXY_VARIABLES}"
     assert f'baseURL: "{librechat_base_url()}"' in text
     for command in re.findall(r"portkey-user-proxy (check-user [^\n`]*)", text):
         cli._parser().parse_args(shlex.split(command))
