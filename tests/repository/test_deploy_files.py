@@ -279,21 +279,9 @@ def compose_schema_errors(text: str, tmp_path) -> str:
     return "" if checked.returncode == 0 else checked.stdout + checked.stderr
 
 
-def build_alternative(text: str) -> str:
-    """The commented `build:` lines of the proxy's service, uncommented and indented as its keys are."""
-    lines = re.findall(r"^ *#( +(?:build|context):.*)$", text, re.MULTILINE)
-    return textwrap.indent(textwrap.dedent("\n".join(lines)), "    ") + "\n"
-
-
 def test_compose_override_follows_the_compose_specification(tmp_path):
     text = COMPOSE_OVERRIDE.read_text()
     assert compose_schema_errors(text, tmp_path) == ""
-    # So does the variant that builds the image instead of pulling it.
-    image_line = re.search(r"^    image: .*\n", text, re.MULTILINE)
-    assert image_line
-    built = text.replace(image_line.group(0), build_alternative(text), 1)
-    assert "image" not in load_yaml(built)["services"][PROXY_SERVICE]
-    assert compose_schema_errors(built, tmp_path) == ""
     assert "restarts" in compose_schema_errors(text.replace("restart:", "restarts:"), tmp_path)
 
 
@@ -307,17 +295,23 @@ def test_librechat_waits_for_a_healthy_proxy_and_reads_the_mounted_config():
 def test_proxy_service_runs_the_published_image_of_this_version_and_stays_private():
     service = compose()["services"][PROXY_SERVICE]
     assert service["image"] == f"{published_image()}:{pyproject()['project']['version']}"
-    assert "build" not in service, "with `build:` Compose builds instead of pulling the published image"
     assert service["restart"] == "unless-stopped"
     assert "ports" not in service, "LibreChat reaches the proxy on the compose network; publish nothing"
-    assert "mongodb" in service["depends_on"]
-    assert set(service["depends_on"]) <= LIBRECHAT_SERVICES
 
 
-def test_building_it_yourself_is_the_commented_alternative():
-    build = load_yaml(build_alternative(COMPOSE_OVERRIDE.read_text()))
-    assert build == {"build": {"context": f"./{PROXY_SERVICE}"}}, "a commented `build:` for those who build the image"
-    assert {"Dockerfile", ".dockerignore"} <= {p.name for p in ROOT.iterdir()}
+def test_proxy_service_builds_from_a_clone_only_when_the_image_cannot_be_pulled():
+    service = compose()["services"][PROXY_SERVICE]
+    # With both `image` and `build` and no pull_policy, Compose pulls the image and builds it only
+    # when the pull fails: the same file serves a published release and a fork or an unreleased one.
+    assert service["build"] == {"context": f"./{PROXY_SERVICE}"}, "a clone of this repository beside the file"
+    assert "pull_policy" not in service
+    assert {"Dockerfile", ".dockerignore"} <= {p.name for p in ROOT.iterdir()}, "a clone's root is the context"
+
+
+def test_proxy_service_waits_for_no_other_service():
+    # LibreChat with an external MongoDB has no `mongodb` service, and the proxy starts without
+    # MongoDB or Portkey anyway: it recovers when they answer.
+    assert "depends_on" not in compose()["services"][PROXY_SERVICE]
 
 
 # Secrets LibreChat's .env holds for LibreChat alone.
@@ -350,6 +344,28 @@ def test_proxy_service_environment_has_valid_values():
     assert mongo_uri == "mongodb://mongodb:27017/LibreChat", "the database LibreChat's own api service uses"
 
 
+# What "ready to take requests" means under each policy. Fail-open serves through a MongoDB outage
+# (attributed by user id), so a replica that cannot reach MongoDB still does its job; fail-closed
+# would refuse uncached users, so such a replica should hand its traffic to the others.
+READINESS_PATH = {"fail-open": "/healthz", "fail-closed": "/readyz"}
+
+
+def test_compose_and_kubernetes_tell_one_outage_story():
+    assert {str(policy.value) for policy in type(default_of("UNRESOLVED_USER_POLICY"))} == set(READINESS_PATH)
+    assert set(READINESS_PATH.values()) <= OWN_PATHS
+    # compose passes the policy on from .env, so the file is written for the default.
+    compose_check = " ".join(compose()["services"][PROXY_SERVICE]["healthcheck"]["test"])
+    assert READINESS_PATH[str(default_of("UNRESOLVED_USER_POLICY").value)] in compose_check
+    # Both files offer the other choice where the check is, and send the reader to one explanation.
+    deployment = (KUBERNETES / "deployment.yaml").read_text()
+    for text in (COMPOSE_OVERRIDE.read_text(), deployment):
+        remark = re.search(r"((?:^ *#.*\n)+)(?= *(?:readinessProbe|test):)", text, re.MULTILINE)
+        assert remark, "a comment right above the readiness check"
+        said = " ".join(line.strip(" #") for line in remark.group(1).splitlines())
+        assert "fail-closed" in said and "/readyz" in said and '"When MongoDB is down"' in said, said
+    assert re.search(r"^#+ When MongoDB is down$", DEPLOY_DOC.read_text(), re.MULTILINE)
+
+
 def test_compose_healthcheck_is_the_images_and_stop_waits_for_the_drain():
     service = compose()["services"][PROXY_SERVICE]
     image_check = healthcheck_command(only(final_stage(dockerfile_instructions()), "HEALTHCHECK"))
@@ -367,7 +383,6 @@ def test_commented_gateway_variant_is_valid_and_consistent():
     switched = re.search(r"#\s*- PORTKEY_URL=(\S+)", text)
     assert switched
     assert setting_value("PORTKEY_URL", switched.group(1)) == "http://portkey-gateway:8787"
-    assert re.search(r"#\s*- portkey-gateway\s*$", text, re.MULTILINE), "depends_on alternative"
 
 
 def librechat_base_url() -> str:
@@ -511,7 +526,8 @@ def test_kubernetes_ports_and_probes_agree_with_the_app(k8s):
     ports = {port["name"]: port["containerPort"] for port in spec["ports"]}
     assert ports == {"http": served_port()}
     assert spec["args"] == only(final_stage(dockerfile_instructions()), "CMD").exec_form()
-    probes = {"readinessProbe": "/readyz", "livenessProbe": "/healthz"}
+    policy = of_kind(k8s, "ConfigMap")["data"].get("UNRESOLVED_USER_POLICY", default_of("UNRESOLVED_USER_POLICY"))
+    probes = {"readinessProbe": READINESS_PATH[str(policy)], "livenessProbe": "/healthz"}
     for probe, path in probes.items():
         assert spec[probe]["httpGet"] == {"path": path, "port": "http"}, probe
         assert path in OWN_PATHS, f"{path} would be forwarded to Portkey, not answered by the proxy"
@@ -611,3 +627,6 @@ def test_deploy_doc_names_the_published_image_and_files_of_this_version():
     for repository, tag, path in downloads:
         assert (repository, tag) == (source, f"v{version}")
         assert (ROOT / path).is_file(), path
+    clones = re.findall(r"git clone (\S+)", text)
+    assert clones, "the way to the files and the image where the release does not exist"
+    assert set(clones) == {pyproject()["project"]["urls"]["Source"] + ".git"}
