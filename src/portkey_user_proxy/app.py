@@ -1,7 +1,9 @@
-"""The ASGI application: the proxy's own routes on FastAPI, every other request straight to the forwarder.
+"""The composition root: every object the proxy runs on is built here, from `Settings`, once.
 
-Proxied requests skip FastAPI's routing and middleware: they are the hot path, and they need the raw
-ASGI channel to stream both ways and to notice disconnects.
+Nothing below this module reads the settings: each part gets plain values or a small frozen policy.
+The ASGI application sends the proxy's own routes to FastAPI and every other request straight to the
+forwarder: proxied requests are the hot path, and they need the raw ASGI channel to stream both ways
+and to notice disconnects.
 """
 
 from __future__ import annotations
@@ -12,42 +14,158 @@ from typing import Any
 
 import httpx
 from fastapi import FastAPI
+from pymongo import monitoring
 
 from .asgi import Receive, Scope, Send
+from .attribution.decision import Attributor
 from .attribution.directory import UserDirectory, connect_users
-from .attribution.teams import team_finder
-from .forwarder import Forwarder
-from .inbound.auth import RequireInboundKey, inbound_key, metrics_need_the_key
+from .attribution.teams import GROUPS_COLLECTION, OwnedKeys, TeamChoice, TeamFinder
+from .attribution.user_value import user_value_of
+from .forwarder import Forwarder, ForwardingPolicy
+from .inbound.auth import InboundKey, RequireInboundKey
 from .inbound.routes import OWN_PATHS, router
-from .inbound.server import REFUSALS_STATE_KEY
+from .inbound.server import REFUSALS_STATE_KEY, InboundLimits, server_options
 from .observability.metrics import Metrics
 from .settings import Settings, load_settings
-from .upstream.client import build_http_client
+from .upstream.client import UpstreamPolicy, build_http_client
+from .upstream.portkey_defaults import CONFIG, PROVIDER, VIRTUAL_KEY, PortkeyDefaults
+from .upstream.request import UpstreamRequestBuilder
+from .upstream.traces import ConversationTrace
 
 
-def build_user_directory(settings: Settings, metrics: Metrics | None = None, *, teams: bool = False) -> UserDirectory:
-    """`teams`: look teams up even when TEAM_METADATA_KEY is unset (`check-user` shows them)."""
-    users = connect_users(settings.mongo_uri, settings.user_lookup_timeout_seconds)
-    return UserDirectory(
+def build_user_directory(
+    settings: Settings,
+    metrics: Metrics | None = None,
+    *,
+    teams: bool = False,
+    listeners: tuple[monitoring.CommandListener, ...] = (),
+    directory_class: type[UserDirectory] = UserDirectory,
+) -> UserDirectory:
+    """`teams`: look teams up even when TEAM_METADATA_KEY is unset (`check-user` shows them).
+
+    `listeners` and `directory_class` let a caller watch the queries and the lookups (the tests do).
+    """
+    users = connect_users(settings.mongo_uri, settings.user_lookup_timeout_seconds, event_listeners=listeners)
+    team_finder = None
+    if settings.team_metadata_key is not None or teams:
+        team_finder = TeamFinder(users.database[GROUPS_COLLECTION], team_choice(settings))
+    return directory_class(
         users,
         ttl=settings.user_cache_ttl_seconds,
         unknown_ttl=settings.unknown_user_cache_ttl_seconds,
         timeout=settings.user_lookup_timeout_seconds,
         max_entries=settings.user_cache_max_entries,
         observer=metrics,
-        teams=team_finder(settings, users.database, always=teams),
+        teams=team_finder,
     )
+
+
+def team_choice(settings: Settings) -> TeamChoice:
+    return TeamChoice(settings.team_group_names)
+
+
+def owned_keys(settings: Settings) -> OwnedKeys:
+    return OwnedKeys(settings.team_metadata_key, settings.tenant_metadata_key)
+
+
+def inbound_key(settings: Settings) -> InboundKey | None:
+    """The key requests must carry, or None when PROXY_API_KEY is unset (the proxy is then open)."""
+    key = settings.proxy_api_key
+    return None if key is None else InboundKey(key.get_secret_value())
+
+
+def metrics_need_the_key(settings: Settings) -> bool:
+    """Whether `/metrics` asks for PROXY_API_KEY: when told to, and whenever it lists users (per-user tokens)."""
+    return settings.metrics_require_proxy_api_key or settings.metrics_per_user_tokens
+
+
+def inbound_limits(settings: Settings) -> InboundLimits:
+    return InboundLimits(
+        head_timeout=settings.request_head_timeout_seconds,
+        body_timeout=settings.request_body_timeout_seconds,
+        keep_alive_timeout=settings.keep_alive_timeout_seconds,
+        max_connections=settings.max_connections,
+    )
+
+
+def uvicorn_options(settings: Settings) -> dict[str, Any]:
+    """The server options `serve` runs with: the proxy's HTTP protocol, its limits and timeouts."""
+    return server_options(settings.max_request_head_bytes, inbound_limits(settings))
+
+
+def conversation_trace(settings: Settings) -> ConversationTrace | None:
+    """None when CONVERSATION_ID_HEADER is empty: conversation traces are off."""
+    header = settings.conversation_id_header
+    return ConversationTrace(header) if header else None
+
+
+def portkey_defaults(settings: Settings) -> PortkeyDefaults | None:
+    """The defaults to apply, or None when none is configured (the request path then skips them)."""
+    configured = (
+        (VIRTUAL_KEY, settings.portkey_virtual_key),
+        (PROVIDER, settings.portkey_provider),
+        (CONFIG, settings.portkey_config),
+    )
+    routing = next(((name, value) for name, value in configured if value), None)
+    api_key = settings.portkey_api_key.get_secret_value() if settings.portkey_api_key else None
+    if api_key is None and routing is None:
+        return None
+    return PortkeyDefaults(api_key=api_key, routing=routing, allow_client_routing=settings.allow_client_portkey_routing)
+
+
+def upstream_policy(settings: Settings) -> UpstreamPolicy:
+    return UpstreamPolicy.for_target(
+        settings.portkey_url_for_humans,
+        connect_timeout=settings.upstream_connect_timeout_seconds,
+        read_timeout=settings.upstream_read_timeout_seconds,
+    )
+
+
+def http_client(settings: Settings) -> httpx.AsyncClient:
+    return build_http_client(
+        connect_timeout=settings.upstream_connect_timeout_seconds, read_timeout=settings.upstream_read_timeout_seconds
+    )
+
+
+def build_attributor(settings: Settings, directory: UserDirectory) -> Attributor:
+    return Attributor(
+        directory,
+        settings.unresolved_user_policy,
+        user_value_of(settings.portkey_user_value, settings.user_hash_secret),
+        owned_keys(settings),
+    )
+
+
+def build_forwarder(
+    settings: Settings, directory: UserDirectory, client: httpx.AsyncClient, metrics: Metrics
+) -> Forwarder:
+    policy = ForwardingPolicy(
+        identity_header=settings.user_id_header.encode("latin-1"),
+        body_limit=settings.max_request_body_bytes,
+        write_timeout=settings.response_write_timeout_seconds,
+        inbound_key=inbound_key(settings),
+        portkey_url=httpx.URL(settings.portkey_url),
+        max_upstream_requests=settings.max_concurrent_upstream_requests,
+    )
+    attributor = build_attributor(settings, directory)
+    builder = UpstreamRequestBuilder(
+        client,
+        stream_usage=settings.include_stream_usage,
+        body_limit=settings.max_request_body_bytes,
+        conversation_trace=conversation_trace(settings),
+        portkey_defaults=portkey_defaults(settings),
+    )
+    return Forwarder(policy, attributor, builder, client, upstream_policy(settings), metrics)
 
 
 class ProxyApp:
     def __init__(
         self, settings: Settings, directory: UserDirectory, client: httpx.AsyncClient, metrics: Metrics
     ) -> None:
-        self.settings = settings
         self.directory = directory
         self.client = client
         self.metrics = metrics
-        self.forwarder = Forwarder(settings, directory, client, metrics)
+        self.forwarder = build_forwarder(settings, directory, client, metrics)
         self.api = FastAPI(title="portkey-user-proxy", lifespan=self._lifespan, docs_url=None, redoc_url=None)
         self.api.include_router(router)
         if (key := inbound_key(settings)) is not None and metrics_need_the_key(settings):
@@ -64,7 +182,7 @@ class ProxyApp:
     @asynccontextmanager
     async def _lifespan(self, _: FastAPI) -> AsyncIterator[dict[str, Any]]:
         try:
-            # The server's own refusals (request_head.py) are counted with the app's errors.
+            # The server's own refusals (inbound/server.py) are counted with the app's errors.
             yield {REFUSALS_STATE_KEY: self.metrics.refused}
         finally:
             await self.client.aclose()
@@ -82,4 +200,4 @@ def create_app(
     settings = settings or load_settings()
     metrics = metrics or Metrics(per_user_tokens=settings.metrics_per_user_tokens)
     directory = directory or build_user_directory(settings, metrics)
-    return ProxyApp(settings, directory, client or build_http_client(settings), metrics)
+    return ProxyApp(settings, directory, client or http_client(settings), metrics)

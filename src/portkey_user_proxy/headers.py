@@ -1,4 +1,4 @@
-"""Which headers cross the proxy, in each direction.
+"""Which headers cross the proxy, in each direction, and the limits Portkey puts on the values of its own.
 
 Hop-by-hop headers (RFC 9110 §7.6.1, plus any named in `Connection`) describe one connection and are
 never forwarded. `Host` is the upstream's own. Everything else, `Authorization` and `x-portkey-*`
@@ -7,6 +7,7 @@ included, passes unchanged, except the few the proxy itself consumes or sets.
 
 from __future__ import annotations
 
+import hashlib
 import re
 from dataclasses import dataclass, field
 
@@ -31,7 +32,10 @@ REQUEST_ID = b"x-request-id"
 # Set by the proxy from what it sends, or meaningless once the body has been received here.
 _RECOMPUTED = frozenset({b"host", b"content-length", b"expect", METADATA})
 _REQUEST_ID = re.compile(rb"[\x21-\x7e]{1,200}")
-_WITHOUT_BODY = frozenset({204, 304})  # statuses whose responses never have a body (RFC 9112 §6.3)
+BODILESS_STATUSES = frozenset({204, 304})  # responses that never have a body (RFC 9112 §6.3)
+# Portkey's limit for metadata keys and values, in the UTF-16 code units its JavaScript counts.
+MAX_LENGTH = 128
+_DIGEST_LENGTH = 16
 
 
 @dataclass(slots=True)
@@ -93,7 +97,7 @@ def client_request_id(value: bytes) -> str | None:
 def response_headers(raw: RawHeaders, status: int = 200) -> RawHeaders:
     """The upstream response's headers as they go back to the client."""
     dropped = _connection_named(raw)
-    if status in _WITHOUT_BODY:
+    if status in BODILESS_STATUSES:
         # Its Content-Length describes a body never sent; the server would wait for that body.
         dropped |= {b"content-length"}
     return [
@@ -115,3 +119,29 @@ def _text(value: bytes) -> str:
         return value.decode("utf-8")
     except UnicodeDecodeError:
         return value.decode("latin-1")
+
+
+def shorten(value: str) -> str:
+    """`value` itself when it fits Portkey's limit; else a prefix, `~` and a digest of the whole value.
+
+    The digest keeps distinct long values distinct, and the prefix keeps them readable.
+    """
+    if portkey_length(value) <= MAX_LENGTH:
+        return value
+    digest = hashlib.sha256(value.encode("utf-8", "surrogatepass")).hexdigest()[:_DIGEST_LENGTH]
+    return f"{clip(value, MAX_LENGTH - _DIGEST_LENGTH - 1)}~{digest}"
+
+
+def portkey_length(value: str) -> int:
+    """The length Portkey's JavaScript sees: UTF-16 code units, so a character beyond U+FFFF counts twice."""
+    if value.isascii():
+        return len(value)
+    return len(value.encode("utf-16-le", "surrogatepass")) // 2
+
+
+def clip(value: str, units: int) -> str:
+    """The longest prefix of `value` of at most `units` UTF-16 code units, never half of a character."""
+    prefix = value[:units]
+    while portkey_length(prefix) > units:
+        prefix = prefix[:-1]
+    return prefix

@@ -6,7 +6,6 @@ the process with a message naming the variable (`load_settings`), never with a t
 
 from __future__ import annotations
 
-import enum
 import json
 import logging
 import re
@@ -18,7 +17,9 @@ from pydantic_settings import BaseSettings, SettingsConfigDict
 from pymongo import uri_parser
 from pymongo.errors import PyMongoError
 
+from .attribution.decision import UnresolvedUserPolicy
 from .attribution.user_value import UserValue
+from .headers import MAX_LENGTH
 
 logger = logging.getLogger("portkey_user_proxy")
 
@@ -27,14 +28,6 @@ _KEY = re.compile(r"[\x21-\x7e]+")  # visible ASCII: a key travels in a header
 _MIN_SECRET_LENGTH = 16
 _TOO_SHORT = f"must be at least {_MIN_SECRET_LENGTH} characters, e.g. from `openssl rand -hex 32`"
 Seconds = Annotated[float, Field(gt=0, allow_inf_nan=False)]
-_MAX_METADATA_KEY = 128  # Portkey's limit for metadata keys
-
-
-class UnresolvedUserPolicy(enum.StrEnum):
-    """What to do when a request's user cannot be turned into an email."""
-
-    FAIL_OPEN = "fail-open"  # forward anyway, `_user` = the raw id (cost still splits per user)
-    FAIL_CLOSED = "fail-closed"  # refuse: 403 for unknown users, 503 when MongoDB cannot answer
 
 
 class Settings(BaseSettings):
@@ -234,8 +227,8 @@ class Settings(BaseSettings):
         key = value.strip()
         if not key:
             return None  # `TEAM_METADATA_KEY=` leaves the feature off
-        if len(key) > _MAX_METADATA_KEY or not key.isprintable():
-            raise ValueError(f"must be printable text of at most {_MAX_METADATA_KEY} characters (Portkey's limit)")
+        if len(key) > MAX_LENGTH or not key.isprintable():
+            raise ValueError(f"must be printable text of at most {MAX_LENGTH} characters (Portkey's limit)")
         if key == "_user":
             raise ValueError("must not be _user: the proxy sets _user itself")
         return key

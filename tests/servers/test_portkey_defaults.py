@@ -5,8 +5,9 @@ from __future__ import annotations
 import httpx
 import pytest
 
+from portkey_user_proxy.app import portkey_defaults
 from portkey_user_proxy.settings import SettingsError, load_settings
-from portkey_user_proxy.upstream.portkey_defaults import PortkeyDefaults, portkey_defaults
+from portkey_user_proxy.upstream.portkey_defaults import PortkeyDefaults
 from tests.support.proxy import MakeProxy
 from tests.support.servers import Upstream
 

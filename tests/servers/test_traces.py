@@ -7,8 +7,9 @@ import re
 import httpx
 import pytest
 
+from portkey_user_proxy.app import conversation_trace
 from portkey_user_proxy.settings import Settings, SettingsError, load_settings
-from portkey_user_proxy.upstream.traces import ConversationTrace, conversation_trace
+from portkey_user_proxy.upstream.traces import ConversationTrace
 from tests.support.deploy_files import librechat_example, portkey_endpoint
 from tests.support.proxy import MakeProxy, RunningProxy
 from tests.support.servers import Upstream

@@ -8,13 +8,11 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any
 
-from pymongo import AsyncMongoClient, monitoring
+from pymongo import monitoring
 
 from portkey_user_proxy import Settings, create_app
-from portkey_user_proxy.app import ProxyApp
+from portkey_user_proxy.app import ProxyApp, build_user_directory, uvicorn_options
 from portkey_user_proxy.attribution.directory import Lookup, UserDirectory
-from portkey_user_proxy.attribution.teams import team_finder
-from portkey_user_proxy.inbound.server import InboundLimits, server_options
 from portkey_user_proxy.observability.metrics import Metrics
 from tests.support.servers import ServerThread
 
@@ -69,27 +67,15 @@ class RunningProxy:
 def start_proxy(settings: Settings) -> RunningProxy:
     metrics = Metrics(per_user_tokens=settings.metrics_per_user_tokens)
     counter = FindCounter()
-    timeout_ms = int(settings.user_lookup_timeout_seconds * 1000)
-    client: AsyncMongoClient[Any] = AsyncMongoClient(
-        settings.mongo_uri, serverSelectionTimeoutMS=timeout_ms, connectTimeoutMS=timeout_ms, event_listeners=[counter]
-    )
-    database = client.get_default_database()
-    directory = ObservedDirectory(
-        database["users"],
-        ttl=settings.user_cache_ttl_seconds,
-        unknown_ttl=settings.unknown_user_cache_ttl_seconds,
-        timeout=settings.user_lookup_timeout_seconds,
-        max_entries=settings.user_cache_max_entries,
-        observer=metrics,
-        teams=team_finder(settings, database),
-    )
+    directory = build_user_directory(settings, metrics, listeners=(counter,), directory_class=ObservedDirectory)
+    assert isinstance(directory, ObservedDirectory)
     app = create_app(settings, directory=directory, metrics=metrics)
     # The server options `serve` uses: the same HTTP protocol and request-head bound.
     server = ServerThread(
         app,
         server_header=False,
         date_header=False,
-        **server_options(settings.max_request_head_bytes, InboundLimits.of(settings)),
+        **uvicorn_options(settings),
     )
     server.start()
     return RunningProxy(server.url, app, counter, directory, server)

@@ -4,10 +4,16 @@ import asyncio
 
 import pytest
 
-from portkey_user_proxy.attribution.decision import REASONS, UNIDENTIFIED, Attribution, AttributionOutcome, attribute
+from portkey_user_proxy.attribution.decision import (
+    REASONS,
+    UNIDENTIFIED,
+    Attribution,
+    AttributionOutcome,
+    UnresolvedUserPolicy,
+    attribute,
+)
 from portkey_user_proxy.attribution.directory import Lookup, LookupOutcome, User
 from portkey_user_proxy.attribution.identity import Identity, IdentitySource, identify
-from portkey_user_proxy.settings import UnresolvedUserPolicy
 
 USER_ID = "6651f0c2a1b2c3d4e5f60718"
 EMAIL = "timmanik@email.com"

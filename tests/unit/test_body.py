@@ -10,15 +10,8 @@ import pytest
 
 from portkey_user_proxy.asgi import Message, Receive
 from portkey_user_proxy.dialects.fields import json_fields
-from portkey_user_proxy.inbound.body import (
-    FULL_PARSE_LIMIT,
-    BodyTooLarge,
-    ClientDisconnected,
-    parse_json_object,
-    read_body,
-    stream_body,
-    with_stream_usage,
-)
+from portkey_user_proxy.dialects.json_body import FULL_PARSE_LIMIT, parse_json_object, with_stream_usage
+from portkey_user_proxy.inbound.body import BodyTooLarge, ClientDisconnected, read_body, stream_body
 from tests.support.fixtures import FIXTURES
 
 SPLICED = b'"stream_options":{"include_usage":true},'

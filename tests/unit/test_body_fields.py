@@ -7,7 +7,7 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from portkey_user_proxy.dialects.fields import OPAQUE, json_fields
-from portkey_user_proxy.inbound.body import FULL_PARSE_LIMIT, with_stream_usage
+from portkey_user_proxy.dialects.json_body import FULL_PARSE_LIMIT, with_stream_usage
 
 USER_ID = "6651f0c2a1b2c3d4e5f60718"
 

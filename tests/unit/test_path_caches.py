@@ -7,8 +7,8 @@ from collections.abc import Callable
 
 import httpx
 
+from portkey_user_proxy.dialects import route_class
 from portkey_user_proxy.inbound.target import upstream_url
-from portkey_user_proxy.observability.metrics import route_class
 
 # Long, distinct paths, as a client filling 64 KiB request heads could send them one after another.
 PATHS = 200

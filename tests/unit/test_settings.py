@@ -6,7 +6,8 @@ from pathlib import Path
 
 import pytest
 
-from portkey_user_proxy.settings import Settings, SettingsError, UnresolvedUserPolicy, load_settings
+from portkey_user_proxy.attribution.decision import UnresolvedUserPolicy
+from portkey_user_proxy.settings import Settings, SettingsError, load_settings
 
 PASSWORD = "S3cretPassw0rd"
 

@@ -1,4 +1,8 @@
-"""Turning a request's identity into the value Portkey attributes it to, under the fallback policy."""
+"""Attribution: a request's identity turned into the person Portkey is told about, or a refusal.
+
+The `Attributor` looks the identity up, applies UNRESOLVED_USER_POLICY, and writes the metadata header
+value the upstream request will carry. A refusal it decides is the client's answer (`refusal`).
+"""
 
 from __future__ import annotations
 
@@ -6,14 +10,24 @@ import enum
 from collections.abc import Mapping
 from dataclasses import dataclass, field
 
-from ..settings import UnresolvedUserPolicy
+from ..errors import ProxyError
+from ..observability.logs import RateLimitedWarnings
 from .directory import LookupOutcome, UserDirectory
 from .identity import Identity
+from .metadata import build_metadata
+from .teams import OwnedKeys
 from .user_value import UserValueOf, email_of
 
 # `_user` for a request whose claimed user is no ObjectId (or who named nobody), under fail-open: a raw
 # value such as `ceo@corp.example` must never pass for a resolved person in Portkey's Users view.
 UNIDENTIFIED = "unidentified"
+
+
+class UnresolvedUserPolicy(enum.StrEnum):
+    """What to do when a request's user cannot be turned into an email."""
+
+    FAIL_OPEN = "fail-open"  # forward anyway, `_user` = the raw id (cost still splits per user)
+    FAIL_CLOSED = "fail-closed"  # refuse: 403 for unknown users, 503 when MongoDB cannot answer
 
 
 class AttributionOutcome(enum.StrEnum):
@@ -75,3 +89,40 @@ def _unresolved(identity: Identity, reason: str, policy: UnresolvedUserPolicy, *
     if object_id is None:
         return Attribution(AttributionOutcome.FALLBACK, UNIDENTIFIED, reason)
     return Attribution(AttributionOutcome.FALLBACK, object_id, reason, {"ID": object_id})
+
+
+@dataclass(frozen=True, slots=True)
+class Attributor:
+    """Everything attribution needs, built once at start-up (see `app.build_forwarder`)."""
+
+    directory: UserDirectory
+    policy: UnresolvedUserPolicy
+    user_value: UserValueOf = email_of
+    owned_keys: OwnedKeys = field(default_factory=OwnedKeys)
+    _warnings: RateLimitedWarnings = field(default_factory=RateLimitedWarnings)
+
+    async def attribute(self, identity: Identity) -> Attribution:
+        return await attribute(identity, self.directory, self.policy, self.user_value)
+
+    def metadata_header(self, incoming: str | None, attribution: Attribution) -> bytes:
+        """The `x-portkey-metadata` value to send: the request's own, with `_user` and the owned keys set."""
+        owned = self.owned_keys.values(attribution.team, attribution.tenant, user_known=attribution.resolved)
+        metadata = build_metadata(incoming, attribution.user_value, attribution.fields, owned.deferred, owned.imposed)
+        if metadata.problem:
+            self._warnings.warn("metadata", "%s", metadata.problem)
+        if metadata.placeholders_filled:
+            self._warnings.warn(
+                "metadata-placeholder",
+                "LibreChat sent unresolved placeholders in x-portkey-metadata; filled them from the user record",
+            )
+        return metadata.header.encode("ascii")
+
+
+def refusal(attribution: Attribution) -> ProxyError:
+    """The client's answer to a rejected attribution (fail-closed)."""
+    if attribution.status == 503:
+        message = "the user directory (LibreChat's MongoDB) is unavailable and UNRESOLVED_USER_POLICY is fail-closed"
+        return ProxyError(503, message, "user_lookup_unavailable", headers=((b"retry-after", b"5"),))
+    reason = attribution.reason
+    message = f"this request's user could not be identified ({reason}) and UNRESOLVED_USER_POLICY is fail-closed"
+    return ProxyError(403, message, "user_not_identified")

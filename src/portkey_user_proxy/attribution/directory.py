@@ -339,7 +339,7 @@ _FAILURE_WORDS = {
 }
 
 
-def connect_users(mongo_uri: str, timeout: float) -> AsyncCollection[Any]:
+def connect_users(mongo_uri: str, timeout: float, **client_options: Any) -> AsyncCollection[Any]:
     """The `users` collection of the URI's database; nothing connects until the first query."""
     timeout_ms = max(1, int(timeout * 1000))
     client: AsyncMongoClient[Any] = AsyncMongoClient(
@@ -347,5 +347,6 @@ def connect_users(mongo_uri: str, timeout: float) -> AsyncCollection[Any]:
         appname="portkey-user-proxy",
         serverSelectionTimeoutMS=timeout_ms,
         connectTimeoutMS=timeout_ms,
+        **client_options,
     )
     return client.get_default_database(default="LibreChat")["users"]

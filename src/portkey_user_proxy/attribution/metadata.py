@@ -10,15 +10,12 @@ tenant of a known user).
 
 from __future__ import annotations
 
-import hashlib
 import json
 from collections.abc import Mapping
 from dataclasses import dataclass
 
+from ..headers import MAX_LENGTH, clip, portkey_length, shorten
 from .placeholders import fill_user_fields, find_placeholder
-
-MAX_LENGTH = 128  # Portkey's limit for metadata keys and values
-_DIGEST_LENGTH = 16
 
 
 @dataclass(frozen=True, slots=True)
@@ -71,32 +68,6 @@ def _fill_owned(merged: dict[str, str], key: str, value: str | None) -> None:
         merged.pop(key, None)  # a placeholder is no team: send none rather than a literal `{{...}}`
 
 
-def shorten(value: str) -> str:
-    """`value` itself when it fits; else a prefix, `~` and a digest of the whole value.
-
-    The digest keeps distinct long values distinct, and the prefix keeps them readable.
-    """
-    if portkey_length(value) <= MAX_LENGTH:
-        return value
-    digest = hashlib.sha256(value.encode("utf-8", "surrogatepass")).hexdigest()[:_DIGEST_LENGTH]
-    return f"{clip(value, MAX_LENGTH - _DIGEST_LENGTH - 1)}~{digest}"
-
-
-def portkey_length(value: str) -> int:
-    """The length Portkey's JavaScript sees: UTF-16 code units, so a character beyond U+FFFF counts twice."""
-    if value.isascii():
-        return len(value)
-    return len(value.encode("utf-16-le", "surrogatepass")) // 2
-
-
-def clip(value: str, units: int) -> str:
-    """The longest prefix of `value` of at most `units` UTF-16 code units, never half of a character."""
-    prefix = value[:units]
-    while portkey_length(prefix) > units:
-        prefix = prefix[:-1]
-    return prefix
-
-
 def _parse(incoming: str | None) -> tuple[dict[str, object], str | None]:
     if incoming is None or not incoming.strip():
         return {}, None
@@ -120,3 +91,6 @@ def _value_as_text(value: object) -> str:
 def _compact(value: object) -> str:
     # ASCII-only output: header values must not depend on how a peer decodes non-ASCII bytes.
     return json.dumps(value, separators=(",", ":"))
+
+
+__all__ = ["MAX_LENGTH", "Metadata", "build_metadata", "clip", "portkey_length", "shorten"]

@@ -15,13 +15,9 @@ from __future__ import annotations
 
 from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass
-from typing import TYPE_CHECKING, Any, NamedTuple
+from typing import Any, NamedTuple
 
 from pymongo.asynchronous.collection import AsyncCollection
-from pymongo.asynchronous.database import AsyncDatabase
-
-if TYPE_CHECKING:  # settings imports the user directory, which imports this module
-    from ..settings import Settings
 
 GROUPS_COLLECTION = "groups"
 # Names alone: a group's `memberIds` can list thousands of members and is never needed here.
@@ -86,20 +82,6 @@ class TeamFinder:
         return self._choice.choose(group.get("name") for group in groups)
 
 
-def team_choice(settings: Settings) -> TeamChoice:
-    return TeamChoice(settings.team_group_names)
-
-
-def team_finder(settings: Settings, database: AsyncDatabase[Any], *, always: bool = False) -> TeamFinder | None:
-    """The finder the user directory asks, or None when no team is sent (TEAM_METADATA_KEY unset).
-
-    `always`: for `check-user`, which shows the team even while it is not sent.
-    """
-    if settings.team_metadata_key is None and not always:
-        return None
-    return TeamFinder(database[GROUPS_COLLECTION], team_choice(settings))
-
-
 class OwnedValues(NamedTuple):
     """What the proxy puts under its keys: key -> the user's value, None when the user has none."""
 
@@ -118,10 +100,6 @@ class OwnedKeys:
 
     team_key: str | None = None
     tenant_key: str | None = None
-
-    @classmethod
-    def from_settings(cls, settings: Settings) -> OwnedKeys:
-        return cls(settings.team_metadata_key, settings.tenant_metadata_key)
 
     def values(self, team: str | None, tenant: str | None, *, user_known: bool) -> OwnedValues:
         owned = OwnedValues({}, {})

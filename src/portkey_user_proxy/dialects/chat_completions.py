@@ -10,13 +10,12 @@ from __future__ import annotations
 from collections.abc import Mapping
 from typing import Any, ClassVar
 
-from ..inbound.body import with_stream_usage
+from .json_body import with_stream_usage
 from .openai_user import OpenAIUserField
 
 
 class ChatCompletions(OpenAIUserField):
     name: ClassVar[str] = "chat_completions"
-    path_endings: ClassVar[tuple[str, ...]] = ("/chat/completions",)
 
     def request_body(self, raw: bytes, body: Mapping[str, Any], *, stream_usage: bool) -> bytes:
         return with_stream_usage(raw, body) if stream_usage else raw

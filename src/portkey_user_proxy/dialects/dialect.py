@@ -16,8 +16,6 @@ class Dialect:
     """
 
     name: ClassVar[str] = "unknown"
-    # The ends of the paths the family serves, as `/v1/...` or `/openai/deployments/<d>/...` end.
-    path_endings: ClassVar[tuple[str, ...]] = ()
     # Whether the proxy needs the JSON body at all; when not, it streams through unread.
     reads_body: ClassVar[bool] = False
     # Whether its responses report token usage worth scanning for (a file download may hold thousands).
@@ -34,3 +32,6 @@ class Dialect:
     def usage(self, reported: Mapping[str, object]) -> Usage | None:
         """The tokens that the response's merged `usage` fields report, when they report any."""
         return None
+
+
+UNKNOWN = Dialect()

@@ -9,13 +9,11 @@ that msgspec refuses (lone surrogate escapes, NaN), and only up to `FULL_PARSE_L
 
 from __future__ import annotations
 
-import json
 from typing import Any
 
 import msgspec
-import orjson
 
-from ..inbound.body import FULL_PARSE_LIMIT, parse_json_object
+from .json_body import FULL_PARSE_LIMIT, exact_loads, parse_json_object
 
 # A field longer than this is no user id and no option the proxy must understand.
 _FIELD_LIMIT = 64 * 1024
@@ -71,12 +69,9 @@ def _value(raw: msgspec.Raw) -> object:
     if len(raw) > _FIELD_LIMIT:
         return OPAQUE
     try:
-        return orjson.loads(raw)
-    except orjson.JSONDecodeError:
-        pass
-    try:  # valid JSON orjson cannot hold exactly: integers beyond 64 bits, 1e400, lone surrogates
-        return json.loads(bytes(raw))
-    except (ValueError, RecursionError):
+        # Exactly: a user id sent as a 30-digit number must not come back rounded.
+        return exact_loads(bytes(raw))
+    except ValueError:
         return OPAQUE
 
 

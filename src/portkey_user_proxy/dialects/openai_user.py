@@ -16,7 +16,6 @@ from .usage import Usage, tokens
 
 class OpenAIUserField(Dialect):
     name: ClassVar[str] = "openai"
-    path_endings: ClassVar[tuple[str, ...]] = ("/embeddings", "/completions", "/moderations", "/images/generations")
     reads_body: ClassVar[bool] = True
     reports_usage: ClassVar[bool] = True
 

@@ -15,7 +15,6 @@ from .openai_user import OpenAIUserField
 
 class Responses(OpenAIUserField):
     name: ClassVar[str] = "responses"
-    path_endings: ClassVar[tuple[str, ...]] = ("/responses",)
 
     def identity_fields(self, body: Mapping[str, Any]) -> tuple[object, ...]:
         return (body.get("user"), body.get("safety_identifier"))

@@ -13,7 +13,6 @@ from starlette.types import ASGIApp, Receive, Scope, Send
 
 from ..errors import ProxyError, send_error
 from ..headers import RawHeaders
-from ..settings import Settings
 
 AUTHORIZATION = b"authorization"
 _BEARER = b"bearer"
@@ -60,17 +59,6 @@ class RequireInboundKey:
                 await send_error(send, error)
                 return
         await self._app(scope, receive, send)
-
-
-def inbound_key(settings: Settings) -> InboundKey | None:
-    """The key requests must carry, or None when PROXY_API_KEY is unset (the proxy is then open)."""
-    key = settings.proxy_api_key
-    return None if key is None else InboundKey(key.get_secret_value())
-
-
-def metrics_need_the_key(settings: Settings) -> bool:
-    """Whether `/metrics` asks for PROXY_API_KEY: when told to, and whenever it lists users (per-user tokens)."""
-    return settings.metrics_require_proxy_api_key or settings.metrics_per_user_tokens
 
 
 def _unauthorized(*, missing: bool) -> ProxyError:

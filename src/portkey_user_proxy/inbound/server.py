@@ -33,15 +33,12 @@ import enum
 import functools
 from collections.abc import Callable
 from dataclasses import dataclass
-from typing import TYPE_CHECKING, Any
+from typing import Any
 
 from uvicorn.protocols.http.httptools_impl import HttpToolsProtocol
 
 from ..errors import error_body
 from ..observability.logs import RateLimitedWarnings
-
-if TYPE_CHECKING:
-    from ..settings import Settings
 
 _warnings = RateLimitedWarnings()
 
@@ -58,15 +55,6 @@ class InboundLimits:
     body_timeout: float = 30.0
     keep_alive_timeout: float = 5.0
     max_connections: int = 0
-
-    @classmethod
-    def of(cls, settings: Settings) -> InboundLimits:
-        return cls(
-            head_timeout=settings.request_head_timeout_seconds,
-            body_timeout=settings.request_body_timeout_seconds,
-            keep_alive_timeout=settings.keep_alive_timeout_seconds,
-            max_connections=settings.max_connections,
-        )
 
 
 def server_options(max_head_bytes: int, limits: InboundLimits | None = None) -> dict[str, Any]:

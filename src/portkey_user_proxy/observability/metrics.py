@@ -7,55 +7,23 @@ token counters, whose label set grows with the number of resolved users (never w
 
 from __future__ import annotations
 
-import functools
 import os
 
 from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram
 from prometheus_client.exposition import CONTENT_TYPE_LATEST, generate_latest
 from prometheus_client.multiprocess import MultiProcessCollector, mark_process_dead
 
-from ..attribution.directory import LookupOutcome
-from ..attribution.metadata import shorten
+from ..dialects import route_class
 from ..dialects.usage import Usage
+from ..headers import shorten
 from .worker_metrics import multiprocess_directory
 
 CONTENT_TYPE = CONTENT_TYPE_LATEST
 
-# The OpenAI-style endpoints LibreChat calls, by the end of their path.
-_ROUTE_CLASSES = (
-    ("chat_completions", "/chat/completions"),
-    ("completions", "/completions"),
-    ("embeddings", "/embeddings"),
-    ("responses", "/responses"),
-    ("messages", "/v1/messages"),
-    ("moderations", "/moderations"),
-    ("images", "/images/generations"),
-    ("audio", "/audio/transcriptions"),
-    ("audio", "/audio/speech"),
-    ("models", "/models"),
-)
 # A lookup that MongoDB answered was a cache miss; the metric says so in those words.
-_LOOKUP_LABELS = {LookupOutcome.FOUND: "miss"}
+_LOOKUP_LABELS = {"found": "miss"}
 _LATENCY_BUCKETS = (0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10, 30, 60, 120, 300, 600)
 _LOOKUP_BUCKETS = (0.0005, 0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5)
-
-
-# A route class depends on the path's last characters only: caching by them keeps the cache's memory
-# bounded however long the paths clients send (a request head may hold 64 KiB of path).
-_ROUTE_TAIL = max(len(suffix) for _, suffix in _ROUTE_CLASSES)
-
-
-def route_class(path: str) -> str:
-    return _route_class_of_tail(path[-_ROUTE_TAIL:])
-
-
-@functools.lru_cache(maxsize=1024)
-def _route_class_of_tail(tail: str) -> str:
-    # Asked once per request, and for refusals, for a handful of distinct paths.
-    for name, suffix in _ROUTE_CLASSES:
-        if tail.endswith(suffix):
-            return name
-    return "other"
 
 
 def user_label(user: str) -> str:
@@ -140,8 +108,8 @@ class Metrics:
         """A request the server refused before the app saw it whole (408, 431, 503): an error the proxy made."""
         self.errors.labels(route_class(path) if path is not None else "other", code).inc()
 
-    def lookup(self, outcome: LookupOutcome) -> None:
-        self.lookups.labels(_LOOKUP_LABELS.get(outcome, outcome.value)).inc()
+    def lookup(self, outcome: str) -> None:
+        self.lookups.labels(_LOOKUP_LABELS.get(outcome, str(outcome))).inc()
 
     def mongodb_answered(self, answered: bool) -> None:
         self.mongodb_up.set(1 if answered else 0)

@@ -15,15 +15,12 @@ from typing import NoReturn
 
 import uvicorn
 
-from ..app import ProxyApp, build_user_directory, create_app
-from ..attribution.decision import Attribution, AttributionOutcome, attribute
+from ..app import ProxyApp, build_attributor, build_user_directory, create_app, owned_keys, team_choice, uvicorn_options
+from ..attribution.decision import Attribution, AttributionOutcome
 from ..attribution.directory import UserDirectory, connect_users
 from ..attribution.identity import identify
 from ..attribution.metadata import build_metadata
 from ..attribution.mongo_failures import MongoFailure, advice, classify, location
-from ..attribution.teams import OwnedKeys, team_choice
-from ..attribution.user_value import user_value_of
-from ..inbound.server import InboundLimits, server_options
 from ..observability.logs import StartupRecords, configure_logging, loggable
 from ..observability.worker_metrics import shared_metrics
 from ..settings import Settings, SettingsError, load_settings
@@ -97,7 +94,7 @@ def _run_server(settings: Settings, host: str, port: int) -> None:
         date_header=False,
         timeout_graceful_shutdown=math.ceil(settings.shutdown_grace_seconds),
         proxy_headers=False,
-        **server_options(settings.max_request_head_bytes, InboundLimits.of(settings)),
+        **uvicorn_options(settings),
     )
 
 
@@ -121,11 +118,10 @@ async def _check_user(settings: Settings, user: str, metadata: str | None) -> in
                 )
                 return ExitCode.UNKNOWN_USER
             user = found.id
-        user_value = user_value_of(settings.portkey_user_value, settings.user_hash_secret)
-        attribution = await attribute(identify(None, user), directory, settings.unresolved_user_policy, user_value)
+        attribution = await build_attributor(settings, directory).attribute(identify(None, user))
     finally:
         await directory.close()
-    keys = OwnedKeys.from_settings(settings)
+    keys = owned_keys(settings)
     owned = keys.values(attribution.team, attribution.tenant, user_known=attribution.resolved)
     header = build_metadata(metadata, attribution.user_value, attribution.fields, owned.deferred, owned.imposed).header
     print(f"user id:            {user if user.isascii() and user.isprintable() else loggable(user)}")

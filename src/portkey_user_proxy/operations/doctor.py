@@ -20,11 +20,12 @@ import httpx
 from pydantic import SecretStr
 from pymongo.asynchronous.collection import AsyncCollection
 
+from ..app import http_client, upstream_policy
 from ..attribution.directory import connect_users
 from ..attribution.mongo_failures import MongoFailure, advice, classify, location
 from ..attribution.teams import GROUPS_COLLECTION, TeamChoice
 from ..settings import Settings
-from ..upstream.client import UpstreamPolicy, build_http_client, error_before_response
+from ..upstream.client import error_before_response
 from .exit_codes import ExitCode
 
 _PORTKEY_TIMEOUT_SECONDS = 10.0
@@ -196,11 +197,11 @@ async def _read_groups(users: AsyncCollection[Any], team_groups: tuple[str, ...]
 async def _portkey_reachable(settings: Settings) -> Check:
     target = settings.portkey_url_for_humans
     started = time.perf_counter()
-    async with build_http_client(settings) as client:
+    async with http_client(settings) as client:
         try:
             response = await client.get(settings.portkey_url + "/", timeout=_PORTKEY_TIMEOUT_SECONDS)
         except httpx.HTTPError as exc:
-            reason = error_before_response(exc, UpstreamPolicy.from_settings(settings)).message
+            reason = error_before_response(exc, upstream_policy(settings)).message
             return Check(Verdict.FAIL, "portkey reachable", f"{reason} ({type(exc).__name__}: {str(exc)[:160]})")
     # Any HTTP answer shows the connection, TLS included, works: the root path need not exist.
     detail = f"{target} answered HTTP {response.status_code} in {_ms_since(started)}"

@@ -9,7 +9,6 @@ from urllib.request import getproxies
 import httpx
 
 from ..errors import ProxyError
-from ..settings import Settings
 from .transport import LeanTransport
 
 # Node's default server keep-alive is 5 s (the self-hosted gateway runs on Node): close idle
@@ -33,13 +32,13 @@ class UpstreamPolicy:
     unreachable_hint: str  # the settings to check when the upstream cannot be reached
 
     @classmethod
-    def from_settings(cls, settings: Settings) -> UpstreamPolicy:
+    def for_target(cls, target: str, *, connect_timeout: float, read_timeout: float) -> UpstreamPolicy:
         # The environment's proxies, read the way httpx reads them (urllib's getproxies).
         proxied = any(getproxies().get(scheme) for scheme in ("http", "https", "all"))
         return cls(
-            target=settings.portkey_url_for_humans,
-            connect_timeout=settings.upstream_connect_timeout_seconds,
-            read_timeout=settings.upstream_read_timeout_seconds,
+            target=target,
+            connect_timeout=connect_timeout,
+            read_timeout=read_timeout,
             unreachable_hint="check PORTKEY_URL, and HTTP(S)_PROXY / ALL_PROXY / NO_PROXY"
             if proxied
             else "check PORTKEY_URL",
@@ -92,13 +91,13 @@ class _UpstreamClient(httpx.AsyncClient):
         raise AttributeError("the upstream client keeps no cookies")
 
 
-def build_http_client(settings: Settings) -> httpx.AsyncClient:
+def build_http_client(*, connect_timeout: float, read_timeout: float) -> httpx.AsyncClient:
     timeout = httpx.Timeout(
-        connect=settings.upstream_connect_timeout_seconds,
+        connect=connect_timeout,
         # Reasoning models think for minutes before their first byte: the read timeout is long.
-        read=settings.upstream_read_timeout_seconds,
-        write=settings.upstream_read_timeout_seconds,
-        pool=settings.upstream_connect_timeout_seconds,
+        read=read_timeout,
+        write=read_timeout,
+        pool=connect_timeout,
     )
     # Every open stream holds its own connection, so the number of connections is not capped.
     direct = LeanTransport(max_idle=_MAX_IDLE_CONNECTIONS, keepalive_expiry=_KEEPALIVE_EXPIRY_SECONDS)

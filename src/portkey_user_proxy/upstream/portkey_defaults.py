@@ -16,7 +16,6 @@ import re
 
 from ..headers import RawHeaders
 from ..observability.logs import RateLimitedWarnings
-from ..settings import Settings
 
 API_KEY = b"x-portkey-api-key"
 VIRTUAL_KEY = b"x-portkey-virtual-key"
@@ -73,20 +72,6 @@ def _routes_elsewhere(name: bytes, value: bytes) -> bool:
     if name == CUSTOM_HOST:
         return True
     return name == CONFIG and _SAVED_CONFIG_ID.fullmatch(value.strip()) is None
-
-
-def portkey_defaults(settings: Settings) -> PortkeyDefaults | None:
-    """The defaults to apply, or None when none is configured (the request path then skips them)."""
-    configured = (
-        (VIRTUAL_KEY, settings.portkey_virtual_key),
-        (PROVIDER, settings.portkey_provider),
-        (CONFIG, settings.portkey_config),
-    )
-    routing = next(((name, value) for name, value in configured if value), None)
-    api_key = settings.portkey_api_key.get_secret_value() if settings.portkey_api_key else None
-    if api_key is None and routing is None:
-        return None
-    return PortkeyDefaults(api_key=api_key, routing=routing, allow_client_routing=settings.allow_client_portkey_routing)
 
 
 def _is_a_value(value: bytes) -> bool:

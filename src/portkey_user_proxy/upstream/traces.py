@@ -11,7 +11,6 @@ from __future__ import annotations
 import re
 
 from ..headers import TRACE_ID, RawHeaders
-from ..settings import Settings
 
 # Visible ASCII without spaces: LibreChat's conversation ids are UUIDs; anything else is not one.
 _TRACEABLE = re.compile(rb"[\x21-\x7e]{1,128}")
@@ -44,9 +43,3 @@ class ConversationTrace:
 def is_traceable(conversation: bytes) -> bool:
     """Whether a conversation header's value can serve as a Portkey trace id."""
     return bool(_TRACEABLE.fullmatch(conversation)) and not _NOT_AN_ID.fullmatch(conversation)
-
-
-def conversation_trace(settings: Settings) -> ConversationTrace | None:
-    """None when CONVERSATION_ID_HEADER is empty: conversation traces are off."""
-    header = settings.conversation_id_header
-    return ConversationTrace(header) if header else None

@@ -37,6 +37,8 @@ from typing import cast
 import httptools
 import httpx
 
+from ..headers import BODILESS_STATUSES
+
 Origin = tuple[str, str, int]
 
 # A response body paused in the kernel's buffers rather than ours once this much is waiting.
@@ -44,8 +46,6 @@ _READ_HIGH_WATER = 1 << 20
 # The status lines and headers of one response (interim heads and trailers included): httpcore's bound.
 MAX_RESPONSE_HEAD_BYTES = 100 * 1024
 _DEFAULT_PORTS = {"http": 80, "https": 443}
-# Statuses whose responses never carry a body (RFC 9110 §6.4.1).
-_BODILESS = frozenset({204, 304})
 
 
 class ConnectionState(enum.Enum):
@@ -233,7 +233,7 @@ class _Connection(asyncio.Protocol):
         except BaseException:
             self.close()
             raise
-        if request.method == "HEAD" or self._status in _BODILESS:
+        if request.method == "HEAD" or self._status in BODILESS_STATUSES:
             # No body follows, whatever the head says; the parser does not know the method, so a
             # HEAD response's connection is not reused (_keep_alive stays False).
             self._phase = ResponsePhase.COMPLETE

@@ -1,0 +1,54 @@
+"""The request sent to Portkey: the one place where the outgoing headers and body are decided.
+
+What the client sent passes as it came (see `headers.split_request_headers` for what never does);
+on top of it, in this order: the metadata header attribution wrote, the conversation trace, the
+Portkey defaults, the request id, and a `Content-Length` for a body that streams through.
+"""
+
+from __future__ import annotations
+
+from collections.abc import AsyncIterator
+from dataclasses import dataclass
+
+import httpx
+
+from ..headers import METADATA, REQUEST_ID, RawHeaders
+from .portkey_defaults import PortkeyDefaults
+from .traces import ConversationTrace
+
+Content = bytes | AsyncIterator[bytes] | None
+
+
+@dataclass(frozen=True, slots=True)
+class OutgoingHeaders:
+    """What the proxy adds to the headers it forwards; None: the request keeps its own (or has none)."""
+
+    metadata: bytes | None = None
+    request_id: bytes | None = None
+    content_length: bytes | None = None
+
+
+@dataclass(frozen=True, slots=True)
+class UpstreamRequestBuilder:
+    client: httpx.AsyncClient
+    stream_usage: bool = True
+    body_limit: int = 0
+    conversation_trace: ConversationTrace | None = None
+    portkey_defaults: PortkeyDefaults | None = None
+
+    def build(
+        self, method: str, url: httpx.URL, forward: RawHeaders, added: OutgoingHeaders, content: Content
+    ) -> httpx.Request:
+        return self.client.build_request(method, url, headers=self.headers(forward, added), content=content)
+
+    def headers(self, forward: RawHeaders, added: OutgoingHeaders) -> RawHeaders:
+        outgoing = forward if added.metadata is None else [*forward, (METADATA, added.metadata)]
+        if self.conversation_trace is not None:
+            outgoing = self.conversation_trace.apply(outgoing)
+        if self.portkey_defaults is not None:
+            outgoing = self.portkey_defaults.apply(outgoing)
+        if added.request_id is not None:
+            outgoing = [*outgoing, (REQUEST_ID, added.request_id)]
+        if added.content_length is not None:
+            outgoing = [*outgoing, (b"content-length", added.content_length)]
+        return outgoing
