@@ -10,11 +10,11 @@ import json
 import logging
 import re
 from typing import Annotated, Literal
-from urllib.parse import urlsplit
+from urllib.parse import parse_qsl, unquote, urlsplit
 
 from pydantic import Field, SecretStr, ValidationError, ValidationInfo, field_validator
 from pydantic_settings import BaseSettings, SettingsConfigDict
-from pymongo import uri_parser
+from pymongo import AsyncMongoClient, uri_parser
 from pymongo.errors import PyMongoError
 
 from .attribution.decision import UnresolvedUserPolicy
@@ -28,6 +28,10 @@ _KEY = re.compile(r"[\x21-\x7e]+")  # visible ASCII: a key travels in a header
 _MIN_SECRET_LENGTH = 16
 _TOO_SHORT = f"must be at least {_MIN_SECRET_LENGTH} characters, e.g. from `openssl rand -hex 32`"
 Seconds = Annotated[float, Field(gt=0, allow_inf_nan=False)]
+# MONGO_URI options whose values help and are never secret; any other option's value may be one.
+MONGO_URI_PLAIN_OPTIONS = frozenset(
+    {"authsource", "authmechanism", "tls", "ssl", "replicaset", "directconnection", "readpreference", "appname"}
+)
 
 
 class Settings(BaseSettings):
@@ -122,11 +126,13 @@ class Settings(BaseSettings):
         # An SRV URI is parsed as a plain one: parsing it for real would query DNS at start-up.
         plain = "mongodb://" + value.removeprefix("mongodb+srv://").removeprefix("mongodb://")
         try:
+            # Strict: an unknown option is refused here, where the client would only warn.
             uri_parser.parse_uri(plain)
-        except (PyMongoError, ValueError) as exc:
-            # pymongo's own words, unless they could quote the URI and so its password.
-            reason = str(exc) if "@" not in str(exc) and plain not in str(exc) else type(exc).__name__
-            raise ValueError(f"is not a valid MongoDB URI: {reason}") from None
+            # What the parser leaves to the client: SRV rules, credentials per auth mechanism, TLS
+            # files and pool options. Building it reads no DNS and opens no connection.
+            AsyncMongoClient(value, connect=False)
+        except (PyMongoError, ValueError, TypeError, OSError) as exc:
+            raise ValueError(f"is not a valid MongoDB URI: {_mongo_reason(exc, value)}") from None
         return value
 
     @field_validator("user_id_header")
@@ -267,6 +273,33 @@ def _describe(exc: ValidationError) -> str:
         message = error["msg"].removeprefix("Value error, ")
         lines.append(f"invalid setting {variable}: {message}")
     return "\n".join(lines)
+
+
+def _mongo_reason(exc: BaseException, uri: str) -> str:
+    """pymongo's own words, unless they could quote the URI's credentials or a secret option's value."""
+    reason = (exc.strerror or str(exc)) if isinstance(exc, OSError) else str(exc)
+    if "@" in reason or any(_quotes(reason, secret) for secret in _mongo_uri_secrets(uri)):
+        return f"{type(exc).__name__} (pymongo's words are left out: they quote a part of the URI)"
+    return reason
+
+
+def _mongo_uri_secrets(uri: str) -> set[str]:
+    """The user, password and option values (other than plain ones) of a MongoDB URI, as written and decoded."""
+    rest = uri.partition("://")[2]
+    authority, _, path = rest.partition("/")
+    authority, _, query = authority.partition("?")  # the slash before the options is optional
+    userinfo = authority.rpartition("@")[0]
+    options = parse_qsl(path.partition("?")[2] or query)
+    values = [value for key, value in options if key.lower() not in MONGO_URI_PLAIN_OPTIONS]
+    # A compound value (authMechanismProperties=AWS_SESSION_TOKEN:...) counts piece by piece too.
+    pieces = [piece for value in values for piece in re.split("[,:]", value)]
+    texts = (uri, *userinfo.split(":"), *values, *pieces)
+    return {form for text in texts if text for form in (text, unquote(text))}
+
+
+def _quotes(message: str, secret: str) -> bool:
+    # As a whole token: a password "p" is not quoted by the word "supported".
+    return re.search(rf"(?<![A-Za-z0-9]){re.escape(secret)}(?![A-Za-z0-9])", message) is not None
 
 
 def _group_names(text: str) -> tuple[str, ...]:

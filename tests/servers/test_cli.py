@@ -72,6 +72,44 @@ def test_invalid_settings_stop_with_the_variable_named(
     assert "USER_LOOKUP_TIMEOUT_SECONDS" in capsys.readouterr().err
 
 
+@pytest.mark.parametrize(
+    "command", [["serve", "--port", "{taken}"], ["check-user", USER_ID], ["doctor"], ["export-users"]]
+)
+def test_a_mongo_uri_the_driver_refuses_stops_every_command_as_an_invalid_setting(
+    monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str], tmp_path: Path, command: list[str]
+) -> None:
+    # The parser accepts it; the driver refused it later, with a traceback and exit 1 ("unknown user"),
+    # and under WEB_CONCURRENCY=2 uvicorn restarted the failing workers for ever.
+    monkeypatch.chdir(tmp_path)
+    monkeypatch.setenv("MONGO_URI", "mongodb://reader:mongo-secret@mongodb/LibreChat?authMechanism=MONGODB-X509")
+    monkeypatch.setenv("WEB_CONCURRENCY", "2")
+
+    with bound_socket() as taken:  # were the settings passed, `serve` would stop at once, on the port
+        code = main([part.format(taken=taken.getsockname()[1]) for part in command])
+
+    assert code == EXIT_BAD_SETTINGS
+    captured = capsys.readouterr()
+    assert captured.err.startswith("invalid setting MONGO_URI: ")
+    assert "mongo-secret" not in captured.out + captured.err
+
+
+@pytest.mark.parametrize("inside_a_file", [False, True])
+def test_serve_with_a_metrics_directory_that_is_a_file_stops_naming_the_variable(
+    monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str], tmp_path: Path, inside_a_file: bool
+) -> None:
+    monkeypatch.chdir(tmp_path)
+    (tmp_path / "metrics").write_text("")
+    monkeypatch.setenv(
+        "PROMETHEUS_MULTIPROC_DIR", str(tmp_path / "metrics" / "workers" if inside_a_file else tmp_path / "metrics")
+    )
+    monkeypatch.setenv("WEB_CONCURRENCY", "2")
+
+    assert main(["serve", "--port", str(unused_port())]) == EXIT_BAD_SETTINGS
+    err = capsys.readouterr().err
+    assert err.startswith("invalid setting PROMETHEUS_MULTIPROC_DIR: ")
+    assert len(err.splitlines()) == 1
+
+
 def test_version_and_exit_codes_in_help(capsys: pytest.CaptureFixture[str]) -> None:
     with pytest.raises(SystemExit) as version:
         main(["--version"])

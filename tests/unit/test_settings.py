@@ -254,3 +254,42 @@ def test_invalid_value_in_dotenv_is_rejected_naming_the_variable(tmp_path: Path)
 
     with pytest.raises(SettingsError, match="USER_LOOKUP_TIMEOUT_SECONDS"):
         load_settings()
+
+
+@pytest.mark.parametrize(
+    ("mongo_uri", "reason"),
+    [
+        # Each passes the URI parser and used to stop every command with a traceback when the client was built.
+        ("mongodb+srv://cluster0.example.net:27017/LibreChat", "must not include a port number"),
+        (f"mongodb://reader:{PASSWORD}@mongodb/LibreChat?authMechanism=MONGODB-X509", "Passwords are not supported"),
+        ("mongodb://mongodb/LibreChat?tls=true&tlsCAFile={missing}", "not readable"),
+        ("mongodb://mongodb/LibreChat?tls=true&tlsCertificateKeyFile={missing}", "not readable"),
+        ("mongodb://mongodb/LibreChat?maxPoolSize=1&minPoolSize=5", "minPoolSize"),
+    ],
+)
+def test_mongo_uri_the_client_would_refuse_is_one_line_naming_the_variable(
+    monkeypatch: pytest.MonkeyPatch, tmp_path: Path, mongo_uri: str, reason: str
+) -> None:
+    monkeypatch.setenv("MONGO_URI", mongo_uri.format(missing=tmp_path / "missing.pem"))
+
+    with pytest.raises(SettingsError) as raised:
+        load_settings()
+
+    message = str(raised.value)
+    assert message.startswith("invalid setting MONGO_URI: ")
+    assert len(message.splitlines()) == 1
+    assert reason in message
+    assert PASSWORD not in message
+
+
+def test_mongo_uri_error_that_quotes_a_secret_option_leaves_pymongo_words_out(monkeypatch: pytest.MonkeyPatch) -> None:
+    # pymongo names an unknown auth property by its text: here the admin pasted a token in its place.
+    monkeypatch.setenv(
+        "MONGO_URI", f"mongodb://mongodb/LibreChat?authMechanism=MONGODB-AWS&authMechanismProperties={PASSWORD}:x"
+    )
+
+    with pytest.raises(SettingsError) as raised:
+        load_settings()
+
+    assert "invalid setting MONGO_URI: is not a valid MongoDB URI" in str(raised.value)
+    assert PASSWORD not in str(raised.value)

@@ -9,12 +9,15 @@ stay in memory, which is cheaper per update (see `python -m bench.metrics_cost`)
 
 from __future__ import annotations
 
+import errno
 import os
 import shutil
 import tempfile
 from collections.abc import Iterator
 from contextlib import contextmanager
 from pathlib import Path
+
+from .logs import escape_for_log
 
 ENVIRONMENT_VARIABLE = "PROMETHEUS_MULTIPROC_DIR"
 
@@ -34,14 +37,31 @@ def shared_metrics(web_concurrency: int) -> Iterator[Path | None]:
         yield None
         return
     directory = Path(configured) if configured else Path(tempfile.mkdtemp(prefix="portkey-user-proxy-metrics-"))
-    directory.mkdir(parents=True, exist_ok=True)
-    empty(directory)
+    _prepare(directory)
     os.environ[ENVIRONMENT_VARIABLE] = str(directory)
     try:
         yield directory
     finally:
         if configured is None:
             shutil.rmtree(directory, ignore_errors=True)
+
+
+class UnusableDirectory(Exception):
+    """PROMETHEUS_MULTIPROC_DIR names something the workers cannot keep their files in; one line says why."""
+
+
+def _prepare(directory: Path) -> None:
+    try:
+        directory.mkdir(parents=True, exist_ok=True)
+        if not os.access(directory, os.W_OK | os.X_OK):
+            raise PermissionError(errno.EACCES, "not writable")
+        empty(directory)
+    except OSError as exc:
+        reason = exc.strerror or type(exc).__name__
+        raise UnusableDirectory(
+            f"invalid setting {ENVIRONMENT_VARIABLE}: {escape_for_log(str(directory))} cannot hold the workers' "
+            f"metric files ({reason}): name a writable directory, or unset it for a temporary one"
+        ) from None
 
 
 def empty(directory: Path) -> None:

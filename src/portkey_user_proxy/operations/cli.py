@@ -22,7 +22,7 @@ from ..attribution.identity import identify
 from ..attribution.metadata import build_metadata
 from ..attribution.mongo_failures import MongoFailure, advice, classify, location
 from ..observability.logs import StartupRecords, configure_logging, loggable
-from ..observability.worker_metrics import shared_metrics
+from ..observability.worker_metrics import UnusableDirectory, shared_metrics
 from ..settings import Settings, SettingsError, load_settings
 from .doctor import run_doctor
 from .exit_codes import ExitCode, describe
@@ -69,14 +69,22 @@ def app_factory() -> ProxyApp:
 
 
 def _serve(settings: Settings, host: str, port: int) -> int:
-    with shared_metrics(settings.web_concurrency):
-        try:
-            _run_server(settings, host, port)
-        except SystemExit as exc:
-            # uvicorn exits with 3 when it cannot start; 3 is MongoDB's code here, the wrong place to look.
-            if exc.code not in (None, 0):
-                return ExitCode.SERVER_NOT_STARTED
-            raise
+    try:
+        with shared_metrics(settings.web_concurrency):
+            return _serve_until_stopped(settings, host, port)
+    except UnusableDirectory as exc:  # raised before any worker starts
+        print(exc, file=sys.stderr)
+        return ExitCode.BAD_SETTINGS
+
+
+def _serve_until_stopped(settings: Settings, host: str, port: int) -> int:
+    try:
+        _run_server(settings, host, port)
+    except SystemExit as exc:
+        # uvicorn exits with 3 when it cannot start; 3 is MongoDB's code here, the wrong place to look.
+        if exc.code not in (None, 0):
+            return ExitCode.SERVER_NOT_STARTED
+        raise
     return ExitCode.OK
 
 

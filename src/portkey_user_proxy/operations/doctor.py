@@ -24,15 +24,11 @@ from ..app import http_client, upstream_policy
 from ..attribution.directory import connect_users
 from ..attribution.mongo_failures import MongoFailure, advice, classify, location
 from ..attribution.teams import GROUPS_COLLECTION, TeamChoice
-from ..settings import Settings
+from ..settings import MONGO_URI_PLAIN_OPTIONS, Settings
 from ..upstream.client import error_before_response
 from .exit_codes import ExitCode
 
 _PORTKEY_TIMEOUT_SECONDS = 10.0
-# MONGO_URI options whose values help and are never secret; any other option's value is hidden.
-_PLAIN_OPTIONS = frozenset(
-    {"authsource", "authmechanism", "tls", "ssl", "replicaset", "directconnection", "readpreference", "appname"}
-)
 
 
 class Verdict(enum.StrEnum):
@@ -96,7 +92,7 @@ def masked_mongo_uri(uri: str) -> str:
     _credentials, at, hosts = authority.rpartition("@")
     database, question, query = path.partition("?")
     options = "&".join(
-        f"{key}={value if key.lower() in _PLAIN_OPTIONS else '(hidden)'}" for key, value in parse_qsl(query)
+        f"{key}={value if key.lower() in MONGO_URI_PLAIN_OPTIONS else '(hidden)'}" for key, value in parse_qsl(query)
     )
     credentials = "(credentials hidden)@" if at else ""
     return f"{scheme}://{credentials}{hosts}{slash}{database}{question}{options}"
