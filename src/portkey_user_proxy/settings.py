@@ -24,6 +24,7 @@ from .headers import MAX_LENGTH
 logger = logging.getLogger("portkey_user_proxy")
 
 _HEADER_NAME = re.compile(r"[!#$%&'*+.^_`|~0-9a-z-]+")  # RFC 9110 token characters
+_CONFIG_ID = re.compile(r"[A-Za-z0-9_.-]{1,128}")  # a saved config's id, e.g. pc-librechat-1a2b3c
 _KEY = re.compile(r"[\x21-\x7e]+")  # visible ASCII: a key travels in a header
 _MIN_SECRET_LENGTH = 16
 _TOO_SHORT = f"must be at least {_MIN_SECRET_LENGTH} characters, e.g. from `openssl rand -hex 32`"
@@ -107,6 +108,17 @@ class Settings(BaseSettings):
         parts = urlsplit(self.portkey_url)
         host = parts.netloc.rsplit("@", 1)[-1]
         return parts._replace(netloc=host).geturl()
+
+    @property
+    def portkey_config_for_humans(self) -> str | None:
+        """PORTKEY_CONFIG as logs and `doctor` may show it: a saved config's id, never an inline config.
+
+        An inline JSON config carries provider API keys; only an id-shaped value is shown.
+        """
+        config = self.portkey_config
+        if config is None or _CONFIG_ID.fullmatch(config):
+            return config
+        return "(inline config, hidden)"
 
     @field_validator("portkey_url")
     @classmethod

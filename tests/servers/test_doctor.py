@@ -218,3 +218,24 @@ def test_passing_with_a_warning_says_so_in_the_summary(
 )
 def test_mongo_uri_is_shown_without_credentials_or_secret_options(uri: str, shown: str) -> None:
     assert masked_mongo_uri(uri) == shown
+
+
+@pytest.mark.parametrize(
+    ("config", "shown"),
+    [
+        ("pc-librechat-1a2b3c", "PORTKEY_CONFIG=pc-librechat-1a2b3c"),
+        ('{"provider":"openai","api_key":"sk-provider-secret-0123"}', "PORTKEY_CONFIG=(inline config, hidden)"),
+    ],
+)
+def test_doctor_shows_a_config_id_and_hides_an_inline_config(
+    environment: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str], config: str, shown: str
+) -> None:
+    # An inline config holds the provider's API key; a saved config's id is what the admin looks for.
+    environment.delenv("PORTKEY_PROVIDER")
+    environment.setenv("PORTKEY_CONFIG", config)
+
+    main(["doctor"])
+
+    output = capsys.readouterr().out
+    assert "sk-provider-secret-0123" not in output
+    assert output.count(shown) == 2  # the settings and the `portkey routing` check

@@ -72,6 +72,8 @@ def effective_settings(settings: Settings) -> list[tuple[str, str]]:
             text = masked_mongo_uri(value)
         elif name == "portkey_url":
             text = settings.portkey_url_for_humans
+        elif name == "portkey_config" and value is not None:
+            text = str(settings.portkey_config_for_humans)
         elif isinstance(value, SecretStr):
             text = "(set, hidden)"
         elif value is None:
@@ -213,7 +215,7 @@ def _portkey_defaults(settings: Settings) -> list[Check]:
     defaults = {
         "PORTKEY_VIRTUAL_KEY": settings.portkey_virtual_key,
         "PORTKEY_PROVIDER": settings.portkey_provider,
-        "PORTKEY_CONFIG": settings.portkey_config,
+        "PORTKEY_CONFIG": settings.portkey_config_for_humans,
     }
     chosen = [f"{name}={value}" for name, value in defaults.items() if value]
     if chosen:
