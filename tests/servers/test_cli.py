@@ -222,3 +222,39 @@ def test_check_user_names_a_refusal_and_never_the_credentials(
     assert "MONGO_URI needs a user" in captured.err
     for secret in ("mongo-secret", "reader"):
         assert secret not in captured.out + captured.err
+
+
+@pytest.mark.usefixtures("librechat_env")
+@pytest.mark.parametrize(
+    ("given", "problem"),
+    [
+        ("{{LIBRECHAT_USER_ID}}", "'{{LIBRECHAT_USER_ID}}' is a LibreChat placeholder that was never filled in"),
+        ("", "no user id was given"),
+        ("   ", "no user id was given"),
+    ],
+)
+def test_check_user_names_a_missing_id_and_does_not_blame_mongodb(
+    capsys: pytest.CaptureFixture[str], given: str, problem: str
+) -> None:
+    # What the README's troubleshooting sends an admin to check when `_user` is "unidentified".
+    assert main(["check-user", given]) == ExitCode.NO_USER_ID
+    err = capsys.readouterr().err
+    assert err.startswith(problem)
+    assert "MongoDB at" not in err
+    assert "unreachable" not in err
+
+
+@pytest.mark.usefixtures("librechat_env")
+def test_check_user_escapes_what_it_read_from_mongodb(
+    mongo: StandInMongo | RealMongo, capsys: pytest.CaptureFixture[str]
+) -> None:
+    # Users choose their own email text in some set-ups, and group names come from a directory sync:
+    # neither may send the admin's terminal control sequences.
+    mongo.add_user({"_id": ObjectId(OTHER_ID), "email": "eve\x1b]0;pwned\x07@example.com", "role": "USER"})
+    mongo.add_group({"name": "Sales\x1b[2J\u202e", "memberIds": [OTHER_ID], "source": "local"})
+
+    assert main(["check-user", OTHER_ID]) == ExitCode.OK
+    out = capsys.readouterr().out
+    assert "\x1b" not in out and "\x07" not in out and "\u202e" not in out
+    assert "email:              'eve\\x1b]0;pwned\\x07@example.com'" in out
+    assert "team:               'Sales\\x1b[2J\\u202e'" in out

@@ -134,8 +134,9 @@ async def _check_user(settings: Settings, user: str, metadata: str | None) -> in
     header = build_metadata(metadata, attribution.user_value, attribution.fields, owned.deferred, owned.imposed).header
     print(f"user id:            {user if user.isascii() and user.isprintable() else loggable(user)}")
     print(f"attribution:        {attribution.outcome} ({attribution.reason})")
-    print(f"email:              {attribution.fields.get('EMAIL', '-')}")
-    print(f"_user sent:         {attribution.user_value or '-'} (PORTKEY_USER_VALUE={settings.portkey_user_value})")
+    print(f"email:              {_shown(attribution.fields.get('EMAIL', '-'))}")
+    user_value = f"{_shown(attribution.user_value or '-')} (PORTKEY_USER_VALUE={settings.portkey_user_value})"
+    print(f"_user sent:         {user_value}")
     print(f"team:               {_team_line(settings, attribution)}")
     print(f"x-portkey-metadata: {header if attribution.outcome is not AttributionOutcome.REJECTED else _REFUSED}")
     return _verdict(attribution, user, directory)
@@ -164,6 +165,18 @@ def _verdict(attribution: Attribution, user: str, directory: UserDirectory) -> i
             file=sys.stderr,
         )
         return ExitCode.NOT_AN_OBJECT_ID
+    if reason in ("placeholder", "no_identity"):
+        given = (
+            f"{loggable(user.strip())} is a LibreChat placeholder that was never filled in: a request carrying it"
+            if reason == "placeholder"
+            else "no user id was given (the argument is empty or blank): a request without one"
+        )
+        print(
+            f"{given} names no user, so the proxy never asks MongoDB {_UNIDENTIFIED[attribution.outcome]}; "
+            "give check-user a user id (24 hex characters) or an email",
+            file=sys.stderr,
+        )
+        return ExitCode.NO_USER_ID
     if reason == "no_email":
         print(f"the user {user} exists at {directory.location} but has no email", file=sys.stderr)
         return ExitCode.NO_EMAIL
@@ -190,8 +203,13 @@ class _Parser(argparse.ArgumentParser):
         self.exit(ExitCode.USAGE, f"{self.prog}: error: {message}\n")
 
 
+def _shown(value: str) -> str:
+    """A value read from MongoDB (the users' own text) as the terminal may show it: escaped unless printable."""
+    return value if value.isprintable() else loggable(value)
+
+
 def _team_line(settings: Settings, attribution: Attribution) -> str:
-    team = attribution.team or "-"
+    team = _shown(attribution.team or "-")
     if settings.team_metadata_key is None:
         return f"{team} (not sent: TEAM_METADATA_KEY is unset)"
     return f"{team} (TEAM_METADATA_KEY={settings.team_metadata_key})"

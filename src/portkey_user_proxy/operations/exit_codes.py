@@ -15,6 +15,7 @@ class ExitCode(enum.IntEnum):
     NOT_AN_OBJECT_ID = 6  # the id is not a MongoDB ObjectId: the proxy never looks it up
     CHECKS_FAILED = 7  # `doctor`: at least one check failed
     SERVER_NOT_STARTED = 8  # `serve`: the server could not start (address in use, unknown host)
+    NO_USER_ID = 9  # `check-user`: no id to look up (empty, or an unresolved LibreChat placeholder)
     USAGE = 64  # a bad command line (BSD sysexits' EX_USAGE), told apart from a bad setting
 
 
@@ -33,5 +34,6 @@ _MEANINGS = {
     ExitCode.NOT_AN_OBJECT_ID: "the id is not a MongoDB ObjectId (24 hex characters)",
     ExitCode.CHECKS_FAILED: "doctor: at least one check failed",
     ExitCode.SERVER_NOT_STARTED: "serve: the server could not start (address in use, unknown host; the log says)",
+    ExitCode.NO_USER_ID: "no user id to look up: empty, or a LibreChat placeholder left unresolved",
     ExitCode.USAGE: "a bad command line (unknown option, invalid --metadata, ...)",
 }
