@@ -87,6 +87,15 @@ def test_only_chat_completions_ask_for_stream_usage(family: object) -> None:
         ({"total_tokens": 6}, Usage(None, None, 6)),
         ({"input_tokens": 812, "output_tokens": 164, "total_tokens": 976}, Usage(812, 164, 976)),
         ({"input_tokens_details": {"cached_tokens": 3}}, None),
+        (
+            {"prompt_tokens": 900, "completion_tokens": 9, "prompt_tokens_details": {"cached_tokens": 768}},
+            Usage(900, 9, None, cached_prompt=768),
+        ),
+        (
+            {"input_tokens": 900, "output_tokens": 9, "input_tokens_details": {"cached_tokens": 512}},
+            Usage(900, 9, None, cached_prompt=512),
+        ),
+        ({"prompt_tokens": 5, "prompt_tokens_details": {"cached_tokens": "5"}}, Usage(5, None, None)),
         ({"prompt_tokens": "5"}, None),
     ],
 )
@@ -107,7 +116,7 @@ def test_openai_usage_under_either_naming(reported: dict[str, object], usage: Us
                 "cache_read_input_tokens": 1000,
                 "output_tokens": 7,
             },
-            Usage(1105, 7, 1112),
+            Usage(1105, 7, 1112, cached_prompt=1000),
         ),
         ({"output_tokens": 15}, Usage(None, 15, 15)),
         ({"server_tool_use": {"web_search_requests": 1}}, None),

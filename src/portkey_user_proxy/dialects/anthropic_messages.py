@@ -32,4 +32,5 @@ class AnthropicMessages(Dialect):
         completion = tokens(reported, "output_tokens")
         if prompt is None and completion is None:
             return None
-        return Usage(prompt, completion, (prompt or 0) + (completion or 0))
+        cached = tokens(reported, "cache_read_input_tokens")
+        return Usage(prompt, completion, (prompt or 0) + (completion or 0), cached)

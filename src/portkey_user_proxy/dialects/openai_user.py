@@ -2,7 +2,9 @@
 moderations, image generation.
 
 Their usage objects count `prompt_tokens`/`completion_tokens`/`total_tokens`, or, in the newer APIs
-(image generation, Responses), `input_tokens`/`output_tokens`/`total_tokens`.
+(image generation, Responses), `input_tokens`/`output_tokens`/`total_tokens`. The prompt tokens read
+from OpenAI's prompt cache are in `prompt_tokens_details.cached_tokens` (`input_tokens_details` in the
+newer APIs), and are part of the prompt's count.
 """
 
 from __future__ import annotations
@@ -11,7 +13,7 @@ from collections.abc import Mapping
 from typing import Any, ClassVar
 
 from .dialect import Dialect
-from .usage import Usage, tokens
+from .usage import Usage, nested_tokens, tokens
 
 
 class OpenAIUserField(Dialect):
@@ -32,4 +34,7 @@ class OpenAIUserField(Dialect):
         total = tokens(reported, "total_tokens")
         if prompt is None and completion is None and total is None:
             return None
-        return Usage(prompt, completion, total)
+        cached = nested_tokens(reported, "prompt_tokens_details", "cached_tokens")
+        if cached is None:
+            cached = nested_tokens(reported, "input_tokens_details", "cached_tokens")
+        return Usage(prompt, completion, total, cached)

@@ -32,6 +32,8 @@ class Usage:
     prompt: int | None = None
     completion: int | None = None
     total: int | None = None
+    # Of `prompt`, the tokens read from the provider's prompt cache, which cost less (budgets price them).
+    cached_prompt: int | None = None
 
     def counts(self) -> Iterator[tuple[str, int]]:
         """(kind, tokens) for each count known, kinds being the `kind` label's values."""
@@ -48,6 +50,12 @@ def tokens(reported: Mapping[str, object], *names: str) -> int | None:
         if isinstance(value, int) and not isinstance(value, bool) and 0 <= value < _MAX_TOKENS:
             total = (total or 0) + value
     return total
+
+
+def nested_tokens(reported: Mapping[str, object], parent: str, name: str) -> int | None:
+    """A count inside one of `reported`'s objects, e.g. `prompt_tokens_details.cached_tokens`."""
+    details = reported.get(parent)
+    return tokens(details, name) if isinstance(details, Mapping) else None
 
 
 class UsageScanner:

@@ -1,0 +1,190 @@
+"""The budgets file (`BUDGETS_FILE`): YAML, read once at start, refused whole when any part is wrong.
+
+    period: month          # day | week | month, calendar periods in UTC (weeks start on Monday)
+    mode: enforce          # enforce: refuse over budget; warn: log and count, never refuse
+    prices:                # USD per 1M tokens; the first entry whose glob matches the model wins
+      - {model: "claude-*", input: 3, output: 15, cached_input: 0.30}
+      - {model: "*", input: 5, output: 15}
+    teams: {Finance: 500}  # USD per period, by the team the proxy resolves (TEAM_METADATA_KEY)
+    users: {default: 50, alice@example.com: 200}
+
+A file that does not validate gives one line naming the file, the key and what is wrong, the way an
+invalid setting does: the proxy does not start on a budget it would misread.
+"""
+
+from __future__ import annotations
+
+import enum
+from collections.abc import Mapping
+from dataclasses import dataclass, field
+from decimal import Decimal
+from pathlib import Path
+from typing import Annotated, Any
+
+import yaml
+from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator
+from pydantic_core import ErrorDetails
+
+from .periods import Period
+from .prices import Price
+
+DEFAULT_USER = "default"  # the `users` key whose budget applies to every user without one of their own
+
+_Dollars = Annotated[Decimal, Field(ge=0, allow_inf_nan=False)]
+_DOLLARS = "must be an amount of US dollars, 0 or more, e.g. 500"
+_PRICE = "must be a price in US dollars per 1M tokens, 0 or more, e.g. 2.50"
+_MESSAGES = {
+    "missing": "is required",
+    "literal_error": None,  # pydantic's own words list the choices
+    "dict_type": "must be a mapping of names to amounts, e.g. `Finance: 500`",
+    "list_type": "must be a list of prices, each `- model: ...` with input and output",
+    "model_type": "must be a mapping with model, input and output",
+}
+
+
+class Mode(enum.StrEnum):
+    ENFORCE = "enforce"  # a request over budget is refused
+    WARN = "warn"  # a request over budget is logged and counted, and forwarded
+
+
+@dataclass(frozen=True, slots=True)
+class BudgetConfig:
+    period: Period = Period.MONTH
+    mode: Mode = Mode.ENFORCE
+    prices: tuple[Price, ...] = ()
+    teams: Mapping[str, Decimal] = field(default_factory=dict)
+    users: Mapping[str, Decimal] = field(default_factory=dict)  # by email in lower case, `default` left out
+    default_user: Decimal | None = None
+
+    def team_limit(self, team: str) -> Decimal | None:
+        return self.teams.get(team)
+
+    def user_limit(self, email: str) -> Decimal | None:
+        return self.users.get(email, self.default_user)
+
+
+class BudgetFileError(Exception):
+    """One line: the file, the key, and what is wrong with it."""
+
+
+def load_budget_file(path: Path) -> BudgetConfig:
+    try:
+        text = path.read_text(encoding="utf-8")
+    except (OSError, UnicodeDecodeError) as exc:
+        raise BudgetFileError(f"invalid budgets file {path}: cannot be read ({_reason(exc)})") from None
+    return parse_budgets(text, str(path))
+
+
+def parse_budgets(text: str, source: str) -> BudgetConfig:
+    try:
+        document = yaml.load(text, Loader=_UniqueKeyLoader)  # a SafeLoader
+    except yaml.YAMLError as exc:
+        raise BudgetFileError(f"invalid budgets file {source}: not valid YAML ({_yaml_problem(exc)})") from None
+    if document is None:
+        document = {}
+    if not isinstance(document, dict):
+        raise BudgetFileError(f"invalid budgets file {source}: must be a mapping of period, mode, prices, teams, users")
+    try:
+        model = _File.model_validate(document)
+    except ValidationError as exc:
+        raise BudgetFileError(f"invalid budgets file {source}: {_first_problem(exc)}") from None
+    return model.config()
+
+
+class _PriceEntry(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+
+    model: Annotated[str, Field(min_length=1)]
+    input: _Dollars
+    output: _Dollars
+    cached_input: _Dollars | None = None
+
+
+class _File(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+
+    period: Period = Period.MONTH
+    mode: Mode = Mode.ENFORCE
+    prices: list[_PriceEntry] = []
+    teams: dict[str, _Dollars] = {}
+    users: dict[str, _Dollars] = {}
+
+    @field_validator("prices", mode="before")
+    @classmethod
+    def _no_prices(cls, value: object) -> object:
+        # `prices:` with nothing under it is YAML's null: none, as if the key were left out.
+        return [] if value is None else value
+
+    @field_validator("teams", "users", mode="before")
+    @classmethod
+    def _no_budgets(cls, value: object) -> object:
+        return {} if value is None else value
+
+    def config(self) -> BudgetConfig:
+        users = {name.strip().lower(): limit for name, limit in self.users.items() if name != DEFAULT_USER}
+        prices = tuple(Price(p.model, p.input, p.output, p.cached_input) for p in self.prices)
+        return BudgetConfig(self.period, self.mode, prices, dict(self.teams), users, self.users.get(DEFAULT_USER))
+
+
+def _first_problem(exc: ValidationError) -> str:
+    errors = exc.errors()
+    first = errors[0]
+    more = f" (and {len(errors) - 1} more problems)" if len(errors) > 1 else ""
+    return f"{_key_of(first)}: {_problem_of(first)}{more}"
+
+
+def _key_of(error: ErrorDetails) -> str:
+    key = ""
+    for part in error["loc"]:
+        if part == "[key]":
+            continue
+        if isinstance(part, int) and key == "prices":
+            key += f"[{part + 1}]"  # counted from 1, as a person counts the entries
+        else:
+            key += f".{part}" if key else str(part)
+    return key or "(the file)"
+
+
+def _problem_of(error: ErrorDetails) -> str:
+    kind = error["type"]
+    if kind == "extra_forbidden":
+        if len(error["loc"]) == 1:
+            return "is not a key of the budgets file (period, mode, prices, teams, users)"
+        return "is not a key of a price (model, input, output, cached_input)"
+    if error["loc"][-1] == "[key]":
+        return 'must be a name: quote one that YAML reads as a number, e.g. "2024"'
+    if error["loc"][0] in ("teams", "users") and len(error["loc"]) > 1:
+        return _DOLLARS
+    if error["loc"][0] == "prices" and error["loc"][-1] in ("input", "output", "cached_input") and kind != "missing":
+        return _PRICE
+    message = _MESSAGES.get(kind)
+    return message or error["msg"][0].lower() + error["msg"][1:]
+
+
+class _UniqueKeyLoader(yaml.SafeLoader):
+    """YAML's safe loader, refusing a key given twice: the second would silently replace the first."""
+
+
+def _mapping_without_duplicates(loader: _UniqueKeyLoader, node: yaml.MappingNode) -> dict[Any, Any]:
+    seen: set[Any] = set()
+    for key_node, _ in node.value:
+        key = loader.construct_object(key_node)
+        if key in seen:
+            raise yaml.constructor.ConstructorError(
+                None, None, f"the key {key!r} appears twice in one mapping", key_node.start_mark
+            )
+        seen.add(key)
+    return loader.construct_mapping(node)
+
+
+_UniqueKeyLoader.add_constructor(yaml.resolver.BaseResolver.DEFAULT_MAPPING_TAG, _mapping_without_duplicates)
+
+
+def _yaml_problem(exc: yaml.YAMLError) -> str:
+    mark = getattr(exc, "problem_mark", None)
+    problem = getattr(exc, "problem", None) or type(exc).__name__
+    return f"line {mark.line + 1}, column {mark.column + 1}: {problem}" if mark is not None else str(problem)
+
+
+def _reason(exc: Exception) -> str:
+    return exc.strerror if isinstance(exc, OSError) and exc.strerror else type(exc).__name__

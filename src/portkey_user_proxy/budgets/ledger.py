@@ -1,0 +1,404 @@
+"""Budgets as the forwarder sees them: `check` before forwarding, `record` after the answer.
+
+Neither waits on MongoDB. `check` decides on the spend this replica knows (see `spend.py`) and asks
+for a fresher figure in the background when its own is older than the cache window; `record` prices
+the answer's usage and queues the increments, which a background task writes. When the store
+cannot be read, BUDGET_STORE_FAILURE says whether requests with a budget are allowed or refused.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import enum
+import logging
+import time
+from collections.abc import Callable, Iterator
+from dataclasses import dataclass
+
+from ..logs import RateLimitedWarnings, loggable
+from ..mongo_failures import advice, classify
+from ..usage import Usage
+from .file import BudgetConfig, Mode
+from .money import dollars_text, nanos
+from .observer import BudgetObserver, NoObserver
+from .periods import Clock, SystemClock, Window, window_at
+from .prices import Cost, PriceList
+from .spend import SpendView
+from .store import DEFAULT_PENDING_KEYS, PendingIncrements, Scope, SpendKey, SpendStore
+
+logger = logging.getLogger("portkey_user_proxy")
+
+BUDGET_EXCEEDED = "budget_exceeded"
+# Portkey's status for its own exhausted budgets: the OpenAI and Anthropic SDKs never retry it.
+BUDGET_EXCEEDED_STATUS = 412
+STORE_UNAVAILABLE = "budget_store_unavailable"
+DEFAULT_CACHE_SECONDS = 5.0
+_READ_BATCH = 500  # keys per read: one query each, bounded in size
+_MAX_BACKOFF_SECONDS = 30.0
+
+
+class StoreFailurePolicy(enum.StrEnum):
+    ALLOW = "allow"  # forward requests while spend cannot be read (the default)
+    DENY = "deny"  # refuse requests that have a budget while spend cannot be read
+
+
+class StoreState(enum.Enum):
+    UNKNOWN = "unknown"  # not asked yet
+    AVAILABLE = "available"  # answered the last read or write
+    UNAVAILABLE = "unavailable"  # failed the last read or write
+
+
+@dataclass(frozen=True, slots=True)
+class Refusal:
+    """Why a request is not forwarded: an OpenAI-style error the forwarder answers with."""
+
+    status: int
+    code: str
+    message: str
+    scope: Scope
+    retry_after: int | None = None
+
+    @property
+    def headers(self) -> tuple[tuple[bytes, bytes], ...]:
+        return ((b"retry-after", str(self.retry_after).encode()),) if self.retry_after is not None else ()
+
+
+@dataclass(frozen=True, slots=True)
+class Standing:
+    """One team's or user's spend for the period against its budget, for `budgets` and doctor."""
+
+    scope: Scope
+    name: str
+    spent_nanos: int
+    limit_nanos: int | None
+
+
+@dataclass(frozen=True, slots=True)
+class BudgetReport:
+    window: Window
+    mode: Mode
+    teams: list[Standing]
+    users: list[Standing]
+
+
+class Budgets:
+    def __init__(
+        self,
+        config: BudgetConfig,
+        store: SpendStore,
+        *,
+        on_store_failure: StoreFailurePolicy = StoreFailurePolicy.ALLOW,
+        observer: BudgetObserver | None = None,
+        clock: Clock | None = None,
+        cache_seconds: float = DEFAULT_CACHE_SECONDS,
+        max_pending: int = DEFAULT_PENDING_KEYS,
+        monotonic: Callable[[], float] = time.monotonic,
+    ) -> None:
+        self.config = config
+        self.store = store
+        self._on_store_failure = on_store_failure
+        self._observer: BudgetObserver = observer or NoObserver()
+        self._clock = clock or SystemClock()
+        self._prices = PriceList(config.prices)
+        self._team_limits = {team: nanos(limit) for team, limit in config.teams.items()}
+        self._user_limits = {user: nanos(limit) for user, limit in config.users.items()}
+        self._default_user_limit = nanos(config.default_user) if config.default_user is not None else None
+        self._view = SpendView(cache_seconds, monotonic)
+        self._pending = PendingIncrements(max_pending)
+        self._window = window_at(config.period, self._clock.now())
+        self._wanted: set[SpendKey] = set()
+        self._state = StoreState.UNKNOWN
+        self._prepared = False
+        self._cache_seconds = cache_seconds
+        self._write_wanted = asyncio.Event()
+        self._read_wanted = asyncio.Event()
+        self._writing = asyncio.Lock()
+        self._tasks: list[asyncio.Task[None]] = []
+        self._warnings = RateLimitedWarnings()
+        for team, limit in self._team_limits.items():
+            self._observer.limit(Scope.TEAM, team, limit)
+
+    @property
+    def store_state(self) -> StoreState:
+        return self._state
+
+    @property
+    def pending_increments(self) -> int:
+        return len(self._pending)
+
+    @property
+    def dropped_increments(self) -> int:
+        return self._pending.dropped
+
+    def window(self) -> Window:
+        """The current period; at its end, the next one begins with nothing spent."""
+        now = self._clock.now()
+        if not self._window.contains(now):
+            self._window = window_at(self.config.period, now)
+            self._view.keep_only(self._window)
+            self._wanted = {key for key in self._wanted if key.window == self._window}
+            for team in self._team_limits:
+                self._observer.spend(Scope.TEAM, team, 0)
+        return self._window
+
+    # The hot path: neither method awaits anything.
+
+    def check(self, user: str | None, team: str | None) -> Refusal | None:
+        """Before forwarding: a refusal when the user or team has spent its budget for the period."""
+        window = self.window()
+        for scope, name, limit in self._limits(user, team):
+            key = SpendKey(window, scope, name)
+            if not self._view.is_fresh(key):
+                self._want_read(key)
+            spent = self._view.estimate(key)
+            if spent is None or not self._view.is_fresh(key):
+                if self._state is StoreState.UNAVAILABLE and self._on_store_failure is StoreFailurePolicy.DENY:
+                    return self._store_refusal(scope)
+                spent = max(spent or 0, self._view.local(key))
+            if spent >= limit:
+                refusal = self._over_budget(key, limit)
+                if refusal is not None:
+                    return refusal
+        return None
+
+    def record(self, user: str | None, team: str | None, model: str | None, usage: Usage) -> Cost:
+        """After the answer: add its cost to the user's and the team's spend (written in the background)."""
+        cost = self._prices.cost(model, usage)
+        if cost.unpriced_tokens:
+            self._note_unpriced(model, cost.unpriced_tokens)
+        if cost.nanos <= 0:
+            return cost
+        window = self.window()
+        for scope, name in _scopes(user, team):
+            key = SpendKey(window, scope, name)
+            if not self._pending.add(key, cost.nanos):
+                self._note_dropped(1)
+            self._view.recorded(key, cost.nanos)
+            self._observe_spend(key)
+        self._observer.pending(len(self._pending))
+        self._write_wanted.set()
+        return cost
+
+    # The background: writing increments, reading spend.
+
+    async def start(self) -> None:
+        """Prepare the store and read the teams' spend (each bounded by the store's timeout), then run."""
+        await self._prepare()
+        for team in self._team_limits:
+            self._want_read(SpendKey(self.window(), Scope.TEAM, team))
+        await self.refresh()
+        self._tasks = [asyncio.create_task(self._write_loop()), asyncio.create_task(self._read_loop())]
+
+    async def aclose(self) -> None:
+        """Stop the background tasks and write what is waiting, once more."""
+        for task in self._tasks:
+            task.cancel()
+        for task in self._tasks:
+            with contextlib.suppress(asyncio.CancelledError):
+                await task
+        self._tasks = []
+        await self.flush()
+        if self._pending:
+            logger.warning("stopped with %d budget increments not written to the budget store", len(self._pending))
+
+    async def flush(self) -> bool:
+        """Write every waiting increment; True when none is left waiting."""
+        async with self._writing:
+            batch = self._pending.take()
+            if not batch:
+                return True
+            try:
+                unwritten = await self.store.write(batch)
+            except Exception as exc:  # any failure keeps the increments for the next try
+                unwritten = batch
+                self._store_failed(exc, "writing")
+            else:
+                self._store_answered()
+            self._view.written({key: amount for key, amount in batch.items() if key not in unwritten})
+            if unwritten:
+                self._note_dropped(self._pending.restore(unwritten))
+            self._observer.pending(len(self._pending))
+            return not self._pending
+
+    async def refresh(self) -> bool:
+        """Read the spend of every key `check` found stale, and the teams'; True when the store answered."""
+        window = self.window()
+        wanted = {key for key in self._wanted if key.window == window}
+        wanted.update(
+            key for team in self._team_limits if not self._view.is_fresh(key := SpendKey(window, Scope.TEAM, team))
+        )
+        self._wanted = set()
+        ordered = list(wanted)
+        for start in range(0, len(ordered), _READ_BATCH):
+            keys = ordered[start : start + _READ_BATCH]
+            sent = self._view.read_sent(keys)
+            try:
+                stored = await self.store.spend_of(keys)
+            except Exception as exc:  # the keys stay wanted: read again after the back-off
+                self._wanted.update(ordered[start:])
+                self._store_failed(exc, "reading")
+                return False
+            self._view.read_answered(stored, sent)
+            self._store_answered()
+            for key in keys:
+                self._observe_spend(key)
+        return True
+
+    async def report(self, top_users: int = 10) -> BudgetReport:
+        """The period's spend against each budget, read from the store now (for `budgets`)."""
+        window = self.window()
+        teams = dict(await self.store.top(window, Scope.TEAM, max(100, len(self._team_limits))))
+        teams.update(await self.store.named(window, Scope.TEAM, self._team_limits))
+        users = await self.store.top(window, Scope.USER, top_users)
+        return BudgetReport(
+            window,
+            self.config.mode,
+            [Standing(Scope.TEAM, team, spent, self._team_limits.get(team)) for team, spent in _largest_first(teams)],
+            [Standing(Scope.USER, user, spent, self._user_limit(user)) for user, spent in users],
+        )
+
+    async def _write_loop(self) -> None:
+        backoff = _Backoff()
+        while True:
+            await self._write_wanted.wait()
+            self._write_wanted.clear()
+            if await self.flush():
+                backoff.reset()
+            else:
+                await asyncio.sleep(backoff.next())  # MongoDB is failing: try again later, not at once
+                self._write_wanted.set()
+
+    async def _read_loop(self) -> None:
+        backoff = _Backoff()
+        while True:
+            with contextlib.suppress(TimeoutError):
+                async with asyncio.timeout(self._cache_seconds):  # the teams' figures, for metrics
+                    await self._read_wanted.wait()
+            self._read_wanted.clear()
+            if not self._prepared:
+                await self._prepare()
+            if await self.refresh():
+                backoff.reset()
+            else:
+                await asyncio.sleep(backoff.next())
+
+    async def _prepare(self) -> None:
+        try:
+            await self.store.prepare()
+        except Exception as exc:  # retried by the read loop
+            self._store_failed(exc, "preparing")
+        else:
+            self._prepared = True
+
+    def _limits(self, user: str | None, team: str | None) -> Iterator[tuple[Scope, str, int]]:
+        if team is not None and (limit := self._team_limits.get(team)) is not None:
+            yield Scope.TEAM, team, limit
+        if user is not None and (limit := self._user_limit(user.lower())) is not None:
+            yield Scope.USER, user.lower(), limit
+
+    def _user_limit(self, email: str) -> int | None:
+        return self._user_limits.get(email, self._default_user_limit)
+
+    def _want_read(self, key: SpendKey) -> None:
+        self._wanted.add(key)
+        self._read_wanted.set()
+
+    def _over_budget(self, key: SpendKey, limit: int) -> Refusal | None:
+        message = _over_budget_message(key, limit)
+        if self.config.mode is Mode.WARN:
+            self._observer.over_budget(key.scope, refused=False)
+            self._warnings.warn(f"over-budget-{key.scope}", "over budget, forwarded (mode: warn): %s", message)
+            return None
+        self._observer.over_budget(key.scope, refused=True)
+        return Refusal(BUDGET_EXCEEDED_STATUS, BUDGET_EXCEEDED, message, key.scope)
+
+    def _store_refusal(self, scope: Scope) -> Refusal:
+        message = (
+            f"the proxy cannot read budget spend (database {self.store.database.name}) "
+            "and BUDGET_STORE_FAILURE is deny; try again shortly"
+        )
+        return Refusal(503, STORE_UNAVAILABLE, message, scope, retry_after=5)
+
+    def _observe_spend(self, key: SpendKey) -> None:
+        if key.scope is Scope.TEAM and key.name not in self._team_limits:
+            return  # team labels are bounded by the file
+        spent = self._view.estimate(key)
+        self._observer.spend(key.scope, key.name, spent if spent is not None else self._view.local(key))
+
+    def _store_failed(self, exc: BaseException, action: str) -> None:
+        self._observer.store_up(False)
+        failure = classify(exc, self.store.database.client)
+        policy = "allowed" if self._on_store_failure is StoreFailurePolicy.ALLOW else "refused"
+        self._state = StoreState.UNAVAILABLE
+        self._warnings.warn(
+            "budget-store",
+            "budget store (database %s) failed %s: %s (%s); %d increments wait to be written; requests with "
+            "a budget are %s (BUDGET_STORE_FAILURE); %s",
+            self.store.database.name,
+            action,
+            failure.kind,
+            failure.detail,
+            len(self._pending),
+            policy,
+            advice(failure.kind),
+        )
+
+    def _store_answered(self) -> None:
+        if self._state is StoreState.UNAVAILABLE:
+            logger.info("budget store (database %s) answers again", self.store.database.name)
+        if self._state is not StoreState.AVAILABLE:
+            self._observer.store_up(True)
+        self._state = StoreState.AVAILABLE
+
+    def _note_unpriced(self, model: str | None, tokens: int) -> None:
+        self._observer.unpriced(tokens)
+        self._warnings.warn(
+            "unpriced",
+            "no price in BUDGETS_FILE matches the model %s: its %d tokens count as unpriced, not as spend "
+            '(add a price, or a catch-all `model: "*"`)',
+            loggable(model or "-"),
+            tokens,
+        )
+
+    def _note_dropped(self, count: int) -> None:
+        if count:
+            self._observer.dropped(count)
+            self._warnings.warn(
+                "budget-dropped",
+                "dropped %d budget increments: the queue of those waiting for the budget store is full",
+                count,
+            )
+
+
+def _over_budget_message(key: SpendKey, limit: int) -> str:
+    window, budget = key.window, dollars_text(limit)
+    when = f"for {window.describe()}; it resets on {window.describe_reset()}"
+    if key.scope is Scope.TEAM:
+        return f"the {key.name} team has used its budget of {budget} {when}"
+    return f"you have used your budget of {budget} {when}"
+
+
+def _scopes(user: str | None, team: str | None) -> Iterator[tuple[Scope, str]]:
+    if team is not None:
+        yield Scope.TEAM, team
+    if user is not None:
+        yield Scope.USER, user.lower()
+
+
+def _largest_first(spend: dict[str, int]) -> list[tuple[str, int]]:
+    return sorted(spend.items(), key=lambda item: (-item[1], item[0]))
+
+
+class _Backoff:
+    """Delays between retries against a failing store: 0.5 s, doubling, at most 30 s."""
+
+    def __init__(self) -> None:
+        self._delay = 0.5
+
+    def next(self) -> float:
+        delay, self._delay = self._delay, min(self._delay * 2, _MAX_BACKOFF_SECONDS)
+        return delay
+
+    def reset(self) -> None:
+        self._delay = 0.5

@@ -1,0 +1,105 @@
+"""Budget metrics in the proxy's Prometheus registry.
+
+Team labels come from the budgets file (bounded by it); user labels only with
+METRICS_PER_USER_TOKENS, as for the per-user token counters.
+"""
+
+from __future__ import annotations
+
+from prometheus_client import CollectorRegistry, Counter, Gauge
+
+from .money import NANOS_PER_DOLLAR
+from .store import Scope
+
+_PREFIX = "portkey_user_proxy_"
+_LABEL_LIMIT = 128
+
+
+class BudgetMetrics:
+    def __init__(self, registry: CollectorRegistry, *, per_user: bool = False) -> None:
+        self._per_user = per_user
+        self.team_spend = Gauge(
+            _PREFIX + "team_budget_spend_usd",
+            "The current period's spend of each team in BUDGETS_FILE, in US dollars.",
+            ["team"],
+            registry=registry,
+            multiprocess_mode="max",  # each worker adds its own answers not yet read back to the store's figure
+        )
+        self.team_limit = Gauge(
+            _PREFIX + "team_budget_limit_usd",
+            "Each team's budget for the period, in US dollars, from BUDGETS_FILE.",
+            ["team"],
+            registry=registry,
+            multiprocess_mode="max",
+        )
+        self.user_spend = Gauge(
+            _PREFIX + "user_budget_spend_usd",
+            "The current period's spend of each user, in US dollars (only with METRICS_PER_USER_TOKENS=true).",
+            ["user"],
+            registry=registry,
+            multiprocess_mode="max",
+        )
+        self.refusals = Counter(
+            _PREFIX + "budget_refusals",
+            "Requests refused because their user or team had spent its budget, by scope (team, user).",
+            ["scope"],
+            registry=registry,
+        )
+        self.warnings = Counter(
+            _PREFIX + "budget_over_limit_forwarded",
+            "Requests over their user's or team's budget forwarded anyway (mode: warn), by scope.",
+            ["scope"],
+            registry=registry,
+        )
+        self.unpriced_tokens = Counter(
+            _PREFIX + "budget_unpriced_tokens",
+            "Tokens of answers whose model matched no price in BUDGETS_FILE: counted, never priced.",
+            registry=registry,
+        )
+        self.pending_increments = Gauge(
+            _PREFIX + "budget_pending_increments",
+            "Spend increments waiting to be written to the budget store.",
+            registry=registry,
+            multiprocess_mode="livesum",
+        )
+        self.dropped_increments = Counter(
+            _PREFIX + "budget_dropped_increments",
+            "Spend increments dropped because the queue of those waiting for the budget store was full.",
+            registry=registry,
+        )
+        self.store_is_up = Gauge(
+            _PREFIX + "budget_store_up",
+            "1 when the budget store answered the last read or write, 0 when it failed.",
+            registry=registry,
+            multiprocess_mode="mostrecent",
+        )
+
+    def spend(self, scope: Scope, name: str, nanos: int) -> None:
+        if scope is Scope.TEAM:
+            self.team_spend.labels(name).set(nanos / NANOS_PER_DOLLAR)
+        elif self._per_user:
+            self.user_spend.labels(_label(name)).set(nanos / NANOS_PER_DOLLAR)
+
+    def limit(self, scope: Scope, name: str, nanos: int) -> None:
+        if scope is Scope.TEAM:
+            self.team_limit.labels(name).set(nanos / NANOS_PER_DOLLAR)
+
+    def over_budget(self, scope: Scope, *, refused: bool) -> None:
+        (self.refusals if refused else self.warnings).labels(scope.value).inc()
+
+    def unpriced(self, tokens: int) -> None:
+        self.unpriced_tokens.inc(tokens)
+
+    def pending(self, increments: int) -> None:
+        self.pending_increments.set(increments)
+
+    def dropped(self, increments: int) -> None:
+        self.dropped_increments.inc(increments)
+
+    def store_up(self, up: bool) -> None:
+        self.store_is_up.set(1 if up else 0)
+
+
+def _label(user: str) -> str:
+    # A label every scrape can encode: valid UTF-8, bounded in length.
+    return user[:_LABEL_LIMIT].encode("utf-8", "replace").decode("utf-8")

@@ -1,0 +1,53 @@
+"""What budgets report as they work: the metrics' side of the ledger (see `metrics.BudgetMetrics`)."""
+
+from __future__ import annotations
+
+from typing import Protocol
+
+from .store import Scope
+
+
+class BudgetObserver(Protocol):
+    def spend(self, scope: Scope, name: str, nanos: int) -> None:
+        """The period's spend of a team (one in the file) or a user, as this replica knows it."""
+
+    def limit(self, scope: Scope, name: str, nanos: int) -> None:
+        """A team's budget for the period, from the file."""
+
+    def over_budget(self, scope: Scope, *, refused: bool) -> None:
+        """A request whose user or team had spent its budget: refused, or forwarded in warn mode."""
+
+    def unpriced(self, tokens: int) -> None:
+        """Tokens of a model no price matched."""
+
+    def pending(self, increments: int) -> None:
+        """Increments waiting to be written."""
+
+    def dropped(self, increments: int) -> None:
+        """Increments dropped because the queue of waiting ones was full."""
+
+    def store_up(self, up: bool) -> None:
+        """Whether the budget store answered the last read or write."""
+
+
+class NoObserver:
+    def spend(self, scope: Scope, name: str, nanos: int) -> None:
+        pass
+
+    def limit(self, scope: Scope, name: str, nanos: int) -> None:
+        pass
+
+    def over_budget(self, scope: Scope, *, refused: bool) -> None:
+        pass
+
+    def unpriced(self, tokens: int) -> None:
+        pass
+
+    def pending(self, increments: int) -> None:
+        pass
+
+    def dropped(self, increments: int) -> None:
+        pass
+
+    def store_up(self, up: bool) -> None:
+        pass

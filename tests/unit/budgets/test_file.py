@@ -1,0 +1,107 @@
+from __future__ import annotations
+
+from decimal import Decimal
+from pathlib import Path
+
+import pytest
+
+from portkey_user_proxy.budgets import BudgetConfig, BudgetFileError, Mode, Period, Price, load_budget_file
+
+# The file as the README shows it.
+EXAMPLE = """\
+period: month
+mode: enforce
+prices:
+  - model: "gpt-4o-mini*"
+    input: 0.15
+    output: 0.60
+  - model: "claude-*"
+    input: 3
+    output: 15
+    cached_input: 0.30
+  - model: "*"
+    input: 5
+    output: 15
+teams:
+  Finance: 500
+  Engineering: 2000
+users:
+  default: 50
+  Alice@Example.com: 200
+"""
+
+
+def write(tmp_path: Path, text: str) -> Path:
+    path = tmp_path / "budgets.yaml"
+    path.write_text(text)
+    return path
+
+
+def test_the_documented_file_reads_as_written(tmp_path: Path) -> None:
+    config = load_budget_file(write(tmp_path, EXAMPLE))
+
+    assert config.period is Period.MONTH
+    assert config.mode is Mode.ENFORCE
+    assert config.prices[1] == Price("claude-*", Decimal("3"), Decimal("15"), Decimal("0.30"))
+    assert config.prices[0].input == Decimal("0.15")  # exact: never the float 0.1499999...
+    assert config.teams == {"Finance": Decimal("500"), "Engineering": Decimal("2000")}
+    # Emails are matched in lower case, as LibreChat stores them; `default` is everyone else's budget.
+    assert config.user_limit("alice@example.com") == Decimal("200")
+    assert config.user_limit("bob@example.com") == Decimal("50")
+
+
+def test_an_empty_file_tracks_spend_under_no_budget(tmp_path: Path) -> None:
+    assert load_budget_file(write(tmp_path, "")) == BudgetConfig()
+    assert load_budget_file(write(tmp_path, "teams:\nusers:\nprices:\n")) == BudgetConfig()
+
+
+@pytest.mark.parametrize(
+    ("text", "problem"),
+    [
+        ("period: year", "period: input should be 'day', 'week' or 'month'"),
+        ("mode: block", "mode: input should be 'enforce' or 'warn'"),
+        ("teams: {Finance: -1}", "teams.Finance: must be an amount of US dollars, 0 or more, e.g. 500"),
+        ("teams: {Finance: lots}", "teams.Finance: must be an amount of US dollars"),
+        ("teams: {Finance: .nan}", "teams.Finance: must be an amount of US dollars"),
+        ("users: {bob@example.com: yes}", "users.bob@example.com: must be an amount of US dollars"),
+        ("teams: 500", "teams: must be a mapping of names to amounts"),
+        ("teams: {2024: 5}", 'teams.2024: must be a name: quote one that YAML reads as a number, e.g. "2024"'),
+        ("team: {Finance: 500}", "team: is not a key of the budgets file (period, mode, prices, teams, users)"),
+        ("prices: [{model: a, input: 1}]", "prices[1].output: is required"),
+        ("prices: [{model: a, input: 1, output: 1}, {model: b, input: x, output: 1}]", "prices[2].input: must be a"),
+        ("prices: [{model: a, input: 1, output: 1, cache: 1}]", "prices[1].cache: is not a key of a price"),
+        ("prices: [{model: '', input: 1, output: 1}]", "prices[1].model: string should have at least 1 character"),
+        ("prices: {model: a}", "prices: must be a list of prices"),
+        ("teams: {Finance: 1, Finance: 2}", "not valid YAML (line 1, column 21: the key 'Finance' appears twice"),
+        ("teams: [Finance", "not valid YAML (line 1, column 16:"),
+        ("- Finance", "must be a mapping of period, mode, prices, teams, users"),
+    ],
+)
+def test_an_invalid_file_is_one_line_naming_the_file_the_key_and_the_problem(
+    tmp_path: Path, text: str, problem: str
+) -> None:
+    path = write(tmp_path, text)
+
+    with pytest.raises(BudgetFileError) as caught:
+        load_budget_file(path)
+
+    message = str(caught.value)
+    assert message.startswith(f"invalid budgets file {path}: {problem}"), message
+    assert "\n" not in message
+
+
+def test_several_problems_are_counted_after_the_first(tmp_path: Path) -> None:
+    with pytest.raises(BudgetFileError, match=r"teams\.A: must be .* \(and 1 more problems\)$"):
+        load_budget_file(write(tmp_path, "teams: {A: -1, B: -2}"))
+
+
+def test_a_missing_file_says_so(tmp_path: Path) -> None:
+    path = tmp_path / "nowhere.yaml"
+
+    with pytest.raises(BudgetFileError, match=r"nowhere\.yaml: cannot be read \(No such file or directory\)"):
+        load_budget_file(path)
+
+
+def test_yaml_tags_that_build_objects_are_refused(tmp_path: Path) -> None:
+    with pytest.raises(BudgetFileError, match="not valid YAML"):
+        load_budget_file(write(tmp_path, "teams: !!python/object/apply:os.system ['true']"))
