@@ -9,16 +9,18 @@ from __future__ import annotations
 import json
 import logging
 import re
+from pathlib import Path
 from typing import Annotated, Literal
 from urllib.parse import parse_qsl, unquote, urlsplit
 
-from pydantic import Field, SecretStr, ValidationError, ValidationInfo, field_validator
+from pydantic import Field, PlainValidator, SecretStr, ValidationError, ValidationInfo, field_validator
 from pydantic_settings import BaseSettings, SettingsConfigDict
 from pymongo import AsyncMongoClient, uri_parser
 from pymongo.errors import PyMongoError
 
 from .attribution.decision import UnresolvedUserPolicy
 from .attribution.user_value import UserValue
+from .budgets.file import BudgetFileError, BudgetsFile, load_budget_file
 from .headers import MAX_LENGTH
 
 logger = logging.getLogger("portkey_user_proxy")
@@ -33,6 +35,26 @@ Seconds = Annotated[float, Field(gt=0, allow_inf_nan=False)]
 MONGO_URI_PLAIN_OPTIONS = frozenset(
     {"authsource", "authmechanism", "tls", "ssl", "replicaset", "directconnection", "readpreference", "appname"}
 )
+
+
+# What MongoDB refuses in a database name (on any platform), and its length limit in bytes.
+_DATABASE_NAME_FORBIDDEN = frozenset('/\\. "$*<>:|?\x00')
+_MAX_DATABASE_NAME = 63
+
+
+def _budgets_file(value: object) -> BudgetsFile | None:
+    """BUDGETS_FILE, read and checked at start: a file that does not validate stops the start."""
+    if value is None or isinstance(value, BudgetsFile):
+        return value
+    if not isinstance(value, str | Path):
+        raise ValueError("must be the path of a YAML budgets file")
+    if not str(value).strip():
+        return None  # `BUDGETS_FILE=` leaves budgets off
+    path = Path(value)
+    try:
+        return BudgetsFile(path, load_budget_file(path))
+    except BudgetFileError as exc:
+        raise ValueError(f"{exc.source}: {exc.problem}") from None
 
 
 class Settings(BaseSettings):
@@ -96,6 +118,11 @@ class Settings(BaseSettings):
     log_level: str = "INFO"
     log_format: Literal["text", "json"] = "text"
     metrics_per_user_tokens: bool = False
+
+    # Budgets (see budgets/): off without BUDGETS_FILE
+    budgets_file: Annotated[BudgetsFile | None, PlainValidator(_budgets_file)] = None
+    budget_database: str = "portkey_user_proxy"
+    budget_store_failure: Literal["allow", "deny"] = "allow"
 
     @property
     def team_group_names(self) -> tuple[str, ...]:
@@ -258,6 +285,21 @@ class Settings(BaseSettings):
             raise ValueError("must differ from TEAM_METADATA_KEY: one key holds one value")
         return value
 
+    @field_validator("budget_database")
+    @classmethod
+    def _own_database(cls, value: str, info: ValidationInfo) -> str:
+        name = value.strip()
+        if not name or len(name.encode()) > _MAX_DATABASE_NAME or _DATABASE_NAME_FORBIDDEN & set(name):
+            raise ValueError(
+                f"must be a MongoDB database name: at most {_MAX_DATABASE_NAME} bytes, without spaces or any of "
+                '/\\."$*<>:|?'
+            )
+        if name == _database_of(info.data.get("mongo_uri")):
+            raise ValueError(
+                "must not be LibreChat's database (the one MONGO_URI names): the proxy writes only its own"
+            )
+        return name
+
     @field_validator("team_groups")
     @classmethod
     def _group_list(cls, value: str | None) -> str | None:
@@ -312,6 +354,14 @@ def _mongo_uri_secrets(uri: str) -> set[str]:
 def _quotes(message: str, secret: str) -> bool:
     # As a whole token: a password "p" is not quoted by the word "supported".
     return re.search(rf"(?<![A-Za-z0-9]){re.escape(secret)}(?![A-Za-z0-9])", message) is not None
+
+
+def _database_of(mongo_uri: str | None) -> str:
+    """The database MONGO_URI names, `LibreChat` when it names none (as the user lookup reads it)."""
+    if mongo_uri is None:
+        return "LibreChat"
+    plain = "mongodb://" + mongo_uri.removeprefix("mongodb+srv://").removeprefix("mongodb://")
+    return uri_parser.parse_uri(plain).get("database") or "LibreChat"
 
 
 def _group_names(text: str) -> tuple[str, ...]:

@@ -241,5 +241,7 @@ def writable_mongo(request: pytest.FixtureRequest) -> Iterator[WritableMongo]:
         stand_in: MongomockServer = request.getfixturevalue("mongomock_server")
         mongo = WritableMongo(stand_in.address, database, stand_in)
     yield mongo
+    if mongo.stand_in is not None:
+        mongo.stand_in.fault = Fault.NONE  # the database is dropped on a server that answers
     with mongo.client() as client:
         client.drop_database(database)

@@ -7,7 +7,7 @@ spend lives in MongoDB (`store.py`) and is read through a short cache (`spend.py
 
 from __future__ import annotations
 
-from .file import BudgetConfig, BudgetFileError, Mode, load_budget_file, parse_budgets
+from .file import BudgetConfig, BudgetFileError, BudgetsFile, Mode, load_budget_file, parse_budgets
 from .ledger import (
     BUDGET_EXCEEDED,
     BudgetReport,
@@ -32,6 +32,7 @@ __all__ = [
     "BudgetObserver",
     "BudgetReport",
     "Budgets",
+    "BudgetsFile",
     "Clock",
     "Cost",
     "Mode",

@@ -63,15 +63,28 @@ class BudgetConfig:
         return self.users.get(email, self.default_user)
 
 
+@dataclass(frozen=True, slots=True)
+class BudgetsFile:
+    """BUDGETS_FILE as the settings hold it: where it is, and what it said at start."""
+
+    path: Path
+    config: BudgetConfig
+
+
 class BudgetFileError(Exception):
     """One line: the file, the key, and what is wrong with it."""
+
+    def __init__(self, source: str, problem: str) -> None:
+        super().__init__(f"invalid budgets file {source}: {problem}")
+        self.source = source
+        self.problem = problem
 
 
 def load_budget_file(path: Path) -> BudgetConfig:
     try:
         text = path.read_text(encoding="utf-8")
     except (OSError, UnicodeDecodeError) as exc:
-        raise BudgetFileError(f"invalid budgets file {path}: cannot be read ({_reason(exc)})") from None
+        raise BudgetFileError(str(path), f"cannot be read ({_reason(exc)})") from None
     return parse_budgets(text, str(path))
 
 
@@ -79,15 +92,15 @@ def parse_budgets(text: str, source: str) -> BudgetConfig:
     try:
         document = yaml.load(text, Loader=_UniqueKeyLoader)  # a SafeLoader
     except yaml.YAMLError as exc:
-        raise BudgetFileError(f"invalid budgets file {source}: not valid YAML ({_yaml_problem(exc)})") from None
+        raise BudgetFileError(source, f"not valid YAML ({_yaml_problem(exc)})") from None
     if document is None:
         document = {}
     if not isinstance(document, dict):
-        raise BudgetFileError(f"invalid budgets file {source}: must be a mapping of period, mode, prices, teams, users")
+        raise BudgetFileError(source, "must be a mapping of period, mode, prices, teams, users")
     try:
         model = _File.model_validate(document)
     except ValidationError as exc:
-        raise BudgetFileError(f"invalid budgets file {source}: {_first_problem(exc)}") from None
+        raise BudgetFileError(source, _first_problem(exc)) from None
     return model.config()
 
 

@@ -208,17 +208,18 @@ class Budgets:
             batch = self._pending.take()
             if not batch:
                 return True
+            failure: Exception | None = None
             try:
                 unwritten = await self.store.write(batch)
             except Exception as exc:  # any failure keeps the increments for the next try
-                unwritten = batch
-                self._store_failed(exc, "writing")
+                unwritten, failure = batch, exc
+            self._view.written({key: amount for key, amount in batch.items() if key not in unwritten})
+            self._note_dropped(self._pending.restore(unwritten))
+            self._observer.pending(len(self._pending))
+            if failure is not None:
+                self._store_failed(failure, "writing")
             else:
                 self._store_answered()
-            self._view.written({key: amount for key, amount in batch.items() if key not in unwritten})
-            if unwritten:
-                self._note_dropped(self._pending.restore(unwritten))
-            self._observer.pending(len(self._pending))
             return not self._pending
 
     async def refresh(self) -> bool:

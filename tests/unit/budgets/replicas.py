@@ -1,0 +1,95 @@
+"""Budgets as a proxy replica builds them, over a real driver, with a clock and cache window the test moves."""
+
+from __future__ import annotations
+
+from collections.abc import AsyncIterator
+from contextlib import asynccontextmanager
+from dataclasses import dataclass, field
+from datetime import UTC, datetime
+from decimal import Decimal
+from typing import Any
+
+from prometheus_client import CollectorRegistry
+from pymongo import AsyncMongoClient
+
+from portkey_user_proxy.budgets import BudgetConfig, BudgetMetrics, Budgets, Mode, Price, SpendStore
+from portkey_user_proxy.budgets.ledger import StoreFailurePolicy
+from tests.support.mongomock_server import WritableMongo
+
+CONFIG = BudgetConfig(
+    prices=(Price("*", Decimal("1"), Decimal("2")),),  # $1 per 1M input tokens, $2 per 1M output tokens
+    teams={"Finance": Decimal("500")},
+    users={"alice@example.com": Decimal("200")},
+)
+CACHE_SECONDS = 5.0
+
+
+@dataclass
+class ManualClock:
+    instant: datetime = field(default_factory=lambda: datetime(2026, 12, 4, 12, 0, tzinfo=UTC))
+
+    def now(self) -> datetime:
+        return self.instant
+
+
+@dataclass
+class Ticks:
+    """A monotonic clock that moves only when the test says."""
+
+    seconds: float = 1000.0
+
+    def __call__(self) -> float:
+        return self.seconds
+
+
+@dataclass
+class Replica:
+    budgets: Budgets
+    clock: ManualClock
+    ticks: Ticks
+    registry: CollectorRegistry
+
+    def metric(self, name: str, **labels: str) -> float | None:
+        return self.registry.get_sample_value(name, labels)
+
+
+@asynccontextmanager
+async def replica(
+    mongo: WritableMongo,
+    config: BudgetConfig = CONFIG,
+    *,
+    mode: Mode | None = None,
+    on_store_failure: StoreFailurePolicy = StoreFailurePolicy.ALLOW,
+    max_pending: int = 100,
+    clock: ManualClock | None = None,
+    per_user: bool = False,
+) -> AsyncIterator[Replica]:
+    if mode is not None:
+        config = BudgetConfig(config.period, mode, config.prices, config.teams, config.users, config.default_user)
+    client: AsyncMongoClient[Any] = AsyncMongoClient(mongo.address, serverSelectionTimeoutMS=2000)
+    registry = CollectorRegistry()
+    ticks = Ticks()
+    clock = clock or ManualClock()
+    budgets = Budgets(
+        config,
+        SpendStore(client[mongo.database], timeout=5.0),
+        on_store_failure=on_store_failure,
+        observer=BudgetMetrics(registry, per_user=per_user),
+        clock=clock,
+        cache_seconds=CACHE_SECONDS,
+        max_pending=max_pending,
+        monotonic=ticks,
+    )
+    try:
+        yield Replica(budgets, clock, ticks, registry)
+    finally:
+        await client.close()
+
+
+def stored_spend(mongo: WritableMongo) -> dict[tuple[str, str, str], int]:
+    """Every spend document, by (period, scope, name), read with a client of its own."""
+    with mongo.client() as client:
+        return {
+            (document["period"], document["scope"], document["name"]): document["spend"]
+            for document in client[mongo.database]["spend"].find()
+        }

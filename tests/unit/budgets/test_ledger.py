@@ -1,0 +1,277 @@
+"""`check` before forwarding and `record` after the answer, over the stand-in (or a real MongoDB)."""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+from datetime import UTC, datetime
+
+import pytest
+
+from portkey_user_proxy.budgets import BUDGET_EXCEEDED, Budgets, Mode, Scope, StoreState
+from portkey_user_proxy.budgets.ledger import StoreFailurePolicy
+from portkey_user_proxy.usage import Usage
+from tests.support.mongomock_server import Fault, WritableMongo
+from tests.unit.budgets.replicas import CACHE_SECONDS, CONFIG, replica, stored_spend
+
+# $100 at the test prices ($1 per 1M input tokens, $2 per 1M output tokens).
+HUNDRED_DOLLARS = Usage(prompt=60_000_000, completion=20_000_000, total=80_000_000)
+REFUSALS = "portkey_user_proxy_budget_refusals_total"
+
+
+def state_of(budgets: Budgets) -> StoreState:
+    # A call, not the property: the state changes across awaits, which mypy's narrowing does not know.
+    return budgets.store_state
+
+
+@pytest.mark.real_mongo
+def test_a_team_is_refused_once_it_has_spent_its_budget_and_not_before(writable_mongo: WritableMongo) -> None:
+    async def scenario() -> None:
+        async with replica(writable_mongo) as one:
+            await one.budgets.start()
+            for _ in range(4):
+                assert one.budgets.check("bob@example.com", "Finance") is None
+                one.budgets.record("bob@example.com", "Finance", "gpt-4o", HUNDRED_DOLLARS)
+            # $400 of $500: one more answer may start; it brings the team to $500.
+            assert one.budgets.check("bob@example.com", "Finance") is None
+            one.budgets.record("bob@example.com", "Finance", "gpt-4o", HUNDRED_DOLLARS)
+
+            refusal = one.budgets.check("bob@example.com", "Finance")
+            assert refusal is not None
+            assert (refusal.status, refusal.code, refusal.scope) == (412, BUDGET_EXCEEDED, Scope.TEAM)
+            assert refusal.message == (
+                "the Finance team has used its budget of $500 for December; it resets on 1 January 00:00 UTC"
+            )
+            assert refusal.headers == ()
+            # Someone outside the team, and a team without a budget, go on.
+            assert one.budgets.check("carol@example.com", "Engineering") is None
+            assert one.budgets.check(None, None) is None
+            assert one.metric(REFUSALS, scope="team") == 1
+            assert one.metric("portkey_user_proxy_team_budget_spend_usd", team="Finance") == 500
+            assert one.metric("portkey_user_proxy_team_budget_limit_usd", team="Finance") == 500
+            await one.budgets.aclose()
+
+    asyncio.run(scenario())
+
+    assert stored_spend(writable_mongo)[("month:2026-12-01", "team", "Finance")] == 500 * 10**9
+
+
+@pytest.mark.real_mongo
+def test_a_user_over_their_own_budget_is_told_so_in_their_words(writable_mongo: WritableMongo) -> None:
+    async def scenario() -> None:
+        async with replica(writable_mongo) as one:
+            await one.budgets.start()
+            one.budgets.record("Alice@Example.com", None, "gpt-4o", HUNDRED_DOLLARS)
+            assert one.budgets.check("alice@example.com", None) is None  # $100 of $200
+            one.budgets.record("alice@example.com", None, "gpt-4o", HUNDRED_DOLLARS)
+
+            refusal = one.budgets.check("ALICE@example.com", "Engineering")
+            assert refusal is not None and refusal.scope is Scope.USER
+            assert refusal.message == (
+                "you have used your budget of $200 for December; it resets on 1 January 00:00 UTC"
+            )
+            assert one.budgets.check("bob@example.com", None) is None  # no default budget in CONFIG
+            assert one.metric(REFUSALS, scope="user") == 1
+            await one.budgets.aclose()
+
+    asyncio.run(scenario())
+
+
+@pytest.mark.real_mongo
+def test_another_replicas_spend_counts_once_this_replicas_figure_is_older_than_the_cache_window(
+    writable_mongo: WritableMongo,
+) -> None:
+    async def scenario() -> None:
+        async with replica(writable_mongo) as one, replica(writable_mongo) as two:
+            await one.budgets.start()
+            await two.budgets.start()
+            for _ in range(5):
+                one.budgets.record("bob@example.com", "Finance", "gpt-4o", HUNDRED_DOLLARS)
+            assert await one.budgets.flush()
+
+            # Within the cache window, the other replica still forwards: the bounded overshoot.
+            assert two.budgets.check("dave@example.com", "Finance") is None
+            two.ticks.seconds += CACHE_SECONDS
+            assert two.budgets.check("dave@example.com", "Finance") is None  # stale: a read is asked for
+            assert await two.budgets.refresh()
+            refusal = two.budgets.check("dave@example.com", "Finance")
+            assert refusal is not None and refusal.scope is Scope.TEAM
+            await one.budgets.aclose()
+            await two.budgets.aclose()
+
+    asyncio.run(scenario())
+
+
+@pytest.mark.real_mongo
+def test_a_new_period_starts_with_nothing_spent(writable_mongo: WritableMongo) -> None:
+    async def scenario() -> None:
+        async with replica(writable_mongo) as one:
+            one.clock.instant = datetime(2026, 12, 31, 23, 59, 59, tzinfo=UTC)
+            await one.budgets.start()
+            for _ in range(5):
+                one.budgets.record("alice@example.com", "Finance", "gpt-4o", HUNDRED_DOLLARS)
+            assert one.budgets.check("alice@example.com", "Finance") is not None
+
+            one.clock.instant = datetime(2027, 1, 1, 0, 0, tzinfo=UTC)
+            assert one.budgets.check("alice@example.com", "Finance") is None
+            assert one.metric("portkey_user_proxy_team_budget_spend_usd", team="Finance") == 0
+            one.budgets.record("alice@example.com", "Finance", "gpt-4o", HUNDRED_DOLLARS)
+            await one.budgets.aclose()
+
+    asyncio.run(scenario())
+
+    stored = stored_spend(writable_mongo)
+    assert stored[("month:2026-12-01", "team", "Finance")] == 500 * 10**9
+    assert stored[("month:2027-01-01", "team", "Finance")] == 100 * 10**9
+
+
+@pytest.mark.real_mongo
+def test_warn_mode_forwards_over_budget_and_counts_and_logs_it(
+    writable_mongo: WritableMongo, caplog: pytest.LogCaptureFixture
+) -> None:
+    async def scenario() -> None:
+        async with replica(writable_mongo, mode=Mode.WARN) as one:
+            await one.budgets.start()
+            for _ in range(6):
+                one.budgets.record("alice@example.com", "Finance", "gpt-4o", HUNDRED_DOLLARS)
+            with caplog.at_level(logging.WARNING, "portkey_user_proxy"):
+                assert one.budgets.check("alice@example.com", "Finance") is None
+                assert one.budgets.check("alice@example.com", "Finance") is None
+            assert one.metric("portkey_user_proxy_budget_over_limit_forwarded_total", scope="team") == 2
+            assert one.metric("portkey_user_proxy_budget_over_limit_forwarded_total", scope="user") == 2
+            assert one.metric(REFUSALS, scope="team") is None
+            await one.budgets.aclose()
+
+    asyncio.run(scenario())
+
+    warnings = [record.getMessage() for record in caplog.records]
+    assert any("the Finance team has used its budget of $500" in message for message in warnings)
+
+
+@pytest.mark.real_mongo
+def test_an_unpriced_model_is_counted_and_warned_about_never_free(
+    writable_mongo: WritableMongo, caplog: pytest.LogCaptureFixture
+) -> None:
+    config = type(CONFIG)(teams=CONFIG.teams)  # no prices at all
+
+    async def scenario() -> None:
+        async with replica(writable_mongo, config) as one:
+            with caplog.at_level(logging.WARNING, "portkey_user_proxy"):
+                cost = one.budgets.record("alice@example.com", "Finance", "mystery-\x1b[31m", Usage(10, 5, 15))
+            assert cost.nanos == 0 and cost.unpriced_tokens == 15
+            assert one.metric("portkey_user_proxy_budget_unpriced_tokens_total") == 15
+            assert one.budgets.pending_increments == 0  # nothing to write
+
+    asyncio.run(scenario())
+
+    (warning,) = [record.getMessage() for record in caplog.records]
+    assert "'mystery-\\x1b[31m'" in warning and "15 tokens count as unpriced" in warning
+
+
+def test_an_outage_keeps_increments_and_writes_them_when_the_store_is_back(writable_mongo: WritableMongo) -> None:
+    stand_in = writable_mongo.stand_in
+    if stand_in is None:
+        pytest.skip("fails the server at will: stand-in only")
+
+    async def scenario() -> None:
+        async with replica(writable_mongo) as one:
+            await one.budgets.start()
+            stand_in.fault = Fault.HANG_UP
+            for _ in range(3):
+                one.budgets.record("bob@example.com", "Finance", "gpt-4o", HUNDRED_DOLLARS)
+            assert not await one.budgets.flush()
+            assert state_of(one.budgets) is StoreState.UNAVAILABLE
+            assert one.budgets.pending_increments == 2  # merged: one per key, whatever the answers
+            assert one.metric("portkey_user_proxy_budget_pending_increments") == 2
+            assert one.metric("portkey_user_proxy_budget_store_up") == 0
+
+            # BUDGET_STORE_FAILURE=allow: forwarded, on what this replica knows.
+            one.ticks.seconds += CACHE_SECONDS
+            assert one.budgets.check("bob@example.com", "Finance") is None
+            assert not await one.budgets.refresh()
+            # ... and what it knows still refuses: $300 here, $200 more elsewhere, would reach $500.
+            one.budgets.record("bob@example.com", "Finance", "gpt-4o", HUNDRED_DOLLARS)
+            one.budgets.record("bob@example.com", "Finance", "gpt-4o", HUNDRED_DOLLARS)
+            assert one.budgets.check("bob@example.com", "Finance") is not None
+
+            stand_in.fault = Fault.NONE
+            assert await one.budgets.flush()
+            assert state_of(one.budgets) is StoreState.AVAILABLE
+            assert one.metric("portkey_user_proxy_budget_pending_increments") == 0
+            assert one.metric("portkey_user_proxy_budget_store_up") == 1
+
+    asyncio.run(scenario())
+
+    assert stored_spend(writable_mongo)[("month:2026-12-01", "team", "Finance")] == 500 * 10**9
+
+
+def test_under_deny_a_request_with_a_budget_is_refused_while_spend_cannot_be_read(
+    writable_mongo: WritableMongo,
+) -> None:
+    stand_in = writable_mongo.stand_in
+    if stand_in is None:
+        pytest.skip("fails the server at will: stand-in only")
+
+    async def scenario() -> None:
+        async with replica(writable_mongo, on_store_failure=StoreFailurePolicy.DENY) as one:
+            await one.budgets.start()
+            stand_in.fault = Fault.HANG_UP
+            one.ticks.seconds += CACHE_SECONDS  # the teams' figures are no longer fresh
+            assert not await one.budgets.refresh()
+
+            refusal = one.budgets.check("bob@example.com", "Finance")
+            assert refusal is not None
+            assert (refusal.status, refusal.code) == (503, "budget_store_unavailable")
+            assert refusal.headers == ((b"retry-after", b"5"),)
+            assert "BUDGET_STORE_FAILURE is deny" in refusal.message
+            # Nobody with a budget, nothing to check: forwarded.
+            assert one.budgets.check("bob@example.com", "Engineering") is None
+
+            stand_in.fault = Fault.NONE
+            assert await one.budgets.refresh()
+            assert one.budgets.check("bob@example.com", "Finance") is None
+
+    asyncio.run(scenario())
+
+
+def test_increments_beyond_the_queue_bound_are_dropped_and_counted(writable_mongo: WritableMongo) -> None:
+    stand_in = writable_mongo.stand_in
+    if stand_in is None:
+        pytest.skip("fails the server at will: stand-in only")
+
+    async def scenario() -> None:
+        async with replica(writable_mongo, max_pending=3) as one:
+            await one.budgets.start()
+            stand_in.fault = Fault.HANG_UP
+            for user in ("a@example.com", "b@example.com", "c@example.com"):
+                one.budgets.record(user, "Finance", "gpt-4o", HUNDRED_DOLLARS)
+            assert not await one.budgets.flush()
+            assert one.budgets.dropped_increments == 1  # c@example.com's: Finance, a and b fill the queue
+            assert one.metric("portkey_user_proxy_budget_dropped_increments_total") == 1
+
+            stand_in.fault = Fault.NONE
+            assert await one.budgets.flush()
+
+    asyncio.run(scenario())
+
+    stored = stored_spend(writable_mongo)
+    assert stored[("month:2026-12-01", "team", "Finance")] == 300 * 10**9
+    assert ("month:2026-12-01", "user", "c@example.com") not in stored
+
+
+def test_a_store_down_at_start_does_not_stop_the_start(writable_mongo: WritableMongo) -> None:
+    stand_in = writable_mongo.stand_in
+    if stand_in is None:
+        pytest.skip("fails the server at will: stand-in only")
+
+    async def scenario() -> None:
+        async with replica(writable_mongo) as one:
+            stand_in.fault = Fault.UNAUTHORIZED
+            await one.budgets.start()
+            assert state_of(one.budgets) is StoreState.UNAVAILABLE
+            assert one.budgets.check("alice@example.com", "Finance") is None  # allow, by default
+            one.budgets.record("alice@example.com", "Finance", "gpt-4o", HUNDRED_DOLLARS)
+            await one.budgets.aclose()  # tries once more; the increments stay unwritten
+            assert one.budgets.pending_increments == 2
+
+    asyncio.run(scenario())

@@ -1,0 +1,95 @@
+"""The spend store on a server that takes writes: the stand-in, or TEST_MONGO_URI's MongoDB."""
+
+from __future__ import annotations
+
+import asyncio
+import random
+from datetime import UTC, datetime
+
+import pytest
+
+from portkey_user_proxy.budgets import Budgets, Period, Scope, window_at
+from portkey_user_proxy.budgets.store import RETENTION, PendingIncrements, SpendKey
+from portkey_user_proxy.usage import Usage
+from tests.support.mongomock_server import WritableMongo
+from tests.unit.budgets.replicas import replica, stored_spend
+
+pytestmark = pytest.mark.real_mongo
+DECEMBER = window_at(Period.MONTH, datetime(2026, 12, 4, tzinfo=UTC))
+
+
+def test_increments_add_up_in_one_document_per_period_scope_and_name(writable_mongo: WritableMongo) -> None:
+    async def scenario() -> None:
+        async with replica(writable_mongo) as one:
+            store = one.budgets.store
+            await store.prepare()
+            finance = SpendKey(DECEMBER, Scope.TEAM, "Finance")
+            alice = SpendKey(DECEMBER, Scope.USER, "alice@example.com")
+            assert await store.write({finance: 5, alice: 7}) == {}
+            assert await store.write({finance: 3_000_000_000}) == {}
+            assert await store.spend_of([finance, alice, SpendKey(DECEMBER, Scope.USER, "bob")]) == {
+                finance: 3_000_000_005,
+                alice: 7,
+                SpendKey(DECEMBER, Scope.USER, "bob"): 0,
+            }
+            assert await store.top(DECEMBER, Scope.TEAM, 10) == [("Finance", 3_000_000_005)]
+
+    asyncio.run(scenario())
+
+    assert stored_spend(writable_mongo) == {
+        ("month:2026-12-01", "team", "Finance"): 3_000_000_005,
+        ("month:2026-12-01", "user", "alice@example.com"): 7,
+    }
+    with writable_mongo.client() as client:
+        documents = list(client[writable_mongo.database]["spend"].find())
+        indexes = client[writable_mongo.database]["spend"].index_information()
+    assert all(isinstance(document["spend"], int) for document in documents)  # whole nanodollars, never a float
+    expires = {document["expires_at"].replace(tzinfo=UTC) for document in documents}
+    assert expires == {DECEMBER.end + RETENTION}
+    assert indexes["period_scope_name"]["unique"] is True
+    assert indexes["expires_at"]["expireAfterSeconds"] == 0
+
+
+def test_two_replicas_incrementing_at_once_lose_nothing(writable_mongo: WritableMongo) -> None:
+    """Two processes' worth of clients, each with its own connections, writing the same keys."""
+    costs: list[int] = []
+
+    async def serve(budgets: Budgets, answers: int, seed: int) -> None:
+        chance = random.Random(seed)
+        for _ in range(answers):
+            usage = Usage(prompt=chance.randrange(1, 50_000), completion=chance.randrange(0, 5_000))
+            costs.append(budgets.record("alice@example.com", "Finance", "gpt-4o", usage).nanos)
+            if chance.random() < 0.3:
+                assert await budgets.flush()
+        assert await budgets.flush()
+
+    async def scenario() -> None:
+        async with replica(writable_mongo) as one, replica(writable_mongo) as two:
+            await one.budgets.store.prepare()
+            await asyncio.gather(serve(one.budgets, 200, 1), serve(two.budgets, 200, 2))
+
+    asyncio.run(scenario())
+
+    assert stored_spend(writable_mongo) == {
+        ("month:2026-12-01", "team", "Finance"): sum(costs),
+        ("month:2026-12-01", "user", "alice@example.com"): sum(costs),
+    }
+
+
+def test_the_queue_merges_increments_by_key_and_counts_what_does_not_fit() -> None:
+    pending = PendingIncrements(max_keys=2)
+    finance, alice, bob = (
+        SpendKey(DECEMBER, Scope.TEAM, "Finance"),
+        *(SpendKey(DECEMBER, Scope.USER, name) for name in ("alice", "bob")),
+    )
+
+    assert pending.add(finance, 1) and pending.add(finance, 2) and pending.add(alice, 3)
+    assert not pending.add(bob, 4)  # a third key: dropped, counted
+    taken = pending.take()
+    assert taken == {finance: 3, alice: 3}
+    assert len(pending) == 0 and pending.dropped == 1
+
+    pending.add(bob, 5)
+    assert pending.restore(taken) == 1  # Finance merges back; alice no longer fits
+    assert pending.take() == {bob: 5, finance: 3}
+    assert pending.dropped == 2
