@@ -16,9 +16,9 @@ import time
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 
-from ..logs import RateLimitedWarnings, loggable
-from ..mongo_failures import advice, classify
-from ..usage import Usage
+from ..attribution.mongo_failures import advice, classify
+from ..dialects.usage import Usage
+from ..observability.logs import RateLimitedWarnings, loggable
 from .file import BudgetConfig, Mode
 from .money import dollars_text, nanos
 from .observer import BudgetObserver, NoObserver

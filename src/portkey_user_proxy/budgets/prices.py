@@ -13,7 +13,7 @@ from collections.abc import Sequence
 from dataclasses import dataclass
 from decimal import Decimal
 
-from ..usage import Usage
+from ..dialects.usage import Usage
 from .money import nanos_of_picos, picos_per_token
 
 # Model names come from request bodies: the cache of which price each matched is bounded.

@@ -10,7 +10,7 @@ import pytest
 
 from portkey_user_proxy.budgets import BUDGET_EXCEEDED, Budgets, Mode, Scope, StoreState
 from portkey_user_proxy.budgets.ledger import StoreFailurePolicy
-from portkey_user_proxy.usage import Usage
+from portkey_user_proxy.dialects.usage import Usage
 from tests.support.mongomock_server import Fault, WritableMongo
 from tests.unit.budgets.replicas import CACHE_SECONDS, CONFIG, replica, stored_spend
 

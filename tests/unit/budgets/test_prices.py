@@ -9,8 +9,8 @@ import pytest
 from portkey_user_proxy.budgets import Price, PriceList, dollars_text
 from portkey_user_proxy.budgets.money import nanos
 from portkey_user_proxy.dialects import dialect_for
-from portkey_user_proxy.usage import Usage, UsageScanner
-from tests.conftest import load_fixture
+from portkey_user_proxy.dialects.usage import Usage, UsageScanner
+from tests.support.fixtures import load_fixture
 
 PRICES = PriceList(
     [

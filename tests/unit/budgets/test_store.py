@@ -10,7 +10,7 @@ import pytest
 
 from portkey_user_proxy.budgets import Budgets, Period, Scope, window_at
 from portkey_user_proxy.budgets.store import RETENTION, PendingIncrements, SpendKey
-from portkey_user_proxy.usage import Usage
+from portkey_user_proxy.dialects.usage import Usage
 from tests.support.mongomock_server import WritableMongo
 from tests.unit.budgets.replicas import replica, stored_spend
 
