@@ -35,8 +35,6 @@ Seconds = Annotated[float, Field(gt=0, allow_inf_nan=False)]
 MONGO_URI_PLAIN_OPTIONS = frozenset(
     {"authsource", "authmechanism", "tls", "ssl", "replicaset", "directconnection", "readpreference", "appname"}
 )
-
-
 # What MongoDB refuses in a database name (on any platform), and its length limit in bytes.
 _DATABASE_NAME_FORBIDDEN = frozenset('/\\. "$*<>:|?\x00')
 _MAX_DATABASE_NAME = 63
