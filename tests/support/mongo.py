@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import itertools
 import os
+import socket
 import threading
 import uuid
 from typing import Any
@@ -126,6 +127,38 @@ class StandInMongo:
                 cursor_id = next(self._cursor_ids)
                 self._cursors[cursor_id] = rest
         return {"cursor": {"id": cursor_id, "ns": namespace, kind: batch}, "ok": 1}
+
+
+class FrozenMongo:
+    """A MongoDB that accepts connections and never answers anything: a frozen server, not a stopped one."""
+
+    def __init__(self) -> None:
+        self._listener = socket.create_server(("127.0.0.1", 0))
+        self._accepted: list[socket.socket] = []
+        self._thread = threading.Thread(target=self._accept, daemon=True)
+
+    @property
+    def uri(self) -> str:
+        return f"mongodb://127.0.0.1:{self._listener.getsockname()[1]}/LibreChat"
+
+    def start(self) -> FrozenMongo:
+        self._thread.start()
+        return self
+
+    def stop(self) -> None:
+        self._listener.shutdown(socket.SHUT_RDWR)  # wakes the accepting thread (Linux)
+        self._thread.join(timeout=10)
+        self._listener.close()
+        for connection in self._accepted:
+            connection.close()
+
+    def _accept(self) -> None:
+        while True:
+            try:
+                connection, _ = self._listener.accept()
+            except OSError:
+                return
+            self._accepted.append(connection)  # held open, never read from or written to
 
 
 class RealMongo:

@@ -55,6 +55,7 @@ class FakeUsers:
         self.started = asyncio.Event()
         self.answered = asyncio.Event()
         self.cancelled = 0
+        self.slow_to_cancel: asyncio.Event | None = None  # while closed, a cancelled query keeps going
 
     async def find_one(self, query: dict[str, Any], projection: Mapping[str, Any]) -> dict[str, Any] | None:
         self.queries.append((query, projection))
@@ -64,6 +65,8 @@ class FakeUsers:
                 await self.gate.wait()
         except asyncio.CancelledError:
             self.cancelled += 1
+            if self.slow_to_cancel is not None:
+                await self.slow_to_cancel.wait()  # as a driver closing a connection to a frozen server may
             raise
         if self.error is not None:
             raise self.error
@@ -335,6 +338,26 @@ def test_slow_query_is_bounded_by_the_lookup_timeout() -> None:
         assert elapsed < 2.0  # generous: the point is "bounded", not the exact figure
         assert len(users.queries) == 1
         assert users.cancelled == 1  # the abandoned query does not linger
+
+    asyncio.run(scenario())
+
+
+def test_the_lookup_timeout_holds_while_the_driver_is_slow_to_cancel_the_query() -> None:
+    async def scenario() -> None:
+        users = FakeUsers(_librechat_user())
+        users.gate = asyncio.Event()  # MongoDB never answers ...
+        users.slow_to_cancel = asyncio.Event()  # ... and the driver takes its time over the cancelled query
+        directory = _directory(users, timeout=0.05)
+
+        started = time.monotonic()
+        lookups = await asyncio.wait_for(asyncio.gather(*(directory.find(USER_ID) for _ in range(10))), 5)
+        readiness = await asyncio.wait_for(directory.readiness(), 5)
+        elapsed = time.monotonic() - started
+
+        assert {lookup.outcome for lookup in lookups} == {LookupOutcome.TIMEOUT}
+        assert readiness is MongoFailure.TIMEOUT
+        assert elapsed < 1.0  # two lookup timeouts, not the driver's cleanup
+        users.slow_to_cancel.set()
 
     asyncio.run(scenario())
 

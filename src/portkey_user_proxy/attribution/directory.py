@@ -25,6 +25,7 @@ from pymongo.asynchronous.collection import AsyncCollection
 from ..observability.logs import RateLimitedWarnings
 from .mongo_failures import Failure, MongoFailure, advice, classify, location
 from .outage import Admission, MongoState, OutageWindow
+from .query_deadline import QueryDeadline
 from .teams import USER_FIELDS, TeamFinder, tenant_of
 
 logger = logging.getLogger("portkey_user_proxy.attribution.directory")
@@ -168,6 +169,7 @@ class UserDirectory:
         self._warnings = RateLimitedWarnings()
         self._readiness: tuple[float, MongoFailure | None] | None = None  # (checked at, result)
         self._teams = teams
+        self._deadline = QueryDeadline()  # the lookup timeout holds even when the driver is slow to cancel
 
     async def find(self, object_id: str) -> Lookup:
         lookup = await self._cached_or_queried(object_id)
@@ -220,8 +222,8 @@ class UserDirectory:
 
     async def find_by_email(self, email: str) -> User | None:
         """For operators (`check-user`); the request path never queries by anything but `_id`."""
-        async with asyncio.timeout(self._timeout):
-            document = await self._users.find_one({"email": email.strip().lower()}, _PROJECTION)
+        query = self._users.find_one({"email": email.strip().lower()}, _PROJECTION)
+        document = await self._deadline.run(query, self._timeout)
         return User.from_document(document) if document else None
 
     async def close(self) -> None:
@@ -241,8 +243,7 @@ class UserDirectory:
         if self._readiness is not None and now - self._readiness[0] < _READINESS_CACHE_SECONDS:
             return self._readiness[1]
         try:
-            async with asyncio.timeout(self._timeout):
-                await self._users.find_one({}, {"_id": 1})
+            await self._deadline.run(self._users.find_one({}, {"_id": 1}), self._timeout)
         except Exception as exc:  # any failure to get a sound answer means lookups cannot succeed
             result: MongoFailure | None = self._failed(self.failure_of(exc)).kind
         else:
@@ -277,8 +278,8 @@ class UserDirectory:
     async def _query(self, object_id: str) -> Lookup:
         started = time.perf_counter()
         try:
-            async with asyncio.timeout(self._timeout):
-                document = await self._users.find_one({"_id": ObjectId(object_id)}, _PROJECTION)
+            query = self._users.find_one({"_id": ObjectId(object_id)}, _PROJECTION)
+            document = await self._deadline.run(query, self._timeout)
         except Exception as exc:  # PyMongoError above all, but a bad document must not fail the request
             failure = self._failed(self.failure_of(exc))
             return self._fallback(object_id, _FAILURE_OUTCOMES[failure.kind])
@@ -301,8 +302,9 @@ class UserDirectory:
         if self._teams is None:
             return user, self._ttl
         try:
-            async with asyncio.timeout(self._timeout - (time.perf_counter() - started)):
-                team = await self._teams.team_of(document)
+            team = await self._deadline.run(
+                self._teams.team_of(document), self._timeout - (time.perf_counter() - started)
+            )
         except Exception as exc:  # TimeoutError, PyMongoError, a malformed group: all only cost the team
             # Not an outage of the user lookup (the user was just read): the outage window stays as it is.
             failure = self.failure_of(exc)
