@@ -136,3 +136,17 @@ def test_fail_closed_refusals_log_the_refused_id(make_proxy: MakeProxy, caplog: 
 
     assert "refused the user id 'ffffffffffffffffffffffff' (not_found)" in caplog.text
     assert "refused the user id 'evil\\nFAKE LINE' (not_an_object_id)" in caplog.text
+
+
+def test_groups_that_cannot_be_read_show_in_metrics_while_users_are_resolved(
+    make_proxy: MakeProxy, upstream: Upstream, own_mongo: StandInMongo
+) -> None:
+    proxy = make_proxy(mongo_uri=own_mongo.uri, team_metadata_key="team")
+    assert counts(proxy, "portkey_user_proxy_teams_readable")[()] == 1
+    own_mongo.refused_collections.add("groups")
+
+    assert chat(proxy).status_code == 200
+
+    assert upstream.last.metadata == {"_user": "timmanik@email.com"}  # resolved, without a team
+    assert counts(proxy, "portkey_user_proxy_teams_readable")[()] == 0
+    assert counts(proxy, "portkey_user_proxy_mongodb_up")[()] == 1  # `users` answers: MongoDB itself is up

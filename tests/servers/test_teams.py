@@ -231,7 +231,7 @@ def test_hanging_groups_leave_the_team_out_within_the_lookup_timeout(librechat_u
     asyncio.run(scenario())
 
 
-def test_failing_groups_keep_the_user_and_their_last_team_and_retry_soon(librechat_user: dict[str, Any]) -> None:
+def test_failing_groups_keep_the_user_cached_and_only_the_team_is_read_again(librechat_user: dict[str, Any]) -> None:
     async def scenario() -> None:
         groups = TroubledGroups("Finance")
         clock = FakeClock()
@@ -242,17 +242,82 @@ def test_failing_groups_keep_the_user_and_their_last_team_and_retry_soon(librech
         groups.error = AutoReconnect("connection closed")
         during = await directory.find(TIM)
         assert during.outcome is LookupOutcome.FOUND
-        assert during.user is not None and during.user.team == "Finance"
+        assert during.user is not None and during.user.team == "Finance"  # the last team known
 
         groups.error = None
         groups.names = ["Sales"]
-        clock.now += 5.0  # far short of the TTL: a team lost to a failure is asked for again soon
+        resting = await directory.find(TIM)  # groups failed moments ago: not asked yet
+        clock.now += 1  # the outage window of groups ends
+        answered_at_once = await directory.find(TIM)  # reads the team in the background
+        await asyncio.wait(asyncio.all_tasks() - {asyncio.current_task()})
         after = await directory.find(TIM)
 
+        assert resting.user == answered_at_once.user == during.user
+        assert answered_at_once.outcome is LookupOutcome.CACHE_HIT
+        assert after.outcome is LookupOutcome.CACHE_HIT
         assert after.user is not None and after.user.team == "Sales"
-        assert (users.queries, groups.queries) == (3, 3)
+        assert (users.queries, groups.queries) == (2, 3)  # the email stays cached for its whole TTL
 
     asyncio.run(scenario())
+
+
+def test_hanging_groups_back_off_so_new_users_wait_once(librechat_user: dict[str, Any]) -> None:
+    async def scenario() -> list[bool]:
+        others = [f"{n:024x}" for n in range(1, 6)]
+        groups = TroubledGroups("Finance")
+        groups.hang = True
+        users = ManyUsers([{**librechat_user, "_id": ObjectId(other)} for other in (TIM, *others)])
+        seen = TeamsSeen()
+        directory = UserDirectory(
+            users,  # type: ignore[arg-type]
+            ttl=TTL,
+            unknown_ttl=UNKNOWN_TTL,
+            timeout=0.2,
+            max_entries=100,
+            clock=FakeClock(),
+            observer=seen,
+            teams=TeamFinder(groups, TeamChoice()),  # type: ignore[arg-type]
+        )
+        await directory.find(TIM)  # waits the lookup timeout: nobody knew yet that groups hang
+
+        started = time.monotonic()
+        lookups = [await directory.find(other) for other in others]
+        elapsed = time.monotonic() - started
+
+        assert {lookup.outcome for lookup in lookups} == {LookupOutcome.FOUND}
+        assert {lookup.user.team for lookup in lookups if lookup.user} == {None}
+        assert elapsed < 0.2  # less than one lookup timeout for all five together
+        assert groups.queries == 1
+        return seen.answered
+
+    assert asyncio.run(scenario()) == [False]
+
+
+class ManyUsers(OneUser):
+    def __init__(self, documents: list[dict[str, Any]]) -> None:
+        super().__init__(documents[0])
+        self.documents = {document["_id"]: document for document in documents}
+
+    async def find_one(self, query: dict[str, Any], projection: Mapping[str, Any]) -> dict[str, Any] | None:
+        self.queries += 1
+        return self.documents.get(query["_id"])
+
+
+class TeamsSeen:
+    def __init__(self) -> None:
+        self.answered: list[bool] = []
+
+    def lookup(self, outcome: LookupOutcome) -> None:
+        pass
+
+    def query_time(self, seconds: float) -> None:
+        pass
+
+    def mongodb_answered(self, answered: bool) -> None:
+        pass
+
+    def teams_answered(self, answered: bool) -> None:
+        self.answered.append(answered)
 
 
 def test_failing_groups_without_an_earlier_team_send_none_and_say_why_once(
@@ -273,4 +338,8 @@ def test_failing_groups_without_an_earlier_team_send_none_and_say_why_once(
 
     asyncio.run(scenario())
     warnings = [record.getMessage() for record in caplog.records if "groups" in record.getMessage()]
-    assert warnings == ["reading LibreChat's groups failed: unreachable (AutoReconnect); team left out"]
+    assert len(warnings) == 1
+    assert warnings[0].startswith(
+        "reading LibreChat's groups failed: unreachable (AutoReconnect); teams are left out (cached users keep "
+        "their last team) and groups are asked again in 1 s; check MONGO_URI's host"
+    )

@@ -13,6 +13,7 @@ from __future__ import annotations
 import asyncio
 import enum
 import logging
+import math
 import time
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass, replace
@@ -26,6 +27,7 @@ from ..observability.logs import RateLimitedWarnings
 from .mongo_failures import Failure, MongoFailure, advice, classify, location
 from .outage import Admission, MongoState, OutageWindow
 from .query_deadline import QueryDeadline
+from .team_reads import TeamRead, TeamReads, member_fields
 from .teams import USER_FIELDS, TeamFinder, tenant_of
 
 logger = logging.getLogger("portkey_user_proxy.attribution.directory")
@@ -121,6 +123,8 @@ class LookupObserver(Protocol):
 
     def mongodb_answered(self, answered: bool) -> None: ...
 
+    def teams_answered(self, answered: bool) -> None: ...
+
 
 class _Unobserved:
     def lookup(self, outcome: LookupOutcome) -> None:
@@ -132,11 +136,16 @@ class _Unobserved:
     def mongodb_answered(self, answered: bool) -> None:
         pass
 
+    def teams_answered(self, answered: bool) -> None:
+        pass
+
 
 @dataclass(slots=True)
 class _Entry:
     user: User | None
     fresh_until: float
+    team_due: float = math.inf  # when to read the team again: before fresh_until if `groups` failed
+    member: Mapping[str, Any] | None = None  # what the user's groups are found by, to read the team alone
 
 
 class UserDirectory:
@@ -168,8 +177,20 @@ class UserDirectory:
         self._probe_due = 0.0  # loop time until which requests wait for the probe
         self._warnings = RateLimitedWarnings()
         self._readiness: tuple[float, MongoFailure | None] | None = None  # (checked at, result)
-        self._teams = teams
         self._deadline = QueryDeadline()  # the lookup timeout holds even when the driver is slow to cancel
+        self._team_reads = (
+            None
+            if teams is None
+            else TeamReads(
+                teams,
+                deadline=self._deadline,
+                probe_wait=self._probe_wait,
+                clock=clock,
+                observer=self._observer,
+                failure_of=self.failure_of,
+                recorded=self._team_recorded,
+            )
+        )
 
     async def find(self, object_id: str) -> Lookup:
         lookup = await self._cached_or_queried(object_id)
@@ -179,6 +200,7 @@ class UserDirectory:
     async def _cached_or_queried(self, object_id: str) -> Lookup:
         entry = self._cache.get(object_id)
         if entry is not None and entry.fresh_until > self._clock():
+            self._read_team_if_due(object_id, entry)
             outcome = LookupOutcome.CACHE_HIT if entry.user else LookupOutcome.NOT_FOUND
             return Lookup(entry.user, outcome)
         admission = self._window.admit()
@@ -289,46 +311,61 @@ class UserDirectory:
         if document is None:
             self._store(object_id, None, self._unknown_ttl)
             return Lookup(None, LookupOutcome.NOT_FOUND)
-        user, ttl = await self._with_team(User.from_document(document), document, started)
-        self._store(object_id, user, ttl)
+        user, team_due = await self._with_team(User.from_document(document), document, started)
+        self._store(object_id, user, self._ttl, team_due, member_fields(document))
         return Lookup(user, LookupOutcome.FOUND)
 
     async def _with_team(self, user: User, document: Mapping[str, Any], started: float) -> tuple[User, float]:
-        """The user with their team, and how long to cache them: one more query, within the same timeout.
+        """The user with their team, and when to read the team again: one more query, within the same timeout.
 
-        Groups that cannot be read leave the team out, never the user: the entry is then kept for a
-        short while only (with the team it had before, if any), so the team returns with MongoDB.
+        Groups that cannot be read leave the team out, never the user: the user keeps the team they
+        had before (if any) and is cached for the full TTL; only the team is read again, later.
         """
-        if self._teams is None:
-            return user, self._ttl
-        try:
-            team = await self._deadline.run(
-                self._teams.team_of(document), self._timeout - (time.perf_counter() - started)
-            )
-        except Exception as exc:  # TimeoutError, PyMongoError, a malformed group: all only cost the team
-            # Not an outage of the user lookup (the user was just read): the outage window stays as it is.
-            failure = self.failure_of(exc)
-            self._warnings.warn(
-                "groups", "reading LibreChat's groups failed: %s (%s); team left out", failure.kind, failure.detail
-            )
-            entry = self._cache.get(user.id)
-            team = entry.user.team if entry is not None and entry.user is not None else None
-            return replace(user, team=team), min(self._unknown_ttl, _STALE_RETRY_SECONDS)
-        return replace(user, team=team), self._ttl
+        if self._team_reads is None:
+            return user, math.inf
+        seconds_left = self._timeout - (time.perf_counter() - started)
+        read = await self._team_reads.read(user.id, member_fields(document), seconds_left)
+        if read.read:
+            return replace(user, team=read.team), math.inf
+        entry = self._cache.get(user.id)
+        team = entry.user.team if entry is not None and entry.user is not None else None
+        return replace(user, team=team), self._team_reads.retry_at()
+
+    def _read_team_if_due(self, object_id: str, entry: _Entry) -> None:
+        if self._team_reads is not None and entry.member is not None and entry.team_due <= self._clock():
+            self._team_reads.read_again(object_id, entry.member, self._timeout)
+
+    def _team_recorded(self, object_id: str, read: TeamRead) -> None:
+        entry = self._cache.get(object_id)
+        if entry is None or entry.user is None or self._team_reads is None:
+            return
+        if read.read:
+            entry.user = replace(entry.user, team=read.team)
+            entry.team_due = math.inf
+        else:
+            entry.team_due = self._team_reads.retry_at()
 
     def _fallback(self, object_id: str, failure: LookupOutcome) -> Lookup:
         entry = self._cache.get(object_id)
         if entry is not None and entry.user is not None:
             # Serve the stale entry for a short while without asking again, so an outage costs
             # each user one lookup timeout per retry interval instead of one per request.
-            self._store(object_id, entry.user, min(self._unknown_ttl, _STALE_RETRY_SECONDS))
+            ttl = min(self._unknown_ttl, _STALE_RETRY_SECONDS)
+            self._store(object_id, entry.user, ttl, entry.team_due, entry.member)
             return Lookup(entry.user, LookupOutcome.STALE)
         return Lookup(None, failure)
 
-    def _store(self, object_id: str, user: User | None, ttl: float) -> None:
+    def _store(
+        self,
+        object_id: str,
+        user: User | None,
+        ttl: float,
+        team_due: float = math.inf,
+        member: Mapping[str, Any] | None = None,
+    ) -> None:
         # Re-inserting moves the key to the end, so the dict's order is oldest-written first.
         self._cache.pop(object_id, None)
-        self._cache[object_id] = _Entry(user, self._clock() + ttl)
+        self._cache[object_id] = _Entry(user, self._clock() + ttl, team_due, member)
         while len(self._cache) > self._max_entries:
             del self._cache[next(iter(self._cache))]
 

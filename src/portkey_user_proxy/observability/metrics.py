@@ -97,6 +97,14 @@ class Metrics:
             registry=self.registry,
             multiprocess_mode="mostrecent",  # with several workers: whichever asked MongoDB last
         )
+        self.teams_readable = Gauge(
+            prefix + "teams_readable",
+            "0 while LibreChat's groups cannot be read for teams (the last read failed), so teams are left out; "
+            "1 otherwise, also with teams off.",
+            registry=self.registry,
+            multiprocess_mode="mostrecent",
+        )
+        self.teams_readable.set(1)  # no read has failed yet
         self.tokens = Counter(
             prefix + "user_tokens",
             "Tokens per user from response usage (only with METRICS_PER_USER_TOKENS=true).",
@@ -113,6 +121,9 @@ class Metrics:
 
     def mongodb_answered(self, answered: bool) -> None:
         self.mongodb_up.set(1 if answered else 0)
+
+    def teams_answered(self, answered: bool) -> None:
+        self.teams_readable.set(1 if answered else 0)
 
     def query_time(self, seconds: float) -> None:
         self.lookup_seconds.observe(seconds)
