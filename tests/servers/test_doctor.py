@@ -68,6 +68,8 @@ def test_teams_on_check_that_groups_can_be_read(
     assert code == ExitCode.OK
     assert verdicts(output)["groups collection"] == "ok"
     assert "groups holds 2 group(s)" in output
+    assert verdicts(output)["team lookup"] == "ok"
+    assert "a sample user's groups read as each lookup reads them: is in a team" in output
 
 
 @needs_stand_in()
@@ -85,6 +87,7 @@ def test_teams_on_fail_when_groups_cannot_be_read(
     found = verdicts(output)
     assert found["users collection"] == "ok"
     assert found["groups collection"] == "FAIL"
+    assert found["team lookup"] == "skip"
     assert "code 13 Unauthorized" in output
     assert "MONGO_URI needs a user" in output
 

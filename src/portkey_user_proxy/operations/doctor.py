@@ -23,7 +23,7 @@ from pymongo.asynchronous.collection import AsyncCollection
 from ..app import http_client, upstream_policy
 from ..attribution.directory import connect_users
 from ..attribution.mongo_failures import MongoFailure, advice, classify, location
-from ..attribution.teams import GROUPS_COLLECTION, TeamChoice
+from ..attribution.teams import GROUPS_COLLECTION, USER_FIELDS, TeamChoice, TeamFinder
 from ..settings import MONGO_URI_PLAIN_OPTIONS, Settings
 from ..upstream.client import error_before_response
 from .exit_codes import ExitCode
@@ -123,6 +123,7 @@ async def _mongodb_checks_with(
     ]
     if team_groups is not None:
         steps.append(("groups collection", lambda: _read_groups(users, team_groups)))
+        steps.append(("team lookup", lambda: _sample_team(users, team_groups)))
     checks = [Check(Verdict.OK, "mongodb target", f"{where} (host:port/database from MONGO_URI)")]
     for name, step in steps:
         if checks[-1].verdict in (Verdict.FAIL, Verdict.SKIP):
@@ -190,6 +191,21 @@ async def _read_groups(users: AsyncCollection[Any], team_groups: tuple[str, ...]
         )
         return Check(Verdict.WARN, "groups collection", detail)
     return Check(Verdict.OK, "groups collection", f"{groups.full_name} holds {len(names)} group(s), readable")
+
+
+async def _sample_team(users: AsyncCollection[Any], team_groups: tuple[str, ...]) -> Check:
+    # The query each lookup makes (by member, names only), which listing the groups does not prove.
+    started = time.perf_counter()
+    document = await users.find_one({}, dict.fromkeys(("_id", *USER_FIELDS), 1))
+    if document is None:
+        return Check(Verdict.SKIP, "team lookup", "no user to read the groups of")
+    team = await TeamFinder(users.database[GROUPS_COLLECTION], TeamChoice(team_groups)).team_of(document)
+    found = "is in a team" if team is not None else "is in no team"
+    return Check(
+        Verdict.OK,
+        "team lookup",
+        f"a sample user's groups read as each lookup reads them: {found}, in {_ms_since(started)}",
+    )
 
 
 async def _portkey_reachable(settings: Settings) -> Check:
