@@ -118,6 +118,8 @@ def run_export(users: int, *, groups: bool = True) -> tuple[int, float, Path]:
     output = Path(tempfile.mkstemp(prefix="export-users-", suffix=".csv")[1])
     uri = f"mongodb://127.0.0.1:{port}/LibreChat"
     environment = {**os.environ, "MONGO_URI": uri, "USER_LOOKUP_TIMEOUT_SECONDS": "5"}
+    if groups:  # the team column, and so the pass over `groups`, only when teams are asked for
+        environment["TEAM_METADATA_KEY"] = "team"
     command = [sys.executable, "-m", "portkey_user_proxy", "export-users"]
     try:
         started = time.perf_counter()

@@ -17,7 +17,7 @@ from portkey_user_proxy.operations.exit_codes import ExitCode
 from portkey_user_proxy.operations.export import HEADER, TeamIndex
 from tests.servers.test_teams import ADA, ADA_ON_ENTRA, NOBODY, TIM, _group, _teams, _user
 from tests.support.fixtures import load_fixture
-from tests.support.mongo import RealMongo, StandInMongo
+from tests.support.mongo import RealMongo, StandInMongo, needs_stand_in
 
 pytestmark = pytest.mark.usefixtures("restore_logging")  # the CLI sets up logging as a process would
 
@@ -26,13 +26,14 @@ Mongo = StandInMongo | RealMongo
 
 @pytest.fixture
 def librechat(mongo: Mongo, librechat_user: dict[str, Any], monkeypatch: pytest.MonkeyPatch, tmp_path: Path) -> Mongo:
-    """LibreChat's users (local, Entra, in no group) and groups; the CLI pointed at them."""
+    """LibreChat's users (local, Entra, in no group) and groups; the CLI pointed at them, teams on."""
     mongo.add_user(_user(librechat_user, ADA, "ada@corp.example", idOnTheSource=ADA_ON_ENTRA, provider="openid"))
     mongo.add_user(_user(librechat_user, NOBODY, "nobody@email.com"))
     for group in load_fixture("librechat_groups.json"):
         mongo.add_group(group)
     monkeypatch.chdir(tmp_path)
     monkeypatch.setenv("MONGO_URI", mongo.uri)
+    monkeypatch.setenv("TEAM_METADATA_KEY", "team")
     return mongo
 
 
@@ -82,6 +83,7 @@ def test_every_user_is_one_row_with_their_team(capsys: pytest.CaptureFixture[str
 
 @pytest.mark.usefixtures("librechat")
 def test_team_groups_apply_to_the_export(capsys: pytest.CaptureFixture[str], monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.delenv("TEAM_METADATA_KEY")  # TEAM_GROUPS alone asks for teams in the export
     monkeypatch.setenv("TEAM_GROUPS", "Finance")
 
     teams = {row["id"]: row["team"] for row in _export(capsys)}
@@ -125,8 +127,34 @@ def test_export_that_cannot_read_mongodb_writes_nothing_and_says_why(
     assert main(["export-users"]) == ExitCode.MONGO_UNAUTHORIZED
     captured = capsys.readouterr()
     assert captured.out == ""  # no header and no rows: nothing that could pass for a (short) export
-    assert f"MongoDB at {own_mongo.uri.removeprefix('mongodb://')}: unauthorized;" in captured.err
+    assert f"MongoDB at {own_mongo.uri.removeprefix('mongodb://')}: unauthorized reading `users`;" in captured.err
     assert "MONGO_URI" in captured.err
+
+
+@needs_stand_in()
+def test_without_teams_the_export_never_reads_groups(
+    librechat: StandInMongo, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
+) -> None:
+    # A MongoDB user allowed to read `users` alone is enough when no team is wanted.
+    monkeypatch.delenv("TEAM_METADATA_KEY")
+    librechat.refused_collections.add("groups")
+
+    rows = _export(capsys)
+
+    assert [row["team"] for row in rows] == ["", "", ""]
+
+
+@needs_stand_in()
+def test_export_that_cannot_read_groups_names_groups(
+    librechat: StandInMongo, capsys: pytest.CaptureFixture[str]
+) -> None:
+    librechat.refused_collections.add("groups")
+
+    assert main(["export-users"]) == ExitCode.MONGO_UNAUTHORIZED
+    captured = capsys.readouterr()
+    assert captured.out == ""
+    assert "unauthorized reading `groups` for the team column" in captured.err
+    assert "reading `users`" not in captured.err
 
 
 def test_export_that_fails_half_way_says_after_how_many_users(
@@ -145,7 +173,7 @@ def test_export_that_fails_half_way_says_after_how_many_users(
     assert main(["export-users"]) == ExitCode.MONGO_UNAUTHORIZED
     captured = capsys.readouterr()
     assert len(captured.out.splitlines()) == 1 + 1000  # the header and the first batch
-    assert "unauthorized (stopped after 1000 users: the output is incomplete)" in captured.err
+    assert "unauthorized reading `users` (stopped after 1000 users: the output is incomplete)" in captured.err
 
 
 def test_the_export_and_the_proxy_agree_on_every_users_team(
@@ -178,7 +206,11 @@ def test_a_members_best_group_wins_whatever_order_groups_come_in() -> None:
 
 
 @pytest.mark.usefixtures("librechat")
-def test_check_user_shows_the_team_even_when_it_is_not_sent(capsys: pytest.CaptureFixture[str]) -> None:
+def test_check_user_shows_the_team_even_when_it_is_not_sent(
+    capsys: pytest.CaptureFixture[str], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.delenv("TEAM_METADATA_KEY")
+
     assert main(["check-user", TIM]) == 0
 
     output = capsys.readouterr().out

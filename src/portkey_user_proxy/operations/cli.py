@@ -21,6 +21,7 @@ from ..attribution.directory import UserDirectory, connect_users
 from ..attribution.identity import identify
 from ..attribution.metadata import build_metadata
 from ..attribution.mongo_failures import MongoFailure, advice, classify, location
+from ..attribution.teams import GROUPS_COLLECTION
 from ..observability.logs import StartupRecords, configure_logging, loggable
 from ..observability.worker_metrics import UnusableDirectory, shared_metrics
 from ..settings import Settings, SettingsError, load_settings
@@ -217,7 +218,10 @@ def _team_line(settings: Settings, attribution: Attribution) -> str:
 
 async def _export_users(settings: Settings, *, raw: bool) -> int:
     database = connect_users(settings.mongo_uri, settings.user_lookup_timeout_seconds).database
-    export = UserExport(database, team_choice(settings), raw=raw)
+    # Teams only when the admin asked for them: a `groups` LibreChat never filled, or one the proxy's
+    # MongoDB user may not read, must not stop an export that has no use for it.
+    teams_wanted = settings.team_metadata_key is not None or bool(settings.team_group_names)
+    export = UserExport(database, team_choice(settings) if teams_wanted else None, raw=raw)
     where = location(database.client, database.name)
     try:
         await export.write(sys.stdout)
@@ -228,7 +232,10 @@ async def _export_users(settings: Settings, *, raw: bool) -> int:
         return ExitCode.OK
     except Exception as exc:  # any driver failure: the admin needs the cause, not a traceback
         stopped = f" (stopped after {export.rows} users: the output is incomplete)" if export.rows else ""
-        return _mongo_failed(classify(exc, database.client).kind, where, stopped)
+        detail = f" reading `{export.reading}`{stopped}"
+        if export.reading == GROUPS_COLLECTION:
+            detail += " for the team column (TEAM_METADATA_KEY or TEAM_GROUPS is set; unset both to export without it)"
+        return _mongo_failed(classify(exc, database.client).kind, where, detail)
     finally:
         await database.client.close()
     # An empty export is most often a MONGO_URI naming another database than LibreChat's.

@@ -26,6 +26,7 @@ HEADER = ("id", "email", "name", "username", "role", "provider", "team")
 _USER_FIELDS = dict.fromkeys((*HEADER[1:-1], *USER_FIELDS), 1)
 _GROUP_FIELDS = {"_id": 0, "name": 1, "memberIds": 1, "tenantId": 1}
 _BATCH_SIZE = 1000
+USERS_COLLECTION = "users"
 _FORMULA_STARTS = ("=", "+", "-", "@", "\t", "\r")
 _Key = TypeVar("_Key", str, tuple[str, str])
 
@@ -65,29 +66,39 @@ def _keep_best(best: dict[_Key, TeamRank], key: _Key, rank: TeamRank) -> None:
 
 
 class UserExport:
-    def __init__(self, database: AsyncDatabase[Any], choice: TeamChoice, *, raw: bool = False) -> None:
+    """`choice`: how teams are chosen, or None to leave the team column empty without reading `groups`."""
+
+    def __init__(self, database: AsyncDatabase[Any], choice: TeamChoice | None, *, raw: bool = False) -> None:
         self._database = database
         self._choice = choice
         self._raw = raw
         self.rows = 0  # users written so far, for a message if the export stops half-way
+        self.reading = GROUPS_COLLECTION if choice is not None else USERS_COLLECTION  # for a message if it fails
 
     async def write(self, out: TextIO) -> None:
-        """The header, then one row per user in `_id` order; nothing is written if groups cannot be read."""
-        teams = await self._team_index()
+        """The header, then one row per user in `_id` order; nothing is written if the first read fails."""
+        teams = await self._team_index(self._choice) if self._choice is not None else None
+        self.reading = USERS_COLLECTION
+        cursor = self._database[USERS_COLLECTION].find({}, _USER_FIELDS, sort=[("_id", 1)], batch_size=_BATCH_SIZE)
+        first = await anext(cursor, None)  # a refused read fails here, before the header is written
         writer = csv.writer(out)
         writer.writerow(HEADER)
-        cursor = self._database["users"].find({}, _USER_FIELDS, sort=[("_id", 1)], batch_size=_BATCH_SIZE)
+        if first is None:
+            return
+        writer.writerow(self._row(first, teams))
+        self.rows += 1
         async for user in cursor:
-            writer.writerow(self._row(user, teams.team_of(user)))
+            writer.writerow(self._row(user, teams))
             self.rows += 1
 
-    async def _team_index(self) -> TeamIndex:
-        teams = TeamIndex(self._choice)
+    async def _team_index(self, choice: TeamChoice) -> TeamIndex:
+        teams = TeamIndex(choice)
         async for group in self._database[GROUPS_COLLECTION].find({}, _GROUP_FIELDS, batch_size=_BATCH_SIZE):
             teams.add(group)
         return teams
 
-    def _row(self, user: Mapping[str, Any], team: str | None) -> list[str]:
+    def _row(self, user: Mapping[str, Any], teams: TeamIndex | None) -> list[str]:
+        team = teams.team_of(user) if teams is not None else None
         values = [str(user["_id"]), *(_text(user.get(name)) for name in HEADER[1:-1]), team or ""]
         return values if self._raw else [_inert(value) for value in values]
 
