@@ -2,11 +2,20 @@
 
 from __future__ import annotations
 
+from typing import Protocol
+
 from fastapi import APIRouter, Request
 from fastapi.responses import JSONResponse, Response
 
-from ..attribution.directory import UserDirectory
 from ..observability.metrics import CONTENT_TYPE, Metrics
+
+
+class Readiness(Protocol):
+    """What `/readyz` asks: the user directory (`app.state.directory`), kept out of the inbound side."""
+
+    async def readiness(self) -> object | None:
+        """None when lookups can succeed; else the failure seen, as its name."""
+
 
 router = APIRouter()
 OWN_PATHS = frozenset({"/healthz", "/readyz", "/metrics"})
@@ -23,7 +32,7 @@ async def readyz(request: Request) -> JSONResponse:
 
     Otherwise 503, with the failure seen: `unreachable`, `unauthorized`, `timeout` or `error`.
     """
-    directory: UserDirectory = request.app.state.directory
+    directory: Readiness = request.app.state.directory
     failure = await directory.readiness()
     if failure is None:
         return JSONResponse({"status": "ready", "mongodb": "reachable"})
