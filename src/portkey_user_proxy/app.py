@@ -27,7 +27,7 @@ from .inbound.routes import OWN_PATHS, router
 from .inbound.server import REFUSALS_STATE_KEY, InboundLimits, server_options
 from .observability.metrics import Metrics
 from .settings import Settings, load_settings
-from .upstream.client import UpstreamPolicy, build_http_client
+from .upstream.client import UpstreamClient, UpstreamPolicy, build_upstream_client
 from .upstream.portkey_defaults import CONFIG, PROVIDER, VIRTUAL_KEY, PortkeyDefaults
 from .upstream.request import UpstreamRequestBuilder
 from .upstream.traces import ConversationTrace
@@ -121,9 +121,12 @@ def upstream_policy(settings: Settings) -> UpstreamPolicy:
     )
 
 
-def http_client(settings: Settings) -> httpx.AsyncClient:
-    return build_http_client(
-        connect_timeout=settings.upstream_connect_timeout_seconds, read_timeout=settings.upstream_read_timeout_seconds
+def upstream_client(settings: Settings, *, timeout: float | None = None) -> UpstreamClient:
+    """`timeout`: one bound for every phase in place of the settings' (`doctor` asks with one)."""
+    return build_upstream_client(
+        httpx.URL(settings.portkey_url),
+        connect_timeout=timeout or settings.upstream_connect_timeout_seconds,
+        read_timeout=timeout or settings.upstream_read_timeout_seconds,
     )
 
 
@@ -137,7 +140,7 @@ def build_attributor(settings: Settings, directory: UserDirectory) -> Attributor
 
 
 def build_forwarder(
-    settings: Settings, directory: UserDirectory, client: httpx.AsyncClient, metrics: Metrics
+    settings: Settings, directory: UserDirectory, client: UpstreamClient, metrics: Metrics
 ) -> Forwarder:
     policy = ForwardingPolicy(
         identity_header=settings.user_id_header.encode("latin-1"),
@@ -159,9 +162,7 @@ def build_forwarder(
 
 
 class ProxyApp:
-    def __init__(
-        self, settings: Settings, directory: UserDirectory, client: httpx.AsyncClient, metrics: Metrics
-    ) -> None:
+    def __init__(self, settings: Settings, directory: UserDirectory, client: UpstreamClient, metrics: Metrics) -> None:
         self.directory = directory
         self.client = client
         self.metrics = metrics
@@ -194,10 +195,10 @@ def create_app(
     settings: Settings | None = None,
     *,
     directory: UserDirectory | None = None,
-    client: httpx.AsyncClient | None = None,
+    client: UpstreamClient | None = None,
     metrics: Metrics | None = None,
 ) -> ProxyApp:
     settings = settings or load_settings()
     metrics = metrics or Metrics(per_user_tokens=settings.metrics_per_user_tokens)
     directory = directory or build_user_directory(settings, metrics)
-    return ProxyApp(settings, directory, client or http_client(settings), metrics)
+    return ProxyApp(settings, directory, client or upstream_client(settings), metrics)

@@ -36,8 +36,8 @@ from .inbound.limits import UpstreamSlots, capped, check_declared_length, too_la
 from .inbound.target import upstream_url
 from .observability.logs import AccessRecord, RateLimitedWarnings, loggable, logger
 from .observability.metrics import Metrics
-from .upstream.client import UpstreamPolicy, error_before_response
-from .upstream.request import Content, OutgoingHeaders, UpstreamRequestBuilder
+from .upstream.client import Content, UpstreamClient, UpstreamPolicy, error_before_response
+from .upstream.request import OutgoingHeaders, UpstreamRequestBuilder
 
 # The access log's status for clients that left before the response ended (nginx's convention).
 CLIENT_CLOSED = 499
@@ -73,7 +73,7 @@ class Forwarder:
         policy: ForwardingPolicy,
         attributor: Attributor,
         builder: UpstreamRequestBuilder,
-        client: httpx.AsyncClient,
+        client: UpstreamClient,
         upstream: UpstreamPolicy,
         metrics: Metrics,
     ) -> None:
@@ -233,7 +233,7 @@ class Forwarder:
         sent_at = time.perf_counter()
         self._metrics.overhead_seconds.labels(record.route).observe(sent_at - record.started)
         try:
-            response = await self._client.send(request, stream=True)
+            response = await self._client.send(request)
         except httpx.HTTPError as exc:
             raise error_before_response(exc, self._upstream) from None
         record.status = response.status_code

@@ -31,11 +31,13 @@ from __future__ import annotations
 import asyncio
 import enum
 import functools
+import inspect
+import re
 from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any
 
-from uvicorn.protocols.http.httptools_impl import HttpToolsProtocol
+from uvicorn.protocols.http.httptools_impl import HttpToolsProtocol, RequestResponseCycle
 
 from ..errors import error_body
 from ..observability.logs import RateLimitedWarnings
@@ -339,3 +341,40 @@ class BoundedHttpToolsProtocol(HttpToolsProtocol):
         counter: RefusalCounter | None = self.app_state.get(REFUSALS_STATE_KEY)
         if counter is not None:
             counter(self.scope.get("path") if self._phase in _IN_BODY else None, code)
+
+
+# --- The uvicorn internals this module relies on -------------------------------------------------
+# The protocol subclass above drives uvicorn's own request cycle: these are the names it uses. A
+# uvicorn release that moved any of them fails `missing_uvicorn_internals` (a test asks it) before it
+# can misbehave; pyproject.toml pins uvicorn to the releases this was tested with.
+
+_OVERRIDDEN = (
+    "connection_made",
+    "connection_lost",
+    "handle_websocket_upgrade",
+    "data_received",
+    "on_message_begin",
+    "on_url",
+    "on_header",
+    "on_headers_complete",
+    "on_body",
+    "on_message_complete",
+    "on_response_complete",
+)
+_PROTOCOL_STATE = ("cycle", "pipeline", "flow", "connections", "transport", "loop", "config", "scope")
+_CYCLE_STATE = ("disconnected", "message_event", "response_complete", "response_started", "waiting_for_100_continue")
+
+
+def missing_uvicorn_internals() -> list[str]:
+    """The uvicorn names this module uses that the installed uvicorn no longer has; [] when all are there."""
+    missing = [
+        f"HttpToolsProtocol.{name}()" for name in _OVERRIDDEN if not callable(getattr(HttpToolsProtocol, name, None))
+    ]
+    missing += [f"HttpToolsProtocol.{name}" for name in _PROTOCOL_STATE if not _assigns(HttpToolsProtocol, name)]
+    missing += [f"RequestResponseCycle.{name}" for name in _CYCLE_STATE if not _assigns(RequestResponseCycle, name)]
+    return missing
+
+
+def _assigns(cls: type, attribute: str) -> bool:
+    # `self.name = ...` or `self.name: T = ...` somewhere in the class's own source.
+    return re.search(rf"self\.{attribute}\b[^=\n]*=", inspect.getsource(cls)) is not None

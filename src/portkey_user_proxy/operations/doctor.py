@@ -20,7 +20,7 @@ import httpx
 from pydantic import SecretStr
 from pymongo.asynchronous.collection import AsyncCollection
 
-from ..app import http_client, upstream_policy
+from ..app import upstream_client, upstream_policy
 from ..attribution.directory import connect_users
 from ..attribution.mongo_failures import MongoFailure, advice, classify, location
 from ..attribution.teams import GROUPS_COLLECTION, USER_FIELDS, TeamChoice, TeamFinder
@@ -211,12 +211,15 @@ async def _sample_team(users: AsyncCollection[Any], team_groups: tuple[str, ...]
 async def _portkey_reachable(settings: Settings) -> Check:
     target = settings.portkey_url_for_humans
     started = time.perf_counter()
-    async with http_client(settings) as client:
-        try:
-            response = await client.get(settings.portkey_url + "/", timeout=_PORTKEY_TIMEOUT_SECONDS)
-        except httpx.HTTPError as exc:
-            reason = error_before_response(exc, upstream_policy(settings)).message
-            return Check(Verdict.FAIL, "portkey reachable", f"{reason} ({type(exc).__name__}: {str(exc)[:160]})")
+    client = upstream_client(settings, timeout=_PORTKEY_TIMEOUT_SECONDS)
+    try:
+        response = await client.send(client.request("GET", httpx.URL(settings.portkey_url + "/"), [], None))
+        await response.aclose()
+    except httpx.HTTPError as exc:
+        reason = error_before_response(exc, upstream_policy(settings)).message
+        return Check(Verdict.FAIL, "portkey reachable", f"{reason} ({type(exc).__name__}: {str(exc)[:160]})")
+    finally:
+        await client.aclose()
     # Any HTTP answer shows the connection, TLS included, works: the root path need not exist.
     detail = f"{target} answered HTTP {response.status_code} in {_ms_since(started)}"
     return Check(Verdict.OK, "portkey reachable", detail)

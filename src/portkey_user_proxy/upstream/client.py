@@ -2,13 +2,14 @@
 
 from __future__ import annotations
 
+from collections.abc import AsyncIterator
 from dataclasses import dataclass
-from typing import Any
-from urllib.request import getproxies
+from urllib.request import getproxies, proxy_bypass
 
 import httpx
 
 from ..errors import ProxyError
+from ..headers import RawHeaders
 from .transport import LeanTransport
 
 # Node's default server keep-alive is 5 s (the self-hosted gateway runs on Node): close idle
@@ -45,53 +46,46 @@ class UpstreamPolicy:
         )
 
 
-class _NoCookies(httpx.Cookies):
-    """httpx stores `Set-Cookie` in its client and replays it on later requests, across users."""
-
-    def extract_cookies(self, response: httpx.Response) -> None:
-        return None  # also skips building urllib's request objects for each response
-
-    def set_cookie_header(self, request: httpx.Request) -> None:
-        return None
+Content = bytes | AsyncIterator[bytes] | None
 
 
-class _UpstreamClient(httpx.AsyncClient):
-    """An httpx client that adds nothing to requests (no cookies, no default headers).
+class UpstreamClient:
+    """Sends prepared requests to Portkey over the one route chosen at start-up.
 
-    No `transport=` is passed to httpx: it then mounts the environment's proxies (`HTTP_PROXY`,
-    `HTTPS_PROXY`, `ALL_PROXY`, `NO_PROXY`) exactly as for any httpx client, and only the direct
-    route, the one httpx would give its own default transport, gets the lean transport.
+    Requests go straight to the transport: no default headers, cookies, auth or redirects, which an
+    httpx client would add or follow (a `Set-Cookie` it stored would be replayed across users).
     """
 
-    _no_cookies = _NoCookies()
+    def __init__(self, transport: httpx.AsyncBaseTransport, timeout: httpx.Timeout) -> None:
+        self._transport = transport
+        self._extensions = {"timeout": timeout.as_dict()}
 
-    def __init__(self, direct: httpx.AsyncBaseTransport, **options: Any) -> None:
-        self._direct = direct
-        super().__init__(**options)
+    def request(self, method: str, url: httpx.URL, headers: RawHeaders, content: Content) -> httpx.Request:
+        return httpx.Request(method, url, headers=headers, content=content, extensions=self._extensions)
 
-    def _init_transport(self, *args: Any, **kwargs: Any) -> httpx.AsyncBaseTransport:
-        return self._direct
+    async def send(self, request: httpx.Request) -> httpx.Response:
+        """The response, its body unread (`aiter_raw`, then `aclose` to free the connection)."""
+        response = await self._transport.handle_async_request(request)
+        response.request = request
+        return response
 
-    @property
-    def headers(self) -> httpx.Headers:
-        return self._headers
-
-    @headers.setter
-    def headers(self, headers: Any) -> None:
-        # httpx's own setter adds `accept`, `accept-encoding`, `connection` and `user-agent` to every
-        # request: an upstream asked for gzip would send it to clients that never asked for it.
-        self._headers = httpx.Headers(headers)
-
-    @property
-    def cookies(self) -> httpx.Cookies:
-        return self._no_cookies
-
-    @cookies.setter
-    def cookies(self, cookies: object) -> None:
-        raise AttributeError("the upstream client keeps no cookies")
+    async def aclose(self) -> None:
+        await self._transport.aclose()
 
 
-def build_http_client(*, connect_timeout: float, read_timeout: float) -> httpx.AsyncClient:
+def environment_proxy(url: httpx.URL) -> str | None:
+    """The proxy the environment names for `url` (HTTP_PROXY, HTTPS_PROXY, ALL_PROXY, NO_PROXY), or None.
+
+    Read as httpx reads them (urllib's `getproxies`), once: every request goes to the same origin.
+    """
+    proxies = getproxies()
+    proxy = proxies.get(url.scheme) or proxies.get("all")
+    if not proxy or proxy_bypass(f"{url.host}:{url.port}" if url.port else url.host):
+        return None
+    return proxy if "://" in proxy else f"http://{proxy}"
+
+
+def build_upstream_client(url: httpx.URL, *, connect_timeout: float, read_timeout: float) -> UpstreamClient:
     timeout = httpx.Timeout(
         connect=connect_timeout,
         # Reasoning models think for minutes before their first byte: the read timeout is long.
@@ -99,9 +93,15 @@ def build_http_client(*, connect_timeout: float, read_timeout: float) -> httpx.A
         write=read_timeout,
         pool=connect_timeout,
     )
-    # Every open stream holds its own connection, so the number of connections is not capped.
-    direct = LeanTransport(max_idle=_MAX_IDLE_CONNECTIONS, keepalive_expiry=_KEEPALIVE_EXPIRY_SECONDS)
-    return _UpstreamClient(direct, timeout=timeout, limits=_PROXIED_LIMITS, follow_redirects=False)
+    proxy = environment_proxy(url)
+    transport: httpx.AsyncBaseTransport
+    if proxy is None:
+        # Every open stream holds its own connection, so the number of connections is not capped.
+        transport = LeanTransport(max_idle=_MAX_IDLE_CONNECTIONS, keepalive_expiry=_KEEPALIVE_EXPIRY_SECONDS)
+    else:
+        # trust_env: SSL_CERT_FILE and SSL_CERT_DIR apply, as they do on the direct route.
+        transport = httpx.AsyncHTTPTransport(proxy=proxy, limits=_PROXIED_LIMITS, trust_env=True)
+    return UpstreamClient(transport, timeout)
 
 
 def error_before_response(exc: httpx.HTTPError, policy: UpstreamPolicy) -> ProxyError:

@@ -7,16 +7,14 @@ Portkey defaults, the request id, and a `Content-Length` for a body that streams
 
 from __future__ import annotations
 
-from collections.abc import AsyncIterator
 from dataclasses import dataclass
 
 import httpx
 
 from ..headers import METADATA, REQUEST_ID, RawHeaders
+from .client import Content, UpstreamClient
 from .portkey_defaults import PortkeyDefaults
 from .traces import ConversationTrace
-
-Content = bytes | AsyncIterator[bytes] | None
 
 
 @dataclass(frozen=True, slots=True)
@@ -30,7 +28,7 @@ class OutgoingHeaders:
 
 @dataclass(frozen=True, slots=True)
 class UpstreamRequestBuilder:
-    client: httpx.AsyncClient
+    client: UpstreamClient
     stream_usage: bool = True
     body_limit: int = 0
     conversation_trace: ConversationTrace | None = None
@@ -39,7 +37,7 @@ class UpstreamRequestBuilder:
     def build(
         self, method: str, url: httpx.URL, forward: RawHeaders, added: OutgoingHeaders, content: Content
     ) -> httpx.Request:
-        return self.client.build_request(method, url, headers=self.headers(forward, added), content=content)
+        return self.client.request(method, url, self.headers(forward, added), content)
 
     def headers(self, forward: RawHeaders, added: OutgoingHeaders) -> RawHeaders:
         outgoing = forward if added.metadata is None else [*forward, (METADATA, added.metadata)]
