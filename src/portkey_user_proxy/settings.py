@@ -304,6 +304,12 @@ class Settings(BaseSettings):
         return value if value is not None and _group_names(value) else None
 
 
+def dotenv_file() -> Path | None:
+    """The `.env` file settings are read from, as an absolute path; None when there is none."""
+    path = Path(str(Settings.model_config.get("env_file")))
+    return path.resolve() if path.is_file() else None
+
+
 class SettingsError(Exception):
     """Raised with one readable line per invalid variable."""
 

@@ -47,11 +47,52 @@ def test_a_sound_set_up_passes_every_check(environment: pytest.MonkeyPatch, caps
     assert set(verdicts(output).values()) == {"ok"}
     assert "holds 1 user(s)" in output
     assert "answered HTTP" in output
-    assert "PORTKEY_PROVIDER=@openai-prod" in output
-    assert "PORTKEY_API_KEY=(set, hidden)" in output
+    assert "PORTKEY_PROVIDER=@openai-prod" in output  # the `portkey routing` check
     assert "pk-doctor-secret-0123" not in output
     assert "groups collection" not in verdicts(output)  # TEAM_METADATA_KEY unset: `groups` is never read
     assert output.rstrip().endswith("every check passed")
+
+
+def test_doctor_leads_with_its_verdicts_and_lists_settings_on_request(
+    environment: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
+) -> None:
+    main(["doctor"])
+    lines = capsys.readouterr().out.splitlines()
+    # A title, then verdicts only: nothing to scroll past before the first check.
+    assert all(line.split(" ", 1)[0] in ("ok", "warn", "FAIL", "skip") for line in lines[1:-1])
+    assert not any("PORTKEY_API_KEY=" in line for line in lines)
+
+    main(["doctor", "--settings"])
+    lines = capsys.readouterr().out.splitlines()
+    listed = lines.index("effective settings (secrets hidden):")
+    assert max(index for index, line in enumerate(lines) if line.split(" ", 1)[0] == "ok") < listed
+    assert "      PORTKEY_API_KEY=(set, hidden)" in lines[listed:]
+    assert "pk-doctor-secret-0123" not in "\n".join(lines)
+    assert lines[-1] == "every check passed"
+
+
+def test_doctor_says_which_env_file_it_read(
+    environment: pytest.MonkeyPatch, tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    main(["doctor"])
+    assert f"ok    settings from        no .env in {tmp_path}" in capsys.readouterr().out
+
+    (tmp_path / ".env").write_text("UNRESOLVED_USER_POLICY=fail-open\n")
+    main(["doctor"])
+    assert f"ok    settings from        {tmp_path / '.env'} read" in capsys.readouterr().out
+
+
+@pytest.mark.parametrize(("url_path", "verdict"), [("/v1", "warn"), ("", "ok")])
+def test_doctor_checks_that_portkey_url_does_not_end_in_v1(
+    environment: pytest.MonkeyPatch, upstream: Upstream, capsys: pytest.CaptureFixture[str], url_path: str, verdict: str
+) -> None:
+    environment.setenv("PORTKEY_URL", upstream.url + url_path)
+
+    main(["doctor"])
+
+    output = capsys.readouterr().out
+    assert verdicts(output)["portkey url"] == verdict
+    assert ("would reach .../v1/v1" in output) is (verdict == "warn")
 
 
 def test_teams_on_check_that_groups_can_be_read(
@@ -237,7 +278,7 @@ def test_doctor_shows_a_config_id_and_hides_an_inline_config(
     environment.delenv("PORTKEY_PROVIDER")
     environment.setenv("PORTKEY_CONFIG", config)
 
-    main(["doctor"])
+    main(["doctor", "--settings"])
 
     output = capsys.readouterr().out
     assert "sk-provider-secret-0123" not in output

@@ -49,7 +49,7 @@ def main(argv: list[str] | None = None) -> int:
         return _serve(settings, args.host, args.port)
     startup.replay()
     if args.command == "doctor":
-        return asyncio.run(run_doctor(settings))
+        return asyncio.run(run_doctor(settings, show_settings=args.settings))
     if args.command == "export-users":
         return asyncio.run(_export_users(settings, raw=args.raw))
     return asyncio.run(_check_user(settings, args.user, args.metadata))
@@ -274,10 +274,13 @@ def _parser() -> argparse.ArgumentParser:
     )
     check.add_argument("user", metavar="ID_OR_EMAIL", help="a LibreChat user id (24 hex characters) or email")
     check.add_argument("--metadata", help="an x-portkey-metadata value to merge, as LibreChat would send it")
-    command(
+    doctor = command(
         "doctor",
         "check the set-up: settings, MongoDB, Portkey; one line per check",
         "Check the set-up, one line per check with a verdict and what to change.",
+    )
+    doctor.add_argument(
+        "--settings", action="store_true", help="list the effective settings too (secrets hidden) after the checks"
     )
     export = command(
         "export-users",

@@ -1,8 +1,10 @@
 """`portkey-user-proxy doctor`: the set-up checked end to end, one line per check.
 
 Each line gives a verdict (`ok`, `warn`, `FAIL`, `skip`), what was checked and, when it is not ok,
-what to change. The effective settings come first, secrets hidden and MONGO_URI without its
-credentials. Any FAIL makes the command exit non-zero.
+what to change; the verdicts come first, from where the settings were read (the environment and
+`./.env`) to MongoDB and Portkey, and the last line sums them up. `--settings` adds the effective
+settings before that line, secrets hidden and MONGO_URI without its credentials. Any FAIL makes the
+command exit non-zero.
 """
 
 from __future__ import annotations
@@ -13,6 +15,7 @@ import importlib.metadata
 import time
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
+from pathlib import Path
 from typing import Any
 from urllib.parse import parse_qsl
 
@@ -24,7 +27,7 @@ from ..app import upstream_client, upstream_policy
 from ..attribution.directory import connect_users
 from ..attribution.mongo_failures import MongoFailure, advice, classify, location
 from ..attribution.teams import GROUPS_COLLECTION, USER_FIELDS, TeamChoice, TeamFinder
-from ..settings import MONGO_URI_PLAIN_OPTIONS, Settings
+from ..settings import MONGO_URI_PLAIN_OPTIONS, Settings, dotenv_file
 from ..upstream.client import error_before_response
 from .exit_codes import ExitCode
 
@@ -48,13 +51,21 @@ class Check:
         return f"{self.verdict:<5} {self.name:<20} {self.detail}"
 
 
-async def run_doctor(settings: Settings) -> int:
-    print(f"portkey-user-proxy {importlib.metadata.version('portkey-user-proxy')}: effective settings")
-    for name, value in effective_settings(settings):
-        print(f"      {name}={value}")
-    checks = [*await _mongodb_checks(settings), await _portkey_reachable(settings), *_portkey_defaults(settings)]
+async def run_doctor(settings: Settings, *, show_settings: bool = False) -> int:
+    print(f"portkey-user-proxy {importlib.metadata.version('portkey-user-proxy')} doctor")
+    checks = [
+        _settings_source(),
+        *await _mongodb_checks(settings),
+        _portkey_url(settings),
+        await _portkey_reachable(settings),
+        *_portkey_defaults(settings),
+    ]
     for check in checks:
         print(check.line())
+    if show_settings:
+        print("effective settings (secrets hidden):")
+        for name, value in effective_settings(settings):
+            print(f"      {name}={value}")
     failed = sum(1 for check in checks if check.verdict is Verdict.FAIL)
     warned = sum(1 for check in checks if check.verdict is Verdict.WARN)
     # A bare "every check passed" under a warn line reads as "nothing to do".
@@ -84,6 +95,26 @@ def effective_settings(settings: Settings) -> list[tuple[str, str]]:
             text = str(getattr(value, "value", value))
         shown.append((name.upper(), text))
     return shown
+
+
+def _settings_source() -> Check:
+    dotenv = dotenv_file()
+    if dotenv is None:
+        detail = f"no .env in {Path.cwd()}: every setting comes from the environment (or its default)"
+    else:
+        detail = f"{dotenv} read; the environment wins over it"
+    return Check(Verdict.OK, "settings from", detail)
+
+
+def _portkey_url(settings: Settings) -> Check:
+    target = settings.portkey_url_for_humans
+    if settings.portkey_url.endswith("/v1"):
+        detail = (
+            f"{target} ends in /v1: request paths are appended unchanged, so LibreChat's baseURL .../v1 would "
+            "reach .../v1/v1; set PORTKEY_URL to the gateway's root"
+        )
+        return Check(Verdict.WARN, "portkey url", detail)
+    return Check(Verdict.OK, "portkey url", f"{target}: request paths (/v1/...) are appended to it")
 
 
 def masked_mongo_uri(uri: str) -> str:
