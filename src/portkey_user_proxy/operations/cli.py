@@ -259,9 +259,10 @@ def _parser() -> argparse.ArgumentParser:
     commands = parser.add_subparsers(dest="command", required=True)
 
     def command(name: str, summary: str, description: str) -> argparse.ArgumentParser:
-        # The commands that end with an exit code of their own list the codes in their --help too.
+        # Each command's --help lists the codes it can end with; the top-level --help lists them all.
+        own_codes = "exit codes:\n" + describe(name)
         return commands.add_parser(
-            name, help=summary, description=description, epilog=epilog, formatter_class=formatter
+            name, help=summary, description=description, epilog=own_codes, formatter_class=formatter
         )
 
     serve = command("serve", "run the proxy", "Run the proxy (settings from the environment and ./.env).")

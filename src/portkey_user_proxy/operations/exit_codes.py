@@ -19,11 +19,47 @@ class ExitCode(enum.IntEnum):
     USAGE = 64  # a bad command line (BSD sysexits' EX_USAGE), told apart from a bad setting
 
 
-def describe() -> str:
-    """The exit codes as lines for `--help`."""
-    return "\n".join(f"  {code.value:<3} {_MEANINGS[code]}" for code in ExitCode)
+def describe(command: str | None = None) -> str:
+    """The exit codes as lines for `--help`: the ones `command` can end with, or every one."""
+    codes = COMMAND_CODES[command] if command is not None else tuple(ExitCode)
+    return "\n".join(f"  {code.value:<3} {_meaning(code, command)}" for code in codes)
 
 
+def _meaning(code: ExitCode, command: str | None) -> str:
+    if code is ExitCode.OK and command is not None:
+        return f"success: {_SUCCESS[command]}"
+    return _MEANINGS[code]
+
+
+# What each command can end with; every command reads the settings and its command line first.
+COMMAND_CODES: dict[str, tuple[ExitCode, ...]] = {
+    "serve": (ExitCode.OK, ExitCode.BAD_SETTINGS, ExitCode.SERVER_NOT_STARTED, ExitCode.USAGE),
+    "check-user": (
+        ExitCode.OK,
+        ExitCode.UNKNOWN_USER,
+        ExitCode.BAD_SETTINGS,
+        ExitCode.MONGO_UNAVAILABLE,
+        ExitCode.MONGO_UNAUTHORIZED,
+        ExitCode.NO_EMAIL,
+        ExitCode.NOT_AN_OBJECT_ID,
+        ExitCode.NO_USER_ID,
+        ExitCode.USAGE,
+    ),
+    "doctor": (ExitCode.OK, ExitCode.BAD_SETTINGS, ExitCode.CHECKS_FAILED, ExitCode.USAGE),
+    "export-users": (
+        ExitCode.OK,
+        ExitCode.BAD_SETTINGS,
+        ExitCode.MONGO_UNAVAILABLE,
+        ExitCode.MONGO_UNAUTHORIZED,
+        ExitCode.USAGE,
+    ),
+}
+_SUCCESS = {
+    "serve": "the server ran and stopped cleanly",
+    "check-user": "the user resolves",
+    "doctor": "every check passed",
+    "export-users": "every user was written",
+}
 _MEANINGS = {
     ExitCode.OK: "success (check-user: the user resolves; doctor: every check passed)",
     ExitCode.UNKNOWN_USER: "the user is not in the users collection MONGO_URI names",
