@@ -11,6 +11,7 @@ from typing import Any
 import httpx
 import pytest
 import uvloop
+from prometheus_client.parser import text_string_to_metric_families
 
 from portkey_user_proxy.attribution.directory import LookupOutcome, UserDirectory, connect_users
 from tests.support.mongo import FrozenMongo
@@ -60,16 +61,23 @@ def test_requests_reach_the_upstream_within_the_timeout(
 ) -> None:
     proxy = make_proxy(mongo_uri=frozen.uri, user_lookup_timeout_seconds=TIMEOUT)
 
-    def chat(user: str) -> float:
-        started = time.perf_counter()
+    def chat(user: str) -> int:
         response = httpx.post(proxy.url + "/v1/chat/completions", json={"user": user, "messages": []}, timeout=10)
-        assert response.status_code == 200
-        return time.perf_counter() - started
+        return response.status_code
 
     with ThreadPoolExecutor(len(USERS)) as pool:
-        seconds = list(pool.map(chat, USERS))
+        assert set(pool.map(chat, USERS)) == {200}
 
-    assert max(seconds) < TIMEOUT + SLACK
+    # The proxy's own measure, from receiving each request to sending it upstream (the clients' own
+    # time, on a loaded machine, says little): every one within the timeout and a bucket's slack.
+    metrics = httpx.get(proxy.url + "/metrics", timeout=10).text
+    overhead = {
+        sample.labels["le"]: sample.value
+        for family in text_string_to_metric_families(metrics)
+        for sample in family.samples
+        if sample.name == "portkey_user_proxy_overhead_seconds_bucket"
+    }
+    assert overhead["0.5"] == len(USERS)
     assert {received.metadata["_user"] for received in upstream.received} == set(USERS)  # each its raw id
 
 
