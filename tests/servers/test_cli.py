@@ -178,9 +178,26 @@ def test_a_usage_error_exits_apart_from_an_invalid_setting(
 
 
 @pytest.mark.usefixtures("librechat_env")
-def test_check_user_rejects_invalid_metadata(capsys: pytest.CaptureFixture[str]) -> None:
-    assert main(["check-user", USER_ID, "--metadata", "{not json"]) == ExitCode.USAGE
-    assert "invalid --metadata" in capsys.readouterr().err
+@pytest.mark.parametrize(
+    ("given", "problem"),
+    [
+        (
+            "{bad",
+            "invalid --metadata: not valid JSON (Expecting property name enclosed in double quotes at character 2)",
+        ),
+        ('["team"]', "invalid --metadata: an array in JSON, not an object"),
+        ("null", "invalid --metadata: null in JSON, not an object"),
+    ],
+)
+def test_check_user_says_what_is_wrong_with_its_metadata_option(
+    capsys: pytest.CaptureFixture[str], given: str, problem: str
+) -> None:
+    # About the command line the admin typed, not the proxy's words for a request's header ("replaced").
+    assert main(["check-user", USER_ID, "--metadata", given]) == ExitCode.USAGE
+    err = capsys.readouterr().err
+    assert err.startswith(problem + "; give a JSON object")
+    assert "replaced" not in err
+    assert "x-portkey-metadata is not" not in err
 
 
 def test_check_user_does_not_blame_mongodb_for_an_id_that_is_not_an_object_id(

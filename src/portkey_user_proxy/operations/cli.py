@@ -8,6 +8,7 @@ import asyncio
 import contextlib
 import gc
 import importlib.metadata
+import json
 import math
 import os
 import sys
@@ -108,8 +109,8 @@ def _run_server(settings: Settings, host: str, port: int) -> None:
 
 
 async def _check_user(settings: Settings, user: str, metadata: str | None) -> int:
-    if metadata is not None and (problem := build_metadata(metadata, None, {}).problem) is not None:
-        print(f"invalid --metadata: {problem}", file=sys.stderr)
+    if metadata is not None and (problem := _metadata_option_problem(metadata)) is not None:
+        print(f"invalid --metadata: {problem}; {_METADATA_EXAMPLE}", file=sys.stderr)
         return ExitCode.USAGE
     directory = build_user_directory(settings, teams=True)
     print(f"mongodb:            {directory.location}")
@@ -141,6 +142,28 @@ async def _check_user(settings: Settings, user: str, metadata: str | None) -> in
     print(f"team:               {_team_line(settings, attribution)}")
     print(f"x-portkey-metadata: {header if attribution.outcome is not AttributionOutcome.REJECTED else _REFUSED}")
     return _verdict(attribution, user, directory)
+
+
+_METADATA_EXAMPLE = (
+    "give a JSON object, as librechat.yaml's x-portkey-metadata header holds, e.g. "
+    """--metadata '{"team":"{{LIBRECHAT_USER_ROLE}}"}'"""
+)
+_JSON_KINDS = {list: "an array", str: "a string", int: "a number", float: "a number", bool: "true or false"}
+
+
+def _metadata_option_problem(text: str) -> str | None:
+    """What is wrong with the --metadata argument, in words about the command line; None when it is usable."""
+    if not text.strip():
+        return None  # as a request without the header
+    try:
+        parsed = json.loads(text)
+    except json.JSONDecodeError as exc:
+        return f"not valid JSON ({exc.msg} at character {exc.pos + 1})"
+    except (ValueError, RecursionError):
+        return "not valid JSON"
+    if not isinstance(parsed, dict):
+        return f"{_JSON_KINDS.get(type(parsed), 'null')} in JSON, not an object"
+    return None
 
 
 # Under fail-closed nothing goes to Portkey: showing the header a request would never carry misleads.
