@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import logging
 import re
 import time
 from datetime import UTC, datetime, timedelta
@@ -141,3 +142,27 @@ def test_values_quoted_for_the_log_are_not_escaped_twice(capsys: pytest.CaptureF
     RateLimitedWarnings().warn("k", "refused the user id %s", loggable("evil\nline"))
 
     assert capsys.readouterr().err.rstrip("\n").endswith("refused the user id 'evil\\nline'")
+
+
+@pytest.mark.parametrize("log_format", ["text", "json"])
+@pytest.mark.parametrize("value", ["6651f0c2a1b2c3d4e5f60718", "zoë@example.com", "'\\xe9'", *FORGERIES])
+def test_the_access_line_is_the_same_written_directly_or_through_logging(
+    log_format: str, value: str, capsys: pytest.CaptureFixture[str], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    # Written straight to the handler while logging is as configure_logging left it, and through
+    # logging's records otherwise (here: a filter on the handler): the same bytes either way.
+    monkeypatch.setattr(time, "time", lambda: 1764849600.5678)
+    monkeypatch.setattr(time, "time_ns", lambda: 1764849600567800000)
+    monkeypatch.setattr(time, "perf_counter", lambda: 1000.0)
+    configure_logging("INFO", log_format)
+    record = AccessRecord("POST", "/v1/" + value, 999.98765, status=200, user=value)
+    record.attribution, record.trace_id, record.request_id = "resolved:found", value, value
+
+    record.emit()
+    direct = capsys.readouterr().err
+    logging.getLogger().handlers[0].addFilter(lambda _: True)
+    record.emit()
+    through_logging = capsys.readouterr().err
+
+    assert direct == through_logging
+    assert direct.count("\n") == 1

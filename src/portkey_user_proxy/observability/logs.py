@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import contextlib
 import json
 import logging
 import re
@@ -10,6 +11,7 @@ import time
 from collections.abc import Mapping
 from dataclasses import dataclass
 from datetime import UTC, datetime
+from typing import TextIO
 
 _TEXT_FORMAT = "%(asctime)s %(levelname)s %(name)s %(message)s"
 access_logger = logging.getLogger("portkey_user_proxy.access")
@@ -33,6 +35,7 @@ def configure_logging(level: str, log_format: str = "text") -> None:
         logging.getLogger(name).propagate = True
     for name in QUIET_LIBRARIES:
         logging.getLogger(name).setLevel(logging.WARNING)
+    _access_lines.handler = handler
 
 
 class StartupRecords(logging.Handler):
@@ -82,8 +85,13 @@ class AccessRecord:
         if not access_logger.isEnabledFor(logging.INFO):
             return
         duration_ms = round((time.perf_counter() - self.started) * 1000, 1)
-        access_logger.info(
-            '"%s %s" %d %.1fms user=%s attribution=%s trace=%s request=%s',
+        if not _access_lines.write(self, duration_ms):
+            extra = {"access": self.fields(duration_ms)}
+            access_logger.info(_ACCESS_MESSAGE, *self.arguments(duration_ms), extra=extra)
+
+    def arguments(self, duration_ms: float) -> tuple[object, ...]:
+        """The arguments of `_ACCESS_MESSAGE`."""
+        return (
             self.method,
             self.path,
             self.status,
@@ -92,11 +100,84 @@ class AccessRecord:
             self.attribution,
             self.trace_id,
             self.request_id,
-            extra={"access": {**{name: getattr(self, name) for name in _ACCESS_FIELDS}, "duration_ms": duration_ms}},
         )
 
+    def fields(self, duration_ms: float) -> dict[str, object]:
+        """The keys a JSON access line carries besides its message."""
+        return {
+            "method": self.method,
+            "path": self.path,
+            "status": self.status,
+            "user": self.user,
+            "attribution": self.attribution,
+            "trace_id": self.trace_id,
+            "request_id": self.request_id,
+            "duration_ms": duration_ms,
+        }
 
-_ACCESS_FIELDS = ("method", "path", "status", "user", "attribution", "trace_id", "request_id")
+
+_ACCESS_MESSAGE = '"%s %s" %d %.1fms user=%s attribution=%s trace=%s request=%s'
+
+
+class _AccessLines:
+    """The access line written straight to the handler `configure_logging` installed, in the very bytes
+    its formatter writes, without a `LogRecord` and the logging machinery around it per request.
+
+    Only while logging is as `configure_logging` left it: one handler, no filters, the access line
+    propagating to it. Anything else (a test's capture handler, an embedding application's set-up)
+    gets the access line through `logging` as before.
+    """
+
+    __slots__ = ("_second", "_second_text", "handler")
+
+    def __init__(self) -> None:
+        self.handler: logging.StreamHandler[TextIO] | None = None
+        self._second = -1
+        self._second_text = ""
+
+    def write(self, record: AccessRecord, duration_ms: float) -> bool:
+        """Write the line; False when logging is set up otherwise (or the write failed), so `logging` must."""
+        handler = self.handler
+        if handler is None or not self._only_path_to(handler):
+            return False
+        created = time.time()
+        formatter = handler.formatter
+        if type(formatter) is JsonFormatter:
+            message = _ACCESS_MESSAGE % record.arguments(duration_ms)
+            line = formatter.access_line(created, message, record.fields(duration_ms))
+        elif type(formatter) is TextFormatter and formatter._fmt == _TEXT_FORMAT:
+            message = _ACCESS_MESSAGE % _escaped_args(record.arguments(duration_ms))
+            line = f"{self._asctime(created)} INFO {access_logger.name} {message}"
+        else:
+            return False
+        try:
+            with handler.lock or contextlib.nullcontext():  # None only before createLock, never here
+                handler.stream.write(line + handler.terminator)
+                handler.flush()
+        except Exception:
+            return False  # `logging` tries again and reports the failure its own way
+        return True
+
+    @staticmethod
+    def _only_path_to(handler: logging.Handler) -> bool:
+        root = access_logger.root
+        return (
+            root.handlers == [handler]
+            and not handler.filters
+            and handler.level <= logging.INFO
+            and not root.filters
+            and all(not each.handlers and not each.filters and each.propagate for each in (access_logger, logger))
+        )
+
+    def _asctime(self, created: float) -> str:
+        # logging.Formatter.formatTime: local time, then milliseconds after a comma.
+        second = int(created)
+        if second != self._second:
+            self._second, self._second_text = second, time.strftime("%Y-%m-%d %H:%M:%S", time.localtime(created))
+        return f"{self._second_text},{int((created - second) * 1000):03d}"
+
+
+_access_lines = _AccessLines()
 
 
 # What could end or fake a text log line, or fail to encode: C0/C1 controls (CR, LF, ESC...), Unicode's
@@ -135,6 +216,8 @@ def _escaped_args(args: tuple[object, ...] | Mapping[str, object]) -> tuple[obje
 
 
 def _escaped_arg(value: object) -> object:
+    if type(value) is str:  # the common case first: one check instead of a union's
+        return escape_for_log(value)
     # Numbers keep their type, so that `%d` and `%.1f` still apply to them; quoted text is safe already.
     if isinstance(value, int | float | _Quoted):
         return value
@@ -154,7 +237,22 @@ class JsonFormatter(logging.Formatter):
         entry.update(getattr(record, "access", {}))
         if record.exc_info:
             entry["exception"] = self.formatException(record.exc_info)
-        return _RAW_IN_JSON.sub(_json_escape, json.dumps(entry, ensure_ascii=False, default=str))
+        return _json_line(entry)
+
+    def access_line(self, created: float, message: str, fields: dict[str, object]) -> str:
+        """What `format` makes of the access line's record, from its parts."""
+        entry: dict[str, object] = {
+            "time": iso_utc(created),
+            "level": "INFO",
+            "logger": access_logger.name,
+            "message": message,
+        }
+        entry.update(fields)
+        return _json_line(entry)
+
+
+def _json_line(entry: dict[str, object]) -> str:
+    return _RAW_IN_JSON.sub(_json_escape, json.dumps(entry, ensure_ascii=False, default=str))
 
 
 # What `json.dumps(ensure_ascii=False)` leaves raw that a log shipper may take for a line end (NEL,
