@@ -80,10 +80,18 @@ def cpu_seconds(pid: int) -> float:
     nginx's worker and a supervisor's uvicorn workers are children of the pid that was started; a
     child that has ended and been waited for counts in its parent's cutime and cstime.
     """
-    total = 0
+    user, system = cpu_split(pid)
+    return user + system
+
+
+def cpu_split(pid: int) -> tuple[float, float]:
+    """`cpu_seconds`, as user time and system time (the kernel's work on the process's behalf)."""
+    user = system = 0
     for fields in _stats_in_tree(pid):
-        total += sum(int(value) for value in fields[11:15])  # utime, stime, cutime, cstime
-    return total / os.sysconf("SC_CLK_TCK")
+        user += int(fields[11]) + int(fields[13])  # utime, cutime
+        system += int(fields[12]) + int(fields[14])  # stime, cstime
+    ticks = os.sysconf("SC_CLK_TCK")
+    return user / ticks, system / ticks
 
 
 def _stats_in_tree(root: int) -> list[list[str]]:
