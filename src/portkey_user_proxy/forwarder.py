@@ -31,7 +31,7 @@ from .inbound.auth import InboundKey
 from .inbound.body import BodyTooLarge, ClientDisconnected, read_body, stream_body
 from .inbound.client_writes import ClientStalled, TimedSend
 from .inbound.disconnects import CancelOnDisconnect
-from .inbound.last_resort import WatchedSend, internal_error
+from .inbound.last_resort import internal_error
 from .inbound.limits import UpstreamSlots, capped, check_declared_length, too_large
 from .inbound.target import upstream_url
 from .observability.logs import AccessRecord, RateLimitedWarnings, loggable, logger
@@ -91,7 +91,7 @@ class Forwarder:
         path = scope["path"]
         route = route_for(path)
         record = AccessRecord(scope["method"], path, time.perf_counter(), route=route.name)
-        watched = WatchedSend(TimedSend(send, self._policy.write_timeout))
+        watched = TimedSend(send, self._policy.write_timeout)
         try:
             await self._proxy(scope, receive, watched, record, route)
         except ProxyError as error:
@@ -110,6 +110,7 @@ class Forwarder:
             else:
                 await self._answer_error(watched, failure, record)
         finally:
+            watched.close()
             self._metrics.requests.labels(record.route, str(record.status)).inc()
             record.emit()
 

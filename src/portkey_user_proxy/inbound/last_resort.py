@@ -12,24 +12,8 @@ from __future__ import annotations
 import traceback
 from pathlib import Path
 
-from ..asgi import Message, Send
 from ..errors import ProxyError
 from ..observability.logs import logger
-
-
-class WatchedSend:
-    """The ASGI `send`, noting whether the response has started: after that, no error can be sent."""
-
-    __slots__ = ("_send", "started")
-
-    def __init__(self, send: Send) -> None:
-        self._send = send
-        self.started = False
-
-    async def __call__(self, message: Message) -> None:
-        if message["type"] == "http.response.start":
-            self.started = True
-        await self._send(message)
 
 
 def internal_error(exc: Exception, method: str, route: str) -> ProxyError:

@@ -1,0 +1,91 @@
+"""The write timeout: one timer per response, yet each send still gets the whole timeout."""
+
+from __future__ import annotations
+
+import asyncio
+
+import pytest
+
+from portkey_user_proxy.asgi import Message
+from portkey_user_proxy.inbound.client_writes import ClientStalled, TimedSend
+
+BODY: Message = {"type": "http.response.body", "body": b"x", "more_body": True}
+
+
+class Client:
+    """An ASGI `send` whose calls return at once, after `delay` seconds, or never."""
+
+    def __init__(self) -> None:
+        self.delay: float | None = 0.0
+        self.sent = 0
+        self.sending = asyncio.Event()
+
+    async def send(self, _: Message) -> None:
+        self.sending.set()
+        if self.delay is None:
+            await asyncio.Event().wait()  # a client that reads nothing: the send never completes
+        elif self.delay:
+            await asyncio.sleep(self.delay)
+        self.sent += 1
+
+
+def test_a_send_that_waits_the_whole_timeout_ends_the_response() -> None:
+    async def scenario() -> None:
+        client = Client()
+        timed = TimedSend(client.send, 0.05)
+        await timed({"type": "http.response.start", "status": 200, "headers": []})
+        client.delay = None
+        with pytest.raises(ClientStalled):
+            await timed(BODY)
+        timed.close()
+        assert timed.started
+
+    asyncio.run(scenario())
+
+
+def test_a_slow_send_late_in_a_long_response_has_its_own_whole_timeout() -> None:
+    async def scenario() -> None:
+        client = Client()
+        timed = TimedSend(client.send, 1.0)
+        await timed(BODY)
+        await asyncio.sleep(0.8)  # the upstream is slow: no send in progress, nothing to time out
+        client.delay = 0.5  # this send ends 1.3 s after the first began, 0.5 s after it began itself
+        await timed(BODY)
+        timed.close()
+        assert client.sent == 2
+
+    asyncio.run(scenario())
+
+
+def test_quick_sends_never_stall_however_long_the_response() -> None:
+    async def scenario() -> None:
+        client = Client()
+        timed = TimedSend(client.send, 0.05)
+        for _ in range(10):
+            await timed(BODY)
+            await asyncio.sleep(0.02)
+        timed.close()
+        assert client.sent == 10
+
+    asyncio.run(scenario())
+
+
+def test_a_cancellation_from_elsewhere_stays_a_cancellation() -> None:
+    async def scenario() -> None:
+        client = Client()
+        client.delay = None
+
+        async def respond() -> None:
+            timed = TimedSend(client.send, 60)
+            try:
+                await timed(BODY)
+            finally:
+                timed.close()
+
+        task = asyncio.create_task(respond())
+        await client.sending.wait()
+        task.cancel()  # a disconnect watcher, or the server shutting down
+        with pytest.raises(asyncio.CancelledError):
+            await task
+
+    asyncio.run(scenario())
