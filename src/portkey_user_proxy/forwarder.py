@@ -21,6 +21,7 @@ import httpx
 
 from .asgi import Receive, Scope, Send
 from .attribution.decision import Attribution, AttributionOutcome, Attributor, refusal
+from .attribution.directory import LookupOutcome
 from .attribution.identity import Identity, identify
 from .dialects import Dialect, Route, route_for
 from .dialects.fields import json_fields
@@ -177,6 +178,15 @@ class Forwarder:
                 "LibreChat sent the placeholder %s unresolved (a LibreChat configuration or version problem); "
                 "the request body's user id is used instead when present",
                 identity.unresolved_placeholder,
+            )
+        if attribution.outcome is AttributionOutcome.FALLBACK and attribution.reason == LookupOutcome.NOT_FOUND:
+            self._warnings.warn(
+                "user-not-found",
+                "the user id %s is not in the users collection at %s, so `_user` is the id itself "
+                "(UNRESOLVED_USER_POLICY=fail-open); when many are not found, MONGO_URI most likely names "
+                "another database than LibreChat's",
+                identity.object_id,
+                self._attributor.directory.location,
             )
 
     # Step 3: build the upstream request.

@@ -49,3 +49,24 @@ def test_an_unresolved_placeholder_is_reported_once_not_per_request(
     warnings = [r.getMessage() for r in caplog.records if "{{LIBRECHAT_USER_ID}}" in r.getMessage()]
     assert len(warnings) == 1
     assert "LibreChat configuration or version problem" in warnings[0]
+
+
+def test_users_not_found_under_fail_open_are_warned_about_once_a_minute(
+    proxy: RunningProxy, upstream: Upstream, caplog: pytest.LogCaptureFixture
+) -> None:
+    # Forwarded anyway, so nothing else shows it: most often MONGO_URI names another database.
+    caplog.set_level(logging.WARNING)
+    unknown = ["aaaaaaaaaaaaaaaaaaaaaaaa", "bbbbbbbbbbbbbbbbbbbbbbbb", "cccccccccccccccccccccccc"]
+
+    for user in unknown:
+        response = httpx.post(proxy.url + "/v1/chat/completions", json={"user": user})
+        assert response.status_code == 200
+    proxy.server.stop()
+
+    warnings = [r for r in caplog.records if "not in the users collection" in r.getMessage()]
+    assert len(warnings) == 1
+    assert warnings[0].levelno == logging.WARNING
+    message = warnings[0].getMessage()
+    assert "the user id aaaaaaaaaaaaaaaaaaaaaaaa is not in the users collection at 127.0.0.1:" in message
+    assert "UNRESOLVED_USER_POLICY=fail-open" in message
+    assert "MONGO_URI most likely names another database than LibreChat's" in message
