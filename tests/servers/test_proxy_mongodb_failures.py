@@ -1,8 +1,13 @@
-"""Attribution failing, and why: readiness, reasons in /metrics and warnings for each MongoDB failure."""
+"""MongoDB failing: requests still flow (delayed at most by the lookup timeout), and each failure says why.
+
+Down at start, down mid-run, slow; readiness, reasons in /metrics and warnings for each kind of failure;
+fail-closed refusals. Tests that stop or slow MongoDB on purpose run on the stand-in only.
+"""
 
 from __future__ import annotations
 
 import logging
+import threading
 import time
 
 import httpx
@@ -14,9 +19,8 @@ from tests.support.proxy import MakeProxy, RunningProxy
 from tests.support.servers import Upstream, unused_port
 
 USER_ID = "6651f0c2a1b2c3d4e5f60718"
+EMAIL = "timmanik@email.com"
 NEW_USERS = [f"{0x7A0000000000000000000000 + n:024x}" for n in range(10)]
-
-pytestmark = needs_stand_in()
 
 
 def chat(proxy: RunningProxy, user: object = USER_ID, **headers: str) -> httpx.Response:
@@ -34,6 +38,7 @@ def counts(proxy: RunningProxy, metric: str) -> dict[tuple[str, ...], float]:
     }
 
 
+@needs_stand_in()
 def test_mongodb_refusing_reads_is_told_apart_from_unreachable(
     make_proxy: MakeProxy, upstream: Upstream, mongo: StandInMongo, caplog: pytest.LogCaptureFixture
 ) -> None:
@@ -52,6 +57,7 @@ def test_mongodb_refusing_reads_is_told_apart_from_unreachable(
     assert any("unauthorized" in w and "MONGO_URI needs a user" in w for w in warnings)
 
 
+@needs_stand_in()
 def test_wrong_credentials_are_unauthorized_and_never_shown(
     make_proxy: MakeProxy, mongo: StandInMongo, caplog: pytest.LogCaptureFixture, capsys: pytest.CaptureFixture[str]
 ) -> None:
@@ -70,6 +76,7 @@ def test_wrong_credentials_are_unauthorized_and_never_shown(
     assert "reader" not in shown
 
 
+@needs_stand_in()
 def test_an_outage_costs_one_lookup_timeout_then_nothing_per_request(make_proxy: MakeProxy, upstream: Upstream) -> None:
     timeout = 5.0
     proxy = make_proxy(mongo_uri=f"mongodb://127.0.0.1:{unused_port()}/LibreChat", user_lookup_timeout_seconds=timeout)
@@ -88,6 +95,7 @@ def test_an_outage_costs_one_lookup_timeout_then_nothing_per_request(make_proxy:
     assert httpx.get(proxy.url + "/readyz").json() == {"status": "not ready", "mongodb": "unreachable"}
 
 
+@needs_stand_in()
 def test_recovery_closes_the_window(
     make_proxy: MakeProxy, upstream: Upstream, librechat_user: dict[str, object]
 ) -> None:
@@ -107,6 +115,7 @@ def test_recovery_closes_the_window(
     assert counts(proxy, "portkey_user_proxy_mongodb_up")[()] == 1
 
 
+@needs_stand_in()
 def test_every_reason_is_counted_in_metrics(proxy: RunningProxy, upstream: Upstream) -> None:
     chat(proxy)  # found
     chat(proxy)  # cache_hit
@@ -127,6 +136,7 @@ def test_every_reason_is_counted_in_metrics(proxy: RunningProxy, upstream: Upstr
     }
 
 
+@needs_stand_in()
 def test_fail_closed_refusals_log_the_refused_id(make_proxy: MakeProxy, caplog: pytest.LogCaptureFixture) -> None:
     caplog.set_level(logging.INFO)
     proxy = make_proxy(unresolved_user_policy="fail-closed")
@@ -138,6 +148,7 @@ def test_fail_closed_refusals_log_the_refused_id(make_proxy: MakeProxy, caplog: 
     assert "refused the user id 'evil\\nFAKE LINE' (not_an_object_id)" in caplog.text
 
 
+@needs_stand_in()
 def test_groups_that_cannot_be_read_show_in_metrics_while_users_are_resolved(
     make_proxy: MakeProxy, upstream: Upstream, own_mongo: StandInMongo
 ) -> None:
@@ -150,3 +161,87 @@ def test_groups_that_cannot_be_read_show_in_metrics_while_users_are_resolved(
     assert upstream.last.metadata == {"_user": "timmanik@email.com"}  # resolved, without a team
     assert counts(proxy, "portkey_user_proxy_teams_readable")[()] == 0
     assert counts(proxy, "portkey_user_proxy_mongodb_up")[()] == 1  # `users` answers: MongoDB itself is up
+
+
+# --- Down, slow, back: requests keep flowing ---------------------------------------------------
+
+
+def test_the_proxy_serves_while_mongodb_is_down_and_recovers_when_it_returns(
+    make_proxy: MakeProxy, upstream: Upstream, librechat_user: dict[str, object]
+) -> None:
+    port = unused_port()
+    proxy = make_proxy(mongo_uri=f"mongodb://127.0.0.1:{port}/LibreChat", user_lookup_timeout_seconds=2)
+
+    assert chat(proxy).status_code == 200
+    assert upstream.last.metadata["_user"] == USER_ID  # fail-open: the raw id still splits cost per user
+    assert httpx.get(proxy.url + "/healthz").status_code == 200
+    assert httpx.get(proxy.url + "/readyz").status_code == 503
+
+    mongo = StandInMongo(port).start()
+    try:
+        mongo.add_user(librechat_user)
+        # Readiness reads `users` whatever the outage window says, and an answer closes the window.
+        assert httpx.get(proxy.url + "/readyz").json() == {"status": "ready", "mongodb": "reachable"}
+        assert chat(proxy).status_code == 200
+        assert upstream.last.metadata["_user"] == EMAIL
+    finally:
+        mongo.stop()
+
+
+@needs_stand_in()
+def test_a_cached_user_stays_attributed_when_mongodb_goes_down(
+    make_proxy: MakeProxy, upstream: Upstream, own_mongo: StandInMongo
+) -> None:
+    # A tiny TTL makes every request ask MongoDB again, so the outage is met on the request path.
+    proxy = make_proxy(mongo_uri=own_mongo.uri, user_cache_ttl_seconds=0.001, user_lookup_timeout_seconds=0.5)
+    chat(proxy)
+    own_mongo.stop()
+
+    assert chat(proxy).status_code == 200
+    assert upstream.last.metadata["_user"] == EMAIL
+
+
+@needs_stand_in()
+def test_a_slow_mongodb_delays_a_request_by_the_lookup_timeout_only(
+    make_proxy: MakeProxy, upstream: Upstream, own_mongo: StandInMongo
+) -> None:
+    own_mongo.gate = threading.Event()  # every find waits until the test ends
+    proxy = make_proxy(mongo_uri=own_mongo.uri, user_lookup_timeout_seconds=0.3)
+    try:
+        response = chat(proxy)
+    finally:
+        own_mongo.gate.set()
+
+    assert response.status_code == 200
+    assert upstream.last.metadata["_user"] == USER_ID
+
+
+def test_fail_closed_refuses_unknown_users_with_403(make_proxy: MakeProxy, upstream: Upstream) -> None:
+    proxy = make_proxy(unresolved_user_policy="fail-closed")
+
+    response = chat(proxy, "ffffffffffffffffffffffff")
+
+    assert response.status_code == 403
+    assert response.json()["error"]["code"] == "user_not_identified"
+    assert upstream.received == []
+
+
+def test_fail_closed_answers_503_when_mongodb_is_down(make_proxy: MakeProxy, upstream: Upstream) -> None:
+    proxy = make_proxy(
+        unresolved_user_policy="fail-closed",
+        mongo_uri=f"mongodb://127.0.0.1:{unused_port()}/LibreChat",
+        user_lookup_timeout_seconds=0.3,
+    )
+
+    response = chat(proxy)
+
+    assert response.status_code == 503
+    assert response.headers["retry-after"]
+    assert upstream.received == []
+
+
+def test_fail_closed_still_serves_known_users(make_proxy: MakeProxy, upstream: Upstream) -> None:
+    proxy = make_proxy(unresolved_user_policy="fail-closed")
+
+    assert chat(proxy).status_code == 200
+    assert upstream.last.metadata["_user"] == EMAIL
