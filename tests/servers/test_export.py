@@ -15,8 +15,8 @@ from portkey_user_proxy.attribution.teams import TeamChoice
 from portkey_user_proxy.operations.cli import main
 from portkey_user_proxy.operations.exit_codes import ExitCode
 from portkey_user_proxy.operations.export import HEADER, TeamIndex
-from tests.servers.test_teams import ADA, ADA_ON_ENTRA, NOBODY, TIM, _group, _teams, _user
 from tests.support.fixtures import load_fixture
+from tests.support.librechat import ADA, ADA_ON_ENTRA, NOBODY, TIM, group_document, teams_of, user_document
 from tests.support.mongo import RealMongo, StandInMongo, needs_stand_in
 
 pytestmark = pytest.mark.usefixtures("restore_logging")  # the CLI sets up logging as a process would
@@ -27,8 +27,10 @@ Mongo = StandInMongo | RealMongo
 @pytest.fixture
 def librechat(mongo: Mongo, librechat_user: dict[str, Any], monkeypatch: pytest.MonkeyPatch, tmp_path: Path) -> Mongo:
     """LibreChat's users (local, Entra, in no group) and groups; the CLI pointed at them, teams on."""
-    mongo.add_user(_user(librechat_user, ADA, "ada@corp.example", idOnTheSource=ADA_ON_ENTRA, provider="openid"))
-    mongo.add_user(_user(librechat_user, NOBODY, "nobody@email.com"))
+    mongo.add_user(
+        user_document(librechat_user, ADA, "ada@corp.example", idOnTheSource=ADA_ON_ENTRA, provider="openid")
+    )
+    mongo.add_user(user_document(librechat_user, NOBODY, "nobody@email.com"))
     for group in load_fixture("librechat_groups.json"):
         mongo.add_group(group)
     monkeypatch.chdir(tmp_path)
@@ -96,7 +98,7 @@ def test_cells_a_spreadsheet_would_run_as_formulas_are_made_inert(
 ) -> None:
     hostile = "bbbbbbbbbbbbbbbbbbbbbbbb"
     name = '=HYPERLINK("http://evil.example","click")'
-    librechat.add_user({**_user(librechat_user, hostile, "h@email.com"), "name": name, "username": "-1+1"})
+    librechat.add_user({**user_document(librechat_user, hostile, "h@email.com"), "name": name, "username": "-1+1"})
 
     escaped = {row["id"]: row for row in _export(capsys)}[hostile]
     raw = {row["id"]: row for row in _export(capsys, "--raw")}[hostile]
@@ -110,7 +112,7 @@ def test_users_beyond_one_batch_are_all_written_in_order(
 ) -> None:
     extra = [f"{n:024x}" for n in range(1, 2501)]
     for object_id in extra:
-        librechat.add_user(_user(librechat_user, object_id, f"u{object_id}@email.com"))
+        librechat.add_user(user_document(librechat_user, object_id, f"u{object_id}@email.com"))
 
     ids = [row["id"] for row in _export(capsys)]
 
@@ -167,7 +169,7 @@ def test_export_that_fails_half_way_says_after_how_many_users(
     monkeypatch.chdir(tmp_path)
     monkeypatch.setenv("MONGO_URI", own_mongo.uri)
     for n in range(1, 1501):
-        own_mongo.add_user(_user(librechat_user, f"{n:024x}", f"u{n}@email.com"))
+        own_mongo.add_user(user_document(librechat_user, f"{n:024x}", f"u{n}@email.com"))
     own_mongo.refuse_more = True
 
     assert main(["export-users"]) == ExitCode.MONGO_UNAUTHORIZED
@@ -181,20 +183,20 @@ def test_the_export_and_the_proxy_agree_on_every_users_team(
 ) -> None:
     tenants = {"dddddddddddddddddddddddd": "corp", "eeeeeeeeeeeeeeeeeeeeeeee": "acme"}
     for object_id, tenant in tenants.items():
-        librechat.add_user(_user(librechat_user, object_id, f"{tenant}@email.com", tenantId=tenant))
-    librechat.add_group(_group("Corp team", *tenants, tenantId="corp"))
-    librechat.add_group(_group("aardvarks", TIM, ADA))  # ADA is listed by source id: not a member
+        librechat.add_user(user_document(librechat_user, object_id, f"{tenant}@email.com", tenantId=tenant))
+    librechat.add_group(group_document("Corp team", *tenants, tenantId="corp"))
+    librechat.add_group(group_document("aardvarks", TIM, ADA))  # ADA is listed by source id: not a member
 
     exported = {row["id"]: row["team"] or None for row in _export(capsys)}
     ids = sorted(exported)
-    looked_up = dict(zip(ids, asyncio.run(_teams(librechat, *ids)), strict=True))
+    looked_up = dict(zip(ids, asyncio.run(teams_of(librechat, *ids)), strict=True))
 
     assert exported == looked_up
     assert exported[TIM] == "aardvarks"
 
 
 def test_a_members_best_group_wins_whatever_order_groups_come_in() -> None:
-    groups = [_group("Sales", TIM), _group("Finance", TIM), _group("Engineering", TIM)]
+    groups = [group_document("Sales", TIM), group_document("Finance", TIM), group_document("Engineering", TIM)]
     for ordering in (groups, groups[::-1]):
         index = TeamIndex(TeamChoice(["Finance", "Sales"]))
         for group in ordering:

@@ -9,22 +9,11 @@ from prometheus_client.parser import text_string_to_metric_families
 
 from portkey_user_proxy.dialects.usage import Usage
 from portkey_user_proxy.observability.metrics import Metrics
-from tests.support.proxy import MakeProxy, RunningProxy
+from tests.support.proxy import MakeProxy, RunningProxy, scrape
 from tests.support.servers import Upstream
 
 USER_ID = "6651f0c2a1b2c3d4e5f60718"
 EMAIL = "timmanik@email.com"
-
-
-def scrape(proxy: RunningProxy) -> dict[tuple[str, tuple[tuple[str, str], ...]], float]:
-    response = httpx.get(proxy.url + "/metrics")
-    assert response.status_code == 200
-    assert response.headers["content-type"].startswith("text/plain")
-    samples = {}
-    for family in text_string_to_metric_families(response.text):
-        for sample in family.samples:
-            samples[(sample.name, tuple(sorted(sample.labels.items())))] = sample.value
-    return samples
 
 
 def chat(proxy: RunningProxy, **body: object) -> httpx.Response:

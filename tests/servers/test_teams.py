@@ -16,56 +16,32 @@ from pymongo.errors import AutoReconnect, PyMongoError
 from portkey_user_proxy.attribution.directory import LookupOutcome, UserDirectory
 from portkey_user_proxy.attribution.teams import TeamChoice, TeamFinder, member_key
 from tests.support.fixtures import load_fixture
-from tests.support.mongo import RealMongo, StandInMongo
+from tests.support.librechat import (
+    ADA,
+    ADA_ON_ENTRA,
+    NOBODY,
+    TIM,
+    TTL,
+    UNKNOWN_TTL,
+    Mongo,
+    group_document,
+    team_directory,
+    teams_of,
+    user_document,
+)
 from tests.support.proxy import FindCounter
-
-TIM = "6651f0c2a1b2c3d4e5f60718"  # local user: listed by `_id` in Finance and in Engineering
-ADA = "0123456789abcdef01234567"  # Entra user: listed by `idOnTheSource` in Engineering
-ADA_ON_ENTRA = "3f2b7c1e-9a4d-4e8b-b0c2-5d6e7f8a9b0c"
-NOBODY = "aaaaaaaaaaaaaaaaaaaaaaaa"  # in no group
-TTL = 600.0
-UNKNOWN_TTL = 60.0
-
-Mongo = StandInMongo | RealMongo
 
 
 @pytest.fixture
 def librechat(mongo: Mongo, librechat_user: dict[str, Any]) -> Mongo:
     """LibreChat's users (local and Entra) and its two fixture groups."""
-    mongo.add_user(_user(librechat_user, ADA, "ada@corp.example", idOnTheSource=ADA_ON_ENTRA, provider="openid"))
-    mongo.add_user(_user(librechat_user, NOBODY, "nobody@email.com"))
+    mongo.add_user(
+        user_document(librechat_user, ADA, "ada@corp.example", idOnTheSource=ADA_ON_ENTRA, provider="openid")
+    )
+    mongo.add_user(user_document(librechat_user, NOBODY, "nobody@email.com"))
     for group in load_fixture("librechat_groups.json"):
         mongo.add_group(group)
     return mongo
-
-
-def _user(template: Mapping[str, Any], object_id: str, email: str, **fields: Any) -> dict[str, Any]:
-    return {**template, "_id": ObjectId(object_id), "email": email, "username": email.split("@")[0], **fields}
-
-
-def _group(name: str, *members: str, **fields: Any) -> dict[str, Any]:
-    return {"_id": ObjectId(), "name": name, "memberIds": list(members), "source": "local", **fields}
-
-
-def _directory(client: AsyncMongoClient[Any], preferred: tuple[str, ...] = ()) -> UserDirectory:
-    database = client.get_default_database()
-    return UserDirectory(
-        database["users"],
-        ttl=TTL,
-        unknown_ttl=UNKNOWN_TTL,
-        timeout=5.0,
-        max_entries=100,
-        teams=TeamFinder(database["groups"], TeamChoice(preferred)),
-    )
-
-
-async def _teams(mongo: Mongo, *ids: str, preferred: tuple[str, ...] = ()) -> list[str | None]:
-    directory = _directory(AsyncMongoClient(mongo.uri, serverSelectionTimeoutMS=5000), preferred)
-    try:
-        lookups = [await directory.find(object_id) for object_id in ids]
-    finally:
-        await directory.close()
-    return [lookup.user.team if lookup.user else None for lookup in lookups]
 
 
 # --- the choice -------------------------------------------------------------------------------
@@ -98,43 +74,43 @@ def test_groups_list_entra_users_by_their_source_id_and_local_users_by_their_id(
 
 
 def test_teams_of_local_entra_and_groupless_users(librechat: Mongo) -> None:
-    teams = asyncio.run(_teams(librechat, TIM, ADA, NOBODY))
+    teams = asyncio.run(teams_of(librechat, TIM, ADA, NOBODY))
 
     assert teams == ["Engineering", "Engineering", None]
 
 
 def test_team_groups_pick_the_first_listed_group_the_user_is_in(librechat: Mongo) -> None:
-    teams = asyncio.run(_teams(librechat, TIM, ADA, NOBODY, preferred=("Finance", "Engineering")))
+    teams = asyncio.run(teams_of(librechat, TIM, ADA, NOBODY, preferred=("Finance", "Engineering")))
 
     assert teams == ["Finance", "Engineering", None]
 
 
 def test_a_user_in_no_listed_group_gets_no_team(librechat: Mongo) -> None:
-    teams = asyncio.run(_teams(librechat, TIM, ADA, preferred=("Sales",)))
+    teams = asyncio.run(teams_of(librechat, TIM, ADA, preferred=("Sales",)))
 
     assert teams == [None, None]
 
 
 def test_a_user_with_a_source_id_is_not_matched_by_their_object_id(librechat: Mongo) -> None:
     # LibreChat's own rule: a user with `idOnTheSource` is a member under that id alone.
-    librechat.add_group(_group("Aardvarks", ADA))
+    librechat.add_group(group_document("Aardvarks", ADA))
 
-    assert asyncio.run(_teams(librechat, ADA)) == ["Engineering"]
+    assert asyncio.run(teams_of(librechat, ADA)) == ["Engineering"]
 
 
 def test_a_tenant_user_counts_only_their_own_tenants_groups(librechat: Mongo, librechat_user: dict[str, Any]) -> None:
     corp, acme = "bbbbbbbbbbbbbbbbbbbbbbbb", "cccccccccccccccccccccccc"
-    librechat.add_user(_user(librechat_user, corp, "c@corp.example", idOnTheSource="corp-1", tenantId="corp"))
-    librechat.add_user(_user(librechat_user, acme, "a@acme.example", idOnTheSource="acme-1", tenantId="acme"))
-    librechat.add_group(_group("Corp team", "corp-1", "acme-1", tenantId="corp"))
+    librechat.add_user(user_document(librechat_user, corp, "c@corp.example", idOnTheSource="corp-1", tenantId="corp"))
+    librechat.add_user(user_document(librechat_user, acme, "a@acme.example", idOnTheSource="acme-1", tenantId="acme"))
+    librechat.add_group(group_document("Corp team", "corp-1", "acme-1", tenantId="corp"))
 
-    assert asyncio.run(_teams(librechat, corp, acme)) == ["Corp team", None]
+    assert asyncio.run(teams_of(librechat, corp, acme)) == ["Corp team", None]
 
 
 def test_team_is_cached_with_the_user_one_groups_query_per_miss(librechat: Mongo) -> None:
     async def scenario() -> dict[str, int]:
         counter = FindCounter()
-        directory = _directory(AsyncMongoClient(librechat.uri, event_listeners=[counter]))
+        directory = team_directory(AsyncMongoClient(librechat.uri, event_listeners=[counter]))
         concurrent = await asyncio.gather(*(directory.find(TIM) for _ in range(20)))
         later = [await directory.find(TIM) for _ in range(20)]
         await directory.close()

@@ -12,8 +12,7 @@ from collections.abc import Iterator
 import httpx
 import pytest
 
-from tests.servers.test_metrics import scrape
-from tests.support.proxy import MakeProxy
+from tests.support.proxy import MakeProxy, scrape
 from tests.support.scripted_upstream import Script, ScriptedUpstream, forward_proxy, ok, read_request, reset
 from tests.support.servers import Upstream, raw_exchange, unused_port
 

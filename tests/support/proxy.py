@@ -8,6 +8,8 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any
 
+import httpx
+from prometheus_client.parser import text_string_to_metric_families
 from pymongo import monitoring
 
 from portkey_user_proxy import Settings, create_app
@@ -82,3 +84,14 @@ def start_proxy(settings: Settings) -> RunningProxy:
 
 
 MakeProxy = Callable[..., RunningProxy]
+
+
+def scrape(proxy: RunningProxy) -> dict[tuple[str, tuple[tuple[str, str], ...]], float]:
+    response = httpx.get(proxy.url + "/metrics")
+    assert response.status_code == 200
+    assert response.headers["content-type"].startswith("text/plain")
+    samples = {}
+    for family in text_string_to_metric_families(response.text):
+        for sample in family.samples:
+            samples[(sample.name, tuple(sorted(sample.labels.items())))] = sample.value
+    return samples
