@@ -30,7 +30,7 @@ from .errors import ProxyError, send_error
 from .headers import REQUEST_ID, TRACE_ID, RawHeaders, RequestHeaders, response_headers, split_request_headers
 from .inbound.auth import InboundKey
 from .inbound.body import BodyTooLarge, ClientDisconnected, read_body, stream_body
-from .inbound.client_writes import ClientStalled, TimedSend
+from .inbound.client_writes import ClientStalled, TimedSend, connection_abort
 from .inbound.disconnects import CancelOnDisconnect
 from .inbound.last_resort import internal_error
 from .inbound.limits import UpstreamSlots, capped, check_declared_length, too_large
@@ -92,7 +92,7 @@ class Forwarder:
         path = scope["path"]
         route = route_for(path)
         record = AccessRecord(scope["method"], path, time.perf_counter(), route=route.name)
-        watched = TimedSend(send, self._policy.write_timeout)
+        watched = TimedSend(send, self._policy.write_timeout, connection_abort(scope))
         try:
             await self._proxy(scope, receive, watched, record, route)
         except ProxyError as error:

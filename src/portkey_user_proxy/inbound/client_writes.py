@@ -5,17 +5,31 @@ stops reading the upstream response, so the upstream connection and the request'
 `MAX_CONCURRENT_UPSTREAM_REQUESTS` slot stay taken. Each `send` gets `RESPONSE_WRITE_TIMEOUT_SECONDS`
 to complete: that is no progress at all for that long, since a send returns as soon as the client
 has read part of what is buffered for it.
+
+A client cut off this way gets its connection reset (the server's abort, `server.py`): closing it
+politely would leave it open, holding the megabytes queued for it and a place under
+`MAX_CONNECTIONS`, for as long as the client chooses not to read.
 """
 
 from __future__ import annotations
 
 import asyncio
+from collections.abc import Callable
 
-from ..asgi import Message, Send
+from ..asgi import Message, Scope, Send
+from .server import ABORT_EXTENSION
+
+Abort = Callable[[], None]
 
 
 class ClientStalled(Exception):
     """The client read none of its response for the whole write timeout."""
+
+
+def connection_abort(scope: Scope) -> Abort | None:
+    """What resets this request's connection; None under a server other than the proxy's own."""
+    abort: Abort | None = scope.get("extensions", {}).get(ABORT_EXTENSION, {}).get("abort")
+    return abort
 
 
 class TimedSend:
@@ -26,14 +40,15 @@ class TimedSend:
     arm and cancel a timer for each. The timer looks at the send in progress, if any, when it fires:
     one that has waited the whole timeout ends the request; otherwise it is due again one timeout
     after the current send began (or from now, between sends). `close` stops it once the response is
-    over.
+    over, and resets the connection if the client stalled.
     """
 
-    __slots__ = ("_loop", "_send", "_sending_since", "_stalled", "_task", "_timeout", "_timer", "started")
+    __slots__ = ("_abort", "_loop", "_send", "_sending_since", "_stalled", "_task", "_timeout", "_timer", "started")
 
-    def __init__(self, send: Send, timeout: float) -> None:
+    def __init__(self, send: Send, timeout: float, abort: Abort | None = None) -> None:
         self._send = send
         self._timeout = timeout
+        self._abort = abort
         self._loop = asyncio.get_running_loop()
         self._task = asyncio.current_task()
         self._timer: asyncio.TimerHandle | None = None
@@ -60,9 +75,16 @@ class TimedSend:
             self._sending_since = None
 
     def close(self) -> None:
+        """The request is over: stop the timer, and reset the connection of a client cut off for stalling.
+
+        Reset only now, once the upstream side is released: earlier, the disconnect it causes would
+        end the request as a client that left rather than one that stalled.
+        """
         if self._timer is not None:
             self._timer.cancel()
             self._timer = None
+        if self._stalled and self._abort is not None:
+            self._abort()
 
     def _check(self) -> None:
         self._timer = None

@@ -1,7 +1,7 @@
 """How the server reads requests: bounded heads, no trailers, timeouts, and a cap on connections.
 
 The protocol below is uvicorn's httptools one (the parser `uvicorn[standard]` brings, and the only
-one the proxy runs), with five rules added:
+one the proxy runs), with six rules added:
 
 - **Head size.** uvicorn's h11 parser bounds an incomplete request head, httptools buffers headers
   of any size. Bytes are counted while a head is incomplete: past `MAX_REQUEST_HEAD_BYTES` the
@@ -21,6 +21,8 @@ one the proxy runs), with five rules added:
   before it can hold a file descriptor for long.
 - **Invalid requests.** The parser's refusals get the proxy's JSON 400, after the answers still
   owed to the requests before the invalid one, and never after an answer to the invalid one itself.
+- **Aborts.** Each request's scope names, in `extensions[ABORT_EXTENSION]["abort"]`, a callable that
+  resets the connection at once, dropping what is queued for the client (see `client_writes.py`).
 
 Each refusal sent is reported to the app through the lifespan state (uvicorn hands every connection
 the state the app's lifespan yields): `REFUSALS_STATE_KEY` names a `RefusalCounter` there.
@@ -29,10 +31,13 @@ the state the app's lifespan yields): `REFUSALS_STATE_KEY` names a `RefusalCount
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import enum
 import functools
 import inspect
 import re
+import socket
+import struct
 from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any
@@ -47,6 +52,9 @@ _warnings = RateLimitedWarnings()
 REFUSALS_STATE_KEY = "portkey_user_proxy.refusals"
 # Called with the refused request's path (None when its head was not read whole) and the error code.
 RefusalCounter = Callable[[str | None, str], None]
+ABORT_EXTENSION = "portkey_user_proxy.abort_connection"
+# SO_LINGER on, with no time to linger: closing the socket resets the connection and frees its buffers.
+_RESET_ON_CLOSE = struct.pack("ii", 1, 0)
 
 
 @dataclass(frozen=True, slots=True)
@@ -198,6 +206,11 @@ class BoundedHttpToolsProtocol(HttpToolsProtocol):
         self._unparsed_bytes = 0
         self._framing_bytes = 0
         super().on_headers_complete()
+        cycle = self.cycle
+        if cycle is not None and cycle.scope is self.scope:  # a request for the app (not an upgrade)
+            # The app's task is created, not yet run: it finds the extension in its scope.
+            extensions = self.scope.setdefault("extensions", {})
+            extensions[ABORT_EXTENSION] = {"abort": functools.partial(self._abort, cycle)}
 
     def on_body(self, body: bytes) -> None:
         self._body_bytes += len(body)
@@ -337,6 +350,23 @@ class BoundedHttpToolsProtocol(HttpToolsProtocol):
             self.transport.write(refusal.response)
         self.transport.close()
 
+    def _abort(self, cycle: RequestResponseCycle) -> None:
+        """Reset the connection now, for an app that gives up on a client reading nothing.
+
+        `close()` would keep the connection, with everything queued for it and its place under
+        MAX_CONNECTIONS, until the client reads it all.
+        """
+        self._disarm()
+        if not cycle.response_complete:
+            # The app's request is over: what it sends is dropped, and uvicorn logs no error for the cut.
+            cycle.disconnected = True
+            cycle.message_event.set()
+        sock = self.transport.get_extra_info("socket")
+        if sock is not None:
+            with contextlib.suppress(OSError):  # gone already: nothing left to free
+                sock.setsockopt(socket.SOL_SOCKET, socket.SO_LINGER, _RESET_ON_CLOSE)
+        self.transport.abort()
+
     def _report(self, code: str) -> None:
         counter: RefusalCounter | None = self.app_state.get(REFUSALS_STATE_KEY)
         if counter is not None:
@@ -362,7 +392,14 @@ _OVERRIDDEN = (
     "on_response_complete",
 )
 _PROTOCOL_STATE = ("cycle", "pipeline", "flow", "connections", "transport", "loop", "config", "scope")
-_CYCLE_STATE = ("disconnected", "message_event", "response_complete", "response_started", "waiting_for_100_continue")
+_CYCLE_STATE = (
+    "disconnected",
+    "message_event",
+    "response_complete",
+    "response_started",
+    "scope",
+    "waiting_for_100_continue",
+)
 
 
 def missing_uvicorn_internals() -> list[str]:
