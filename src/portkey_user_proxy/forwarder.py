@@ -67,6 +67,11 @@ class IncomingRequest:
     body: bytes | None  # the JSON body, read whole when the route's family names the user in it
     fields: dict[str, object] | None  # the body's fields the family reads; None when not a JSON object
 
+    @property
+    def streams_body(self) -> bool:
+        """Whether a body is still to come from the client, streamed upstream as it arrives."""
+        return self.body is None and self.headers.has_body
+
 
 class Forwarder:
     def __init__(
@@ -117,9 +122,15 @@ class Forwarder:
 
     async def _proxy(self, scope: Scope, receive: Receive, send: Send, record: AccessRecord, route: Route) -> None:
         incoming = await self._read_request(scope, receive, record, route)
-        attribution = await self._attribute(incoming, record)
-        request, body_received = self._upstream_request(incoming, attribution, receive, record)
-        await self._exchange(request, body_received, receive, send, record, route.dialect)
+        body_received = asyncio.Event()
+        if not incoming.streams_body:
+            body_received.set()  # nothing more to read: a client that leaves is noticed from here on
+        async with CancelOnDisconnect(receive, body_received) as watch:
+            attribution = await self._attribute(incoming, record)
+            request = self._upstream_request(incoming, attribution, receive, record, body_received)
+            await self._exchange(request, watch, send, record, route.dialect)
+        if watch.disconnected:
+            record.status = CLIENT_CLOSED
 
     async def _answer_error(self, send: Send, error: ProxyError, record: AccessRecord) -> None:
         record.status = error.status
@@ -192,16 +203,21 @@ class Forwarder:
     # Step 3: build the upstream request.
 
     def _upstream_request(
-        self, incoming: IncomingRequest, attribution: Attribution, receive: Receive, record: AccessRecord
-    ) -> tuple[httpx.Request, asyncio.Event]:
+        self,
+        incoming: IncomingRequest,
+        attribution: Attribution,
+        receive: Receive,
+        record: AccessRecord,
+        body_received: asyncio.Event,
+    ) -> httpx.Request:
         headers = incoming.headers
-        content, body_received, content_length = self._content(incoming, receive)
+        content, content_length = self._content(incoming, receive, body_received)
         added = OutgoingHeaders(
             metadata=self._metadata(headers, attribution),
             request_id=None if headers.request_id is not None else record.request_id.encode(),
             content_length=content_length,
         )
-        return self._builder.build(incoming.method, incoming.url, headers.forward, added, content), body_received
+        return self._builder.build(incoming.method, incoming.url, headers.forward, added, content)
 
     def _metadata(self, headers: RequestHeaders, attribution: Attribution) -> bytes | None:
         if headers.metadata is None and headers.identity is None and not headers.has_body:
@@ -209,36 +225,28 @@ class Forwarder:
             return None
         return self._attributor.metadata_header(headers.metadata, attribution)
 
-    def _content(self, incoming: IncomingRequest, receive: Receive) -> tuple[Content, asyncio.Event, bytes | None]:
-        """The body to send upstream, an event set once the client has sent all of it, and its declared length."""
-        body_received = asyncio.Event()
+    def _content(
+        self, incoming: IncomingRequest, receive: Receive, body_received: asyncio.Event
+    ) -> tuple[Content, bytes | None]:
+        """The body to send upstream and its declared length; a streamed one sets `body_received` at its end."""
         headers, body = incoming.headers, incoming.body
-        if body is None and headers.has_body:
+        if incoming.streams_body:
             stream = stream_body(receive, body_received)
             if headers.content_length is None:
-                return capped(stream, self._policy.body_limit), body_received, None
-            return stream, body_received, headers.content_length
-        body_received.set()
+                return capped(stream, self._policy.body_limit), None
+            return stream, headers.content_length
         if incoming.fields is not None and body is not None:
             body = incoming.route.dialect.request_body(body, incoming.fields, stream_usage=self._builder.stream_usage)
-        return body, body_received, None
+        return body, None
 
     # Step 4: exchange it with Portkey, and relay the answer.
 
     async def _exchange(
-        self,
-        request: httpx.Request,
-        body_received: asyncio.Event,
-        receive: Receive,
-        send: Send,
-        record: AccessRecord,
-        dialect: Dialect,
+        self, request: httpx.Request, watch: CancelOnDisconnect, send: Send, record: AccessRecord, dialect: Dialect
     ) -> None:
         with self._upstream_slots:
-            async with CancelOnDisconnect(receive, body_received) as watch:
-                await self._send_and_relay(request, send, record, dialect)
-        if watch.disconnected:
-            record.status = CLIENT_CLOSED
+            await watch.checkpoint()  # a client gone by now is never forwarded
+            await self._send_and_relay(request, send, record, dialect)
 
     async def _send_and_relay(self, request: httpx.Request, send: Send, record: AccessRecord, dialect: Dialect) -> None:
         sent_at = time.perf_counter()

@@ -4,9 +4,15 @@ from __future__ import annotations
 
 import gzip
 import json
+import logging
+import socket
+import threading
 
 import httpx
+import pytest
 
+from portkey_user_proxy.observability.logs import access_logger
+from tests.support.mongo import StandInMongo, needs_stand_in
 from tests.support.proxy import MakeProxy, RunningProxy
 from tests.support.servers import Upstream
 
@@ -36,6 +42,42 @@ def test_a_client_disconnect_cancels_the_upstream_stream(proxy: RunningProxy, up
     # Leaving the block closed the connection in the middle of the stream.
 
     assert upstream.stream_cancelled.wait(5), "the upstream stream was still open after the client left"
+
+
+class _ClientClosed(logging.Handler):
+    """Set once the access log reports a request whose client left (499)."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.seen = threading.Event()
+
+    def emit(self, record: logging.LogRecord) -> None:
+        if getattr(record, "access", {}).get("status") == 499:
+            self.seen.set()
+
+
+@needs_stand_in()
+def test_a_client_that_leaves_while_its_user_is_looked_up_is_never_forwarded(
+    make_proxy: MakeProxy, upstream: Upstream, own_mongo: StandInMongo, caplog: pytest.LogCaptureFixture
+) -> None:
+    caplog.set_level(logging.INFO, logger=access_logger.name)
+    closed = _ClientClosed()
+    access_logger.addHandler(closed)
+    own_mongo.gate = threading.Event()  # MongoDB answers once the client has gone
+    proxy = make_proxy(mongo_uri=own_mongo.uri, user_lookup_timeout_seconds=20)
+    body = json.dumps({"user": USER_ID, "messages": []}).encode()
+    try:
+        with socket.create_connection(("127.0.0.1", proxy.server.port)) as client:
+            head = b"POST /v1/chat/completions HTTP/1.1\r\nhost: proxy\r\ncontent-type: application/json\r\n"
+            client.sendall(head + b"content-length: %d\r\n\r\n%s" % (len(body), body))
+            assert proxy.directory.wait_for_lookups(1)
+        # The request ends as soon as its client is gone, not once MongoDB has answered.
+        assert closed.seen.wait(10), "the request went on after its client had left"
+    finally:
+        own_mongo.gate.set()
+        access_logger.removeHandler(closed)
+
+    assert upstream.received == []
 
 
 def test_streaming_chat_completions_ask_for_usage(proxy: RunningProxy, upstream: Upstream) -> None:

@@ -4,6 +4,11 @@ uvicorn does not fail `send` after a disconnect, so without a watcher a proxied 
 keep streaming, and billing, until the model finishes. The watcher reads the ASGI channel once the
 request body is in and cancels the forwarding task on `http.disconnect`, the way `asyncio.timeout`
 cancels: the cancellation is turned back into a normal exit at the block's end.
+
+A request read whole is watched from then on, while its user is looked up too, and `checkpoint()`
+just before it goes upstream gives the watcher its turn: a disconnect the server has seen by then
+stops the request there. Without it, a request whose lookup ends in the same loop turn as its
+client leaves would be written to a ready pooled connection before the watcher ever ran.
 """
 
 from __future__ import annotations
@@ -36,6 +41,12 @@ class CancelOnDisconnect:
             # Our own cancellation: swallow it unless someone else cancelled the task too.
             return self._task.uncancel() == 0
         return False
+
+    async def checkpoint(self) -> None:
+        """Return only if no disconnect has been seen; otherwise the task is cancelled here."""
+        # One turn of the loop: the watcher's wake-up, queued when the server saw the disconnect,
+        # runs before this task resumes.
+        await asyncio.sleep(0)
 
     async def _watch(self) -> None:
         if self._body_received is not None:
