@@ -37,7 +37,7 @@ from .inbound.limits import UpstreamSlots, capped, check_declared_length, too_la
 from .inbound.target import upstream_url
 from .observability.logs import AccessRecord, RateLimitedWarnings, loggable, logger
 from .observability.metrics import Metrics
-from .upstream.client import Content, UpstreamClient, UpstreamPolicy, error_before_response
+from .upstream.client import Content, UpstreamClient, UpstreamPolicy, UpstreamRequest, error_before_response
 from .upstream.request import OutgoingHeaders, UpstreamRequestBuilder
 
 # The access log's status for clients that left before the response ended (nginx's convention).
@@ -209,7 +209,7 @@ class Forwarder:
         receive: Receive,
         record: AccessRecord,
         body_received: asyncio.Event,
-    ) -> httpx.Request:
+    ) -> UpstreamRequest:
         headers = incoming.headers
         content, content_length = self._content(incoming, receive, body_received)
         added = OutgoingHeaders(
@@ -242,13 +242,15 @@ class Forwarder:
     # Step 4: exchange it with Portkey, and relay the answer.
 
     async def _exchange(
-        self, request: httpx.Request, watch: CancelOnDisconnect, send: Send, record: AccessRecord, dialect: Dialect
+        self, request: UpstreamRequest, watch: CancelOnDisconnect, send: Send, record: AccessRecord, dialect: Dialect
     ) -> None:
         with self._upstream_slots:
             await watch.checkpoint()  # a client gone by now is never forwarded
             await self._send_and_relay(request, send, record, dialect)
 
-    async def _send_and_relay(self, request: httpx.Request, send: Send, record: AccessRecord, dialect: Dialect) -> None:
+    async def _send_and_relay(
+        self, request: UpstreamRequest, send: Send, record: AccessRecord, dialect: Dialect
+    ) -> None:
         sent_at = time.perf_counter()
         self._metrics.overhead_seconds.labels(record.route).observe(sent_at - record.started)
         try:

@@ -7,12 +7,14 @@ against scripted raw-socket peers (tests/servers/test_transport.py).
 from __future__ import annotations
 
 import asyncio
+from collections.abc import AsyncIterator
 
 import httpx
 import pytest
 import respx
 
-from portkey_user_proxy.upstream.client import UpstreamClient, UpstreamPolicy, error_before_response
+from portkey_user_proxy.upstream.client import UpstreamClient, UpstreamPolicy, UpstreamRequest, error_before_response
+from portkey_user_proxy.upstream.transport import WireRequest
 
 URL = httpx.URL("http://portkey.test/v1/chat/completions")
 POLICY = UpstreamPolicy.for_target("http://portkey.test", connect_timeout=2, read_timeout=30)
@@ -22,7 +24,7 @@ def _client(router: respx.MockRouter) -> UpstreamClient:
     return UpstreamClient(httpx.MockTransport(router.async_handler), httpx.Timeout(5, read=30))
 
 
-async def _send(client: UpstreamClient, request: httpx.Request) -> httpx.Response:
+async def _send(client: UpstreamClient, request: UpstreamRequest) -> httpx.Response:
     response = await client.send(request)
     await response.aread()
     return response
@@ -75,3 +77,33 @@ def test_each_failure_before_a_response_has_its_own_answer(failure: httpx.HTTPEr
 
     assert (error.status, error.code) == (status, code)
     assert error.message  # a sentence for LibreChat to show, never the exception's repr
+
+
+async def _parts() -> AsyncIterator[bytes]:
+    yield b"part"
+
+
+@pytest.mark.parametrize(
+    ("method", "headers", "content"),
+    [
+        ("POST", [(b"authorization", b"Bearer k"), (b"x-portkey-metadata", b'{"_user":"a"}')], b'{"user":"x"}'),
+        ("POST", [], b""),
+        ("POST", [], None),
+        ("GET", [(b"accept", b"*/*")], None),
+        ("DELETE", [], None),
+        ("POST", [(b"content-length", b"4")], "streamed"),
+        ("POST", [(b"content-type", b"audio/wav")], "streamed"),
+        ("PUT", [(b"transfer-encoding", b"chunked")], b"raw"),
+    ],
+)
+def test_the_lean_transport_frames_a_request_exactly_as_an_httpx_request(
+    method: str, headers: list[tuple[bytes, bytes]], content: bytes | str | None
+) -> None:
+    body = _parts() if content == "streamed" else content
+    assert not isinstance(body, str)
+
+    ours = WireRequest.prepare(method, URL, headers, body, {})
+    theirs = WireRequest.of_httpx(httpx.Request(method, URL, headers=headers, content=body))
+
+    assert ours.headers == theirs.headers  # the same lines, in the same order, spelt the same
+    assert ours.chunked == theirs.chunked

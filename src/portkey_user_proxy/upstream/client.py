@@ -10,7 +10,7 @@ import httpx
 
 from ..errors import ProxyError
 from ..headers import RawHeaders
-from .transport import LeanTransport
+from .transport import LeanTransport, WireRequest
 
 # Node's default server keep-alive is 5 s (the self-hosted gateway runs on Node): close idle
 # connections before the server does, so a request never lands on a socket being torn down.
@@ -49,24 +49,44 @@ class UpstreamPolicy:
 Content = bytes | AsyncIterator[bytes] | None
 
 
+@dataclass(frozen=True, slots=True)
+class UpstreamRequest:
+    """A request for Portkey, prepared: what `UpstreamClient.send` takes."""
+
+    method: str
+    url: httpx.URL
+    headers: RawHeaders
+    content: Content
+
+
 class UpstreamClient:
     """Sends prepared requests to Portkey over the one route chosen at start-up.
 
     Requests go straight to the transport: no default headers, cookies, auth or redirects, which an
-    httpx client would add or follow (a `Set-Cookie` it stored would be replayed across users).
+    httpx client would add or follow (a `Set-Cookie` it stored would be replayed across users). The
+    lean transport takes them as they go on the wire, without an `httpx.Request` (building one
+    normalises and copies every header twice); any other transport gets an `httpx.Request`.
     """
 
     def __init__(self, transport: httpx.AsyncBaseTransport, timeout: httpx.Timeout) -> None:
         self._transport = transport
-        self._extensions = {"timeout": timeout.as_dict()}
+        self._lean = transport if isinstance(transport, LeanTransport) else None
+        self._timeouts = timeout.as_dict()
+        self._extensions = {"timeout": self._timeouts}
 
-    def request(self, method: str, url: httpx.URL, headers: RawHeaders, content: Content) -> httpx.Request:
-        return httpx.Request(method, url, headers=headers, content=content, extensions=self._extensions)
+    def request(self, method: str, url: httpx.URL, headers: RawHeaders, content: Content) -> UpstreamRequest:
+        return UpstreamRequest(method, url, headers, content)
 
-    async def send(self, request: httpx.Request) -> httpx.Response:
+    async def send(self, request: UpstreamRequest) -> httpx.Response:
         """The response, its body unread (`aiter_raw`, then `aclose` to free the connection)."""
-        response = await self._transport.handle_async_request(request)
-        response.request = request
+        if self._lean is not None:
+            wire = WireRequest.prepare(request.method, request.url, request.headers, request.content, self._timeouts)
+            return await self._lean.send(wire)
+        sent = httpx.Request(
+            request.method, request.url, headers=request.headers, content=request.content, extensions=self._extensions
+        )
+        response = await self._transport.handle_async_request(sent)
+        response.request = sent
         return response
 
     async def aclose(self) -> None:

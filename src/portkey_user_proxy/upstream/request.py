@@ -12,7 +12,7 @@ from dataclasses import dataclass
 import httpx
 
 from ..headers import METADATA, REQUEST_ID, RawHeaders
-from .client import Content, UpstreamClient
+from .client import Content, UpstreamClient, UpstreamRequest
 from .portkey_defaults import PortkeyDefaults
 from .traces import ConversationTrace
 
@@ -36,7 +36,7 @@ class UpstreamRequestBuilder:
 
     def build(
         self, method: str, url: httpx.URL, forward: RawHeaders, added: OutgoingHeaders, content: Content
-    ) -> httpx.Request:
+    ) -> UpstreamRequest:
         return self.client.request(method, url, self.headers(forward, added), content)
 
     def headers(self, forward: RawHeaders, added: OutgoingHeaders) -> RawHeaders:

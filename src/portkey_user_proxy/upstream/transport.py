@@ -30,8 +30,9 @@ import enum
 import select
 import ssl
 import time
-from collections.abc import AsyncIterator, Iterator
+from collections.abc import AsyncIterator, Iterator, Mapping
 from contextlib import contextmanager
+from dataclasses import dataclass
 from typing import cast
 
 import httptools
@@ -61,6 +62,73 @@ class ResponsePhase(enum.Enum):
     COMPLETE = enum.auto()  # the body ended where its framing says
 
 
+@dataclass(frozen=True, slots=True)
+class WireRequest:
+    """A request as the lean transport writes it: every line of its head in order, and its body.
+
+    `prepare` frames a request the way `httpx.Request` does (Host first, then the given headers, then
+    the body's Content-Length or chunked Transfer-Encoding), without the two normalised copies of
+    the headers an `httpx.Request` builds; `of_httpx` takes an `httpx.Request` as it is.
+    """
+
+    method: str
+    url: httpx.URL
+    headers: list[tuple[bytes, bytes]]
+    body: bytes | AsyncIterator[bytes]
+    chunked: bool
+    timeouts: Mapping[str, float | None]
+    source: httpx.Request | None = None  # what failures name, when the request came as an httpx.Request
+
+    @classmethod
+    def prepare(
+        cls,
+        method: str,
+        url: httpx.URL,
+        headers: list[tuple[bytes, bytes]],
+        content: bytes | AsyncIterator[bytes] | None,
+        timeouts: Mapping[str, float | None],
+    ) -> WireRequest:
+        # httpx's rules (`encode_content`, `Request._prepare`): a length for a non-empty body, chunked
+        # for a streamed one unless the caller gave its length, and `Content-Length: 0` after Host for
+        # a POST, PUT or PATCH that has neither.
+        names = {name.lower() for name, _ in headers}
+        given = names & _FRAMING
+        added: list[tuple[bytes, bytes]] = []
+        body: bytes | AsyncIterator[bytes]
+        if isinstance(content, bytes) or content is None:
+            body = content or b""
+            if body and b"content-length" not in given:
+                added.append((b"Content-Length", b"%d" % len(body)))
+        else:
+            body = content
+            if not given:
+                added.append((b"Transfer-Encoding", b"chunked"))
+        wire = [(b"Host", url.netloc)] if b"host" not in names and url.host else []
+        if not (given or added) and method in ("POST", "PUT", "PATCH"):
+            wire.append((b"Content-Length", b"0"))
+        wire += headers
+        wire += added
+        chunked = (bool(added) and added[0][0] == b"Transfer-Encoding") or (
+            b"transfer-encoding" in given and _is_chunked(headers)
+        )
+        return cls(method, url, wire, body, chunked, timeouts)
+
+    @classmethod
+    def of_httpx(cls, request: httpx.Request) -> WireRequest:
+        headers = request.headers.raw
+        chunked = _is_chunked(headers)
+        stream = request.stream
+        body = request.content if isinstance(stream, httpx.ByteStream) else cast(AsyncIterator[bytes], stream)
+        return cls(request.method, request.url, headers, body, chunked, request.extensions.get("timeout", {}), request)
+
+
+_FRAMING = frozenset({b"content-length", b"transfer-encoding"})
+
+
+def _is_chunked(headers: list[tuple[bytes, bytes]]) -> bool:
+    return any(name.lower() == b"transfer-encoding" and b"chunked" in value.lower() for name, value in headers)
+
+
 class LeanTransport(httpx.AsyncBaseTransport):
     def __init__(
         self, *, ssl_context: ssl.SSLContext | None = None, max_idle: int = 256, keepalive_expiry: float = 4.0
@@ -72,12 +140,15 @@ class LeanTransport(httpx.AsyncBaseTransport):
         self._sweep_timer: asyncio.TimerHandle | None = None
 
     async def handle_async_request(self, request: httpx.Request) -> httpx.Response:
-        timeouts: dict[str, float | None] = request.extensions.get("timeout", {})
+        return await self.send(WireRequest.of_httpx(request))
+
+    async def send(self, request: WireRequest) -> httpx.Response:
+        timeouts = request.timeouts
         origin = _origin(request.url)
         # No retry anywhere below: a connection taken from the pool was clean and open just now, and
         # once the request's first byte is written, any failure is the caller's to see.
-        connection = self._checkout(origin) or await self._connect(request, origin, timeouts.get("connect"))
-        with _mapped_failures(request):
+        connection = self._checkout(origin) or await self._connect(request.source, origin, timeouts.get("connect"))
+        with _mapped_failures(request.source):
             return await connection.exchange(request, timeouts.get("write"), timeouts.get("read"))
 
     async def aclose(self) -> None:
@@ -124,7 +195,7 @@ class LeanTransport(httpx.AsyncBaseTransport):
             self._ssl_context = httpx.create_ssl_context()  # certifi, or SSL_CERT_FILE / SSL_CERT_DIR
         return self._ssl_context
 
-    async def _connect(self, request: httpx.Request, origin: Origin, timeout: float | None) -> _Connection:
+    async def _connect(self, request: httpx.Request | None, origin: Origin, timeout: float | None) -> _Connection:
         scheme, host, port = origin
         secure = scheme == "https"
         loop = asyncio.get_running_loop()
@@ -145,7 +216,7 @@ class LeanTransport(httpx.AsyncBaseTransport):
 
 
 @contextmanager
-def _mapped_failures(request: httpx.Request) -> Iterator[None]:
+def _mapped_failures(request: httpx.Request | None) -> Iterator[None]:
     """The one boundary: whatever the socket or the parser raises reaches the caller as httpx's own."""
     try:
         yield
@@ -222,9 +293,9 @@ class _Connection(asyncio.Protocol):
     # The exchange, as the transport drives it.
 
     async def exchange(
-        self, request: httpx.Request, write_timeout: float | None, read_timeout: float | None
+        self, request: WireRequest, write_timeout: float | None, read_timeout: float | None
     ) -> httpx.Response:
-        self._request = request
+        self._request = request.source
         try:
             self._activate()
             await self._send_request(request, write_timeout)
@@ -240,7 +311,7 @@ class _Connection(asyncio.Protocol):
         return httpx.Response(
             self._status,
             headers=self._headers,
-            stream=_ResponseBody(self, request, read_timeout),
+            stream=_ResponseBody(self, request.source, read_timeout),
             extensions={"http_version": b"HTTP/1.1", "reason_phrase": self._reason},
         )
 
@@ -249,20 +320,17 @@ class _Connection(asyncio.Protocol):
             raise self._error or httpx.RemoteProtocolError("the server closed the connection", request=self._request)
         self.state = ConnectionState.ACTIVE
 
-    async def _send_request(self, request: httpx.Request, timeout: float | None) -> None:
+    async def _send_request(self, request: WireRequest, timeout: float | None) -> None:
         head = [b"%s %s HTTP/1.1\r\n" % (request.method.encode("ascii"), request.url.raw_path)]
-        chunked = False
-        for name, value in request.headers.raw:
-            head.append(b"%s: %s\r\n" % (name, value))
-            if name.lower() == b"transfer-encoding":
-                chunked = b"chunked" in value.lower()
+        head += [b"%s: %s\r\n" % header for header in request.headers]
         head.append(b"\r\n")
-        if isinstance(request.stream, httpx.ByteStream):
-            await self._write(b"".join(head) + request.content, timeout)  # one write: head and body
+        body, chunked = request.body, request.chunked
+        if isinstance(body, bytes):
+            await self._write(b"".join(head) + body, timeout)  # one write: head and body
             return
         # A streamed body: the head goes now, each part as the caller produces it.
         await self._write(b"".join(head), timeout)
-        async for part in cast(AsyncIterator[bytes], request.stream):
+        async for part in body:
             if part:
                 await self._write(b"%x\r\n%s\r\n" % (len(part), part) if chunked else part, timeout)
         if chunked:
@@ -451,7 +519,7 @@ class _Connection(asyncio.Protocol):
 
 
 class _ResponseBody(httpx.AsyncByteStream):
-    def __init__(self, connection: _Connection, request: httpx.Request, read_timeout: float | None) -> None:
+    def __init__(self, connection: _Connection, request: httpx.Request | None, read_timeout: float | None) -> None:
         self._connection = connection
         self._request = request
         self._read_timeout = read_timeout
