@@ -1,4 +1,4 @@
-"""With several workers, every scrape of /metrics counts every worker's requests.
+"""With several workers, every scrape of /metrics counts every worker's requests, and the streams of live ones.
 
 Runs `portkey-user-proxy serve` itself with WEB_CONCURRENCY=2: the workers are real processes.
 """
@@ -16,7 +16,7 @@ import httpx
 import pytest
 from prometheus_client.parser import text_string_to_metric_families
 
-from portkey_user_proxy.observability.worker_metrics import empty
+from portkey_user_proxy.observability.worker_metrics import empty, forget_dead_workers
 from tests.support.mongo import RealMongo, StandInMongo
 from tests.support.servers import Upstream, unused_port
 
@@ -94,3 +94,54 @@ def test_emptying_keeps_what_is_not_a_metrics_file(tmp_path: Path) -> None:
     empty(tmp_path)
 
     assert [path.name for path in tmp_path.iterdir()] == ["notes.txt"]
+
+
+def test_a_worker_that_is_killed_stops_counting_its_open_streams(
+    two_workers: tuple[str, subprocess.Popen[str]], tmp_path: Path
+) -> None:
+    url, server = two_workers
+    with httpx.stream("POST", url + "/endless-stream", json={"user": USER_ID}, timeout=10) as stream:
+        lines = stream.iter_lines()  # kept: a dropped iterator would close the stream
+        assert next(lines).startswith("data:")
+        assert _open_streams(url) == 1
+        workers = _live_gauge_pids(tmp_path / "metrics")
+        assert len(workers) == 2
+        for pid in workers:  # one of them holds the stream: killed, it cannot say it is gone
+            os.kill(pid, signal.SIGKILL)
+        _wait_for_replacements(server, workers)
+
+    assert _open_streams(url) == 0
+
+
+def test_only_the_live_gauges_of_processes_gone_are_forgotten(tmp_path: Path) -> None:
+    exited = subprocess.run([sys.executable, "-c", "import os; print(os.getpid())"], capture_output=True, text=True)
+    dead, alive = int(exited.stdout), os.getpid()
+    kept = [f"counter_{dead}.db", f"gauge_mostrecent_{dead}.db", f"gauge_livesum_{alive}.db", "notes.txt"]
+    for name in [*kept, f"gauge_livesum_{dead}.db", f"gauge_liveall_{dead}.db"]:
+        (tmp_path / name).write_bytes(b"")
+
+    forget_dead_workers(tmp_path)
+
+    # What a process counted stays counted; only what it holds right now leaves with it.
+    assert sorted(path.name for path in tmp_path.iterdir()) == sorted(kept)
+
+
+def _open_streams(url: str) -> float:
+    return _samples(httpx.get(url + "/metrics", timeout=10).text)[("portkey_user_proxy_open_streams", ())]
+
+
+def _live_gauge_pids(directory: Path) -> set[int]:
+    return {int(path.stem.rsplit("_", 1)[1]) for path in directory.glob("gauge_livesum_*.db")}
+
+
+def _wait_for_replacements(server: subprocess.Popen[str], killed: set[int]) -> None:
+    """Reads the server's log until uvicorn has noticed each killed worker and started its replacement."""
+    assert server.stderr is not None
+    dead: set[int] = set()
+    started = 0
+    for line in server.stderr:
+        dead |= {pid for pid in killed if f"Child process [{pid}] died" in line}
+        started += "Application startup complete" in line
+        if dead == killed and started == len(killed):
+            return
+    raise AssertionError(f"the server exited with {server.wait()} before its workers were replaced")

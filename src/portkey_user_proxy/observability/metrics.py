@@ -8,6 +8,7 @@ token counters, whose label set grows with the number of resolved users (never w
 from __future__ import annotations
 
 import os
+from pathlib import Path
 
 from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram
 from prometheus_client.exposition import CONTENT_TYPE_LATEST, generate_latest
@@ -16,7 +17,7 @@ from prometheus_client.multiprocess import MultiProcessCollector, mark_process_d
 from ..dialects import route_class
 from ..dialects.usage import Usage
 from ..headers import shorten
-from .worker_metrics import multiprocess_directory
+from .worker_metrics import forget_dead_workers, multiprocess_directory
 
 CONTENT_TYPE = CONTENT_TYPE_LATEST
 
@@ -135,9 +136,11 @@ class Metrics:
             self.tokens.labels(label, kind).inc(count)
 
     def exposition(self) -> bytes:
-        if multiprocess_directory() is None:
+        directory = multiprocess_directory()
+        if directory is None:
             return generate_latest(self.registry)
         # Several workers: every scrape reads every worker's files, whichever worker answers it.
+        forget_dead_workers(Path(directory))
         registry = CollectorRegistry()
         MultiProcessCollector(registry)  # type: ignore[no-untyped-call]
         return generate_latest(registry)

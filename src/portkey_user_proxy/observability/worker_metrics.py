@@ -5,12 +5,18 @@ directory and every scrape, whichever worker answers it, sums them. `serve` prep
 before any worker starts: PROMETHEUS_MULTIPROC_DIR when it is set, else a new temporary one, and
 empties it of the previous run's files, so counters start from zero. With one worker the values
 stay in memory, which is cheaper per update (see `python -m bench.metrics_cost`).
+
+Live gauges (open streams) count only the workers alive. A worker that stops cleanly removes its
+own; one that is killed (out of memory, SIGKILL, a crash) cannot, and uvicorn starts another in its
+place: each scrape removes the live gauges of processes that are gone (`forget_dead_workers`), as
+prometheus_client's `mark_process_dead` would for that process.
 """
 
 from __future__ import annotations
 
 import errno
 import os
+import re
 import shutil
 import tempfile
 from collections.abc import Iterator
@@ -20,6 +26,8 @@ from pathlib import Path
 from .logs import escape_for_log
 
 ENVIRONMENT_VARIABLE = "PROMETHEUS_MULTIPROC_DIR"
+# The files of live gauges (`multiprocess_mode="live..."`), one per process: `gauge_livesum_<pid>.db`.
+_LIVE_GAUGE_FILE = re.compile(r"gauge_live[a-z]+_(?P<pid>\d+)\.db")
 
 
 def multiprocess_directory() -> str | None:
@@ -68,3 +76,21 @@ def empty(directory: Path) -> None:
     """Remove the value files a previous run left; nothing else in a directory the admin named."""
     for stale in directory.glob("*.db"):
         stale.unlink(missing_ok=True)
+
+
+def forget_dead_workers(directory: Path) -> None:
+    """Remove the live gauge files of processes that are no longer running."""
+    for path in directory.iterdir():
+        match = _LIVE_GAUGE_FILE.fullmatch(path.name)
+        if match is not None and not _running(int(match["pid"])):
+            path.unlink(missing_ok=True)  # another worker's scrape may have removed it first
+
+
+def _running(pid: int) -> bool:
+    try:
+        os.kill(pid, 0)  # signal 0: only asks whether the process exists
+    except ProcessLookupError:
+        return False
+    except PermissionError:
+        return False  # the pid is another user's process now: the worker that had it is gone
+    return True
