@@ -16,6 +16,9 @@ from tests.support.providers import ProviderUpstream
 from tests.support.proxy import MakeProxy, RunningProxy, start_proxy
 from tests.support.servers import ServerThread, Upstream
 
+# A MongoDB that takes writes (mongomock behind mockupdb, or TEST_MONGO_URI's): `writable_mongo`.
+pytest_plugins = ("tests.support.mongomock_server",)
+
 
 @pytest.fixture
 def restore_logging() -> Iterator[None]:

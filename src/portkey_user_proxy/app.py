@@ -14,13 +14,14 @@ from typing import Any
 
 import httpx
 from fastapi import FastAPI
-from pymongo import monitoring
+from pymongo import AsyncMongoClient, monitoring
 
 from .asgi import Receive, Scope, Send
 from .attribution.decision import Attributor
 from .attribution.directory import UserDirectory, connect_users
 from .attribution.teams import GROUPS_COLLECTION, OwnedKeys, TeamChoice, TeamFinder
 from .attribution.user_value import user_value_of
+from .budgets import BudgetMetrics, Budgets, SpendStore, StoreFailurePolicy
 from .forwarder import Forwarder, ForwardingPolicy
 from .inbound.auth import InboundKey, RequireInboundKey
 from .inbound.routes import OWN_PATHS, router
@@ -57,6 +58,31 @@ def build_user_directory(
         max_entries=settings.user_cache_max_entries,
         observer=metrics,
         teams=team_finder,
+    )
+
+
+# The budget store works in the background: its queries may take longer than a user lookup.
+BUDGET_STORE_TIMEOUT_SECONDS = 5.0
+_BUDGET_SERVER_SELECTION_MS = 2000
+
+
+def build_budgets(settings: Settings, metrics: Metrics | None = None) -> Budgets | None:
+    """None without BUDGETS_FILE: nothing is checked, priced or written."""
+    if settings.budgets_file is None:
+        return None
+    client: AsyncMongoClient[Any] = AsyncMongoClient(
+        settings.mongo_uri,
+        appname="portkey-user-proxy",
+        serverSelectionTimeoutMS=_BUDGET_SERVER_SELECTION_MS,
+        connectTimeoutMS=_BUDGET_SERVER_SELECTION_MS,
+    )
+    store = SpendStore(client[settings.budget_database], timeout=BUDGET_STORE_TIMEOUT_SECONDS)
+    observer = BudgetMetrics(metrics.registry, per_user=settings.metrics_per_user_tokens) if metrics else None
+    return Budgets(
+        settings.budgets_file.config,
+        store,
+        on_store_failure=StoreFailurePolicy(settings.budget_store_failure),
+        observer=observer,
     )
 
 
@@ -140,7 +166,11 @@ def build_attributor(settings: Settings, directory: UserDirectory) -> Attributor
 
 
 def build_forwarder(
-    settings: Settings, directory: UserDirectory, client: UpstreamClient, metrics: Metrics
+    settings: Settings,
+    directory: UserDirectory,
+    client: UpstreamClient,
+    metrics: Metrics,
+    budgets: Budgets | None = None,
 ) -> Forwarder:
     policy = ForwardingPolicy(
         identity_header=settings.user_id_header.encode("latin-1"),
@@ -158,15 +188,23 @@ def build_forwarder(
         conversation_trace=conversation_trace(settings),
         portkey_defaults=portkey_defaults(settings),
     )
-    return Forwarder(policy, attributor, builder, client, upstream_policy(settings), metrics)
+    return Forwarder(policy, attributor, builder, client, upstream_policy(settings), metrics, budgets)
 
 
 class ProxyApp:
-    def __init__(self, settings: Settings, directory: UserDirectory, client: UpstreamClient, metrics: Metrics) -> None:
+    def __init__(
+        self,
+        settings: Settings,
+        directory: UserDirectory,
+        client: UpstreamClient,
+        metrics: Metrics,
+        budgets: Budgets | None = None,
+    ) -> None:
         self.directory = directory
         self.client = client
         self.metrics = metrics
-        self.forwarder = build_forwarder(settings, directory, client, metrics)
+        self.budgets = budgets
+        self.forwarder = build_forwarder(settings, directory, client, metrics, budgets)
         self.api = FastAPI(title="portkey-user-proxy", lifespan=self._lifespan, docs_url=None, redoc_url=None)
         self.api.include_router(router)
         if (key := inbound_key(settings)) is not None and metrics_need_the_key(settings):
@@ -182,12 +220,17 @@ class ProxyApp:
 
     @asynccontextmanager
     async def _lifespan(self, _: FastAPI) -> AsyncIterator[dict[str, Any]]:
+        if self.budgets is not None:
+            await self.budgets.start()  # bounded: a budget store that is down does not stop the start
         try:
             # The server's own refusals (inbound/server.py) are counted with the app's errors.
             yield {REFUSALS_STATE_KEY: self.metrics.refused}
         finally:
             await self.client.aclose()
             await self.directory.close()
+            if self.budgets is not None:
+                await self.budgets.aclose()  # writes the increments still waiting, once more
+                await self.budgets.store.close()
             self.metrics.process_ended()
 
 
@@ -197,8 +240,10 @@ def create_app(
     directory: UserDirectory | None = None,
     client: UpstreamClient | None = None,
     metrics: Metrics | None = None,
+    budgets: Budgets | None = None,
 ) -> ProxyApp:
     settings = settings or load_settings()
     metrics = metrics or Metrics(per_user_tokens=settings.metrics_per_user_tokens)
     directory = directory or build_user_directory(settings, metrics)
-    return ProxyApp(settings, directory, client or upstream_client(settings), metrics)
+    budgets = budgets or build_budgets(settings, metrics)
+    return ProxyApp(settings, directory, client or upstream_client(settings), metrics, budgets)

@@ -23,9 +23,10 @@ from .asgi import Receive, Scope, Send
 from .attribution.decision import Attribution, AttributionOutcome, Attributor, refusal
 from .attribution.directory import LookupOutcome
 from .attribution.identity import Identity, identify
+from .budgets import Budgets
 from .dialects import Dialect, Route, route_for
 from .dialects.fields import json_fields
-from .dialects.usage import UsageScanner
+from .dialects.usage import Usage, UsageScanner
 from .errors import ProxyError, send_error
 from .headers import REQUEST_ID, TRACE_ID, RawHeaders, RequestHeaders, response_headers, split_request_headers
 from .inbound.auth import InboundKey
@@ -73,6 +74,15 @@ class IncomingRequest:
         return self.body is None and self.headers.has_body
 
 
+@dataclass(frozen=True, slots=True)
+class Spender:
+    """Whose budgets an answer's cost goes to, and the model it is priced by."""
+
+    email: str | None
+    team: str | None
+    model: str | None
+
+
 class Forwarder:
     def __init__(
         self,
@@ -82,8 +92,10 @@ class Forwarder:
         client: UpstreamClient,
         upstream: UpstreamPolicy,
         metrics: Metrics,
+        budgets: Budgets | None = None,
     ) -> None:
         self._policy = policy
+        self._budgets = budgets
         self._attributor = attributor
         self._builder = builder
         self._client = client
@@ -127,8 +139,9 @@ class Forwarder:
             body_received.set()  # nothing more to read: a client that leaves is noticed from here on
         async with CancelOnDisconnect(receive, body_received) as watch:
             attribution = await self._attribute(incoming, record)
+            spender = self._check_budgets(incoming, attribution)
             request = self._upstream_request(incoming, attribution, receive, record, body_received)
-            await self._exchange(request, watch, send, record, route.dialect)
+            await self._exchange(request, watch, send, record, route.dialect, spender)
         if watch.disconnected:
             record.status = CLIENT_CLOSED
 
@@ -200,6 +213,16 @@ class Forwarder:
                 self._attributor.directory.location,
             )
 
+    def _check_budgets(self, incoming: IncomingRequest, attribution: Attribution) -> Spender | None:
+        """Refuse a request whose user or team has spent its budget; else whose budgets its answer costs."""
+        if self._budgets is None or not attribution.resolved or incoming.route.name == "models":
+            return None
+        refused = self._budgets.check(attribution.email, attribution.team)
+        if refused is not None:
+            raise ProxyError(refused.status, refused.message, refused.code, headers=refused.headers)
+        model = (incoming.fields or {}).get("model")
+        return Spender(attribution.email, attribution.team, model if isinstance(model, str) else None)
+
     # Step 3: build the upstream request.
 
     def _upstream_request(
@@ -242,14 +265,20 @@ class Forwarder:
     # Step 4: exchange it with Portkey, and relay the answer.
 
     async def _exchange(
-        self, request: UpstreamRequest, watch: CancelOnDisconnect, send: Send, record: AccessRecord, dialect: Dialect
+        self,
+        request: UpstreamRequest,
+        watch: CancelOnDisconnect,
+        send: Send,
+        record: AccessRecord,
+        dialect: Dialect,
+        spender: Spender | None,
     ) -> None:
         with self._upstream_slots:
             await watch.checkpoint()  # a client gone by now is never forwarded
-            await self._send_and_relay(request, send, record, dialect)
+            await self._send_and_relay(request, send, record, dialect, spender)
 
     async def _send_and_relay(
-        self, request: UpstreamRequest, send: Send, record: AccessRecord, dialect: Dialect
+        self, request: UpstreamRequest, send: Send, record: AccessRecord, dialect: Dialect, spender: Spender | None
     ) -> None:
         sent_at = time.perf_counter()
         self._metrics.overhead_seconds.labels(record.route).observe(sent_at - record.started)
@@ -268,7 +297,7 @@ class Forwarder:
                     "headers": self._client_headers(response, record),
                 }
             )
-            await self._relay_body(response, send, record, sent_at, dialect)
+            await self._relay_body(response, send, record, sent_at, dialect, spender)
         except httpx.HTTPError as exc:
             # Headers are gone already: returning with the response incomplete makes the server
             # close the connection, so the client sees a truncated response, not a complete one.
@@ -279,24 +308,42 @@ class Forwarder:
             await response.aclose()
 
     async def _relay_body(
-        self, response: httpx.Response, send: Send, record: AccessRecord, sent_at: float, dialect: Dialect
+        self,
+        response: httpx.Response,
+        send: Send,
+        record: AccessRecord,
+        sent_at: float,
+        dialect: Dialect,
+        spender: Spender | None,
     ) -> None:
         count_usage = (
-            self._metrics.per_user_tokens and dialect.reports_usage and "content-encoding" not in response.headers
+            (self._metrics.per_user_tokens or spender is not None)
+            and dialect.reports_usage
+            and "content-encoding" not in response.headers
         )
         scanner = UsageScanner()
         first = True
-        async for chunk in response.aiter_raw():
-            if first:
-                self._metrics.first_byte_seconds.labels(record.route).observe(time.perf_counter() - sent_at)
-                first = False
-            await send({"type": "http.response.body", "body": chunk, "more_body": True})
-            if count_usage:
-                scanner.feed(chunk)  # after the send: reading usage never holds a chunk back
-        await send({"type": "http.response.body", "body": b""})
-        usage = dialect.usage(scanner.reported) if scanner.found else None
-        if usage is not None and record.resolved:
+        try:
+            async for chunk in response.aiter_raw():
+                if first:
+                    self._metrics.first_byte_seconds.labels(record.route).observe(time.perf_counter() - sent_at)
+                    first = False
+                try:
+                    await send({"type": "http.response.body", "body": chunk, "more_body": True})
+                finally:
+                    if count_usage:
+                        scanner.feed(chunk)  # after the send: reading usage never holds a chunk back
+            await send({"type": "http.response.body", "body": b""})
+        finally:
+            # Also when the client left: usage that arrived from the upstream was paid for.
+            if scanner.found and (usage := dialect.usage(scanner.reported)) is not None:
+                self._count_usage(usage, record, spender)
+
+    def _count_usage(self, usage: Usage, record: AccessRecord, spender: Spender | None) -> None:
+        if self._metrics.per_user_tokens and record.resolved:
             self._metrics.usage(record.user, usage)
+        if spender is not None and self._budgets is not None:
+            self._budgets.record(spender.email, spender.team, spender.model, usage)
 
     def _client_headers(self, response: httpx.Response, record: AccessRecord) -> RawHeaders:
         headers = response_headers(response.headers.raw, response.status_code)

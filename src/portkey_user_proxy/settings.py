@@ -283,6 +283,16 @@ class Settings(BaseSettings):
             raise ValueError("must differ from TEAM_METADATA_KEY: one key holds one value")
         return value
 
+    @field_validator("budgets_file")
+    @classmethod
+    def _team_budgets_need_teams(cls, value: BudgetsFile | None, info: ValidationInfo) -> BudgetsFile | None:
+        if value is not None and value.config.teams and info.data.get("team_metadata_key") is None:
+            raise ValueError(
+                f"{value.path} sets team budgets, and TEAM_METADATA_KEY is unset: set it, so the proxy looks "
+                "each user's team up in LibreChat's groups"
+            )
+        return value
+
     @field_validator("budget_database")
     @classmethod
     def _own_database(cls, value: str, info: ValidationInfo) -> str:

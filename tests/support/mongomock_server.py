@@ -174,6 +174,11 @@ def _drop_database(database: Any, command: dict[str, Any]) -> dict[str, Any]:
     return {"ok": 1}
 
 
+def _list_databases(database: Any, command: dict[str, Any]) -> dict[str, Any]:
+    names = database.client.list_database_names()
+    return {"databases": [{"name": name, "sizeOnDisk": 1, "empty": False} for name in names], "ok": 1}
+
+
 def _count(database: Any, command: dict[str, Any]) -> dict[str, Any]:
     return {"n": database[command["count"]].count_documents(command.get("query", {})), "ok": 1}
 
@@ -189,6 +194,7 @@ _COMMANDS: dict[str, Command] = {
     "drop": _drop,
     "dropDatabase": _drop_database,
     "count": _count,
+    "listDatabases": _list_databases,
 }
 
 
@@ -200,8 +206,18 @@ class WritableMongo:
     database: str
     stand_in: MongomockServer | None  # None on a real server
 
+    @property
+    def librechat(self) -> str:
+        """A LibreChat database of the test's own, beside `database` (both dropped after the test)."""
+        return f"{self.database}_librechat"
+
     def client(self) -> MongoClient[Any]:
         return MongoClient(self.address, serverSelectionTimeoutMS=5000)
+
+    def uri(self, database: str) -> str:
+        """A MONGO_URI naming `database` on this server."""
+        hosts, _, options = self.address.partition("/?")
+        return f"{hosts.rstrip('/')}/{database}" + (f"?{options}" if options else "")
 
 
 def real_mongo_address() -> str | None:
@@ -245,3 +261,4 @@ def writable_mongo(request: pytest.FixtureRequest) -> Iterator[WritableMongo]:
         mongo.stand_in.fault = Fault.NONE  # the database is dropped on a server that answers
     with mongo.client() as client:
         client.drop_database(database)
+        client.drop_database(mongo.librechat)

@@ -24,6 +24,7 @@ def test_only_the_fields_the_proxy_reads_are_returned() -> None:
     }
 
     assert json_fields(json.dumps(body).encode()) == {
+        "model": "m",
         "user": USER_ID,
         "safety_identifier": "s",
         "metadata": {"user_id": USER_ID},
@@ -33,7 +34,7 @@ def test_only_the_fields_the_proxy_reads_are_returned() -> None:
 
 
 def test_absent_fields_are_absent_and_null_ones_are_none() -> None:
-    assert json_fields(b'{"model":"m","stream_options":null}') == {"stream_options": None}
+    assert json_fields(b'{"n":1,"stream_options":null}') == {"stream_options": None}
 
 
 @pytest.mark.parametrize("body", [b"", b"{", b"not json", b"\xff\xfe", b"{'a': 1}", b'{"a":1}{"b":2}', b'{"a":1} x'])
@@ -93,7 +94,7 @@ def test_large_bodies_of_small_objects_are_read_for_their_fields() -> None:
     assert json_fields(body) == {"user": USER_ID, "stream": True}
 
 
-_NAMES = ("user", "safety_identifier", "metadata", "stream", "stream_options")
+_NAMES = ("user", "safety_identifier", "metadata", "stream", "stream_options", "model")
 _JSON = st.recursive(
     st.none() | st.booleans() | st.integers() | st.floats(allow_nan=False, allow_infinity=False) | st.text(),
     lambda children: st.lists(children, max_size=3) | st.dictionaries(st.text(max_size=5), children, max_size=3),

@@ -49,6 +49,7 @@ class Attribution:
     status: int = 200  # the refusal status when rejected
     team: str | None = None  # for TEAM_METADATA_KEY, when the user was resolved
     tenant: str | None = None  # for TENANT_METADATA_KEY, likewise
+    email: str | None = None  # the resolved user's, whatever `_user` holds: what user budgets are keyed by
 
     @property
     def resolved(self) -> bool:
@@ -73,7 +74,10 @@ async def attribute(
     if lookup.user is not None and lookup.user.email:
         user = lookup.user
         resolved = AttributionOutcome.RESOLVED
-        return Attribution(resolved, user_value(user), lookup.outcome, user.fields, team=user.team, tenant=user.tenant)
+        value = user_value(user)
+        return Attribution(
+            resolved, value, lookup.outcome, user.fields, team=user.team, tenant=user.tenant, email=user.email
+        )
     if lookup.user is not None:
         return _unresolved(identity, "no_email", policy, status=403)
     status = 503 if lookup.mongo_failed else 403

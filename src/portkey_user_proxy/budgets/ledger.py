@@ -34,6 +34,8 @@ BUDGET_EXCEEDED = "budget_exceeded"
 BUDGET_EXCEEDED_STATUS = 412
 STORE_UNAVAILABLE = "budget_store_unavailable"
 DEFAULT_CACHE_SECONDS = 5.0
+# How long the start waits for the store (indexes, the teams' spend) before serving without it.
+START_TIMEOUT_SECONDS = 3.0
 _READ_BATCH = 500  # keys per read: one query each, bounded in size
 _MAX_BACKOFF_SECONDS = 30.0
 
@@ -102,6 +104,8 @@ class Budgets:
         self._clock = clock or SystemClock()
         self._prices = PriceList(config.prices)
         self._team_limits = {team: nanos(limit) for team, limit in config.teams.items()}
+        # LibreChat's group names are matched ignoring case, as TEAM_GROUPS matches them.
+        self._team_names = {team.casefold(): team for team in config.teams}
         self._user_limits = {user: nanos(limit) for user, limit in config.users.items()}
         self._default_user_limit = nanos(config.default_user) if config.default_user is not None else None
         self._view = SpendView(cache_seconds, monotonic)
@@ -170,7 +174,7 @@ class Budgets:
         if cost.nanos <= 0:
             return cost
         window = self.window()
-        for scope, name in _scopes(user, team):
+        for scope, name in _scopes(user, self._team_name(team) if team is not None else None):
             key = SpendKey(window, scope, name)
             if not self._pending.add(key, cost.nanos):
                 self._note_dropped(1)
@@ -182,12 +186,16 @@ class Budgets:
 
     # The background: writing increments, reading spend.
 
-    async def start(self) -> None:
-        """Prepare the store and read the teams' spend (each bounded by the store's timeout), then run."""
-        await self._prepare()
+    async def start(self, timeout: float = START_TIMEOUT_SECONDS) -> None:
+        """Prepare the store and read the teams' spend, for at most `timeout`; then run in the background."""
         for team in self._team_limits:
             self._want_read(SpendKey(self.window(), Scope.TEAM, team))
-        await self.refresh()
+        try:
+            async with asyncio.timeout(timeout):
+                await self._prepare()
+                await self.refresh()
+        except TimeoutError as exc:  # the read loop goes on trying
+            self._store_failed(exc, "answering at start")
         self._tasks = [asyncio.create_task(self._write_loop()), asyncio.create_task(self._read_loop())]
 
     async def aclose(self) -> None:
@@ -293,10 +301,14 @@ class Budgets:
             self._prepared = True
 
     def _limits(self, user: str | None, team: str | None) -> Iterator[tuple[Scope, str, int]]:
-        if team is not None and (limit := self._team_limits.get(team)) is not None:
+        if team is not None and (limit := self._team_limits.get(team := self._team_name(team))) is not None:
             yield Scope.TEAM, team, limit
         if user is not None and (limit := self._user_limit(user.lower())) is not None:
             yield Scope.USER, user.lower(), limit
+
+    def _team_name(self, team: str) -> str:
+        """The team as the file spells it, when the file names it."""
+        return self._team_names.get(team.casefold(), team)
 
     def _user_limit(self, email: str) -> int | None:
         return self._user_limits.get(email, self._default_user_limit)

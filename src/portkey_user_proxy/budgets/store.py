@@ -89,6 +89,9 @@ class SpendStore:
         self._spend: AsyncCollection[Any] = database[COLLECTION]
         self._timeout = timeout
 
+    async def close(self) -> None:
+        await self.database.client.close()
+
     async def prepare(self) -> None:
         """Create the indexes (idempotent): one document per key, and old periods expire."""
         async with asyncio.timeout(self._timeout):

@@ -37,6 +37,7 @@ class _Fields(msgspec.Struct):
     metadata: msgspec.Raw | msgspec.UnsetType = msgspec.UNSET
     stream: msgspec.Raw | msgspec.UnsetType = msgspec.UNSET
     stream_options: msgspec.Raw | msgspec.UnsetType = msgspec.UNSET
+    model: msgspec.Raw | msgspec.UnsetType = msgspec.UNSET  # what budgets price the answer's usage by
 
 
 _NAMES = _Fields.__struct_fields__

@@ -38,6 +38,7 @@ def test_the_budgets_file_is_read_once_at_start(monkeypatch: pytest.MonkeyPatch,
     path = tmp_path / "budgets.yaml"
     path.write_text("period: week\nteams: {Finance: 500}\n")
     monkeypatch.setenv("BUDGETS_FILE", str(path))
+    monkeypatch.setenv("TEAM_METADATA_KEY", "team")
     monkeypatch.setenv("BUDGET_STORE_FAILURE", "deny")
     monkeypatch.setenv("BUDGET_DATABASE", "proxy_budgets")
 
@@ -84,6 +85,22 @@ def test_invalid_budget_settings_name_the_variable(
         load_settings()
 
     assert str(raised.value).startswith(f"invalid setting {variable}: {problem}")
+
+
+def test_team_budgets_without_team_lookups_stop_the_start(monkeypatch: pytest.MonkeyPatch, tmp_path: Path) -> None:
+    path = tmp_path / "budgets.yaml"
+    path.write_text("teams: {Finance: 500}\nusers: {default: 50}\n")
+    monkeypatch.setenv("BUDGETS_FILE", str(path))
+
+    with pytest.raises(SettingsError) as raised:
+        load_settings()
+
+    assert str(raised.value) == (
+        f"invalid setting BUDGETS_FILE: {path} sets team budgets, and TEAM_METADATA_KEY is unset: set it, so the "
+        "proxy looks each user's team up in LibreChat's groups"
+    )
+    path.write_text("users: {default: 50}\n")
+    assert load_settings().budgets_file is not None  # user budgets alone need no teams
 
 
 def test_the_budget_database_is_refused_when_it_is_the_one_mongo_uri_names(monkeypatch: pytest.MonkeyPatch) -> None:
