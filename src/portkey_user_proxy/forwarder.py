@@ -219,7 +219,7 @@ class Forwarder:
             return None
         refused = self._budgets.check(attribution.email, attribution.team)
         if refused is not None:
-            raise ProxyError(refused.status, refused.message, refused.code, headers=refused.headers)
+            raise refused
         model = (incoming.fields or {}).get("model")
         return Spender(attribution.email, attribution.team, model if isinstance(model, str) else None)
 

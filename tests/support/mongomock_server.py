@@ -39,6 +39,7 @@ class MongomockServer:
         self.engine: Any = mongomock.MongoClient()  # untyped: every command goes through dict-shaped documents
         self.fault = Fault.NONE
         self.commands: list[str] = []  # command names, in the order they arrived
+        self.refused_databases: set[str] = set()  # commands on these are refused: a role without access
         self._server: MockupDB | None = None
         self._port = 0
         # mockupdb answers each connection from a thread of its own; a real server serializes
@@ -68,7 +69,7 @@ class MongomockServer:
             return bool(request.replies({"ok": 1}))
         if self.fault is Fault.HANG_UP:
             return bool(request.hangup())
-        if self.fault is Fault.UNAUTHORIZED:
+        if self.fault is Fault.UNAUTHORIZED or request.doc.get("$db") in self.refused_databases:
             return bool(request.replies(_UNAUTHORIZED))
         with self._lock:
             self.commands.append(name)
@@ -242,8 +243,10 @@ def mongomock_server(shared_mongomock: MongomockServer) -> Iterator[MongomockSer
     """The stand-in, answering every command, with no commands recorded."""
     shared_mongomock.fault = Fault.NONE
     shared_mongomock.commands.clear()
+    shared_mongomock.refused_databases.clear()
     yield shared_mongomock
     shared_mongomock.fault = Fault.NONE
+    shared_mongomock.refused_databases.clear()
 
 
 @pytest.fixture
@@ -259,6 +262,7 @@ def writable_mongo(request: pytest.FixtureRequest) -> Iterator[WritableMongo]:
     yield mongo
     if mongo.stand_in is not None:
         mongo.stand_in.fault = Fault.NONE  # the database is dropped on a server that answers
+        mongo.stand_in.refused_databases.clear()
     with mongo.client() as client:
         client.drop_database(database)
         client.drop_database(mongo.librechat)

@@ -18,6 +18,7 @@ from dataclasses import dataclass
 
 from ..attribution.mongo_failures import advice, classify
 from ..dialects.usage import Usage
+from ..errors import ProxyError
 from ..observability.logs import RateLimitedWarnings, loggable
 from .file import BudgetConfig, Mode
 from .money import dollars_text, nanos
@@ -30,9 +31,6 @@ from .store import DEFAULT_PENDING_KEYS, PendingIncrements, Scope, SpendKey, Spe
 logger = logging.getLogger("portkey_user_proxy")
 
 BUDGET_EXCEEDED = "budget_exceeded"
-# Portkey's status for its own exhausted budgets: the OpenAI and Anthropic SDKs never retry it.
-BUDGET_EXCEEDED_STATUS = 412
-STORE_UNAVAILABLE = "budget_store_unavailable"
 DEFAULT_CACHE_SECONDS = 5.0
 # How long the start waits for the store (indexes, the teams' spend) before serving without it.
 START_TIMEOUT_SECONDS = 3.0
@@ -49,21 +47,6 @@ class StoreState(enum.Enum):
     UNKNOWN = "unknown"  # not asked yet
     AVAILABLE = "available"  # answered the last read or write
     UNAVAILABLE = "unavailable"  # failed the last read or write
-
-
-@dataclass(frozen=True, slots=True)
-class Refusal:
-    """Why a request is not forwarded: an OpenAI-style error the forwarder answers with."""
-
-    status: int
-    code: str
-    message: str
-    scope: Scope
-    retry_after: int | None = None
-
-    @property
-    def headers(self) -> tuple[tuple[bytes, bytes], ...]:
-        return ((b"retry-after", str(self.retry_after).encode()),) if self.retry_after is not None else ()
 
 
 @dataclass(frozen=True, slots=True)
@@ -148,8 +131,8 @@ class Budgets:
 
     # The hot path: neither method awaits anything.
 
-    def check(self, user: str | None, team: str | None) -> Refusal | None:
-        """Before forwarding: a refusal when the user or team has spent its budget for the period."""
+    def check(self, user: str | None, team: str | None) -> ProxyError | None:
+        """Before forwarding: the error to answer with when the user or team has spent its budget for the period."""
         window = self.window()
         for scope, name, limit in self._limits(user, team):
             key = SpendKey(window, scope, name)
@@ -158,7 +141,7 @@ class Budgets:
             spent = self._view.estimate(key)
             if spent is None or not self._view.is_fresh(key):
                 if self._state is StoreState.UNAVAILABLE and self._on_store_failure is StoreFailurePolicy.DENY:
-                    return self._store_refusal(scope)
+                    return self._store_refusal()
                 spent = max(spent or 0, self._view.local(key))
             if spent >= limit:
                 refusal = self._over_budget(key, limit)
@@ -317,21 +300,22 @@ class Budgets:
         self._wanted.add(key)
         self._read_wanted.set()
 
-    def _over_budget(self, key: SpendKey, limit: int) -> Refusal | None:
+    def _over_budget(self, key: SpendKey, limit: int) -> ProxyError | None:
         message = _over_budget_message(key, limit)
         if self.config.mode is Mode.WARN:
             self._observer.over_budget(key.scope, refused=False)
             self._warnings.warn(f"over-budget-{key.scope}", "over budget, forwarded (mode: warn): %s", message)
             return None
         self._observer.over_budget(key.scope, refused=True)
-        return Refusal(BUDGET_EXCEEDED_STATUS, BUDGET_EXCEEDED, message, key.scope)
+        # 412, as Portkey answers for its own exhausted budgets: the OpenAI and Anthropic SDKs never retry it.
+        return ProxyError(412, message, "budget_exceeded")
 
-    def _store_refusal(self, scope: Scope) -> Refusal:
+    def _store_refusal(self) -> ProxyError:
         message = (
             f"the proxy cannot read budget spend (database {self.store.database.name}) "
             "and BUDGET_STORE_FAILURE is deny; try again shortly"
         )
-        return Refusal(503, STORE_UNAVAILABLE, message, scope, retry_after=5)
+        return ProxyError(503, message, "budget_store_unavailable", headers=((b"retry-after", b"5"),))
 
     def _observe_spend(self, key: SpendKey) -> None:
         if key.scope is Scope.TEAM and key.name not in self._team_limits:

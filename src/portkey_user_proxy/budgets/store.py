@@ -31,6 +31,7 @@ COLLECTION = "spend"
 # How long a period's documents are kept after it ended: `budgets` can still be asked about it.
 RETENTION = timedelta(days=31)
 DEFAULT_PENDING_KEYS = 10_000
+_PROBE_RETENTION = timedelta(hours=1)
 
 
 class Scope(enum.StrEnum):
@@ -98,6 +99,18 @@ class SpendStore:
             key = [("period", ASCENDING), ("scope", ASCENDING), ("name", ASCENDING)]
             await self._spend.create_index(key, unique=True, name="period_scope_name")
             await self._spend.create_index([("expires_at", ASCENDING)], expireAfterSeconds=0, name="expires_at")
+
+    async def probe(self) -> None:
+        """Prepare the indexes, write a document and read it back: what `doctor` asks of the store."""
+        await self.prepare()
+        now = datetime.now(UTC)
+        key = {"period": "doctor", "scope": "probe", "name": "doctor"}  # no scope the budgets read
+        async with asyncio.timeout(self._timeout):
+            await self._spend.update_one(
+                key, {"$set": {"checked_at": now, "expires_at": now + _PROBE_RETENTION}}, upsert=True
+            )
+            if await self._spend.find_one(key, {"_id": 1}) is None:
+                raise RuntimeError("the document written was not read back")
 
     async def write(self, amounts: Mapping[SpendKey, int]) -> dict[SpendKey, int]:
         """Add each amount to its key's spend; returns what was not written (all of it when MongoDB failed).

@@ -1,5 +1,5 @@
 """Command line: `serve` runs the proxy, `check-user` shows how one user would be attributed, `doctor`
-checks the set-up, `export-users` writes every LibreChat user as CSV."""
+checks the set-up, `export-users` writes every LibreChat user as CSV, `budgets` shows the spend."""
 
 from __future__ import annotations
 
@@ -16,7 +16,16 @@ from typing import NoReturn
 
 import uvicorn
 
-from ..app import ProxyApp, build_attributor, build_user_directory, create_app, owned_keys, team_choice, uvicorn_options
+from ..app import (
+    ProxyApp,
+    build_attributor,
+    build_budgets,
+    build_user_directory,
+    create_app,
+    owned_keys,
+    team_choice,
+    uvicorn_options,
+)
 from ..attribution.decision import Attribution, AttributionOutcome
 from ..attribution.directory import UserDirectory, connect_users
 from ..attribution.identity import identify
@@ -26,6 +35,7 @@ from ..attribution.teams import GROUPS_COLLECTION
 from ..observability.logs import StartupRecords, configure_logging, loggable
 from ..observability.worker_metrics import UnusableDirectory, shared_metrics
 from ..settings import Settings, SettingsError, load_settings
+from .budget_report import report_json, report_text
 from .doctor import run_doctor
 from .exit_codes import ExitCode, describe
 from .export import UserExport
@@ -53,6 +63,8 @@ def main(argv: list[str] | None = None) -> int:
         return asyncio.run(run_doctor(settings, show_settings=args.settings))
     if args.command == "export-users":
         return asyncio.run(_export_users(settings, raw=args.raw))
+    if args.command == "budgets":
+        return asyncio.run(_budgets(settings, as_json=args.json, top=args.top))
     return asyncio.run(_check_user(settings, args.user, args.metadata))
 
 
@@ -267,10 +279,37 @@ async def _export_users(settings: Settings, *, raw: bool) -> int:
     return ExitCode.OK
 
 
+async def _budgets(settings: Settings, *, as_json: bool, top: int) -> int:
+    budgets = build_budgets(settings)
+    if budgets is None:
+        print("BUDGETS_FILE is unset: no budgets, and no spend is kept", file=sys.stderr)
+        return ExitCode.BAD_SETTINGS
+    database = budgets.store.database
+    where = location(database.client, database.name)
+    try:
+        report = await budgets.report(top_users=top)
+    except Exception as exc:  # any driver failure: the admin needs the cause, not a traceback
+        return _mongo_failed(classify(exc, database.client).kind, where)
+    finally:
+        await budgets.store.close()
+    print(report_json(report, where) if as_json else report_text(report, where))
+    return ExitCode.OK
+
+
 def _silence_stdout() -> None:
     # Python's advice for SIGPIPE: point stdout at devnull so the flush at exit does not fail again.
     with contextlib.suppress(OSError, ValueError):  # not a real file (tests): nothing to silence
         os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())
+
+
+def _positive(text: str) -> int:
+    try:
+        number = int(text)
+    except ValueError:
+        number = 0
+    if number < 1:
+        raise argparse.ArgumentTypeError(f"must be a whole number, 1 or more: {text!r}")
+    return number
 
 
 def _parser() -> argparse.ArgumentParser:
@@ -316,4 +355,11 @@ def _parser() -> argparse.ArgumentParser:
         action="store_true",
         help="write values as stored (by default, cells starting with = + - @ get a leading ' for spreadsheets)",
     )
+    budgets = command(
+        "budgets",
+        "show the period's spend against each team's and user's budget (BUDGETS_FILE)",
+        "Show the current period's spend against each budget: every team, and the users who spent most.",
+    )
+    budgets.add_argument("--json", action="store_true", help="write the report as JSON")
+    budgets.add_argument("--top", type=_positive, default=10, metavar="N", help="how many users to list (default 10)")
     return parser

@@ -23,15 +23,17 @@ import httpx
 from pydantic import SecretStr
 from pymongo.asynchronous.collection import AsyncCollection
 
-from ..app import upstream_client, upstream_policy
+from ..app import build_budgets, upstream_client, upstream_policy
 from ..attribution.directory import connect_users
 from ..attribution.mongo_failures import MongoFailure, advice, classify, location
 from ..attribution.teams import GROUPS_COLLECTION, USER_FIELDS, TeamChoice, TeamFinder
+from ..budgets import BudgetsFile, PriceList
 from ..settings import MONGO_URI_PLAIN_OPTIONS, Settings, dotenv_file
 from ..upstream.client import error_before_response
 from .exit_codes import ExitCode
 
 _PORTKEY_TIMEOUT_SECONDS = 10.0
+_BUDGET_STORE_CHECK_SECONDS = 10.0
 
 
 class Verdict(enum.StrEnum):
@@ -56,6 +58,7 @@ async def run_doctor(settings: Settings, *, show_settings: bool = False) -> int:
     checks = [
         _settings_source(),
         *await _mongodb_checks(settings),
+        *await _budget_checks(settings),
         _portkey_url(settings),
         await _portkey_reachable(settings),
         *_portkey_defaults(settings),
@@ -89,6 +92,8 @@ def effective_settings(settings: Settings) -> list[tuple[str, str]]:
             text = "(set, hidden)"
         elif value is None:
             text = "(unset)"
+        elif name == "budgets_file":
+            text = str(value.path)
         elif isinstance(value, bool):
             text = str(value).lower()
         else:
@@ -237,6 +242,48 @@ async def _sample_team(users: AsyncCollection[Any], team_groups: tuple[str, ...]
         "team lookup",
         f"a sample user's groups read as each lookup reads them: {found}, in {_ms_since(started)}",
     )
+
+
+async def _budget_checks(settings: Settings) -> list[Check]:
+    """With BUDGETS_FILE: what the file says (it validated, or the settings would have stopped), and the store."""
+    budgets = build_budgets(settings)
+    if budgets is None or settings.budgets_file is None:
+        return []
+    checks = [_budgets_file(settings.budgets_file)]
+    store = budgets.store
+    client = store.database.client
+    where = location(client, store.database.name)
+    started = time.perf_counter()
+    try:
+        async with asyncio.timeout(_BUDGET_STORE_CHECK_SECONDS):
+            await store.probe()
+    except Exception as exc:  # every driver failure becomes a verdict, never a traceback
+        failure = classify(exc, client)
+        fix = (
+            "the proxy's MongoDB user needs the readWrite role on BUDGET_DATABASE (and read on LibreChat's)"
+            if failure.kind is MongoFailure.UNAUTHORIZED
+            else advice(failure.kind)
+        )
+        checks.append(Check(Verdict.FAIL, "budget store", f"{where}: {failure.kind} ({failure.detail}): {fix}"))
+    else:
+        detail = f"{where}: indexes ready, a write read back in {_ms_since(started)}"
+        checks.append(Check(Verdict.OK, "budget store", detail))
+    finally:
+        await store.close()
+    return checks
+
+
+def _budgets_file(budgets_file: BudgetsFile) -> Check:
+    config = budgets_file.config
+    users = f"{len(config.users)} user(s)" + (" and a default per user" if config.default_user is not None else "")
+    summary = (
+        f"{budgets_file.path}: per {config.period}, mode {config.mode}; {len(config.teams)} team(s), {users}; "
+        f"{len(config.prices)} price(s)"
+    )
+    if PriceList(config.prices).price_of("\x00a model no glob names") is None:
+        detail = f'{summary}; no catch-all price (`model: "*"`): a model no price matches counts as unpriced'
+        return Check(Verdict.WARN, "budgets file", detail)
+    return Check(Verdict.OK, "budgets file", summary)
 
 
 async def _portkey_reachable(settings: Settings) -> Check:

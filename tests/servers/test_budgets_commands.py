@@ -1,0 +1,177 @@
+"""`budgets` and `doctor` with BUDGETS_FILE: the period's spend from the store, and the store checked."""
+
+from __future__ import annotations
+
+import json
+from datetime import UTC, datetime
+from pathlib import Path
+
+import pytest
+
+from portkey_user_proxy.budgets import Period, window_at
+from portkey_user_proxy.operations.cli import main
+from portkey_user_proxy.operations.exit_codes import ExitCode
+from tests.support.fixtures import load_fixture
+from tests.support.mongomock_server import Fault, WritableMongo
+from tests.support.servers import Upstream
+
+pytestmark = pytest.mark.usefixtures("restore_logging")  # `main` sets up logging as a process would
+
+BUDGETS = """\
+period: month
+prices:
+  - {model: "*", input: 1, output: 2}
+teams:
+  Finance: 500
+  Engineering: 2000
+users:
+  default: 50
+  alice@example.com: 200
+"""
+
+
+@pytest.fixture
+def environment(
+    monkeypatch: pytest.MonkeyPatch, tmp_path: Path, writable_mongo: WritableMongo, upstream: Upstream
+) -> pytest.MonkeyPatch:
+    monkeypatch.chdir(tmp_path)
+    (tmp_path / "budgets.yaml").write_text(BUDGETS)
+    with writable_mongo.client() as client:
+        client[writable_mongo.librechat]["users"].insert_one(load_fixture("librechat_user.json"))
+    monkeypatch.setenv("MONGO_URI", writable_mongo.uri(writable_mongo.librechat))
+    monkeypatch.setenv("BUDGETS_FILE", str(tmp_path / "budgets.yaml"))
+    monkeypatch.setenv("BUDGET_DATABASE", writable_mongo.database)
+    monkeypatch.setenv("TEAM_METADATA_KEY", "team")
+    monkeypatch.setenv("PORTKEY_URL", upstream.url)
+    monkeypatch.setenv("PORTKEY_API_KEY", "pk-doctor-secret-0123")
+    monkeypatch.setenv("PORTKEY_PROVIDER", "@openai-prod")
+    monkeypatch.setenv("USER_LOOKUP_TIMEOUT_SECONDS", "2")
+    return monkeypatch
+
+
+def spend(mongo: WritableMongo, **by_scope: dict[str, float]) -> None:
+    """Spend in this period, as replicas write it: dollars by scope and name."""
+    period = window_at(Period.MONTH, datetime.now(UTC)).key
+    with mongo.client() as client:
+        client[mongo.database]["spend"].insert_many(
+            [
+                {"period": period, "scope": scope, "name": name, "spend": round(dollars * 10**9)}
+                for scope, names in by_scope.items()
+                for name, dollars in names.items()
+            ]
+        )
+
+
+@pytest.mark.real_mongo
+def test_budgets_shows_each_teams_spend_and_the_top_users(
+    environment: pytest.MonkeyPatch, writable_mongo: WritableMongo, capsys: pytest.CaptureFixture[str]
+) -> None:
+    spend(
+        writable_mongo,
+        team={"Finance": 512.5, "Sales": 3.1},
+        user={"alice@example.com": 150, "bob@example.com": 60, "carol@example.com": 1},
+    )
+
+    assert main(["budgets", "--top", "2"]) == ExitCode.OK
+
+    output = capsys.readouterr().out
+    lines = [line.split() for line in output.splitlines()]
+    assert ["Finance", "$512.50", "of", "$500", "102%", "over", "budget"] in lines
+    assert ["Engineering", "$0", "of", "$2,000", "0%"] in lines
+    assert ["Sales", "$3.10", "(no", "budget)"] in lines
+    assert ["alice@example.com", "$150", "of", "$200", "75%"] in lines
+    assert ["bob@example.com", "$60", "of", "$50", "120%", "over", "budget"] in lines
+    assert "carol@example.com" not in output  # --top 2
+    window = window_at(Period.MONTH, datetime.now(UTC))
+    assert f"period:    {window.describe()} ({window.key}); resets on {window.describe_reset()}" in output
+
+
+@pytest.mark.real_mongo
+def test_budgets_json_is_the_same_report_for_scripts(
+    environment: pytest.MonkeyPatch, writable_mongo: WritableMongo, capsys: pytest.CaptureFixture[str]
+) -> None:
+    spend(writable_mongo, team={"Finance": 250}, user={"alice@example.com": 20})
+
+    assert main(["budgets", "--json"]) == ExitCode.OK
+
+    report = json.loads(capsys.readouterr().out)
+    assert report["mode"] == "enforce"
+    assert report["period"]["kind"] == "month"
+    assert report["teams"] == [
+        {"name": "Finance", "spent_usd": 250.0, "limit_usd": 500.0, "used": 0.5, "over_budget": False},
+        {"name": "Engineering", "spent_usd": 0.0, "limit_usd": 2000.0, "used": 0.0, "over_budget": False},
+    ]
+    assert report["users"] == [
+        {"name": "alice@example.com", "spent_usd": 20.0, "limit_usd": 200.0, "used": 0.1, "over_budget": False}
+    ]
+
+
+def test_budgets_without_a_budgets_file_says_so(
+    environment: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
+) -> None:
+    environment.delenv("BUDGETS_FILE")
+
+    assert main(["budgets"]) == ExitCode.BAD_SETTINGS
+    assert "BUDGETS_FILE is unset" in capsys.readouterr().err
+
+
+def test_budgets_with_mongodb_failing_exits_as_the_other_commands_do(
+    environment: pytest.MonkeyPatch, writable_mongo: WritableMongo, capsys: pytest.CaptureFixture[str]
+) -> None:
+    if writable_mongo.stand_in is None:
+        pytest.skip("fails the server at will: stand-in only")
+    writable_mongo.stand_in.fault = Fault.HANG_UP
+
+    assert main(["budgets"]) == ExitCode.MONGO_UNAVAILABLE
+    assert (
+        f"MongoDB at 127.0.0.1:{writable_mongo.address.rsplit(':', 1)[1]}/{writable_mongo.database}: unreachable"
+        in (capsys.readouterr().err)
+    )
+
+
+def test_budgets_with_a_store_it_may_not_read_names_the_access_problem(
+    environment: pytest.MonkeyPatch, writable_mongo: WritableMongo, capsys: pytest.CaptureFixture[str]
+) -> None:
+    if writable_mongo.stand_in is None:
+        pytest.skip("refuses a database at will: stand-in only")
+    writable_mongo.stand_in.refused_databases.add(writable_mongo.database)
+
+    assert main(["budgets"]) == ExitCode.MONGO_UNAUTHORIZED
+    assert ": unauthorized;" in capsys.readouterr().err
+
+
+@pytest.mark.real_mongo
+def test_doctor_checks_the_budgets_file_and_that_the_store_takes_writes(
+    environment: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
+) -> None:
+    assert main(["doctor"]) == ExitCode.OK
+
+    output = capsys.readouterr().out
+    assert "budgets file         " in output and "per month, mode enforce; 2 team(s), 1 user(s)" in output
+    assert "ok    budget store" in output and "a write read back" in output
+    assert f"BUDGETS_FILE={Path.cwd() / 'budgets.yaml'}" in output
+
+
+def test_doctor_warns_of_a_file_without_a_catch_all_price(
+    environment: pytest.MonkeyPatch, tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    (tmp_path / "budgets.yaml").write_text('users: {default: 5}\nprices: [{model: "gpt-*", input: 1, output: 1}]\n')
+
+    main(["doctor"])
+
+    assert "warn  budgets file" in capsys.readouterr().out
+
+
+def test_doctor_fails_a_budget_store_it_may_not_write(
+    environment: pytest.MonkeyPatch, writable_mongo: WritableMongo, capsys: pytest.CaptureFixture[str]
+) -> None:
+    if writable_mongo.stand_in is None:
+        pytest.skip("refuses a database at will: stand-in only")
+    writable_mongo.stand_in.refused_databases.add(writable_mongo.database)
+
+    assert main(["doctor"]) == ExitCode.CHECKS_FAILED
+
+    output = capsys.readouterr().out
+    assert "FAIL  budget store" in output
+    assert "needs the readWrite role on BUDGET_DATABASE" in output
+    assert "ok    users collection" in output  # LibreChat's database is still read
