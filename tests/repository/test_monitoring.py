@@ -47,8 +47,12 @@ ALL_QUERIES = {**{f"dashboard: {k}": v for k, v in dashboard_queries().items()},
 
 
 @pytest.fixture
-def served(make_proxy: MakeProxy, upstream: Upstream) -> dict[str, dict[str, set[str]]]:
-    proxy = make_proxy(metrics_per_user_tokens=True, max_request_body_bytes=1024)
+def served(make_proxy: MakeProxy, upstream: Upstream, tmp_path: Path) -> dict[str, dict[str, set[str]]]:
+    budgets = tmp_path / "budgets.yaml"
+    budgets.write_text('prices: [{model: "*", input: 1, output: 2}]\nteams: {Finance: 500}\nusers: {default: 50}\n')
+    proxy = make_proxy(
+        metrics_per_user_tokens=True, max_request_body_bytes=1024, budgets_file=str(budgets), team_metadata_key="team"
+    )
     chat = proxy.url + "/v1/chat/completions"
     assert httpx.post(chat, json={"user": USER_ID, "messages": []}).status_code == 200  # resolved, with usage
     assert httpx.post(chat, json={"messages": []}).status_code == 200  # names nobody

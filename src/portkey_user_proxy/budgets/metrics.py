@@ -67,6 +67,9 @@ class BudgetMetrics:
             "Spend increments dropped because the queue of those waiting for the budget store was full.",
             registry=registry,
         )
+        for scope in Scope:  # every scope served from the start, so rates over them start at zero
+            self.refusals.labels(scope.value)
+            self.warnings.labels(scope.value)
         self.store_is_up = Gauge(
             _PREFIX + "budget_store_up",
             "1 when the budget store answered the last read or write, 0 when it failed.",
