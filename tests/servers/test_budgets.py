@@ -15,7 +15,7 @@ import pytest
 from portkey_user_proxy import Settings
 from tests.support.fixtures import load_fixture
 from tests.support.mongomock_server import WritableMongo
-from tests.support.proxy import RunningProxy, start_proxy
+from tests.support.proxy import RunningProxy, scrape, start_proxy
 from tests.support.servers import ServerThread
 
 USER_ID = "6651f0c2a1b2c3d4e5f60718"  # the fixture user: timmanik@email.com, in Finance and Engineering
@@ -120,11 +120,8 @@ def stored_spend(mongo: WritableMongo) -> dict[tuple[str, str], int]:
         return {(d["scope"], d["name"]): d["spend"] for d in client[mongo.database]["spend"].find()}
 
 
-def metric(proxy: RunningProxy, name: str) -> float | None:
-    for line in httpx.get(proxy.url + "/metrics", timeout=10).text.splitlines():
-        if line.startswith(name + " ") or line.startswith(name + "{"):
-            return float(line.rsplit(" ", 1)[1])
-    return None
+def metric(proxy: RunningProxy, name: str, **labels: str) -> float | None:
+    return scrape(proxy).get((name, tuple(sorted(labels.items()))))
 
 
 @pytest.mark.real_mongo
@@ -146,10 +143,10 @@ def test_a_team_over_its_budget_gets_412_and_its_answers_are_all_counted(
         # Listing models is never refused.
         assert httpx.get(proxy.url + "/v1/models", timeout=10).status_code == 200
         assert upstream.requests == ["/v1/chat/completions", "/v1/chat/completions", "/v1/models"]
-        assert metric(proxy, 'portkey_user_proxy_budget_refusals_total{scope="team"}') == 1
-        assert metric(proxy, 'portkey_user_proxy_team_budget_limit_usd{team="Finance"}') == 0.00001
-        assert metric(proxy, 'portkey_user_proxy_team_budget_spend_usd{team="Finance"}') == 0.000014
-        assert metric(proxy, "portkey_user_proxy_user_budget_spend_usd") is None  # per-user metrics are off
+        assert metric(proxy, "portkey_user_proxy_budget_refusals_total", scope="team") == 1
+        assert metric(proxy, "portkey_user_proxy_team_budget_limit_usd", team="Finance") == 0.00001
+        assert metric(proxy, "portkey_user_proxy_team_budget_spend_usd", team="Finance") == 0.000014
+        assert not any(name == "portkey_user_proxy_user_budget_spend_usd" for name, _ in scrape(proxy))  # per-user off
     finally:
         proxy.server.stop()  # the increments still waiting are written at shutdown
 
@@ -170,8 +167,8 @@ def test_usage_that_arrived_is_counted_when_the_client_leaves_before_the_end(
                     break  # the client leaves with the usage read, before the stream ends
         assert upstream.proxy_left.wait(10)  # the proxy ended the upstream request: the answer is over
 
-        assert metric(proxy, 'portkey_user_proxy_team_budget_spend_usd{team="Finance"}') == 0.000007
-        assert metric(proxy, f'portkey_user_proxy_user_budget_spend_usd{{user="{EMAIL}"}}') == 0.000007
+        assert metric(proxy, "portkey_user_proxy_team_budget_spend_usd", team="Finance") == 0.000007
+        assert metric(proxy, "portkey_user_proxy_user_budget_spend_usd", user=EMAIL) == 0.000007
     finally:
         proxy.server.stop()
 
@@ -190,7 +187,7 @@ def test_without_a_budgets_file_nothing_is_checked_or_written(
         for _ in range(3):
             assert chat(proxy).status_code == 200
         assert proxy.app.budgets is None
-        assert metric(proxy, "portkey_user_proxy_budget_store_up") is None
+        assert not any(name.startswith("portkey_user_proxy_budget") for name, _ in scrape(proxy))
     finally:
         proxy.server.stop()
 

@@ -144,7 +144,7 @@ def test_budgets_with_a_store_it_may_not_read_names_the_access_problem(
 def test_doctor_checks_the_budgets_file_and_that_the_store_takes_writes(
     environment: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
 ) -> None:
-    assert main(["doctor"]) == ExitCode.OK
+    assert main(["doctor", "--settings"]) == ExitCode.OK
 
     output = capsys.readouterr().out
     assert "budgets file         " in output and "per month, mode enforce; 2 team(s), 1 user(s)" in output

@@ -53,12 +53,21 @@ COMMAND_CODES: dict[str, tuple[ExitCode, ...]] = {
         ExitCode.MONGO_UNAUTHORIZED,
         ExitCode.USAGE,
     ),
+    # BAD_SETTINGS also when BUDGETS_FILE is unset: there is no budget to report on.
+    "budgets": (
+        ExitCode.OK,
+        ExitCode.BAD_SETTINGS,
+        ExitCode.MONGO_UNAVAILABLE,
+        ExitCode.MONGO_UNAUTHORIZED,
+        ExitCode.USAGE,
+    ),
 }
 _SUCCESS = {
     "serve": "the server ran and stopped cleanly",
     "check-user": "the user resolves",
     "doctor": "every check passed",
     "export-users": "every user was written",
+    "budgets": "the period's spend was read and written out",
 }
 _MEANINGS = {
     ExitCode.OK: "success (check-user: the user resolves; doctor: every check passed)",

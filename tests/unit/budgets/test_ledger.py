@@ -11,8 +11,8 @@ import pytest
 from portkey_user_proxy.budgets import BUDGET_EXCEEDED, Budgets, Mode, StoreState
 from portkey_user_proxy.budgets.ledger import StoreFailurePolicy
 from portkey_user_proxy.dialects.usage import Usage
+from tests.support.budget_replicas import CACHE_SECONDS, CONFIG, replica, stored_spend
 from tests.support.mongomock_server import Fault, WritableMongo
-from tests.unit.budgets.replicas import CACHE_SECONDS, CONFIG, replica, stored_spend
 
 # $100 at the test prices ($1 per 1M input tokens, $2 per 1M output tokens).
 HUNDRED_DOLLARS = Usage(prompt=60_000_000, completion=20_000_000, total=80_000_000)
@@ -139,7 +139,7 @@ def test_warn_mode_forwards_over_budget_and_counts_and_logs_it(
                 assert one.budgets.check("alice@example.com", "Finance") is None
             assert one.metric("portkey_user_proxy_budget_over_limit_forwarded_total", scope="team") == 2
             assert one.metric("portkey_user_proxy_budget_over_limit_forwarded_total", scope="user") == 2
-            assert one.metric(REFUSALS, scope="team") is None
+            assert one.metric(REFUSALS, scope="team") == 0
             await one.budgets.aclose()
 
     asyncio.run(scenario())

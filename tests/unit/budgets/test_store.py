@@ -11,8 +11,8 @@ import pytest
 from portkey_user_proxy.budgets import Budgets, Period, Scope, window_at
 from portkey_user_proxy.budgets.store import RETENTION, PendingIncrements, SpendKey
 from portkey_user_proxy.dialects.usage import Usage
+from tests.support.budget_replicas import replica, stored_spend
 from tests.support.mongomock_server import WritableMongo
-from tests.unit.budgets.replicas import replica, stored_spend
 
 pytestmark = pytest.mark.real_mongo
 DECEMBER = window_at(Period.MONTH, datetime(2026, 12, 4, tzinfo=UTC))
