@@ -55,6 +55,7 @@ from tests.support.deploy_files import (
     pyproject,
     served_port,
     uncommented_block,
+    with_variant,
 )
 from tests.support.proxy import RunningProxy
 from tests.support.servers import unused_port
@@ -389,6 +390,17 @@ def test_commented_gateway_variant_is_valid_and_consistent():
     assert setting_value("PORTKEY_URL", switched.group(1)) == "http://portkey-gateway:8787"
 
 
+def test_commented_budgets_variant_mounts_the_file_budgets_file_names(tmp_path):
+    text = COMPOSE_OVERRIDE.read_text()
+    variant = with_variant(text, "Budgets (README")
+    assert variant != text
+    assert compose_schema_errors(variant, tmp_path) == ""
+    (mount,) = load_yaml(variant)["services"][PROXY_SERVICE]["volumes"]
+    source, target, mode = mount.split(":")
+    assert (source, mode) == ("./budgets.yaml", "ro"), "beside the compose file, read-only"
+    assert f"BUDGETS_FILE={target}" in text, "the comment names the path the file is mounted at"
+
+
 def librechat_base_url() -> str:
     base_url: str = portkey_endpoint(librechat_example())["baseURL"]
     return base_url
@@ -672,6 +684,31 @@ def test_kubernetes_files_follow_the_api_schemas(k8s):
         if key[0] != "Kustomization":
             document = {field: value for field, value in obj.items() if field != "_file"}
             assert schema_errors(document) == [], obj["_file"]
+
+
+def test_commented_budgets_variant_renders_and_mounts_the_file_budgets_file_names(tmp_path, k8s):
+    variant = tmp_path / "kubernetes"
+    variant.mkdir()
+    for path in KUBERNETES.glob("*.yaml"):
+        text = path.read_text()
+        (variant / path.name).write_text(with_variant(text, "budgets"))
+    (variant / "budgets.yaml").write_text("period: month\nmode: warn\nprices: []\n")
+    done = subprocess.run(
+        [kubectl(), "kustomize", str(variant)], capture_output=True, text=True, timeout=120, check=False
+    )
+    assert done.returncode == 0, done.stderr
+    rendered = {(doc["kind"], doc["metadata"]["name"]): doc for doc in yaml.safe_load_all(done.stdout) if doc}
+    for document in rendered.values():
+        assert schema_errors(document) == [], document["kind"]
+
+    (generated,) = [doc for (kind, name), doc in rendered.items() if kind == "ConfigMap" and "budgets" in name]
+    assert set(generated["data"]) == {"budgets.yaml"}
+    pod = rendered[("Deployment", PROXY_SERVICE)]["spec"]["template"]["spec"]
+    (volume,) = [v for v in pod["volumes"] if "configMap" in v]
+    assert volume["configMap"]["name"] == generated["metadata"]["name"], "kustomize names the generated ConfigMap"
+    (mount,) = [m for m in pod["containers"][0]["volumeMounts"] if m["name"] == volume["name"]]
+    settings = rendered[("ConfigMap", PROXY_SERVICE)]["data"]
+    assert settings["BUDGETS_FILE"] == f"{mount['mountPath']}/budgets.yaml"
 
 
 def test_rendered_kustomization_follows_the_api_schemas(rendered):

@@ -198,6 +198,27 @@ def uncommented_block(text: str, marker: str) -> str:
     return "\n".join(block)
 
 
+_COMMENTED_YAML = re.compile(r"^(\s*)# (\s*(?:(?:- )?[A-Za-z_]+:(?: .*)?|- \S+))$")
+
+
+def with_variant(text: str, marker: str) -> str:
+    """`text` with the commented YAML lines right after each comment containing `marker` uncommented,
+    in place and at their own indentation: the variant a reader gets by following that comment."""
+    variant = []
+    state = "outside"  # then "prose" (the comment's own lines), then "yaml" (the lines it offers)
+    for line in text.splitlines():
+        commented_yaml = _COMMENTED_YAML.match(line)
+        if line.strip().startswith("#") and marker in line and state == "outside":
+            state = "prose"
+        elif state != "outside" and commented_yaml:
+            state = "yaml"
+            line = commented_yaml.group(1) + commented_yaml.group(2)
+        elif state == "yaml" or not line.strip().startswith("#"):
+            state = "outside"
+        variant.append(line)
+    return "\n".join(variant) + "\n"
+
+
 # --- deploy/kubernetes ----------------------------------------------------------------------------
 
 
