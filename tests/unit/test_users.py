@@ -500,14 +500,15 @@ def test_after_a_failure_users_not_cached_skip_mongodb_until_the_window_ends() -
     asyncio.run(scenario())
 
 
-def test_once_mongodb_is_back_the_first_user_after_the_window_is_resolved() -> None:
+@pytest.mark.parametrize("refused", ["lookup", "readiness"])
+def test_once_mongodb_is_back_the_first_user_after_the_window_is_resolved(refused: str) -> None:
     async def scenario() -> None:
         others = [f"{n:024x}" for n in range(1, 4)]
         users = FakeUsers(*(_librechat_user(o, f"{o}@example.com") for o in others))
         clock = FakeClock()
         directory = _directory(users, clock)
         users.error = OperationFailure("not authorized", code=13)  # one refused read, then all is well
-        await directory.find(others[0])
+        await (directory.find(others[0]) if refused == "lookup" else directory.readiness())
         users.error = None
         clock.now += 8
 

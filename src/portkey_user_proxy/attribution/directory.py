@@ -1,11 +1,13 @@
 """LibreChat's users, read from its MongoDB through a per-user cache.
 
 The request path asks `UserDirectory.find(object_id)`. A fresh cache entry answers without a query;
-concurrent misses for one user share a single query; every query is bounded by the lookup timeout,
-and when MongoDB fails a stale entry is served if there is one. After a failure, users not cached skip
-MongoDB for the outage window (`outage.py`) instead of each waiting the timeout; when it ends, one
-query probes MongoDB and requests wait a moment for its answer, so a MongoDB that is back resolves
-every user at once. Nothing here raises on the request path: the outcome says what happened.
+concurrent misses for one user share a single query; every query is bounded by the lookup timeout
+(`query_deadline.py`), and when MongoDB fails a stale entry is served if there is one. After a
+failure, users not cached skip MongoDB for the outage window (`outage.py`) instead of each waiting
+the timeout; when it ends, one query probes MongoDB and requests wait a moment for its answer, so a
+MongoDB that is back resolves every user at once. Teams are read with their user, failures of
+`groups` handled apart (`team_reads.py`). Nothing here raises on the request path: the outcome
+says what happened.
 """
 
 from __future__ import annotations
@@ -198,17 +200,13 @@ class UserDirectory:
         return lookup
 
     async def _cached_or_queried(self, object_id: str) -> Lookup:
-        entry = self._cache.get(object_id)
-        if entry is not None and entry.fresh_until > self._clock():
-            self._read_team_if_due(object_id, entry)
-            outcome = LookupOutcome.CACHE_HIT if entry.user else LookupOutcome.NOT_FOUND
-            return Lookup(entry.user, outcome)
+        if (cached := self._cached(object_id)) is not None:
+            return cached
         admission = self._window.admit()
         if admission is Admission.SKIP and await self._probe_answered():
+            if (cached := self._cached(object_id)) is not None:
+                return cached  # the probe was for this very user
             admission = self._window.admit()
-            entry = self._cache.get(object_id)  # the probe may have been for this very user
-            if entry is not None and entry.fresh_until > self._clock():
-                return Lookup(entry.user, LookupOutcome.CACHE_HIT if entry.user else LookupOutcome.NOT_FOUND)
         if admission is Admission.SKIP:
             return self._fallback(object_id, LookupOutcome.BACKOFF)
         query = self._inflight.get(object_id) or self._start_query(object_id)
@@ -216,6 +214,13 @@ class UserDirectory:
             return await self._probe_with(query, object_id)
         # Shielded: a waiter that goes away must not cancel the query the others share.
         return await asyncio.shield(query)
+
+    def _cached(self, object_id: str) -> Lookup | None:
+        entry = self._cache.get(object_id)
+        if entry is None or entry.fresh_until <= self._clock():
+            return None
+        self._read_team_if_due(object_id, entry)
+        return Lookup(entry.user, LookupOutcome.CACHE_HIT if entry.user else LookupOutcome.NOT_FOUND)
 
     async def _probe_with(self, query: asyncio.Task[Lookup], object_id: str) -> Lookup:
         """The probe's own request waits a moment for it: a MongoDB that is back answers in milliseconds.
