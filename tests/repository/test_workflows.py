@@ -96,13 +96,24 @@ def test_workflows_follow_githubs_workflow_schema():
 def test_ci_runs_the_readmes_test_command_on_every_supported_python():
     ci = workflow(CI)
     assert {"push", "pull_request"} <= set(ci["on"])
-    (job,) = ci["jobs"].values()
+    job = ci["jobs"]["test"]
     assert [str(v) for v in job["strategy"]["matrix"]["python"]] == list(PYTHONS)
     minimum = re.search(r"3\.\d+", pyproject()["project"]["requires-python"])
     assert minimum and PYTHONS[0] == minimum.group()
-    assert step_using(ci, "actions/setup-python")["with"]["python-version"] == "${{ matrix.python }}"
+    (setup,) = [step for step in job["steps"] if step.get("uses", "").startswith("actions/setup-python@")]
+    assert setup["with"]["python-version"] == "${{ matrix.python }}"
     assert [step["run"] for step in job["steps"] if "scripts/test" in step.get("run", "")] == ["./scripts/test"]
     assert "./scripts/test" in (ROOT / ".ci" / "run").read_text()
+
+
+def test_ci_runs_the_real_mongo_tests_against_a_mongodb_server():
+    job = workflow(CI)["jobs"]["mongodb"]
+    assert job["services"]["mongodb"]["image"].startswith("mongo:")
+    assert job["env"]["TEST_MONGO_URI"].startswith("mongodb://127.0.0.1:27017/")
+    assert [step["run"] for step in job["steps"] if "pytest" in step.get("run", "")] == [
+        ".venv/bin/python -m pytest -m real_mongo"
+    ]
+    assert "real_mongo" in pyproject()["tool"]["pytest"]["ini_options"]["markers"][0]
 
 
 def test_release_tests_first_then_publishes_the_multi_arch_image_the_docs_name():
@@ -144,8 +155,10 @@ def test_workflows_ask_for_least_privilege():
     assert release["jobs"]["image"]["permissions"] == {"contents": "read", "packages": "write"}
     assert all("permissions" not in job for job in ci["jobs"].values())
     for document in (ci, release):
-        checkout = step_using(document, "actions/checkout")
-        assert checkout["with"]["persist-credentials"] is False, "later steps need no git credentials"
+        checkouts = [step for step in steps(document) if step.get("uses", "").startswith("actions/checkout@")]
+        assert checkouts
+        for checkout in checkouts:
+            assert checkout["with"]["persist-credentials"] is False, "later steps need no git credentials"
 
 
 def test_every_action_is_pinned_to_a_commit_with_its_release_named():
