@@ -140,6 +140,8 @@ class Forwarder:
         async with CancelOnDisconnect(receive, body_received) as watch:
             attribution = await self._attribute(incoming, record)
             spender = self._check_budgets(incoming, attribution)
+            if spender is not None and route.dialect.reports_usage:
+                _ask_uncompressed(incoming.headers.forward)
             request = self._upstream_request(incoming, attribution, receive, record, body_received)
             await self._exchange(request, watch, send, record, route.dialect, spender)
         if watch.disconnected:
@@ -350,3 +352,9 @@ class Forwarder:
         if REQUEST_ID.decode() not in response.headers:
             headers.append((REQUEST_ID, record.request_id.encode()))
         return headers
+
+
+def _ask_uncompressed(forward: RawHeaders) -> None:
+    """An answer whose cost counts against a budget must be readable for its usage: never compressed."""
+    forward[:] = [(name, value) for name, value in forward if name != b"accept-encoding"]
+    forward.append((b"accept-encoding", b"identity"))

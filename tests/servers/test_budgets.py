@@ -40,6 +40,7 @@ class PricedUpstream:
         self.usage_sent = threading.Event()
         self.proxy_left = threading.Event()
         self.requests: list[str] = []
+        self.accept_encodings: list[str | None] = []
 
     async def __call__(self, scope: dict[str, Any], receive: Callable[..., Any], send: Callable[..., Any]) -> None:
         if scope["type"] != "http":
@@ -51,6 +52,9 @@ class PricedUpstream:
             if not message.get("more_body"):
                 break
         self.requests.append(scope["path"])
+        headers = dict(scope["headers"])
+        encoding = headers.get(b"accept-encoding")
+        self.accept_encodings.append(encoding.decode() if encoding is not None else None)
         if scope["path"].endswith("/models"):
             await self._json(send, {"object": "list", "data": []})
         elif json.loads(body or b"{}").get("stream"):
@@ -143,6 +147,9 @@ def test_a_team_over_its_budget_gets_412_and_its_answers_are_all_counted(
         # Listing models is never refused.
         assert httpx.get(proxy.url + "/v1/models", timeout=10).status_code == 200
         assert upstream.requests == ["/v1/chat/completions", "/v1/chat/completions", "/v1/models"]
+        # httpx asked for gzip; an answer whose cost is counted is asked for uncompressed, to be read.
+        assert upstream.accept_encodings[:2] == ["identity", "identity"]
+        assert upstream.accept_encodings[2] != "identity"  # /models: as the client asked
         assert metric(proxy, "portkey_user_proxy_budget_refusals_total", scope="team") == 1
         assert metric(proxy, "portkey_user_proxy_team_budget_limit_usd", team="Finance") == 0.00001
         assert metric(proxy, "portkey_user_proxy_team_budget_spend_usd", team="Finance") == 0.000014
