@@ -31,8 +31,7 @@ from .errors import ProxyError, send_error
 from .headers import REQUEST_ID, TRACE_ID, RawHeaders, RequestHeaders, response_headers, split_request_headers
 from .inbound.auth import InboundKey
 from .inbound.body import BodyTooLarge, ClientDisconnected, read_body, stream_body
-from .inbound.client_writes import ClientStalled, TimedSend, connection_abort
-from .inbound.disconnects import CancelOnDisconnect
+from .inbound.client import CancelOnDisconnect, ClientStalled, TimedSend, connection_abort
 from .inbound.last_resort import internal_error
 from .inbound.limits import UpstreamSlots, capped, check_declared_length, too_large
 from .inbound.target import upstream_url

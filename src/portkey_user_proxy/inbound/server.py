@@ -22,7 +22,7 @@ one the proxy runs), with six rules added:
 - **Invalid requests.** The parser's refusals get the proxy's JSON 400, after the answers still
   owed to the requests before the invalid one, and never after an answer to the invalid one itself.
 - **Aborts.** Each request's scope names, in `extensions[ABORT_EXTENSION]["abort"]`, a callable that
-  resets the connection at once, dropping what is queued for the client (see `client_writes.py`).
+  resets the connection at once, dropping what is queued for the client (see `client.py`).
 
 Each refusal sent is reported to the app through the lifespan state (uvicorn hands every connection
 the state the app's lifespan yields): `REFUSALS_STATE_KEY` names a `RefusalCounter` there.

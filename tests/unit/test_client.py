@@ -1,4 +1,5 @@
-"""The write timeout: one timer per response, yet each send still gets the whole timeout."""
+"""The client's side of a response: the write timeout (one timer per response, yet each send still gets
+the whole timeout), and a departure noticed."""
 
 from __future__ import annotations
 
@@ -7,7 +8,7 @@ import asyncio
 import pytest
 
 from portkey_user_proxy.asgi import Message
-from portkey_user_proxy.inbound.client_writes import ClientStalled, TimedSend
+from portkey_user_proxy.inbound.client import CancelOnDisconnect, ClientStalled, TimedSend
 
 BODY: Message = {"type": "http.response.body", "body": b"x", "more_body": True}
 
@@ -89,3 +90,41 @@ def test_a_cancellation_from_elsewhere_stays_a_cancellation() -> None:
             await task
 
     asyncio.run(scenario())
+
+
+# --- departures ---
+
+
+async def _gone() -> Message:
+    return {"type": "http.disconnect"}
+
+
+def test_a_disconnect_already_seen_stops_the_request_at_the_checkpoint() -> None:
+    async def request() -> tuple[bool, bool]:
+        forwarded = False
+        async with CancelOnDisconnect(_gone) as watch:
+            # Nothing before here waited: the watcher has had no turn yet.
+            await watch.checkpoint()
+            forwarded = True
+        return watch.disconnected, forwarded
+
+    assert asyncio.run(request()) == (True, False)
+
+
+def test_a_request_cancelled_from_elsewhere_stays_cancelled() -> None:
+    async def request() -> None:
+        async with CancelOnDisconnect(_gone) as watch:
+            task = asyncio.current_task()
+            assert task is not None
+            task.cancel()  # a server shutdown, say, as the client leaves
+            await watch.checkpoint()
+
+    async def main() -> bool:
+        task = asyncio.create_task(request())
+        try:
+            await task
+        except asyncio.CancelledError:
+            return True
+        return False
+
+    assert asyncio.run(main())

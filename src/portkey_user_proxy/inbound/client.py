@@ -1,22 +1,30 @@
-"""A client that stops reading its response must not hold Portkey's side of it forever.
+"""The client's side of a response: writes bounded in time, and a departure noticed.
 
-uvicorn's `send` waits, without a limit, for a client to drain its socket; meanwhile the proxy
-stops reading the upstream response, so the upstream connection and the request's
+Writes. uvicorn's `send` waits, without a limit, for a client to drain its socket; meanwhile the
+proxy stops reading the upstream response, so the upstream connection and the request's
 `MAX_CONCURRENT_UPSTREAM_REQUESTS` slot stay taken. Each `send` gets `RESPONSE_WRITE_TIMEOUT_SECONDS`
 to complete: that is no progress at all for that long, since a send returns as soon as the client
-has read part of what is buffered for it.
+has read part of what is buffered for it. A client cut off this way gets its connection reset (the
+server's abort, `server.py`): closing it politely would leave it open, holding the megabytes queued
+for it and a place under `MAX_CONNECTIONS`, for as long as the client chooses not to read.
 
-A client cut off this way gets its connection reset (the server's abort, `server.py`): closing it
-politely would leave it open, holding the megabytes queued for it and a place under
-`MAX_CONNECTIONS`, for as long as the client chooses not to read.
+Departures. uvicorn does not fail `send` after a disconnect, so without a watcher a proxied
+generation would keep streaming, and billing, until the model finishes. The watcher reads the ASGI
+channel once the request body is in and cancels the forwarding task on `http.disconnect`, the way
+`asyncio.timeout` cancels: the cancellation is turned back into a normal exit at the block's end.
+A request read whole is watched from then on, while its user is looked up too, and `checkpoint()`
+just before it goes upstream gives the watcher its turn: a disconnect the server has seen by then
+stops the request there. Without it, a request whose lookup ends in the same loop turn as its
+client leaves would be written to a ready pooled connection before the watcher ever ran.
 """
 
 from __future__ import annotations
 
 import asyncio
 from collections.abc import Callable
+from types import TracebackType
 
-from ..asgi import Message, Scope, Send
+from ..asgi import Message, Receive, Scope, Send
 from .server import ABORT_EXTENSION
 
 Abort = Callable[[], None]
@@ -96,3 +104,44 @@ class TimedSend:
         elif self._task is not None:
             self._stalled = True
             self._task.cancel()
+
+
+class CancelOnDisconnect:
+    def __init__(self, receive: Receive, body_received: asyncio.Event | None = None) -> None:
+        self._receive = receive
+        self._body_received = body_received
+        self._task: asyncio.Task[object] | None = None
+        self._watcher: asyncio.Task[None] | None = None
+        self.disconnected = False
+
+    async def __aenter__(self) -> CancelOnDisconnect:
+        self._task = asyncio.current_task()
+        self._watcher = asyncio.create_task(self._watch())
+        return self
+
+    async def __aexit__(
+        self, exc_type: type[BaseException] | None, exc: BaseException | None, tb: TracebackType | None
+    ) -> bool:
+        assert self._watcher is not None and self._task is not None
+        self._watcher.cancel()
+        if self.disconnected and exc_type is asyncio.CancelledError:
+            # Our own cancellation: swallow it unless someone else cancelled the task too.
+            return self._task.uncancel() == 0
+        return False
+
+    async def checkpoint(self) -> None:
+        """Return only if no disconnect has been seen; otherwise the task is cancelled here."""
+        # One turn of the loop: the watcher's wake-up, queued when the server saw the disconnect,
+        # runs before this task resumes.
+        await asyncio.sleep(0)
+
+    async def _watch(self) -> None:
+        if self._body_received is not None:
+            await self._body_received.wait()
+        while True:
+            message = await self._receive()
+            if message["type"] == "http.disconnect":
+                self.disconnected = True
+                assert self._task is not None
+                self._task.cancel()
+                return
