@@ -21,7 +21,10 @@ USER_ID = "6651f0c2a1b2c3d4e5f60718"
 OTHER_ID = "0123456789abcdef01234567"
 
 
-pytestmark = pytest.mark.usefixtures("restore_logging")  # these tests set up logging as a process would
+pytestmark = [
+    pytest.mark.usefixtures("restore_logging"),  # these tests set up logging as a process would
+    pytest.mark.real_mongo,  # user lookups, as check-user makes them: CI runs them on a real MongoDB too
+]
 
 
 @pytest.fixture

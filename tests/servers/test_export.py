@@ -19,7 +19,10 @@ from tests.support.fixtures import load_fixture
 from tests.support.librechat import ADA, ADA_ON_ENTRA, NOBODY, TIM, group_document, teams_of, user_document
 from tests.support.mongo import RealMongo, StandInMongo, needs_stand_in
 
-pytestmark = pytest.mark.usefixtures("restore_logging")  # the CLI sets up logging as a process would
+pytestmark = [
+    pytest.mark.usefixtures("restore_logging"),  # the CLI sets up logging as a process would
+    pytest.mark.real_mongo,  # CI runs the export on a real MongoDB too
+]
 
 Mongo = StandInMongo | RealMongo
 

@@ -18,6 +18,9 @@ from tests.support.mongo import RealMongo, StandInMongo
 from tests.support.proxy import MakeProxy, RunningProxy
 from tests.support.servers import Upstream
 
+# Teams from LibreChat's groups: CI runs these on a real MongoDB too.
+pytestmark = pytest.mark.real_mongo
+
 EMAIL = "timmanik@email.com"
 NOBODY = "aaaaaaaaaaaaaaaaaaaaaaaa"
 
