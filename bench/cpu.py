@@ -60,6 +60,8 @@ def main(argv: list[str] | None = None) -> int:
             for label in ["nginx", *list(trees)[shift:], *list(trees)[:shift]]:
                 user, kernel = cpu_split(pids[label])
                 result = wrk.run(script, ports[label], CONNECTIONS, args.seconds)
+                if not result.requests:
+                    raise RuntimeError(f"{label} answered no request in {args.seconds:g} s: is the machine overloaded?")
                 user_after, kernel_after = cpu_split(pids[label])
                 spent = user_after - user + kernel_after - kernel
                 cpu[label].append(spent * 1e6 / result.requests)
