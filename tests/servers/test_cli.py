@@ -5,6 +5,7 @@ from __future__ import annotations
 import importlib.metadata
 import json
 import os
+import shlex
 import subprocess
 import sys
 from pathlib import Path
@@ -302,3 +303,16 @@ def test_check_user_escapes_what_it_read_from_mongodb(
     assert "\x1b" not in out and "\x07" not in out and "\u202e" not in out
     assert "email:              'eve\\x1b]0;pwned\\x07@example.com'" in out
     assert "team:               'Sales\\x1b[2J\\u202e'" in out
+
+
+def test_a_reader_that_leaves_early_gets_no_traceback(tmp_path: Path) -> None:
+    # `portkey-user-proxy doctor | head -1`: the pipe closes while doctor is still writing.
+    env = {**os.environ, "MONGO_URI": "mongodb://127.0.0.1:1/LibreChat", "USER_LOOKUP_TIMEOUT_SECONDS": "0.2"}
+    env["PORTKEY_URL"] = "http://127.0.0.1:1"
+    command = f"{shlex.quote(sys.executable)} -m portkey_user_proxy doctor --settings | head -c 1"
+    result = subprocess.run(
+        ["bash", "-o", "pipefail", "-c", command], cwd=tmp_path, env=env, capture_output=True, text=True, timeout=60
+    )
+    assert "Traceback" not in result.stderr
+    assert "BrokenPipeError" not in result.stderr
+    assert result.returncode == 141

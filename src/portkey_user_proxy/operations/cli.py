@@ -11,6 +11,7 @@ import importlib.metadata
 import json
 import math
 import os
+import signal
 import sys
 from typing import NoReturn
 
@@ -47,6 +48,16 @@ EXIT_MONGO_UNREACHABLE = ExitCode.MONGO_UNAVAILABLE
 
 
 def main(argv: list[str] | None = None) -> int:
+    try:
+        return _run(argv)
+    except BrokenPipeError:
+        # The reader of the output left (`doctor | head`): nothing more to say, and no traceback.
+        # Python would report the pipe again when it flushes stdout at exit: point it at nothing.
+        os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())
+        return 128 + signal.SIGPIPE  # what a shell reports for a writer its reader left
+
+
+def _run(argv: list[str] | None) -> int:
     args = _parser().parse_args(argv)
     try:
         with StartupRecords() as startup:
