@@ -4,12 +4,13 @@ from __future__ import annotations
 
 from collections.abc import AsyncIterator
 from dataclasses import dataclass
-from urllib.request import getproxies, proxy_bypass
+from urllib.request import getproxies
 
 import httpx
 
 from ..errors import ProxyError
 from ..headers import RawHeaders
+from .proxies import environment_proxy
 from .transport import LeanTransport, WireRequest
 
 # Node's default server keep-alive is 5 s (the self-hosted gateway runs on Node): close idle
@@ -91,18 +92,6 @@ class UpstreamClient:
 
     async def aclose(self) -> None:
         await self._transport.aclose()
-
-
-def environment_proxy(url: httpx.URL) -> str | None:
-    """The proxy the environment names for `url` (HTTP_PROXY, HTTPS_PROXY, ALL_PROXY, NO_PROXY), or None.
-
-    Read as httpx reads them (urllib's `getproxies`), once: every request goes to the same origin.
-    """
-    proxies = getproxies()
-    proxy = proxies.get(url.scheme) or proxies.get("all")
-    if not proxy or proxy_bypass(f"{url.host}:{url.port}" if url.port else url.host):
-        return None
-    return proxy if "://" in proxy else f"http://{proxy}"
 
 
 def build_upstream_client(url: httpx.URL, *, connect_timeout: float, read_timeout: float) -> UpstreamClient:
