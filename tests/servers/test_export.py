@@ -5,6 +5,7 @@ from __future__ import annotations
 import asyncio
 import csv
 import io
+import threading
 from pathlib import Path
 from typing import Any
 
@@ -234,3 +235,53 @@ def test_check_user_shows_the_team_it_sends(
     output = capsys.readouterr().out
     assert "team:               Engineering (TEAM_METADATA_KEY=team)" in output
     assert '"team":"Engineering"' in output.split("x-portkey-metadata:", 1)[1]
+
+
+def _main_within(seconds: float, argv: list[str]) -> int:
+    """`main(argv)`'s exit code; fails the test, instead of hanging it, when the command has not ended in time."""
+    result: list[int] = []
+    command = threading.Thread(target=lambda: result.append(main(argv)), daemon=True)
+    command.start()
+    command.join(timeout=seconds)
+    assert not command.is_alive(), f"{argv[0]} still waiting after {seconds} s"
+    return result[0]
+
+
+@pytest.mark.parametrize(
+    ("frozen", "reading"),
+    [("find", "`users`"), ("getMore", "`users` (stopped after 1000 users: the output is incomplete)")],
+)
+def test_export_from_a_mongodb_that_stops_answering_ends_and_says_so(
+    own_mongo: StandInMongo,
+    librechat_user: dict[str, Any],
+    monkeypatch: pytest.MonkeyPatch,
+    capsys: pytest.CaptureFixture[str],
+    tmp_path: Path,
+    frozen: str,
+    reading: str,
+) -> None:
+    # The server answers `hello` (so the driver sees it up) and then never answers the read.
+    monkeypatch.chdir(tmp_path)
+    monkeypatch.setenv("MONGO_URI", own_mongo.uri)
+    monkeypatch.setenv("USER_LOOKUP_TIMEOUT_SECONDS", "0.05")  # each batch is given ten of these
+    for n in range(1, 1501):
+        own_mongo.add_user(user_document(librechat_user, f"{n:024x}", f"u{n}@email.com"))
+    own_mongo.unanswered.add(frozen)
+
+    assert _main_within(15, ["export-users"]) == ExitCode.MONGO_UNAVAILABLE
+    captured = capsys.readouterr()
+    assert len(captured.out.splitlines()) == (0 if frozen == "find" else 1 + 1000)
+    assert f": timeout reading {reading};" in captured.err
+
+
+@needs_stand_in()
+def test_export_whose_groups_read_stops_answering_names_groups(
+    librechat: StandInMongo, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
+) -> None:
+    monkeypatch.setenv("USER_LOOKUP_TIMEOUT_SECONDS", "0.05")
+    librechat.unanswered.add("find")
+
+    assert _main_within(15, ["export-users"]) == ExitCode.MONGO_UNAVAILABLE
+    captured = capsys.readouterr()
+    assert captured.out == ""
+    assert "timeout reading `groups` for the team column" in captured.err

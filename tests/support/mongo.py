@@ -38,6 +38,8 @@ class StandInMongo:
         self.refuse_reads = False  # answer reads as MongoDB does a client without read access
         self.refuse_more = False  # the same for `getMore` alone: a read that fails after its first batch
         self.refused_collections: set[str] = set()  # `find` on these is refused as `refuse_reads` does
+        # Commands taken and never answered ("find", "getMore"): a server that answers `hello` and then freezes.
+        self.unanswered: set[str] = set()
         self._server: MockupDB | None = None
         self._port = port
         self._cursors: dict[int, list[dict[str, Any]]] = {}
@@ -73,6 +75,7 @@ class StandInMongo:
         self.refuse_reads = False
         self.refuse_more = False
         self.refused_collections.clear()
+        self.unanswered.clear()
 
     def _respond(self, request: Any) -> bool:
         name = request.command_name
@@ -80,6 +83,8 @@ class StandInMongo:
             return False  # answered by auto_ismaster
         if name in ("saslStart", "authenticate"):
             return bool(request.replies(_REFUSED_LOGIN))  # the stand-in knows no MongoDB users
+        if name in self.unanswered:
+            return True  # taken, never answered: the client waits until its own deadline
         refused = self.refuse_reads or request.doc.get("find") in self.refused_collections
         if (refused and name in ("find", "count", "aggregate")) or (self.refuse_more and name == "getMore"):
             return bool(request.replies(_UNAUTHORIZED))

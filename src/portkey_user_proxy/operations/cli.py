@@ -39,7 +39,7 @@ from ..settings import Settings, SettingsError, load_settings
 from .budget_report import report_json, report_text
 from .doctor import run_doctor
 from .exit_codes import ExitCode, describe
-from .export import UserExport
+from .export import BATCH_TIMEOUT_IN_LOOKUPS, UserExport
 
 # The names earlier versions exported; the codes themselves live in exit_codes.py.
 EXIT_UNKNOWN_USER = ExitCode.UNKNOWN_USER
@@ -263,7 +263,11 @@ def _team_line(settings: Settings, attribution: Attribution) -> str:
 
 
 async def _export_users(settings: Settings, *, raw: bool) -> int:
-    database = connect_users(settings.mongo_uri, settings.user_lookup_timeout_seconds).database
+    # socketTimeoutMS bounds each round trip, so each batch (find, then every getMore) on its own,
+    # whatever the number of users; timeoutMS would bound the whole export's cursor instead.
+    batch_timeout_ms = math.ceil(settings.user_lookup_timeout_seconds * BATCH_TIMEOUT_IN_LOOKUPS * 1000)
+    users = connect_users(settings.mongo_uri, settings.user_lookup_timeout_seconds, socketTimeoutMS=batch_timeout_ms)
+    database = users.database
     # Teams only when the admin asked for them: a `groups` LibreChat never filled, or one the proxy's
     # MongoDB user may not read, must not stop an export that has no use for it.
     teams_wanted = settings.team_metadata_key is not None or bool(settings.team_group_names)

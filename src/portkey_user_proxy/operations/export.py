@@ -26,6 +26,9 @@ HEADER = ("id", "email", "name", "username", "role", "provider", "team")
 _USER_FIELDS = dict.fromkeys((*HEADER[1:-1], *USER_FIELDS), 1)
 _GROUP_FIELDS = {"_id": 0, "name": 1, "memberIds": 1, "tenantId": 1}
 _BATCH_SIZE = 1000
+# A batch of up to 1000 users may take ten single-user lookups' time (USER_LOOKUP_TIMEOUT_SECONDS);
+# a server that takes the read and never answers then ends the export instead of holding it forever.
+BATCH_TIMEOUT_IN_LOOKUPS = 10
 USERS_COLLECTION = "users"
 _FORMULA_STARTS = ("=", "+", "-", "@", "\t", "\r")
 _Key = TypeVar("_Key", str, tuple[str, str])
