@@ -11,7 +11,7 @@ import logging
 import re
 from pathlib import Path
 from typing import Annotated, Literal
-from urllib.parse import parse_qsl, unquote, urlsplit
+from urllib.parse import urlsplit
 
 from pydantic import Field, PlainValidator, SecretStr, ValidationError, ValidationInfo, field_validator
 from pydantic_settings import BaseSettings, SettingsConfigDict
@@ -22,6 +22,7 @@ from .attribution.decision import UnresolvedUserPolicy
 from .attribution.user_value import UserValue
 from .budgets.file import BudgetFileError, BudgetsFile, load_budget_file
 from .headers import MAX_LENGTH
+from .mongo_uri import mongo_uri_secrets
 
 logger = logging.getLogger("portkey_user_proxy")
 
@@ -31,10 +32,6 @@ _KEY = re.compile(r"[\x21-\x7e]+")  # visible ASCII: a key travels in a header
 _MIN_SECRET_LENGTH = 16
 _TOO_SHORT = f"must be at least {_MIN_SECRET_LENGTH} characters, e.g. from `openssl rand -hex 32`"
 Seconds = Annotated[float, Field(gt=0, allow_inf_nan=False)]
-# MONGO_URI options whose values help and are never secret; any other option's value may be one.
-MONGO_URI_PLAIN_OPTIONS = frozenset(
-    {"authsource", "authmechanism", "tls", "ssl", "replicaset", "directconnection", "readpreference", "appname"}
-)
 # What MongoDB refuses in a database name (on any platform), and its length limit in bytes.
 _DATABASE_NAME_FORBIDDEN = frozenset('/\\. "$*<>:|?\x00')
 _MAX_DATABASE_NAME = 63
@@ -346,23 +343,9 @@ def _describe(exc: ValidationError) -> str:
 def _mongo_reason(exc: BaseException, uri: str) -> str:
     """pymongo's own words, unless they could quote the URI's credentials or a secret option's value."""
     reason = (exc.strerror or str(exc)) if isinstance(exc, OSError) else str(exc)
-    if "@" in reason or any(_quotes(reason, secret) for secret in _mongo_uri_secrets(uri)):
+    if "@" in reason or any(_quotes(reason, secret) for secret in mongo_uri_secrets(uri)):
         return f"{type(exc).__name__} (pymongo's words are left out: they quote a part of the URI)"
     return reason
-
-
-def _mongo_uri_secrets(uri: str) -> set[str]:
-    """The user, password and option values (other than plain ones) of a MongoDB URI, as written and decoded."""
-    rest = uri.partition("://")[2]
-    authority, _, path = rest.partition("/")
-    authority, _, query = authority.partition("?")  # the slash before the options is optional
-    userinfo = authority.rpartition("@")[0]
-    options = parse_qsl(path.partition("?")[2] or query)
-    values = [value for key, value in options if key.lower() not in MONGO_URI_PLAIN_OPTIONS]
-    # A compound value (authMechanismProperties=AWS_SESSION_TOKEN:...) counts piece by piece too.
-    pieces = [piece for value in values for piece in re.split("[,:]", value)]
-    texts = (uri, *userinfo.split(":"), *values, *pieces)
-    return {form for text in texts if text for form in (text, unquote(text))}
 
 
 def _quotes(message: str, secret: str) -> bool:

@@ -7,7 +7,6 @@ from pathlib import Path
 import pytest
 
 from portkey_user_proxy.operations.cli import main
-from portkey_user_proxy.operations.doctor import masked_mongo_uri
 from portkey_user_proxy.operations.exit_codes import ExitCode
 from tests.support.fixtures import load_fixture
 from tests.support.mongo import RealMongo, StandInMongo, needs_stand_in
@@ -247,21 +246,25 @@ def test_passing_with_a_warning_says_so_in_the_summary(
 
 
 @pytest.mark.parametrize(
-    ("uri", "shown"),
+    "uri",
     [
-        ("mongodb://mongodb:27017/LibreChat", "mongodb://mongodb:27017/LibreChat"),
-        (
-            "mongodb://us%40er:p%2Fss@h1:27017,h2:27018/LibreChat?authSource=admin&replicaSet=rs0",
-            "mongodb://(credentials hidden)@h1:27017,h2:27018/LibreChat?authSource=admin&replicaSet=rs0",
-        ),
-        (
-            "mongodb+srv://u:secret@cluster.example.net/LibreChat?authMechanismProperties=AWS_SESSION_TOKEN:tok",
-            "mongodb+srv://(credentials hidden)@cluster.example.net/LibreChat?authMechanismProperties=(hidden)",
-        ),
+        # `;` separates options as `&` does, and the `/` before the options is optional.
+        "mongodb://u:p@127.0.0.1:{port}/LibreChat?authSource=admin;appName=x;tlsCertificateKeyFilePassword=topsecret",
+        "mongodb://u:p@127.0.0.1:{port}?tls=true&tlsCertificateKeyFilePassword=topsecret",
     ],
 )
-def test_mongo_uri_is_shown_without_credentials_or_secret_options(uri: str, shown: str) -> None:
-    assert masked_mongo_uri(uri) == shown
+def test_doctor_settings_never_show_a_secret_option(
+    environment: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str], uri: str
+) -> None:
+    environment.setenv("MONGO_URI", uri.format(port=unused_port()))
+    environment.setenv("USER_LOOKUP_TIMEOUT_SECONDS", "0.2")  # nothing listens there: the check fails fast
+
+    main(["doctor", "--settings"])
+
+    output = capsys.readouterr().out
+    assert "topsecret" not in output
+    assert "tlsCertificateKeyFilePassword=(hidden)" in output
+    assert "(credentials hidden)@127.0.0.1" in output
 
 
 @pytest.mark.parametrize(

@@ -17,7 +17,6 @@ from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
-from urllib.parse import parse_qsl
 
 import httpx
 from pydantic import SecretStr
@@ -28,7 +27,8 @@ from ..attribution.directory import connect_users
 from ..attribution.mongo_failures import MongoFailure, advice, classify, location
 from ..attribution.teams import GROUPS_COLLECTION, USER_FIELDS, TeamChoice, TeamFinder
 from ..budgets import BudgetsFile, PriceList
-from ..settings import MONGO_URI_PLAIN_OPTIONS, Settings, dotenv_file
+from ..mongo_uri import masked_mongo_uri
+from ..settings import Settings, dotenv_file
 from ..upstream.client import error_before_response
 from .exit_codes import ExitCode
 
@@ -120,20 +120,6 @@ def _portkey_url(settings: Settings) -> Check:
         )
         return Check(Verdict.WARN, "portkey url", detail)
     return Check(Verdict.OK, "portkey url", f"{target}: request paths (/v1/...) are appended to it")
-
-
-def masked_mongo_uri(uri: str) -> str:
-    """MONGO_URI without its credentials, nor the values of options that may be secrets."""
-    scheme, _, rest = uri.partition("://")
-    # Split as pymongo does: the hosts end at the first `/`, and the credentials end at the last `@`.
-    authority, slash, path = rest.partition("/")
-    _credentials, at, hosts = authority.rpartition("@")
-    database, question, query = path.partition("?")
-    options = "&".join(
-        f"{key}={value if key.lower() in MONGO_URI_PLAIN_OPTIONS else '(hidden)'}" for key, value in parse_qsl(query)
-    )
-    credentials = "(credentials hidden)@" if at else ""
-    return f"{scheme}://{credentials}{hosts}{slash}{database}{question}{options}"
 
 
 async def _mongodb_checks(settings: Settings) -> list[Check]:
