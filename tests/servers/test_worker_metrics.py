@@ -87,13 +87,33 @@ def test_every_scrape_counts_the_requests_of_every_worker(two_workers: tuple[str
         assert scrape[("portkey_user_proxy_mongodb_up", ())] == 1
 
 
-def test_emptying_keeps_what_is_not_a_metrics_file(tmp_path: Path) -> None:
-    (tmp_path / "counter_123.db").write_bytes(b"\0" * 8)
-    (tmp_path / "notes.txt").write_text("the admin's own file")
+# Every kind of file prometheus_client's multiprocess mode writes: each metric type, each gauge mode.
+_EVERY_KIND_OF_VALUE = """
+from prometheus_client import Counter, Gauge, Histogram, Summary
+Counter("c", "").inc()
+Histogram("h", "").observe(1)
+Summary("s", "").observe(1)
+for mode in Gauge._MULTIPROC_MODES:
+    Gauge("g_" + mode, "", multiprocess_mode=mode).set(1)
+"""
+
+
+def test_emptying_removes_every_metrics_file_and_keeps_the_rest(tmp_path: Path) -> None:
+    # The directory may be a shared volume: SQLite databases and other `.db` files there are someone's data.
+    others = ["notes.txt", "librechat.db", "counter.db", "gauge_users_1.db", "histogram_1.db.bak", "my_counter_12.db"]
+    for name in others:
+        (tmp_path / name).write_text("the admin's own file")
+    subprocess.run([sys.executable, "-c", _EVERY_KIND_OF_VALUE], env=_multiprocess(tmp_path), check=True)
+    written = {path.name for path in tmp_path.iterdir()} - set(others)
+    assert len(written) == 3 + 10  # counter, histogram, summary, and one file per gauge mode
 
     empty(tmp_path)
 
-    assert [path.name for path in tmp_path.iterdir()] == ["notes.txt"]
+    assert sorted(path.name for path in tmp_path.iterdir()) == sorted(others)
+
+
+def _multiprocess(directory: Path) -> dict[str, str]:
+    return {**os.environ, "PROMETHEUS_MULTIPROC_DIR": str(directory)}
 
 
 def test_a_worker_that_is_killed_stops_counting_its_open_streams(

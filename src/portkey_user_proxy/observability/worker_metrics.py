@@ -28,6 +28,10 @@ from .logs import escape_for_log
 ENVIRONMENT_VARIABLE = "PROMETHEUS_MULTIPROC_DIR"
 # The files of live gauges (`multiprocess_mode="live..."`), one per process: `gauge_livesum_<pid>.db`.
 _LIVE_GAUGE_FILE = re.compile(r"gauge_live[a-z]+_(?P<pid>\d+)\.db")
+# Every file prometheus_client writes (values.py: `<type>_<pid>.db`, a gauge's type with its mode,
+# the modes of metrics.py `Gauge._MULTIPROC_MODES`): nothing else named `.db` is its own.
+_GAUGE_MODES = "(?:live)?(?:all|min|max|sum|mostrecent)"
+_VALUE_FILE = re.compile(rf"(?:counter|histogram|summary|gauge_{_GAUGE_MODES})_\d+\.db")
 
 
 def multiprocess_directory() -> str | None:
@@ -74,8 +78,9 @@ def _prepare(directory: Path) -> None:
 
 def empty(directory: Path) -> None:
     """Remove the value files a previous run left; nothing else in a directory the admin named."""
-    for stale in directory.glob("*.db"):
-        stale.unlink(missing_ok=True)
+    for path in directory.iterdir():
+        if _VALUE_FILE.fullmatch(path.name) and path.is_file():
+            path.unlink(missing_ok=True)
 
 
 def forget_dead_workers(directory: Path) -> None:
