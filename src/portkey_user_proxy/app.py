@@ -8,6 +8,10 @@ and to notice disconnects.
 
 from __future__ import annotations
 
+import asyncio
+import contextlib
+import logging
+import signal
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
 from typing import Any
@@ -21,7 +25,15 @@ from .attribution.decision import Attributor
 from .attribution.directory import UserDirectory, connect_users
 from .attribution.teams import GROUPS_COLLECTION, OwnedKeys, TeamChoice, TeamFinder
 from .attribution.user_value import user_value_of
-from .budgets import BudgetMetrics, Budgets, SpendStore, StoreFailurePolicy
+from .budgets import (
+    BudgetFileError,
+    BudgetMetrics,
+    Budgets,
+    BudgetsFile,
+    SpendStore,
+    StoreFailurePolicy,
+    load_budget_file,
+)
 from .forwarder import Forwarder, ForwardingPolicy
 from .inbound.auth import InboundKey, RequireInboundKey
 from .inbound.routes import OWN_PATHS, router
@@ -84,6 +96,26 @@ def build_budgets(settings: Settings, metrics: Metrics | None = None) -> Budgets
         on_store_failure=StoreFailurePolicy(settings.budget_store_failure),
         observer=observer,
     )
+
+
+def reload_budgets(budgets: Budgets, budgets_file: BudgetsFile, *, teams_looked_up: bool) -> bool:
+    """Read BUDGETS_FILE again and apply it; a file that does not validate leaves the budgets in force."""
+    logger = logging.getLogger("portkey_user_proxy")
+    try:
+        config = load_budget_file(budgets_file.path)
+    except BudgetFileError as exc:
+        logger.warning("%s; the budgets in force are kept", exc)
+        return False
+    if config.teams and not teams_looked_up:
+        logger.warning(
+            "invalid budgets file %s: it sets team budgets, and TEAM_METADATA_KEY is unset; the budgets in force "
+            "are kept",
+            budgets_file.path,
+        )
+        return False
+    budgets.reconfigure(config)
+    logger.info("read %s again: %d team and %d user budgets", budgets_file.path, len(config.teams), len(config.users))
+    return True
 
 
 def team_choice(settings: Settings) -> TeamChoice:
@@ -204,6 +236,8 @@ class ProxyApp:
         self.client = client
         self.metrics = metrics
         self.budgets = budgets
+        self._budgets_file = settings.budgets_file
+        self._teams_looked_up = settings.team_metadata_key is not None
         self.forwarder = build_forwarder(settings, directory, client, metrics, budgets)
         self.api = FastAPI(title="portkey-user-proxy", lifespan=self._lifespan, docs_url=None, redoc_url=None)
         self.api.include_router(router)
@@ -218,10 +252,24 @@ class ProxyApp:
         else:
             await self.api(scope, receive, send)
 
+    def reload_budgets(self) -> bool:
+        """What SIGHUP does: BUDGETS_FILE read again and applied, or the budgets in force kept."""
+        if self.budgets is None or self._budgets_file is None:
+            return False
+        return reload_budgets(self.budgets, self._budgets_file, teams_looked_up=self._teams_looked_up)
+
+    def _reload_budgets_on_hangup(self) -> None:
+        # One worker: this process reads the file again. With several, uvicorn's supervisor restarts
+        # the workers on SIGHUP, and each reads it at its start. Outside the main thread (tests) or
+        # without SIGHUP (Windows), the file is read at start only.
+        with contextlib.suppress(ValueError, RuntimeError, NotImplementedError, AttributeError):
+            asyncio.get_running_loop().add_signal_handler(signal.SIGHUP, self.reload_budgets)
+
     @asynccontextmanager
     async def _lifespan(self, _: FastAPI) -> AsyncIterator[dict[str, Any]]:
         if self.budgets is not None:
             await self.budgets.start()  # bounded: a budget store that is down does not stop the start
+            self._reload_budgets_on_hangup()
         try:
             # The server's own refusals (inbound/server.py) are counted with the app's errors.
             yield {REFUSALS_STATE_KEY: self.metrics.refused}
@@ -229,6 +277,8 @@ class ProxyApp:
             await self.client.aclose()
             await self.directory.close()
             if self.budgets is not None:
+                with contextlib.suppress(ValueError, RuntimeError, NotImplementedError, AttributeError):
+                    asyncio.get_running_loop().remove_signal_handler(signal.SIGHUP)
                 await self.budgets.aclose()  # writes the increments still waiting, once more
                 await self.budgets.store.close()
             self.metrics.process_ended()

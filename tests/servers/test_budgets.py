@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import asyncio
 import json
+import signal
 import threading
 from collections.abc import Callable, Iterator
 from pathlib import Path
@@ -16,7 +17,8 @@ from portkey_user_proxy import Settings
 from tests.support.fixtures import load_fixture
 from tests.support.mongomock_server import WritableMongo
 from tests.support.proxy import RunningProxy, scrape, start_proxy
-from tests.support.servers import ServerThread
+from tests.support.serve import ServeProcess
+from tests.support.servers import ServerThread, Upstream
 
 USER_ID = "6651f0c2a1b2c3d4e5f60718"  # the fixture user: timmanik@email.com, in Finance and Engineering
 EMAIL = "timmanik@email.com"
@@ -200,3 +202,39 @@ def test_without_a_budgets_file_nothing_is_checked_or_written(
 
     with librechat.client() as client:
         assert "portkey_user_proxy" not in client.list_database_names()
+
+
+def test_sighup_reads_the_budgets_file_again_and_keeps_it_when_the_new_one_is_invalid(
+    librechat: WritableMongo, upstream: Upstream, tmp_path: Path
+) -> None:
+    budgets = tmp_path / "budgets.yaml"
+    budgets.write_text("users: {default: 50}\n")
+    env = {
+        "PORTKEY_URL": upstream.url,
+        "MONGO_URI": librechat.uri(librechat.librechat),
+        "BUDGETS_FILE": str(budgets),
+        "BUDGET_DATABASE": librechat.database,
+        "LOG_LEVEL": "INFO",
+    }
+    served = ServeProcess(env)
+    try:
+        served.wait_for_log("Application startup complete")
+        body = {"model": "gpt-4o-mini", "messages": [], "user": USER_ID}
+        assert httpx.post(served.url + "/v1/chat/completions", json=body, timeout=10).status_code == 200
+
+        budgets.write_text("users: {default: 0}\n")
+        served.process.send_signal(signal.SIGHUP)
+        served.wait_for_log(f"read {budgets} again: 0 team and 0 user budgets")
+        refused = httpx.post(served.url + "/v1/chat/completions", json=body, timeout=10)
+        assert refused.status_code == 412
+        assert refused.json()["error"]["message"].startswith("you have used your budget of $0 for ")
+
+        budgets.write_text("users: {default: lots}\n")
+        served.process.send_signal(signal.SIGHUP)
+        served.wait_for_log("users.default: must be an amount of US dollars, 0 or more, e.g. 500; the budgets in force")
+        assert httpx.post(served.url + "/v1/chat/completions", json=body, timeout=10).status_code == 412
+        assert served.process.poll() is None
+    finally:
+        served.process.terminate()
+        served.process.wait(timeout=30)
+        served.close()

@@ -80,17 +80,12 @@ class Budgets:
         max_pending: int = DEFAULT_PENDING_KEYS,
         monotonic: Callable[[], float] = time.monotonic,
     ) -> None:
-        self.config = config
         self.store = store
         self._on_store_failure = on_store_failure
         self._observer: BudgetObserver = observer or NoObserver()
         self._clock = clock or SystemClock()
-        self._prices = PriceList(config.prices)
-        self._team_limits = {team: nanos(limit) for team, limit in config.teams.items()}
-        # LibreChat's group names are matched ignoring case, as TEAM_GROUPS matches them.
-        self._team_names = {team.casefold(): team for team in config.teams}
-        self._user_limits = {user: nanos(limit) for user, limit in config.users.items()}
-        self._default_user_limit = nanos(config.default_user) if config.default_user is not None else None
+        self._team_limits: dict[str, int] = {}
+        self._apply(config)
         self._view = SpendView(cache_seconds, monotonic)
         self._pending = PendingIncrements(max_pending)
         self._window = window_at(config.period, self._clock.now())
@@ -103,6 +98,28 @@ class Budgets:
         self._writing = asyncio.Lock()
         self._tasks: list[asyncio.Task[None]] = []
         self._warnings = RateLimitedWarnings()
+
+    def reconfigure(self, config: BudgetConfig) -> None:
+        """Apply a budgets file read again (SIGHUP): prices and budgets change, the spend stays."""
+        period_changed = config.period is not self.config.period
+        self._apply(config)
+        if period_changed:
+            self._window = window_at(config.period, self._clock.now())
+            self._view.keep_only(self._window)
+            self._wanted = {key for key in self._wanted if key.window == self._window}
+        for team in self._team_limits:
+            self._want_read(SpendKey(self.window(), Scope.TEAM, team))
+
+    def _apply(self, config: BudgetConfig) -> None:
+        for team in self._team_limits.keys() - config.teams.keys():
+            self._observer.forget_team(team)  # team labels are bounded by the file in force
+        self.config = config
+        self._prices = PriceList(config.prices)
+        self._team_limits = {team: nanos(limit) for team, limit in config.teams.items()}
+        # LibreChat's group names are matched ignoring case, as TEAM_GROUPS matches them.
+        self._team_names = {team.casefold(): team for team in config.teams}
+        self._user_limits = {user: nanos(limit) for user, limit in config.users.items()}
+        self._default_user_limit = nanos(config.default_user) if config.default_user is not None else None
         for team, limit in self._team_limits.items():
             self._observer.limit(Scope.TEAM, team, limit)
 

@@ -6,6 +6,8 @@ METRICS_PER_USER_TOKENS, as for the per-user token counters.
 
 from __future__ import annotations
 
+import contextlib
+
 from prometheus_client import CollectorRegistry, Counter, Gauge
 
 from .money import NANOS_PER_DOLLAR
@@ -86,6 +88,11 @@ class BudgetMetrics:
     def limit(self, scope: Scope, name: str, nanos: int) -> None:
         if scope is Scope.TEAM:
             self.team_limit.labels(name).set(nanos / NANOS_PER_DOLLAR)
+
+    def forget_team(self, name: str) -> None:
+        for gauge in (self.team_spend, self.team_limit):
+            with contextlib.suppress(KeyError):  # never set
+                gauge.remove(name)
 
     def over_budget(self, scope: Scope, *, refused: bool) -> None:
         (self.refusals if refused else self.warnings).labels(scope.value).inc()

@@ -14,6 +14,9 @@ class BudgetObserver(Protocol):
     def limit(self, scope: Scope, name: str, nanos: int) -> None:
         """A team's budget for the period, from the file."""
 
+    def forget_team(self, name: str) -> None:
+        """A team no longer in the file (reloaded): its series end."""
+
     def over_budget(self, scope: Scope, *, refused: bool) -> None:
         """A request whose user or team had spent its budget: refused, or forwarded in warn mode."""
 
@@ -35,6 +38,9 @@ class NoObserver:
         pass
 
     def limit(self, scope: Scope, name: str, nanos: int) -> None:
+        pass
+
+    def forget_team(self, name: str) -> None:
         pass
 
     def over_budget(self, scope: Scope, *, refused: bool) -> None:

@@ -5,10 +5,13 @@ from __future__ import annotations
 import asyncio
 import logging
 from datetime import UTC, datetime
+from decimal import Decimal
+from pathlib import Path
 
 import pytest
 
-from portkey_user_proxy.budgets import BUDGET_EXCEEDED, Budgets, Mode, StoreState
+from portkey_user_proxy.app import reload_budgets
+from portkey_user_proxy.budgets import BUDGET_EXCEEDED, BudgetConfig, Budgets, BudgetsFile, Mode, Period, StoreState
 from portkey_user_proxy.budgets.ledger import StoreFailurePolicy
 from portkey_user_proxy.dialects.usage import Usage
 from tests.support.budget_replicas import CACHE_SECONDS, CONFIG, replica, stored_spend
@@ -275,3 +278,55 @@ def test_a_store_down_at_start_does_not_stop_the_start(writable_mongo: WritableM
             assert one.budgets.pending_increments == 2
 
     asyncio.run(scenario())
+
+
+@pytest.mark.real_mongo
+def test_a_budgets_file_read_again_changes_budgets_and_keeps_the_spend(writable_mongo: WritableMongo) -> None:
+    async def scenario() -> None:
+        async with replica(writable_mongo) as one:
+            await one.budgets.start()
+            for _ in range(5):
+                one.budgets.record("bob@example.com", "Finance", "gpt-4o", HUNDRED_DOLLARS)
+            assert one.budgets.check("bob@example.com", "Finance") is not None
+
+            raised = BudgetConfig(prices=CONFIG.prices, teams={"finance": Decimal(1000), "Sales": Decimal(10)})
+            one.budgets.reconfigure(raised)
+            assert one.budgets.check("bob@example.com", "Finance") is None  # $500 of $1,000
+            assert one.metric("portkey_user_proxy_team_budget_limit_usd", team="finance") == 1000
+            assert one.metric("portkey_user_proxy_team_budget_limit_usd", team="Sales") == 10
+
+            one.budgets.reconfigure(BudgetConfig(period=Period.DAY, prices=CONFIG.prices, teams={"Sales": Decimal(1)}))
+            assert one.metric("portkey_user_proxy_team_budget_limit_usd", team="finance") is None  # left the file
+            assert one.budgets.window().key == "day:2026-12-04"
+            await one.budgets.aclose()
+
+    asyncio.run(scenario())
+
+
+def test_an_invalid_file_read_again_leaves_the_budgets_in_force(
+    writable_mongo: WritableMongo, tmp_path: Path, caplog: pytest.LogCaptureFixture
+) -> None:
+    path = tmp_path / "budgets.yaml"
+    path.write_text("teams: {Finance: 500}\n")
+
+    async def scenario() -> None:
+        async with replica(writable_mongo) as one:
+            budgets_file = BudgetsFile(path, one.budgets.config)
+            path.write_text("teams: {Finance: lots}\n")
+            with caplog.at_level(logging.WARNING, "portkey_user_proxy"):
+                assert not reload_budgets(one.budgets, budgets_file, teams_looked_up=True)
+            path.write_text("teams: {Finance: 600}\n")
+            with caplog.at_level(logging.WARNING, "portkey_user_proxy"):
+                assert not reload_budgets(one.budgets, budgets_file, teams_looked_up=False)
+            assert one.budgets.config == CONFIG
+            assert reload_budgets(one.budgets, budgets_file, teams_looked_up=True)
+            assert one.budgets.config.teams == {"Finance": Decimal(600)}
+
+    asyncio.run(scenario())
+
+    first, second = (record.getMessage() for record in caplog.records)
+    assert first == (
+        f"invalid budgets file {path}: teams.Finance: must be an amount of US dollars, 0 or more, e.g. 500; "
+        "the budgets in force are kept"
+    )
+    assert "TEAM_METADATA_KEY is unset" in second
