@@ -202,6 +202,7 @@ def test_hanging_groups_leave_the_team_out_within_the_lookup_timeout(librechat_u
         assert lookup.user is not None and lookup.user.email == "timmanik@email.com"
         assert lookup.user.team is None
         assert elapsed < 2.0  # generous: the point is "bounded by the lookup timeout", not the figure
+        await background_ended()  # the read goes on for its own timeout, then is given up
         assert groups.cancelled == 1  # the abandoned groups query does not linger
 
     asyncio.run(scenario())
@@ -255,6 +256,7 @@ def test_hanging_groups_back_off_so_new_users_wait_once(librechat_user: dict[str
             teams=TeamFinder(groups, TeamChoice()),  # type: ignore[arg-type]
         )
         await directory.find(TIM)  # waits the lookup timeout: nobody knew yet that groups hang
+        await background_ended()  # the read fails once its own lookup timeout is over: groups rest
 
         started = time.monotonic()
         lookups = [await directory.find(other) for other in others]
@@ -319,3 +321,67 @@ def test_failing_groups_without_an_earlier_team_send_none_and_say_why_once(
         "reading LibreChat's groups failed: unreachable (AutoReconnect); teams are left out (cached users keep "
         "their last team) and groups are asked again in 1 s; check MONGO_URI's host"
     )
+
+
+class SlowUser(OneUser):
+    """`users` answering in a fixed time: a healthy but slow MongoDB."""
+
+    def __init__(self, document: dict[str, Any], seconds: float) -> None:
+        super().__init__(document)
+        self.seconds = seconds
+
+    async def find_one(self, query: dict[str, Any], projection: Mapping[str, Any]) -> dict[str, Any] | None:
+        await asyncio.sleep(self.seconds)
+        return await super().find_one(query, projection)
+
+
+class GatedGroups(TroubledGroups):
+    """`groups` that answer once the test opens the gate."""
+
+    def __init__(self, *names: str) -> None:
+        super().__init__(*names)
+        self.gate = asyncio.Event()
+
+    async def to_list(self, length: int | None) -> list[dict[str, Any]]:
+        await self.gate.wait()
+        return await super().to_list(length)
+
+
+def test_a_team_read_that_outlasts_the_requests_time_is_no_failure_and_serves_the_next_request(
+    librechat_user: dict[str, Any], caplog: pytest.LogCaptureFixture
+) -> None:
+    """Each query takes half the lookup timeout: the first request cannot wait for both, the team still comes."""
+
+    async def scenario() -> list[bool]:
+        groups = GatedGroups("Finance")
+        seen = TeamsSeen()
+        directory = UserDirectory(
+            SlowUser(librechat_user, seconds=0.5),  # type: ignore[arg-type]
+            ttl=TTL,
+            unknown_ttl=UNKNOWN_TTL,
+            timeout=1.0,
+            max_entries=100,
+            clock=FakeClock(),
+            observer=seen,
+            teams=TeamFinder(groups, TeamChoice()),  # type: ignore[arg-type]
+        )
+        first = await directory.find(TIM)  # half the timeout is left for groups, which have not answered
+        groups.gate.set()  # groups answer within the lookup timeout of their own read
+        await background_ended()
+        second = await directory.find(TIM)
+
+        assert first.outcome is LookupOutcome.FOUND
+        assert first.user is not None and first.user.team is None  # the request's time stays bounded
+        assert second.outcome is LookupOutcome.CACHE_HIT
+        assert second.user is not None and second.user.team == "Finance"
+        assert groups.queries == 1
+        return seen.answered
+
+    assert asyncio.run(scenario()) == [True]  # teams_readable never dropped to 0
+    assert not [record for record in caplog.records if "groups" in record.getMessage()]
+
+
+async def background_ended() -> None:
+    """Wait for what the directory left running: team reads, abandoned queries."""
+    if others := asyncio.all_tasks() - {asyncio.current_task()}:
+        await asyncio.wait(others)

@@ -185,6 +185,7 @@ class UserDirectory:
             if teams is None
             else TeamReads(
                 teams,
+                timeout=timeout,
                 deadline=self._deadline,
                 probe_wait=self._probe_wait,
                 clock=clock,
@@ -321,10 +322,12 @@ class UserDirectory:
         return Lookup(user, LookupOutcome.FOUND)
 
     async def _with_team(self, user: User, document: Mapping[str, Any], started: float) -> tuple[User, float]:
-        """The user with their team, and when to read the team again: one more query, within the same timeout.
+        """The user with their team, and when to read the team again: one more query, waited for within the timeout.
 
         Groups that cannot be read leave the team out, never the user: the user keeps the team they
-        had before (if any) and is cached for the full TTL; only the team is read again, later.
+        had before (if any) and is cached for the full TTL; only the team is read again, later. A
+        read that outlasts this request's timeout goes on and fills the cached team when it ends
+        (`_team_recorded`); until then a cached hit finds it on its way and asks no more.
         """
         if self._team_reads is None:
             return user, math.inf
@@ -338,7 +341,7 @@ class UserDirectory:
 
     def _read_team_if_due(self, object_id: str, entry: _Entry) -> None:
         if self._team_reads is not None and entry.member is not None and entry.team_due <= self._clock():
-            self._team_reads.read_again(object_id, entry.member, self._timeout)
+            self._team_reads.read_again(object_id, entry.member)
 
     def _team_recorded(self, object_id: str, read: TeamRead) -> None:
         entry = self._cache.get(object_id)
