@@ -35,7 +35,7 @@ from .inbound.client import CancelOnDisconnect, ClientStalled, TimedSend, connec
 from .inbound.last_resort import internal_error
 from .inbound.limits import UpstreamSlots, capped, check_declared_length, too_large
 from .inbound.target import upstream_url
-from .observability.logs import AccessRecord, RateLimitedWarnings, loggable, logger
+from .observability.logs import AccessRecord, RateLimitedWarnings, logger
 from .observability.metrics import Metrics
 from .upstream.client import Content, UpstreamClient, UpstreamPolicy, UpstreamRequest, error_before_response
 from .upstream.request import OutgoingHeaders, UpstreamRequestBuilder
@@ -188,7 +188,7 @@ class Forwarder:
         attribution = await self._attributor.attribute(identity)
         self._note_attribution(record, identity, attribution)
         if attribution.rejected:
-            logger.info("refused the user id %s (%s)", loggable(identity.raw or "-"), attribution.reason)
+            logger.info("refused the user id %s (%s)", identity.for_logs(), attribution.reason)
             raise refusal(attribution)
         return attribution
 

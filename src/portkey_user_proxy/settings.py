@@ -21,7 +21,7 @@ from pymongo.errors import PyMongoError
 from .attribution.decision import UnresolvedUserPolicy
 from .attribution.user_value import UserValue
 from .budgets.file import BudgetFileError, BudgetsFile, load_budget_file
-from .headers import MAX_LENGTH
+from .headers import HOP_BY_HOP, MAX_LENGTH
 from .mongo_uri import mongo_uri_secrets
 
 logger = logging.getLogger("portkey_user_proxy")
@@ -31,6 +31,11 @@ _CONFIG_ID = re.compile(r"[A-Za-z0-9_.-]{1,128}")  # a saved config's id, e.g. p
 _KEY = re.compile(r"[\x21-\x7e]+")  # visible ASCII: a key travels in a header
 _MIN_SECRET_LENGTH = 16
 _TOO_SHORT = f"must be at least {_MIN_SECRET_LENGTH} characters, e.g. from `openssl rand -hex 32`"
+# Request headers that cannot carry the user id: the proxy would consume them, and log their value.
+_CREDENTIAL_HEADERS = frozenset({"authorization", "cookie", "x-api-key", "api-key", "x-goog-api-key"})
+_PROTOCOL_HEADERS = frozenset(
+    {"host", "content-type", "content-length", "content-encoding", "expect", "accept-encoding", "x-request-id"}
+)
 Seconds = Annotated[float, Field(gt=0, allow_inf_nan=False)]
 # What MongoDB refuses in a database name (on any platform), and its length limit in bytes.
 _DATABASE_NAME_FORBIDDEN = frozenset('/\\. "$*<>:|?\x00')
@@ -175,6 +180,9 @@ class Settings(BaseSettings):
         name = value.strip().lower()
         if not _HEADER_NAME.fullmatch(name):
             raise ValueError("must be a valid HTTP header name, e.g. x-librechat-user-id")
+        if (taken := _taken_header(name)) is not None:
+            # The proxy consumes this header: it would never be forwarded, and its value would be logged.
+            raise ValueError(f"must not be {name}: {taken}; use a header of its own, e.g. x-librechat-user-id")
         return name
 
     @field_validator("log_level")
@@ -346,6 +354,19 @@ def _mongo_reason(exc: BaseException, uri: str) -> str:
     if "@" in reason or any(_quotes(reason, secret) for secret in mongo_uri_secrets(uri)):
         return f"{type(exc).__name__} (pymongo's words are left out: they quote a part of the URI)"
     return reason
+
+
+def _taken_header(name: str) -> str | None:
+    """Why a request header cannot carry the user id, or None when it can."""
+    if name.startswith("x-portkey-"):
+        return "x-portkey-* headers are Portkey's own (its key, routing and metadata)"
+    if name in _CREDENTIAL_HEADERS:
+        return "it carries a credential"
+    if name.encode("latin-1") in HOP_BY_HOP:
+        return "it describes one connection (hop-by-hop)"
+    if name in _PROTOCOL_HEADERS:
+        return "it describes the request itself, and the proxy reads or sets it"
+    return None
 
 
 def _quotes(message: str, secret: str) -> bool:

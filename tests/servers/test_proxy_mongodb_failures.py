@@ -151,6 +151,20 @@ def test_fail_closed_refusals_log_the_refused_id(make_proxy: MakeProxy, caplog: 
 
 
 @needs_stand_in()
+def test_fail_closed_refusals_never_log_a_credential_sent_as_the_user_id(
+    make_proxy: MakeProxy, caplog: pytest.LogCaptureFixture
+) -> None:
+    caplog.set_level(logging.INFO)
+    proxy = make_proxy(unresolved_user_policy="fail-closed")
+
+    assert chat(proxy, None, **{"x-librechat-user-id": "Bearer sk-live-0123456789abcdef"}).status_code == 403
+    assert chat(proxy, "sk-proj-0123456789abcdef").status_code == 403
+
+    assert caplog.text.count("refused the user id (a value shaped like a credential, hidden) (not_an_object_id)") == 2
+    assert "0123456789abcdef" not in caplog.text
+
+
+@needs_stand_in()
 def test_groups_that_cannot_be_read_show_in_metrics_while_users_are_resolved(
     make_proxy: MakeProxy, upstream: Upstream, own_mongo: StandInMongo
 ) -> None:

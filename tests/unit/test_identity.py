@@ -166,3 +166,20 @@ def test_a_placeholder_in_any_field_is_reported_and_skipped(position: int) -> No
 
     assert identity.raw == USER_ID
     assert identity.unresolved_placeholder == "{{LIBRECHAT_USER_ID}}"
+
+
+@pytest.mark.parametrize(
+    "value",
+    ["Bearer sk-live-0123456789abcdef", "sk-ant-api03-0123456789", "basic dXNlcjpwYXNz", "eyJhbGciOiJIUzI1NiJ9.e30.x"],
+)
+def test_a_credential_shaped_id_is_never_shown_in_logs(value: str) -> None:
+    shown = identify(value).for_logs()
+
+    assert value not in shown
+    assert value.split()[-1] not in shown
+    assert "hidden" in shown
+
+
+@pytest.mark.parametrize(("value", "shown"), [("alice", "'alice'"), ("evil\nline", "'evil\\nline'"), (None, "-")])
+def test_any_other_id_is_shown_escaped_in_logs(value: str | None, shown: str) -> None:
+    assert identify(value).for_logs() == shown

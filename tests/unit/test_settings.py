@@ -124,6 +124,39 @@ def test_invalid_value_is_rejected_naming_the_variable(
     assert "errors.pydantic.dev" not in message  # a readable line, not a validation dump
 
 
+@pytest.mark.parametrize(
+    "name",
+    [
+        "authorization",
+        "Authorization",
+        "proxy-authorization",
+        "cookie",
+        "x-api-key",
+        "x-portkey-api-key",
+        "x-portkey-metadata",
+        "content-type",
+        "content-length",
+        "host",
+        "connection",
+        "transfer-encoding",
+        "upgrade",
+    ],
+)
+def test_user_id_header_refuses_a_header_that_carries_a_credential_or_the_request_itself(
+    monkeypatch: pytest.MonkeyPatch, name: str
+) -> None:
+    # The proxy consumes the identity header: Authorization would never reach Portkey, and its
+    # value would be logged as a refused user id.
+    monkeypatch.setenv("USER_ID_HEADER", name)
+
+    with pytest.raises(SettingsError) as raised:
+        load_settings()
+
+    message = str(raised.value)
+    assert message.startswith(f"invalid setting USER_ID_HEADER: must not be {name.lower()}: ")
+    assert len(message.splitlines()) == 1
+
+
 def test_every_invalid_variable_gets_its_own_line(monkeypatch: pytest.MonkeyPatch) -> None:
     monkeypatch.setenv("USER_LOOKUP_TIMEOUT_SECONDS", "-1")
     monkeypatch.setenv("UNRESOLVED_USER_POLICY", "never")

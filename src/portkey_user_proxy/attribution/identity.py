@@ -12,11 +12,14 @@ import enum
 import re
 from dataclasses import dataclass
 
+from ..observability.logs import loggable
 from .placeholders import find_placeholder
 
 __all__ = ["Identity", "IdentitySource", "find_placeholder", "identify"]
 
 _OBJECT_ID = re.compile(r"[0-9a-fA-F]{24}")
+# What an API key or a token starts with: an auth scheme, a provider key's prefix, a JWT's header.
+_CREDENTIAL = re.compile(r"(?:bearer|basic|digest|token|apikey)\s|(?:sk|pk|rk)[-_]|eyj", re.IGNORECASE)
 
 
 class IdentitySource(enum.StrEnum):
@@ -39,6 +42,17 @@ class Identity:
         if self.raw is not None and _OBJECT_ID.fullmatch(self.raw):
             return self.raw.lower()
         return None
+
+    def for_logs(self) -> str:
+        """The raw id as a log line may show it: escaped, and never a value shaped like a credential.
+
+        A client or a misconfigured librechat.yaml can put a key where the user id belongs.
+        """
+        if self.raw is None:
+            return "-"
+        if _CREDENTIAL.match(self.raw):
+            return "(a value shaped like a credential, hidden)"
+        return loggable(self.raw)
 
 
 def identify(header_value: str | None, *body_values: object) -> Identity:
