@@ -18,7 +18,7 @@ Medians = dict[str, dict[str, float]]
 
 
 def _adds(metric: str) -> Callable[[Medians, dict[str, Any]], str]:
-    return lambda m, _: f"+{m[metric]['proxy'] - m[metric]['direct']:.2f}" if metric in m else "-"
+    return lambda m, _: f"{m[metric]['proxy'] - m[metric]['direct']:+.2f}" if metric in m else "-"
 
 
 def _rps(m: Medians, _: dict[str, Any]) -> str:
