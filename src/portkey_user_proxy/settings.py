@@ -13,6 +13,7 @@ from pathlib import Path
 from typing import Annotated, Literal
 from urllib.parse import urlsplit
 
+import httpx
 from pydantic import Field, PlainValidator, SecretStr, ValidationError, ValidationInfo, field_validator
 from pydantic_settings import BaseSettings, SettingsConfigDict
 from pymongo import AsyncMongoClient, uri_parser
@@ -40,6 +41,7 @@ Seconds = Annotated[float, Field(gt=0, allow_inf_nan=False)]
 # What MongoDB refuses in a database name (on any platform), and its length limit in bytes.
 _DATABASE_NAME_FORBIDDEN = frozenset('/\\. "$*<>:|?\x00')
 _MAX_DATABASE_NAME = 63
+_MAX_PORT = 65535
 
 
 def _budgets_file(value: object) -> BudgetsFile | None:
@@ -150,6 +152,10 @@ class Settings(BaseSettings):
     @field_validator("portkey_url")
     @classmethod
     def _portkey_url_is_a_base(cls, value: str) -> str:
+        if not _parses_with_a_usable_port(value):
+            raise ValueError(
+                "must be a valid URL, its port (if any) a number from 1 to 65535, e.g. http://gateway:8787"
+            )
         parts = urlsplit(value)
         if parts.scheme not in ("http", "https") or not parts.hostname:
             raise ValueError("must be an http:// or https:// URL with a host, e.g. https://api.portkey.ai")
@@ -354,6 +360,16 @@ def _mongo_reason(exc: BaseException, uri: str) -> str:
     if "@" in reason or any(_quotes(reason, secret) for secret in mongo_uri_secrets(uri)):
         return f"{type(exc).__name__} (pymongo's words are left out: they quote a part of the URI)"
     return reason
+
+
+def _parses_with_a_usable_port(url: str) -> bool:
+    """Whether urllib and httpx both read the URL, and its port is absent or one a connection can be made to."""
+    try:
+        port = urlsplit(url).port
+        httpx.URL(url)  # the client parses it again, by its own rules
+    except (ValueError, httpx.InvalidURL):
+        return False
+    return port is None or 1 <= port <= _MAX_PORT
 
 
 def _taken_header(name: str) -> str | None:

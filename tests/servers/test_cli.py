@@ -97,6 +97,36 @@ def test_a_mongo_uri_the_driver_refuses_stops_every_command_as_an_invalid_settin
     assert "mongo-secret" not in captured.out + captured.err
 
 
+@pytest.mark.parametrize("command", [["serve", "--port", "{taken}"], ["doctor"]])
+@pytest.mark.parametrize(
+    ("variable", "value"),
+    [
+        ("PORTKEY_URL", "http://127.0.0.1:abc"),  # httpx refused it when the client was built
+        ("PORTKEY_URL", "http://127.0.0.1:99999"),  # the connection refused it, in doctor and on each request
+    ],
+)
+def test_a_start_up_value_the_clients_refuse_stops_serve_and_doctor_with_one_line(
+    monkeypatch: pytest.MonkeyPatch,
+    capsys: pytest.CaptureFixture[str],
+    tmp_path: Path,
+    command: list[str],
+    variable: str,
+    value: str,
+) -> None:
+    monkeypatch.chdir(tmp_path)
+    monkeypatch.setenv("MONGO_URI", f"mongodb://127.0.0.1:{unused_port()}/LibreChat")
+    monkeypatch.setenv("USER_LOOKUP_TIMEOUT_SECONDS", "0.2")
+    monkeypatch.setenv(variable, value)
+
+    with bound_socket() as taken:  # were the settings passed, `serve` would stop at once, on the port
+        code = main([part.format(taken=taken.getsockname()[1]) for part in command])
+
+    assert code == EXIT_BAD_SETTINGS
+    err = capsys.readouterr().err
+    assert err.startswith(f"invalid setting {variable}: ")
+    assert len(err.splitlines()) == 1
+
+
 @pytest.mark.parametrize("inside_a_file", [False, True])
 def test_serve_with_a_metrics_directory_that_is_a_file_stops_naming_the_variable(
     monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str], tmp_path: Path, inside_a_file: bool

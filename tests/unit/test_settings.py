@@ -81,6 +81,11 @@ def test_environment_variables_are_read(
         ("PORTKEY_URL", "https://"),
         ("PORTKEY_URL", "https://api.portkey.ai?debug=1"),
         ("PORTKEY_URL", "https://api.portkey.ai/#top"),
+        # Each passed, then stopped every command with a traceback when the client was built or connected.
+        ("PORTKEY_URL", "http://127.0.0.1:abc"),
+        ("PORTKEY_URL", "http://127.0.0.1:99999"),
+        ("PORTKEY_URL", "http://127.0.0.1:0"),
+        ("PORTKEY_URL", "http://[::1"),
         ("MONGO_URI", "postgres://db/LibreChat"),
         ("MONGO_URI", "127.0.0.1:27017/LibreChat"),
         ("USER_ID_HEADER", ""),
