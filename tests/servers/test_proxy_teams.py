@@ -145,6 +145,26 @@ def test_a_known_users_tenant_is_the_proxys_whatever_the_request_carries(
     assert metadata == {"_user": EMAIL, "team": "Platform", **sent}  # the team rule stays: the request's wins
 
 
+@pytest.mark.parametrize(("tenant", "sent"), [("corp", {"tenant": "corp"}), (None, {})])
+def test_a_found_user_without_an_email_still_gets_the_proxys_tenant(
+    make_proxy: MakeProxy,
+    upstream: Upstream,
+    mongo: StandInMongo | RealMongo,
+    librechat_user: dict[str, Any],
+    tenant: str | None,
+    sent: dict[str, str],
+) -> None:
+    # `_user` falls back to the id (no email to resolve to), but the record, tenant and all, is known.
+    mongo.reset()
+    without_email = {key: value for key, value in librechat_user.items() if key != "email"}
+    mongo.add_user({**without_email, "tenantId": tenant} if tenant else without_email)
+
+    carried = '{"tenant":"other-tenant","team":"Platform"}'
+    metadata = _metadata_sent(make_proxy, upstream, carried, team_metadata_key="team", tenant_metadata_key="tenant")
+
+    assert metadata == {"_user": str(librechat_user["_id"]), "team": "Platform", **sent}
+
+
 def test_an_unknown_users_tenant_is_the_requests_own(make_proxy: MakeProxy, upstream: Upstream) -> None:
     proxy = make_proxy(tenant_metadata_key="tenant")
     headers = {"x-portkey-metadata": '{"tenant":"corp"}'}

@@ -8,7 +8,7 @@ from __future__ import annotations
 
 import enum
 from collections.abc import Mapping
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 
 from ..errors import ProxyError
 from ..observability.logs import RateLimitedWarnings
@@ -48,7 +48,8 @@ class Attribution:
     fields: Mapping[str, str] = field(default_factory=dict)
     status: int = 200  # the refusal status when rejected
     team: str | None = None  # for TEAM_METADATA_KEY, when the user was resolved
-    tenant: str | None = None  # for TENANT_METADATA_KEY, likewise
+    tenant: str | None = None  # for TENANT_METADATA_KEY, when the user's record was found
+    user_known: bool = False  # the user's record was found, whether or not it resolved (no email: a fallback)
     email: str | None = None  # the resolved user's, whatever `_user` holds: what user budgets are keyed by
 
     @property
@@ -76,10 +77,19 @@ async def attribute(
         resolved = AttributionOutcome.RESOLVED
         value = user_value(user)
         return Attribution(
-            resolved, value, lookup.outcome, user.fields, team=user.team, tenant=user.tenant, email=user.email
+            resolved,
+            value,
+            lookup.outcome,
+            user.fields,
+            team=user.team,
+            tenant=user.tenant,
+            email=user.email,
+            user_known=True,
         )
     if lookup.user is not None:
-        return _unresolved(identity, "no_email", policy, status=403)
+        # `_user` falls back (no email to resolve to), yet the record is known: so is the user's tenant.
+        unresolved = _unresolved(identity, "no_email", policy, status=403)
+        return replace(unresolved, tenant=lookup.user.tenant, user_known=True)
     status = 503 if lookup.mongo_failed else 403
     return _unresolved(identity, str(lookup.outcome), policy, status=status)
 
@@ -110,7 +120,7 @@ class Attributor:
 
     def metadata_header(self, incoming: str | None, attribution: Attribution) -> bytes:
         """The `x-portkey-metadata` value to send: the request's own, with `_user` and the owned keys set."""
-        owned = self.owned_keys.values(attribution.team, attribution.tenant, user_known=attribution.resolved)
+        owned = self.owned_keys.values(attribution.team, attribution.tenant, user_known=attribution.user_known)
         metadata = build_metadata(incoming, attribution.user_value, attribution.fields, owned.deferred, owned.imposed)
         if metadata.problem:
             self._warnings.warn("metadata", "%s", metadata.problem)

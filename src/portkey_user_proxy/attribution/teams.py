@@ -94,8 +94,9 @@ class OwnedKeys:
     """The metadata keys the proxy fills from LibreChat's data (TEAM_METADATA_KEY, TENANT_METADATA_KEY).
 
     The team defers to a value the request carries (an admin may set one per endpoint in
-    librechat.yaml). The tenant does not once the user is known: it is where the user belongs, and
-    a client must not move its cost to another tenant.
+    librechat.yaml). The tenant does not once the user is known (their record found, even one
+    without an email): it is where the user belongs, and a client must not move its cost to another
+    tenant.
     """
 
     team_key: str | None = None
