@@ -66,6 +66,7 @@ class IncomingRequest:
     route: Route
     body: bytes | None  # the JSON body, read whole when the route's family names the user in it
     fields: dict[str, object] | None  # the body's fields the family reads; None when not a JSON object
+    body_received: asyncio.Event  # set once the client has sent all of its body
 
     @property
     def streams_body(self) -> bool:
@@ -80,6 +81,14 @@ class Spender:
     email: str | None
     team: str | None
     model: str | None
+
+
+@dataclass(frozen=True, slots=True)
+class Attributed:
+    """Step 2's result: who is asking, and whose budgets the answer costs (None: nobody's)."""
+
+    attribution: Attribution
+    spender: Spender | None
 
 
 class Forwarder:
@@ -133,16 +142,11 @@ class Forwarder:
 
     async def _proxy(self, scope: Scope, receive: Receive, send: Send, record: AccessRecord, route: Route) -> None:
         incoming = await self._read_request(scope, receive, record, route)
-        body_received = asyncio.Event()
-        if not incoming.streams_body:
-            body_received.set()  # nothing more to read: a client that leaves is noticed from here on
-        async with CancelOnDisconnect(receive, body_received) as watch:
-            attribution = await self._attribute(incoming, record)
-            spender = self._check_budgets(incoming, attribution)
-            if spender is not None and route.dialect.reports_usage:
-                _ask_uncompressed(incoming.headers.forward)
-            request = self._upstream_request(incoming, attribution, receive, record, body_received)
-            await self._exchange(request, watch, send, record, route.dialect, spender)
+        # A client that leaves is noticed from the end of its body on, its user's lookup included.
+        async with CancelOnDisconnect(receive, incoming.body_received) as watch:
+            attributed = await self._attribute(incoming, record)
+            request = self._upstream_request(incoming, attributed, receive, record)
+            await self._exchange(request, watch, send, record, route.dialect, attributed.spender)
         if watch.disconnected:
             record.status = CLIENT_CLOSED
 
@@ -163,7 +167,10 @@ class Forwarder:
         record.request_id = headers.request_id or uuid.uuid4().hex
         url = self._url(scope)
         body, fields = await self._read_json_body(headers, receive, route.dialect)
-        return IncomingRequest(scope["method"], url, headers, route, body, fields)
+        incoming = IncomingRequest(scope["method"], url, headers, route, body, fields, asyncio.Event())
+        if not incoming.streams_body:
+            incoming.body_received.set()
+        return incoming
 
     def _url(self, scope: Scope) -> httpx.URL:
         # raw_path keeps the client's percent-encoding; it never carries a scheme or host.
@@ -181,16 +188,16 @@ class Forwarder:
             raise too_large(exc.limit) from None
         return body, json_fields(body)
 
-    # Step 2: attribute it, or refuse it.
+    # Step 2: attribute it, or refuse it (unknown under fail-closed, or over budget).
 
-    async def _attribute(self, incoming: IncomingRequest, record: AccessRecord) -> Attribution:
+    async def _attribute(self, incoming: IncomingRequest, record: AccessRecord) -> Attributed:
         identity = identify(incoming.headers.identity, *incoming.route.dialect.identity_fields(incoming.fields or {}))
         attribution = await self._attributor.attribute(identity)
         self._note_attribution(record, identity, attribution)
         if attribution.rejected:
             logger.info("refused the user id %s (%s)", identity.for_logs(), attribution.reason)
             raise refusal(attribution)
-        return attribution
+        return Attributed(attribution, self._check_budgets(incoming, attribution))
 
     def _note_attribution(self, record: AccessRecord, identity: Identity, attribution: Attribution) -> None:
         record.user = attribution.user_value or "-"
@@ -227,19 +234,16 @@ class Forwarder:
     # Step 3: build the upstream request.
 
     def _upstream_request(
-        self,
-        incoming: IncomingRequest,
-        attribution: Attribution,
-        receive: Receive,
-        record: AccessRecord,
-        body_received: asyncio.Event,
+        self, incoming: IncomingRequest, attributed: Attributed, receive: Receive, record: AccessRecord
     ) -> UpstreamRequest:
         headers = incoming.headers
-        content, content_length = self._content(incoming, receive, body_received)
+        content, content_length = self._content(incoming, receive)
         added = OutgoingHeaders(
-            metadata=self._metadata(headers, attribution),
+            metadata=self._metadata(headers, attributed.attribution),
             request_id=None if headers.request_id is not None else record.request_id.encode(),
             content_length=content_length,
+            # An answer whose cost counts against a budget must be readable for its usage.
+            uncompressed=attributed.spender is not None and incoming.route.dialect.reports_usage,
         )
         return self._builder.build(incoming.method, incoming.url, headers.forward, added, content)
 
@@ -249,13 +253,11 @@ class Forwarder:
             return None
         return self._attributor.metadata_header(headers.metadata, attribution)
 
-    def _content(
-        self, incoming: IncomingRequest, receive: Receive, body_received: asyncio.Event
-    ) -> tuple[Content, bytes | None]:
+    def _content(self, incoming: IncomingRequest, receive: Receive) -> tuple[Content, bytes | None]:
         """The body to send upstream and its declared length; a streamed one sets `body_received` at its end."""
         headers, body = incoming.headers, incoming.body
         if incoming.streams_body:
-            stream = stream_body(receive, body_received)
+            stream = stream_body(receive, incoming.body_received)
             if headers.content_length is None:
                 return capped(stream, self._policy.body_limit), None
             return stream, headers.content_length
@@ -351,9 +353,3 @@ class Forwarder:
         if REQUEST_ID.decode() not in response.headers:
             headers.append((REQUEST_ID, record.request_id.encode()))
         return headers
-
-
-def _ask_uncompressed(forward: RawHeaders) -> None:
-    """An answer whose cost counts against a budget must be readable for its usage: never compressed."""
-    forward[:] = [(name, value) for name, value in forward if name != b"accept-encoding"]
-    forward.append((b"accept-encoding", b"identity"))

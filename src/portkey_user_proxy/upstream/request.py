@@ -2,7 +2,8 @@
 
 What the client sent passes as it came (see `headers.split_request_headers` for what never does);
 on top of it, in this order: the metadata header attribution wrote, the conversation trace, the
-Portkey defaults, the request id, and a `Content-Length` for a body that streams through.
+Portkey defaults, the request id, a `Content-Length` for a body that streams through, and
+`Accept-Encoding: identity` when the answer's usage must be read for a budget.
 """
 
 from __future__ import annotations
@@ -24,6 +25,7 @@ class OutgoingHeaders:
     metadata: bytes | None = None
     request_id: bytes | None = None
     content_length: bytes | None = None
+    uncompressed: bool = False  # ask for the answer without content coding (its usage must be read)
 
 
 @dataclass(frozen=True, slots=True)
@@ -49,4 +51,7 @@ class UpstreamRequestBuilder:
             outgoing = [*outgoing, (REQUEST_ID, added.request_id)]
         if added.content_length is not None:
             outgoing = [*outgoing, (b"content-length", added.content_length)]
+        if added.uncompressed:
+            outgoing = [(name, value) for name, value in outgoing if name != b"accept-encoding"]
+            outgoing.append((b"accept-encoding", b"identity"))
         return outgoing
