@@ -159,6 +159,12 @@ class Settings(BaseSettings):
         parts = urlsplit(value)
         if parts.scheme not in ("http", "https") or not parts.hostname:
             raise ValueError("must be an http:// or https:// URL with a host, e.g. https://api.portkey.ai")
+        if "@" in parts.netloc:
+            # Requests go straight to the transport, which never turns a URL's user:password into a header.
+            raise ValueError(
+                "must not carry credentials (user:password@): they would never be sent; give Portkey's key with "
+                "PORTKEY_API_KEY, or as a header in librechat.yaml"
+            )
         if "?" in value or "#" in value:
             raise ValueError("must not carry a query or fragment: request paths and queries are appended to it")
         return value.rstrip("/")

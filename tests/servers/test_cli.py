@@ -103,6 +103,7 @@ def test_a_mongo_uri_the_driver_refuses_stops_every_command_as_an_invalid_settin
     [
         ("PORTKEY_URL", "http://127.0.0.1:abc"),  # httpx refused it when the client was built
         ("PORTKEY_URL", "http://127.0.0.1:99999"),  # the connection refused it, in doctor and on each request
+        ("PORTKEY_URL", "http://portkey:url-secret@127.0.0.1:8787"),  # the credentials were silently dropped
     ],
 )
 def test_a_start_up_value_the_clients_refuse_stops_serve_and_doctor_with_one_line(
@@ -125,6 +126,7 @@ def test_a_start_up_value_the_clients_refuse_stops_serve_and_doctor_with_one_lin
     err = capsys.readouterr().err
     assert err.startswith(f"invalid setting {variable}: ")
     assert len(err.splitlines()) == 1
+    assert "secret" not in err
 
 
 @pytest.mark.parametrize("inside_a_file", [False, True])

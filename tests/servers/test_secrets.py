@@ -1,4 +1,4 @@
-"""Keys, Authorization values, USER_HASH_SECRET and URL credentials never reach logs, errors or metrics."""
+"""Keys, Authorization values, USER_HASH_SECRET and MONGO_URI credentials never reach logs, errors or metrics."""
 
 from __future__ import annotations
 
@@ -14,7 +14,7 @@ from tests.support.servers import Upstream, unused_port
 PROXY_KEY = "proxy-secret-0123456789"
 PORTKEY_KEY = "pk-portkey-secret-0123"
 HASH_SECRET = "hash-secret-0123456789"
-SECRETS = (PROXY_KEY, PORTKEY_KEY, HASH_SECRET, "url-secret", "mongo-secret", "query-secret", "sk-provider-secret")
+SECRETS = (PROXY_KEY, PORTKEY_KEY, HASH_SECRET, "mongo-secret", "query-secret", "sk-provider-secret")
 
 pytestmark = pytest.mark.usefixtures("restore_logging")
 
@@ -44,8 +44,8 @@ def test_no_secret_is_ever_shown(
         "user_lookup_timeout_seconds": 0.3,
         "metrics_require_proxy_api_key": True,
     }
-    proxy = make_proxy(portkey_url=upstream.url.replace("http://", "http://portkey:url-secret@"), **settings)
-    unreachable = make_proxy(portkey_url=f"http://portkey:url-secret@127.0.0.1:{unused_port()}", **settings)
+    proxy = make_proxy(portkey_url=upstream.url, **settings)
+    unreachable = make_proxy(portkey_url=f"http://127.0.0.1:{unused_port()}", **settings)
     key = {"authorization": f"Bearer {PROXY_KEY}"}
     body = {"user": "6651f0c2a1b2c3d4e5f60718", "messages": []}
 

@@ -162,6 +162,23 @@ def test_user_id_header_refuses_a_header_that_carries_a_credential_or_the_reques
     assert len(message.splitlines()) == 1
 
 
+@pytest.mark.parametrize(
+    "url", [f"http://portkey:{PASSWORD}@gateway:8787", f"https://{PASSWORD}@api.portkey.ai", "https://:@api.portkey.ai"]
+)
+def test_portkey_url_refuses_credentials_and_never_shows_them(monkeypatch: pytest.MonkeyPatch, url: str) -> None:
+    # They would be dropped: requests go to the transport, which never sends a URL's user:password.
+    monkeypatch.setenv("PORTKEY_URL", url)
+
+    with pytest.raises(SettingsError) as raised:
+        load_settings()
+
+    message = str(raised.value)
+    assert message.startswith("invalid setting PORTKEY_URL: must not carry credentials")
+    assert "PORTKEY_API_KEY" in message
+    assert PASSWORD not in message
+    assert len(message.splitlines()) == 1
+
+
 def test_every_invalid_variable_gets_its_own_line(monkeypatch: pytest.MonkeyPatch) -> None:
     monkeypatch.setenv("USER_LOOKUP_TIMEOUT_SECONDS", "-1")
     monkeypatch.setenv("UNRESOLVED_USER_POLICY", "never")
