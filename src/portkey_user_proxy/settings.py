@@ -24,6 +24,7 @@ from .attribution.user_value import UserValue
 from .budgets.file import BudgetFileError, BudgetsFile, load_budget_file
 from .headers import HOP_BY_HOP, MAX_LENGTH
 from .mongo_uri import mongo_uri_secrets
+from .upstream.proxies import ProxySettingError, check_environment_proxy
 
 logger = logging.getLogger("portkey_user_proxy")
 
@@ -344,8 +345,11 @@ class SettingsError(Exception):
 def load_settings(**overrides: object) -> Settings:
     try:
         settings = Settings(**overrides)  # type: ignore[arg-type]
+        check_environment_proxy(httpx.URL(settings.portkey_url))
     except ValidationError as exc:
         raise SettingsError(_describe(exc)) from None
+    except ProxySettingError as exc:
+        raise SettingsError(f"invalid setting {exc.variable}: {exc.problem}") from None
     _warn_about_doubled_v1(settings)
     return settings
 

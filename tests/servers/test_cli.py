@@ -104,6 +104,10 @@ def test_a_mongo_uri_the_driver_refuses_stops_every_command_as_an_invalid_settin
         ("PORTKEY_URL", "http://127.0.0.1:abc"),  # httpx refused it when the client was built
         ("PORTKEY_URL", "http://127.0.0.1:99999"),  # the connection refused it, in doctor and on each request
         ("PORTKEY_URL", "http://portkey:url-secret@127.0.0.1:8787"),  # the credentials were silently dropped
+        # httpx refused these when the client was built (SOCKS needs httpx[socks], not installed), or on connecting.
+        ("ALL_PROXY", "socks5://127.0.0.1:1080"),
+        ("HTTPS_PROXY", "ftp://user:proxy-secret@127.0.0.1:21"),
+        ("HTTPS_PROXY", "http://user:proxy-secret@127.0.0.1:99999"),
     ],
 )
 def test_a_start_up_value_the_clients_refuse_stops_serve_and_doctor_with_one_line(
@@ -115,6 +119,9 @@ def test_a_start_up_value_the_clients_refuse_stops_serve_and_doctor_with_one_lin
     value: str,
 ) -> None:
     monkeypatch.chdir(tmp_path)
+    for name in ("HTTP_PROXY", "HTTPS_PROXY", "ALL_PROXY", "NO_PROXY"):  # only the one given applies
+        monkeypatch.delenv(name, raising=False)
+        monkeypatch.delenv(name.lower(), raising=False)
     monkeypatch.setenv("MONGO_URI", f"mongodb://127.0.0.1:{unused_port()}/LibreChat")
     monkeypatch.setenv("USER_LOOKUP_TIMEOUT_SECONDS", "0.2")
     monkeypatch.setenv(variable, value)
