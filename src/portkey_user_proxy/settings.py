@@ -38,7 +38,12 @@ _CREDENTIAL_HEADERS = frozenset({"authorization", "cookie", "x-api-key", "api-ke
 _PROTOCOL_HEADERS = frozenset(
     {"host", "content-type", "content-length", "content-encoding", "expect", "accept-encoding", "x-request-id"}
 )
-Seconds = Annotated[float, Field(gt=0, allow_inf_nan=False)]
+# Durations have bounds the libraries below can hold (pymongo's timeouts stay under 1e9 ms) and that
+# no set-up needs more than: a day for a timeout, thirty for a cache entry, a minute for a user lookup.
+_DAY = 86_400
+Seconds = Annotated[float, Field(gt=0, le=_DAY, allow_inf_nan=False)]
+CacheSeconds = Annotated[float, Field(gt=0, le=30 * _DAY, allow_inf_nan=False)]
+LookupSeconds = Annotated[float, Field(gt=0, le=60, allow_inf_nan=False)]
 # What MongoDB refuses in a database name (on any platform), and its length limit in bytes.
 _DATABASE_NAME_FORBIDDEN = frozenset('/\\. "$*<>:|?\x00')
 _MAX_DATABASE_NAME = 63
@@ -90,15 +95,15 @@ class Settings(BaseSettings):
     tenant_metadata_key: str | None = None
 
     # User cache and lookups
-    user_cache_ttl_seconds: Seconds = 600.0
-    unknown_user_cache_ttl_seconds: Seconds = 60.0
+    user_cache_ttl_seconds: CacheSeconds = 600.0
+    unknown_user_cache_ttl_seconds: CacheSeconds = 60.0
     user_cache_max_entries: Annotated[int, Field(ge=1)] = 100_000
-    user_lookup_timeout_seconds: Seconds = 1.0
+    user_lookup_timeout_seconds: LookupSeconds = 1.0
 
     # Upstream and server timeouts
     upstream_connect_timeout_seconds: Seconds = 10.0
     upstream_read_timeout_seconds: Seconds = 600.0
-    shutdown_grace_seconds: Annotated[float, Field(ge=0, allow_inf_nan=False)] = 30.0
+    shutdown_grace_seconds: Annotated[float, Field(ge=0, le=_DAY, allow_inf_nan=False)] = 30.0
     max_request_body_bytes: Annotated[int, Field(ge=1024)] = 64 * 1024 * 1024
 
     # Inbound access

@@ -108,6 +108,7 @@ def test_a_mongo_uri_the_driver_refuses_stops_every_command_as_an_invalid_settin
         ("ALL_PROXY", "socks5://127.0.0.1:1080"),
         ("HTTPS_PROXY", "ftp://user:proxy-secret@127.0.0.1:21"),
         ("HTTPS_PROXY", "http://user:proxy-secret@127.0.0.1:99999"),
+        ("USER_LOOKUP_TIMEOUT_SECONDS", "1000000"),  # pymongo refused it when the client was built
     ],
 )
 def test_a_start_up_value_the_clients_refuse_stops_serve_and_doctor_with_one_line(

@@ -57,6 +57,9 @@ def test_defaults() -> None:
         ("USER_LOOKUP_TIMEOUT_SECONDS", "0.25", 0.25),
         ("UPSTREAM_CONNECT_TIMEOUT_SECONDS", "3", 3.0),
         ("UPSTREAM_READ_TIMEOUT_SECONDS", "1800", 1800.0),
+        ("UPSTREAM_READ_TIMEOUT_SECONDS", "86400", 86400.0),  # the upper bounds themselves
+        ("USER_LOOKUP_TIMEOUT_SECONDS", "60", 60.0),
+        ("USER_CACHE_TTL_SECONDS", "2592000", 2592000.0),
         ("SHUTDOWN_GRACE_SECONDS", "0", 0.0),
         ("MAX_REQUEST_BODY_BYTES", "1048576", 1_048_576),
         ("WEB_CONCURRENCY", "4", 4),
@@ -106,6 +109,14 @@ def test_environment_variables_are_read(
         ("USER_LOOKUP_TIMEOUT_SECONDS", "nan"),
         # A lookup must be bounded in time; the MongoDB client's millisecond timeouts cannot be infinite.
         ("USER_LOOKUP_TIMEOUT_SECONDS", "inf"),
+        # Upper bounds: pymongo refuses timeouts of 1e9 ms and more, and no set-up waits for days.
+        ("USER_LOOKUP_TIMEOUT_SECONDS", "1000000"),
+        ("USER_LOOKUP_TIMEOUT_SECONDS", "61"),
+        ("USER_CACHE_TTL_SECONDS", "1e12"),
+        ("UNKNOWN_USER_CACHE_TTL_SECONDS", "2592001"),
+        ("UPSTREAM_READ_TIMEOUT_SECONDS", "1e300"),
+        ("REQUEST_BODY_TIMEOUT_SECONDS", "86401"),
+        ("SHUTDOWN_GRACE_SECONDS", "1e9"),
         ("UPSTREAM_CONNECT_TIMEOUT_SECONDS", "0"),
         ("UPSTREAM_READ_TIMEOUT_SECONDS", "-1"),
         ("SHUTDOWN_GRACE_SECONDS", "-1"),
