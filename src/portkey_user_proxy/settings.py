@@ -48,6 +48,7 @@ LookupSeconds = Annotated[float, Field(gt=0, le=60, allow_inf_nan=False)]
 _DATABASE_NAME_FORBIDDEN = frozenset('/\\. "$*<>:|?\x00')
 _MAX_DATABASE_NAME = 63
 _MAX_PORT = 65535
+MAX_WORKERS = 64
 
 
 def _budgets_file(value: object) -> BudgetsFile | None:
@@ -120,7 +121,8 @@ class Settings(BaseSettings):
     max_connections: Annotated[int, Field(ge=0)] = 0
 
     # Server
-    web_concurrency: Annotated[int, Field(ge=1)] = 1
+    # Bounded: each worker is a process with its own pools and cache, and `serve` forks them all at once.
+    web_concurrency: Annotated[int, Field(ge=1, le=MAX_WORKERS)] = 1
 
     # Observability
     log_level: str = "INFO"

@@ -137,6 +137,21 @@ def test_a_start_up_value_the_clients_refuse_stops_serve_and_doctor_with_one_lin
     assert "secret" not in err
 
 
+def test_too_many_workers_is_an_invalid_setting(
+    monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str], tmp_path: Path
+) -> None:
+    # Checked with doctor, which never forks: `serve` would fork them all before anything else failed.
+    monkeypatch.chdir(tmp_path)
+    monkeypatch.setenv("MONGO_URI", f"mongodb://127.0.0.1:{unused_port()}/LibreChat")
+    monkeypatch.setenv("USER_LOOKUP_TIMEOUT_SECONDS", "0.2")
+    monkeypatch.setenv("WEB_CONCURRENCY", "100000")
+
+    assert main(["doctor"]) == EXIT_BAD_SETTINGS
+    err = capsys.readouterr().err
+    assert err.startswith("invalid setting WEB_CONCURRENCY: ")
+    assert len(err.splitlines()) == 1
+
+
 @pytest.mark.parametrize("inside_a_file", [False, True])
 def test_serve_with_a_metrics_directory_that_is_a_file_stops_naming_the_variable(
     monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str], tmp_path: Path, inside_a_file: bool

@@ -63,6 +63,7 @@ def test_defaults() -> None:
         ("SHUTDOWN_GRACE_SECONDS", "0", 0.0),
         ("MAX_REQUEST_BODY_BYTES", "1048576", 1_048_576),
         ("WEB_CONCURRENCY", "4", 4),
+        ("WEB_CONCURRENCY", "64", 64),
         ("LOG_LEVEL", "debug", "DEBUG"),
     ],
 )
@@ -124,6 +125,9 @@ def test_environment_variables_are_read(
         ("SHUTDOWN_GRACE_SECONDS", "inf"),
         ("MAX_REQUEST_BODY_BYTES", "100"),
         ("WEB_CONCURRENCY", "0"),
+        # `serve` would fork that many processes until the machine ran out of memory.
+        ("WEB_CONCURRENCY", "65"),
+        ("WEB_CONCURRENCY", "100000"),
         ("LOG_LEVEL", "LOUD"),
     ],
 )
