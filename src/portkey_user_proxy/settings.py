@@ -6,6 +6,7 @@ the process with a message naming the variable (`load_settings`), never with a t
 
 from __future__ import annotations
 
+import importlib.util
 import json
 import logging
 import re
@@ -49,6 +50,11 @@ _DATABASE_NAME_FORBIDDEN = frozenset('/\\. "$*<>:|?\x00')
 _MAX_DATABASE_NAME = 63
 _MAX_PORT = 65535
 MAX_WORKERS = 64
+# The auth mechanisms whose code pymongo imports at login, from one of these modules (its extras).
+_AUTH_PACKAGES = {
+    "MONGODB-AWS": (("pymongo_auth_aws",), "pymongo[aws] (the pymongo-auth-aws package)"),
+    "GSSAPI": (("kerberos", "winkerberos"), "pymongo[gssapi] (the kerberos package)"),
+}
 
 
 def _budgets_file(value: object) -> BudgetsFile | None:
@@ -186,12 +192,18 @@ class Settings(BaseSettings):
         plain = "mongodb://" + value.removeprefix("mongodb+srv://").removeprefix("mongodb://")
         try:
             # Strict: an unknown option is refused here, where the client would only warn.
-            uri_parser.parse_uri(plain)
+            mechanism = uri_parser.parse_uri(plain)["options"].get("authMechanism")
             # What the parser leaves to the client: SRV rules, credentials per auth mechanism, TLS
             # files and pool options. Building it reads no DNS and opens no connection.
             AsyncMongoClient(value, connect=False)
         except (PyMongoError, ValueError, TypeError, OSError) as exc:
             raise ValueError(f"is not a valid MongoDB URI: {_mongo_reason(exc, value)}") from None
+        if (missing := _missing_auth_package(mechanism)) is not None:
+            # pymongo imports it only when it logs in: every lookup would fail, and /readyz with it.
+            raise ValueError(
+                f"authMechanism={mechanism} needs {missing}, which is not installed here: use a user and password "
+                "(SCRAM), or an image that installs it"
+            )
         return value
 
     @field_validator("user_id_header")
@@ -377,6 +389,15 @@ def _mongo_reason(exc: BaseException, uri: str) -> str:
     if "@" in reason or any(_quotes(reason, secret) for secret in mongo_uri_secrets(uri)):
         return f"{type(exc).__name__} (pymongo's words are left out: they quote a part of the URI)"
     return reason
+
+
+def _missing_auth_package(mechanism: object) -> str | None:
+    """The package (pymongo's extra) an auth mechanism needs and that is not installed, or None."""
+    needed = _AUTH_PACKAGES.get(str(mechanism).upper())
+    if needed is None:
+        return None
+    modules, extra = needed
+    return None if any(importlib.util.find_spec(module) for module in modules) else extra
 
 
 def _parses_with_a_usable_port(url: str) -> bool:

@@ -1,5 +1,6 @@
 from __future__ import annotations
 
+import importlib.util
 import logging
 import os
 from pathlib import Path
@@ -363,3 +364,40 @@ def test_mongo_uri_error_that_quotes_a_secret_option_leaves_pymongo_words_out(mo
 
     assert "invalid setting MONGO_URI: is not a valid MongoDB URI" in str(raised.value)
     assert PASSWORD not in str(raised.value)
+
+
+@pytest.mark.skipif(
+    importlib.util.find_spec("pymongo_auth_aws") is not None or importlib.util.find_spec("kerberos") is not None,
+    reason="pymongo's auth extras are installed here",
+)
+@pytest.mark.parametrize(
+    ("mongo_uri", "missing"),
+    [
+        (
+            "mongodb://mongodb/LibreChat?authSource=$external&authMechanism=MONGODB-AWS",
+            "authMechanism=MONGODB-AWS needs pymongo[aws]",
+        ),
+        (
+            f"mongodb://reader:{PASSWORD}@mongodb/LibreChat?authMechanism=MONGODB-AWS",
+            "authMechanism=MONGODB-AWS needs pymongo[aws]",
+        ),
+        (
+            "mongodb://reader%40EXAMPLE.COM@mongodb/LibreChat?authMechanism=GSSAPI",
+            "authMechanism=GSSAPI needs pymongo[gssapi]",
+        ),
+    ],
+)
+def test_mongo_uri_with_an_auth_mechanism_whose_package_is_missing_is_refused(
+    monkeypatch: pytest.MonkeyPatch, mongo_uri: str, missing: str
+) -> None:
+    # pymongo builds the client, and fails only when it logs in: every lookup would fail.
+    monkeypatch.setenv("MONGO_URI", mongo_uri)
+
+    with pytest.raises(SettingsError) as raised:
+        load_settings()
+
+    message = str(raised.value)
+    assert message.startswith(f"invalid setting MONGO_URI: {missing}")
+    assert "not installed" in message
+    assert len(message.splitlines()) == 1
+    assert PASSWORD not in message
