@@ -291,12 +291,17 @@ class Settings(BaseSettings):
 
     @field_validator("conversation_id_header")
     @classmethod
-    def _optional_header_name(cls, value: str) -> str:
+    def _optional_header_name(cls, value: str, info: ValidationInfo) -> str:
         name = value.strip().lower()
         if name and not _HEADER_NAME.fullmatch(name):
             raise ValueError("must be a valid HTTP header name, or empty to switch conversation traces off")
         if name.startswith("x-portkey-"):
             raise ValueError("must not be an x-portkey-* header: the proxy sets x-portkey-trace-id from it")
+        if name and (taken := _taken_header(name)) is not None:
+            # Its value would become the trace id Portkey shows, and the header would never be forwarded.
+            raise ValueError(f"must not be {name}: {taken}; use a header of its own, e.g. x-librechat-conversation-id")
+        if name and name == info.data.get("user_id_header"):
+            raise ValueError("must differ from USER_ID_HEADER: the user id is read from that header, and consumed")
         return name
 
     @field_validator("team_metadata_key", "tenant_metadata_key", mode="before")

@@ -195,6 +195,29 @@ def test_portkey_url_refuses_credentials_and_never_shows_them(monkeypatch: pytes
     assert len(message.splitlines()) == 1
 
 
+@pytest.mark.parametrize("name", ["authorization", "x-api-key", "cookie", "content-type", "connection"])
+def test_conversation_id_header_refuses_a_header_that_carries_a_credential_or_the_request_itself(
+    monkeypatch: pytest.MonkeyPatch, name: str
+) -> None:
+    # Its value becomes the trace id Portkey shows: an API key would be on display there.
+    monkeypatch.setenv("CONVERSATION_ID_HEADER", name)
+
+    with pytest.raises(SettingsError) as raised:
+        load_settings()
+
+    message = str(raised.value)
+    assert message.startswith(f"invalid setting CONVERSATION_ID_HEADER: must not be {name}: ")
+    assert len(message.splitlines()) == 1
+
+
+def test_conversation_id_header_must_differ_from_the_user_id_header(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setenv("USER_ID_HEADER", "x-librechat-ids")
+    monkeypatch.setenv("CONVERSATION_ID_HEADER", "X-LibreChat-Ids")
+
+    with pytest.raises(SettingsError, match="invalid setting CONVERSATION_ID_HEADER: must differ from USER_ID_HEADER"):
+        load_settings()
+
+
 def test_every_invalid_variable_gets_its_own_line(monkeypatch: pytest.MonkeyPatch) -> None:
     monkeypatch.setenv("USER_LOOKUP_TIMEOUT_SECONDS", "-1")
     monkeypatch.setenv("UNRESOLVED_USER_POLICY", "never")
