@@ -10,6 +10,7 @@ import pytest
 
 from portkey_user_proxy import Settings
 from portkey_user_proxy.observability.logs import QUIET_LIBRARIES
+from tests.support.driver_sockets import label_driver_sockets
 from tests.support.fixtures import load_fixture
 from tests.support.mongo import RealMongo, StandInMongo, real_mongo_uri
 from tests.support.providers import ProviderUpstream
@@ -18,6 +19,8 @@ from tests.support.servers import ServerThread, Upstream
 
 # A MongoDB that takes writes (mongomock behind mockupdb, or TEST_MONGO_URI's): `writable_mongo`.
 pytest_plugins = ("tests.support.mongomock_server",)
+
+label_driver_sockets()  # before any client connects: see tests.support.driver_sockets
 
 
 @pytest.fixture
