@@ -376,10 +376,14 @@ def test_mongo_uri_the_client_would_refuse_is_one_line_naming_the_variable(
     assert PASSWORD not in message
 
 
-def test_mongo_uri_error_that_quotes_a_secret_option_leaves_pymongo_words_out(monkeypatch: pytest.MonkeyPatch) -> None:
+@pytest.mark.parametrize("separator", ["&", ";"])  # pymongo separates options with either
+def test_mongo_uri_error_that_quotes_a_secret_option_leaves_pymongo_words_out(
+    monkeypatch: pytest.MonkeyPatch, separator: str
+) -> None:
     # pymongo names an unknown auth property by its text: here the admin pasted a token in its place.
     monkeypatch.setenv(
-        "MONGO_URI", f"mongodb://mongodb/LibreChat?authMechanism=MONGODB-AWS&authMechanismProperties={PASSWORD}:x"
+        "MONGO_URI",
+        f"mongodb://mongodb/LibreChat?authMechanism=MONGODB-AWS{separator}authMechanismProperties={PASSWORD}:x",
     )
 
     with pytest.raises(SettingsError) as raised:
