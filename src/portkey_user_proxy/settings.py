@@ -134,6 +134,8 @@ class Settings(BaseSettings):
     log_level: str = "INFO"
     log_format: Literal["text", "json"] = "text"
     metrics_per_user_tokens: bool = False
+    # prometheus_client reads it from the environment: `serve` puts it there (see worker_metrics.py).
+    prometheus_multiproc_dir: str | None = None
 
     # Budgets (see budgets/): off without BUDGETS_FILE
     budgets_file: Annotated[BudgetsFile | None, PlainValidator(_budgets_file)] = None
@@ -232,6 +234,7 @@ class Settings(BaseSettings):
         "portkey_config",
         "user_hash_secret",
         "proxy_api_key",
+        "prometheus_multiproc_dir",
         mode="before",
     )
     @classmethod

@@ -152,19 +152,30 @@ def test_too_many_workers_is_an_invalid_setting(
     assert len(err.splitlines()) == 1
 
 
+@pytest.mark.parametrize("given_in", ["environment", ".env"])
 @pytest.mark.parametrize("inside_a_file", [False, True])
 def test_serve_with_a_metrics_directory_that_is_a_file_stops_naming_the_variable(
-    monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str], tmp_path: Path, inside_a_file: bool
+    tmp_path: Path, inside_a_file: bool, given_in: str
 ) -> None:
-    monkeypatch.chdir(tmp_path)
     (tmp_path / "metrics").write_text("")
-    monkeypatch.setenv(
-        "PROMETHEUS_MULTIPROC_DIR", str(tmp_path / "metrics" / "workers" if inside_a_file else tmp_path / "metrics")
-    )
-    monkeypatch.setenv("WEB_CONCURRENCY", "2")
+    directory = str(tmp_path / "metrics" / "workers" if inside_a_file else tmp_path / "metrics")
+    env = {**os.environ, "WEB_CONCURRENCY": "2"}
+    env.pop("PROMETHEUS_MULTIPROC_DIR", None)
+    if given_in == "environment":
+        env["PROMETHEUS_MULTIPROC_DIR"] = directory
+    else:  # .env.example lists it: a value in .env counts as one in the environment
+        (tmp_path / ".env").write_text(f"PROMETHEUS_MULTIPROC_DIR={directory}\n")
+    command = [sys.executable, "-m", "portkey_user_proxy", "serve", "--port", str(unused_port())]
 
-    assert main(["serve", "--port", str(unused_port())]) == EXIT_BAD_SETTINGS
-    err = capsys.readouterr().err
+    server = subprocess.Popen(command, env=env, cwd=tmp_path, stderr=subprocess.PIPE, text=True)
+    try:
+        _, err = server.communicate(timeout=60)
+    except subprocess.TimeoutExpired:  # it ignored the setting and serves: stop it and its workers
+        server.terminate()
+        server.communicate(timeout=30)
+        raise AssertionError("serve started with an unusable PROMETHEUS_MULTIPROC_DIR") from None
+
+    assert server.returncode == EXIT_BAD_SETTINGS
     assert err.startswith("invalid setting PROMETHEUS_MULTIPROC_DIR: ")
     assert len(err.splitlines()) == 1
 

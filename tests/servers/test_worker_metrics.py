@@ -38,15 +38,21 @@ def _samples(text: str) -> dict[tuple[str, tuple[tuple[str, str], ...]], float]:
     }
 
 
-@pytest.fixture
+@pytest.fixture(params=["environment", ".env"])
 def two_workers(
-    tmp_path: Path, upstream: Upstream, mongo: StandInMongo | RealMongo
+    request: pytest.FixtureRequest, tmp_path: Path, upstream: Upstream, mongo: StandInMongo | RealMongo
 ) -> Iterator[tuple[str, subprocess.Popen[str]]]:
+    """`serve` with two workers; PROMETHEUS_MULTIPROC_DIR given in the environment or in .env."""
     metrics_dir = tmp_path / "metrics"
     metrics_dir.mkdir()
-    env = {**os.environ, "PROMETHEUS_MULTIPROC_DIR": str(metrics_dir)}
-    subprocess.run([sys.executable, "-c", _STALE_RUN], env=env, check=True)
+    subprocess.run([sys.executable, "-c", _STALE_RUN], env=_multiprocess(metrics_dir), check=True)
     assert list(metrics_dir.glob("*.db"))
+    env = {**os.environ}
+    env.pop("PROMETHEUS_MULTIPROC_DIR", None)
+    if request.param == "environment":
+        env["PROMETHEUS_MULTIPROC_DIR"] = str(metrics_dir)
+    else:
+        (tmp_path / ".env").write_text(f"PROMETHEUS_MULTIPROC_DIR={metrics_dir}\n")
     port = unused_port()
     env |= {"WEB_CONCURRENCY": "2", "PORTKEY_URL": upstream.url, "MONGO_URI": mongo.uri, "LOG_LEVEL": "INFO"}
     command = [sys.executable, "-m", "portkey_user_proxy", "serve", "--port", str(port)]

@@ -39,13 +39,15 @@ def multiprocess_directory() -> str | None:
 
 
 @contextmanager
-def shared_metrics(web_concurrency: int) -> Iterator[Path | None]:
+def shared_metrics(web_concurrency: int, configured: str | None) -> Iterator[Path | None]:
     """The directory the workers share for the life of the server, or None for one worker.
 
-    Set in the environment before the workers start, which read it when they import prometheus_client.
+    `configured`: PROMETHEUS_MULTIPROC_DIR from the settings (the environment, or .env). Set in the
+    environment before the workers start, which read it when they import prometheus_client.
     """
-    configured = multiprocess_directory()
-    if configured is None and web_concurrency == 1:
+    if web_concurrency == 1 and multiprocess_directory() is None:
+        # One process, and prometheus_client, already imported here, keeps its values in memory:
+        # a directory named in .env alone has nothing to share.
         yield None
         return
     directory = Path(configured) if configured else Path(tempfile.mkdtemp(prefix="portkey-user-proxy-metrics-"))

@@ -95,7 +95,7 @@ def app_factory() -> ProxyApp:
 
 def _serve(settings: Settings, host: str, port: int) -> int:
     try:
-        with shared_metrics(settings.web_concurrency):
+        with shared_metrics(settings.web_concurrency, settings.prometheus_multiproc_dir):
             return _serve_until_stopped(settings, host, port)
     except UnusableDirectory as exc:  # raised before any worker starts
         print(exc, file=sys.stderr)
