@@ -382,3 +382,21 @@ def test_a_reader_that_leaves_early_gets_no_traceback(tmp_path: Path) -> None:
     assert "Traceback" not in result.stderr
     assert "BrokenPipeError" not in result.stderr
     assert result.returncode == 141
+
+
+@pytest.mark.usefixtures("librechat_env")
+@pytest.mark.parametrize("around", ["\u2028", "\x85", "\r\n\x0b", "\u3000"])
+@pytest.mark.parametrize("known", [False, True])
+def test_check_user_escapes_the_argument_it_names(
+    mongo: StandInMongo | RealMongo, capsys: pytest.CaptureFixture[str], around: str, known: bool
+) -> None:
+    # The id is read with the whitespace around it stripped; what the messages show is the argument as given.
+    mongo.add_user({"_id": ObjectId(OTHER_ID), "username": "no-email", "role": "USER"})
+    given = (OTHER_ID if known else "ffffffffffffffffffffffff") + around
+
+    assert main(["check-user", given]) == (ExitCode.NO_EMAIL if known else EXIT_UNKNOWN_USER)
+    captured = capsys.readouterr()
+    output = captured.out + captured.err
+    assert output.isascii()
+    assert not any(char in output for char in "\r\x0b")
+    assert ascii(given) in captured.err  # shown escaped, so the admin sees what was there

@@ -157,7 +157,7 @@ async def _check_user(settings: Settings, user: str, metadata: str | None) -> in
     keys = owned_keys(settings)
     owned = keys.values(attribution.team, attribution.tenant, user_known=attribution.user_known)
     header = build_metadata(metadata, attribution.user_value, attribution.fields, owned.deferred, owned.imposed).header
-    print(f"user id:            {user if user.isascii() and user.isprintable() else loggable(user)}")
+    print(f"user id:            {_argument(user)}")
     print(f"attribution:        {attribution.outcome} ({attribution.reason})")
     print(f"email:              {_shown(attribution.fields.get('EMAIL', '-'))}")
     user_value = f"{_shown(attribution.user_value or '-')} (PORTKEY_USER_VALUE={settings.portkey_user_value})"
@@ -225,11 +225,11 @@ def _verdict(attribution: Attribution, user: str, directory: UserDirectory) -> i
         )
         return ExitCode.NO_USER_ID
     if reason == "no_email":
-        print(f"the user {user} exists at {directory.location} but has no email", file=sys.stderr)
+        print(f"the user {_argument(user)} exists at {directory.location} but has no email", file=sys.stderr)
         return ExitCode.NO_EMAIL
     if reason == "not_found":
         print(
-            f"the user {user} is not in the users collection at {directory.location}: {_WHICH_DATABASE}",
+            f"the user {_argument(user)} is not in the users collection at {directory.location}: {_WHICH_DATABASE}",
             file=sys.stderr,
         )
         return ExitCode.UNKNOWN_USER
@@ -248,6 +248,12 @@ class _Parser(argparse.ArgumentParser):
     def error(self, message: str) -> NoReturn:
         self.print_usage(sys.stderr)
         self.exit(ExitCode.USAGE, f"{self.prog}: error: {message}\n")
+
+
+def _argument(value: str) -> str:
+    """A command-line value as printed: as given when plain ASCII, else quoted and escaped (stray
+    whitespace and controls are stripped before the id is read, but the admin must see they were there)."""
+    return value if value.isascii() and value.isprintable() else loggable(value)
 
 
 def _shown(value: str) -> str:
