@@ -286,3 +286,18 @@ def test_doctor_shows_a_config_id_and_hides_an_inline_config(
     output = capsys.readouterr().out
     assert "sk-provider-secret-0123" not in output
     assert output.count(shown) == 2  # the settings and the `portkey routing` check
+
+
+def test_doctor_settings_escape_what_a_terminal_would_act_on(
+    environment: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
+) -> None:
+    # A value pasted into .env can carry a control or a bidi override that would rewrite the listing.
+    environment.setenv("MONGO_URI", f"mongodb://127.0.0.1:{unused_port()}/LibreChat")
+    environment.setenv("USER_LOOKUP_TIMEOUT_SECONDS", "0.2")  # nothing listens there: the check fails fast
+    environment.setenv("TEAM_GROUPS", "Sales\u202e\x1b[2J")
+
+    main(["doctor", "--settings"])
+
+    output = capsys.readouterr().out
+    assert "\u202e" not in output and "\x1b" not in output
+    assert "TEAM_GROUPS=Sales\\u202e\\x1b[2J" in output

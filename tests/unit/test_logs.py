@@ -5,7 +5,9 @@ from __future__ import annotations
 import json
 import logging
 import re
+import sys
 import time
+import unicodedata
 from datetime import UTC, datetime, timedelta
 
 import pytest
@@ -86,7 +88,11 @@ FORGERIES = [
     "/v1/x\u2028FORGED\u2029",
     "/v1/x\x85FORGED\x00\x7f",
     "/v1/\ud800lone-surrogate",
+    "/v1/x\u202eDEGROF\u202c\u2066FORGED\u2069\u200f\u061c",  # bidi controls reorder what a terminal shows
+    "/v1/x\u200bFORGED\ufeff\U000e0041",  # zero-width and tag characters hide text
 ]
+# Every character a line above carries that a terminal would act on rather than show.
+_ACTED_ON = "\r\x1b\x00\x7f\x85\u2028\u2029\ud800\u202e\u202c\u2066\u2069\u200f\u061c\u200b\ufeff\U000e0041"
 
 
 @pytest.mark.parametrize("forged", FORGERIES)
@@ -100,7 +106,7 @@ def test_text_lines_escape_what_a_client_sent_in_every_field(forged: str, capsys
     err = capsys.readouterr().err
     assert err.count("\n") == 1 and err.endswith("\n")  # one line, whatever the fields held
     line = err.removesuffix("\n")
-    assert not any(char in line for char in "\r\x1b\x00\x7f\x85\u2028\u2029\ud800")
+    assert not any(char in line for char in _ACTED_ON)
     assert line.count("FORGED") == 5 * forged.count("FORGED")  # the text is kept, only made harmless
 
 
@@ -117,6 +123,15 @@ def test_escapes_are_unambiguous() -> None:
     assert escape_for_log("a\r\nb") == "a\\x0d\\x0ab"
     assert escape_for_log("a\\x0d") == "a\\\\x0d"  # a literal backslash is not mistaken for an escape
     assert escape_for_log("\u2028\ud800é") == "\\u2028\\ud800é"
+    assert escape_for_log("\u202eé\U000e0041") == "\\u202eé\\U000e0041"
+
+
+def test_every_format_character_is_escaped() -> None:
+    # Unicode's format characters (bidi controls, zero-width ones, tags) reorder or hide a terminal's text.
+    format_characters = [chr(code) for code in range(sys.maxunicode + 1) if unicodedata.category(chr(code)) == "Cf"]
+    assert "\u202e" in format_characters
+
+    assert [char for char in format_characters if escape_for_log(char) == char] == []
 
 
 @pytest.mark.parametrize("forged", FORGERIES)
@@ -130,7 +145,7 @@ def test_json_lines_are_one_line_and_keep_the_values_whole(forged: str, capsys: 
     assert err.count("\n") == 1 and err.endswith("\n")
     line = err.removesuffix("\n")
     assert line.splitlines() == [line]  # no separator any reader splits lines at (NEL, U+2028, U+2029...)
-    assert not any(char in line for char in "\r\x1b\x00\x7f\x85\u2028\u2029\ud800")
+    assert not any(char in line for char in _ACTED_ON)
     entry = json.loads(line)
     assert entry["path"] == forged
     assert entry["user"] == forged

@@ -180,9 +180,17 @@ class _AccessLines:
 _access_lines = _AccessLines()
 
 
-# What could end or fake a text log line, or fail to encode: C0/C1 controls (CR, LF, ESC...), Unicode's
-# line and paragraph separators, lone surrogates; and the backslash, so an escape is never ambiguous.
-_UNSAFE_IN_A_LINE = re.compile(r"[\x00-\x1f\x7f-\x9f\u2028\u2029\ud800-\udfff\\]")
+# Unicode's format characters (category Cf, as of Unicode 15): the bidi controls (U+061C, U+200E/F,
+# U+202A-E, U+2066-9) that reorder what a terminal shows, zero-width ones and tags that hide text.
+_FORMAT_CHARACTERS = (
+    "\u00ad\u0600-\u0605\u061c\u06dd\u070f\u0890\u0891\u08e2\u180e\u200b-\u200f\u202a-\u202e"
+    "\u2060-\u2064\u2066-\u206f\ufeff\ufff9-\ufffb\U000110bd\U000110cd\U00013430-\U0001343f"
+    "\U0001bca0-\U0001bca3\U0001d173-\U0001d17a\U000e0001\U000e0020-\U000e007f"
+)
+# What could end, fake or rearrange a text log line, or fail to encode: C0/C1 controls (CR, LF, ESC...),
+# Unicode's line and paragraph separators, format characters, lone surrogates; and the backslash, so
+# an escape is never ambiguous.
+_UNSAFE_IN_A_LINE = re.compile(rf"[\x00-\x1f\x7f-\x9f\u2028\u2029{_FORMAT_CHARACTERS}\ud800-\udfff\\]")
 
 
 def escape_for_log(text: str) -> str:
@@ -197,7 +205,9 @@ def _escape(match: re.Match[str]) -> str:
     if char == "\\":
         return "\\\\"
     code = ord(char)
-    return f"\\x{code:02x}" if code <= 0xFF else f"\\u{code:04x}"
+    if code <= 0xFF:
+        return f"\\x{code:02x}"
+    return f"\\u{code:04x}" if code <= 0xFFFF else f"\\U{code:08x}"
 
 
 class TextFormatter(logging.Formatter):
@@ -256,13 +266,18 @@ def _json_line(entry: dict[str, object]) -> str:
 
 
 # What `json.dumps(ensure_ascii=False)` leaves raw that a log shipper may take for a line end (NEL,
-# U+2028, U+2029) or fail to encode (lone surrogates), and the other C1 controls. In JSON text they
-# can only occur inside strings, where a `\uNNNN` escape stands for the same character.
-_RAW_IN_JSON = re.compile(r"[\x7f-\x9f\u2028\u2029\ud800-\udfff]")
+# U+2028, U+2029) or fail to encode (lone surrogates), the other C1 controls, and the format
+# characters that rearrange or hide a terminal's text. In JSON text they can only occur inside
+# strings, where a `\uNNNN` escape (a surrogate pair beyond U+FFFF) stands for the same character.
+_RAW_IN_JSON = re.compile(rf"[\x7f-\x9f\u2028\u2029{_FORMAT_CHARACTERS}\ud800-\udfff]")
 
 
 def _json_escape(match: re.Match[str]) -> str:
-    return f"\\u{ord(match.group()):04x}"
+    code = ord(match.group())
+    if code <= 0xFFFF:
+        return f"\\u{code:04x}"
+    high, low = divmod(code - 0x10000, 0x400)
+    return f"\\u{0xD800 + high:04x}\\u{0xDC00 + low:04x}"
 
 
 def iso_utc(timestamp: float) -> str:

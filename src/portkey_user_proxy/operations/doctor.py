@@ -28,6 +28,7 @@ from ..attribution.mongo_failures import MongoFailure, advice, classify, locatio
 from ..attribution.teams import GROUPS_COLLECTION, USER_FIELDS, TeamChoice, TeamFinder
 from ..budgets import BudgetsFile, PriceList
 from ..mongo_uri import masked_mongo_uri
+from ..observability.logs import escape_for_log
 from ..settings import Settings, dotenv_file
 from ..upstream.client import error_before_response
 from .exit_codes import ExitCode
@@ -68,7 +69,7 @@ async def run_doctor(settings: Settings, *, show_settings: bool = False) -> int:
     if show_settings:
         print("effective settings (secrets hidden):")
         for name, value in effective_settings(settings):
-            print(f"      {name}={value}")
+            print(f"      {name}={escape_for_log(value)}")  # values from .env may hold controls
     failed = sum(1 for check in checks if check.verdict is Verdict.FAIL)
     warned = sum(1 for check in checks if check.verdict is Verdict.WARN)
     # A bare "every check passed" under a warn line reads as "nothing to do".
