@@ -42,3 +42,62 @@ def test_every_setting_is_in_the_configuration_table_with_its_default() -> None:
         elif default is not None:
             assert documented == str(default), name
     assert set(table) <= {name.upper() for name in Settings.model_fields}
+
+
+def headings() -> list[tuple[int, str]]:
+    """(level, title) of every heading outside code blocks, in order."""
+    found: list[tuple[int, str]] = []
+    fenced = False
+    for line in README.splitlines():
+        if line.startswith("```"):
+            fenced = not fenced
+        elif not fenced and (match := re.match(r"^(#{1,6}) (.+)$", line)):
+            found.append((len(match.group(1)), match.group(2)))
+    return found
+
+
+def anchor(title: str) -> str:
+    """The id GitHub gives a heading: lower case, punctuation dropped, spaces as hyphens."""
+    return re.sub(r"[^\w\- ]", "", title.strip().lower()).replace(" ", "-")
+
+
+def test_every_link_within_the_readme_finds_its_heading() -> None:
+    anchors = {anchor(title) for _, title in headings()}
+    links = set(re.findall(r"\]\(#([^)]+)\)", README))
+    assert links
+    assert not links - anchors, f"links to no heading: {sorted(links - anchors)}"
+
+
+def test_an_admin_reaches_the_deploy_steps_from_the_top() -> None:
+    top = README.split("\n## ", 1)[0]
+    assert "](#deploy-with-librechat)" in top, "one click from the top to the deploy steps"
+    contents = README.split("\n## Contents\n", 1)[1].split("\n## ", 1)[0]
+    for level, title in headings():
+        if level == 2 and title != "Contents":
+            assert f"](#{anchor(title)})" in contents, f"the table of contents does not list {title!r}"
+
+
+def test_the_deploy_steps_read_top_down_before_any_reference_material() -> None:
+    titles = [title for level, title in headings() if level <= 3]
+    order = [
+        "Deploy with LibreChat",
+        "2. LibreChat configuration",
+        "4. Start",
+        "5. Verify",
+        "6. Done",
+        "Deploy on Kubernetes",
+        "Troubleshooting",
+        "Reference",
+        "Configuration",
+        "What happens to a request",
+        "Development",
+    ]
+    assert [title for title in titles if title in order] == order
+    # Reference material sits below a line of its own.
+    assert README.index("\n---\n") < README.index("\n## Reference\n")
+
+
+def test_troubleshooting_is_one_section() -> None:
+    assert [title for _, title in headings() if "Troubleshooting" in title or "Debugging" in title] == [
+        "Troubleshooting"
+    ]
