@@ -21,10 +21,10 @@ from pymongo import AsyncMongoClient, uri_parser
 from pymongo.errors import PyMongoError
 
 from .attribution.decision import UnresolvedUserPolicy
+from .attribution.mongo_uri import mongo_uri_secrets
 from .attribution.user_value import UserValue
 from .budgets.file import BudgetFileError, BudgetsFile, load_budget_file
 from .headers import HOP_BY_HOP, MAX_LENGTH
-from .mongo_uri import mongo_uri_secrets
 from .upstream.proxies import ProxySettingError, check_environment_proxy
 
 logger = logging.getLogger("portkey_user_proxy")
