@@ -101,3 +101,15 @@ def test_troubleshooting_is_one_section() -> None:
     assert [title for _, title in headings() if "Troubleshooting" in title or "Debugging" in title] == [
         "Troubleshooting"
     ]
+
+
+def test_the_sections_other_files_send_the_reader_to_exist() -> None:
+    titles = {title for _, title in headings()}
+    files = [ROOT / "docker-compose.override.yml", ROOT / "librechat.example.yaml", *(ROOT / "deploy").rglob("*.yml")]
+    files += (ROOT / "deploy").rglob("*.yaml")
+    named = [
+        (path.name, title) for path in files for title in re.findall(r"README(?:'s)?:? \"([^\"]+)\"", path.read_text())
+    ]
+    assert len(named) >= 5
+    for name, title in named:
+        assert title in titles, f"{name} sends the reader to the README's {title!r}, which it does not have"
