@@ -13,7 +13,7 @@ from bson import ObjectId
 from pymongo import AsyncMongoClient
 from pymongo.errors import AutoReconnect, PyMongoError
 
-from portkey_user_proxy.attribution.directory import LookupOutcome, UserDirectory
+from portkey_user_proxy.attribution.directory import LookupOutcome, Unobserved, UserDirectory
 from portkey_user_proxy.attribution.teams import TeamChoice, TeamFinder, member_key
 from tests.support.fixtures import load_fixture
 from tests.support.librechat import (
@@ -281,18 +281,9 @@ class ManyUsers(OneUser):
         return self.documents.get(query["_id"])
 
 
-class TeamsSeen:
+class TeamsSeen(Unobserved):
     def __init__(self) -> None:
         self.answered: list[bool] = []
-
-    def lookup(self, outcome: LookupOutcome) -> None:
-        pass
-
-    def query_time(self, seconds: float) -> None:
-        pass
-
-    def mongodb_answered(self, answered: bool) -> None:
-        pass
 
     def teams_answered(self, answered: bool) -> None:
         self.answered.append(answered)

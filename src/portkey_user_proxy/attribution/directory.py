@@ -128,7 +128,9 @@ class LookupObserver(Protocol):
     def teams_answered(self, answered: bool) -> None: ...
 
 
-class _Unobserved:
+class Unobserved:
+    """An observer that notes nothing: the directory's default, and a base for one that notes a part."""
+
     def lookup(self, outcome: LookupOutcome) -> None:
         pass
 
@@ -170,7 +172,7 @@ class UserDirectory:
         self._timeout = timeout
         self._max_entries = max_entries
         self._clock = clock
-        self._observer = observer or _Unobserved()
+        self._observer = observer or Unobserved()
         self._cache: dict[str, _Entry] = {}
         self._inflight: dict[str, asyncio.Task[Lookup]] = {}
         self._window = OutageWindow(clock=clock)
