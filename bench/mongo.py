@@ -2,7 +2,9 @@
 
 It holds the benchmark users and writes the number of `find` commands it has answered to a file,
 so the run can show that a warm cache sends no query. Run as `python -m bench.mongo COUNT_FILE`;
-it prints the port once it listens.
+it prints the port once it listens. With `--writable` it runs every command on mongomock instead
+(the test suite's writable stand-in), holding the same users and a group `Engineering` of all of
+them, so a proxy with budgets can read and write its spend.
 """
 
 from __future__ import annotations
@@ -18,6 +20,8 @@ from bson import ObjectId
 from mockupdb import MockupDB
 
 from .payloads import USER_COUNT, user_email, user_id
+
+TEAM = "Engineering"  # the group every benchmark user is in (`--writable`)
 
 # mockupdb announces wire version 6 by default; current pymongo requires a newer server.
 HELLO = {"maxWireVersion": 21, "minWireVersion": 0, "ismaster": True, "isWritablePrimary": True}
@@ -65,17 +69,41 @@ def bench_users() -> list[dict[str, Any]]:
     ]
 
 
+def _writable(on_find: Callable[[Any], None]) -> int:
+    from tests.support.mongomock_server import MongomockServer
+
+    class CountingServer(MongomockServer):
+        def _respond(self, request: Any) -> bool:
+            if request.command_name == "find" and request.doc.get("find") == "users":
+                on_find(request.doc.get("filter", {}).get("_id"))
+            return super()._respond(request)
+
+    server = CountingServer()
+    users = bench_users()
+    server.engine["LibreChat"]["users"].insert_many(users)
+    members = [str(user["_id"]) for user in users]
+    server.engine["LibreChat"]["groups"].insert_one({"name": TEAM, "memberIds": members, "source": "local"})
+    server.start()
+    return int(server.address.rsplit(":", 1)[1])
+
+
 def main() -> None:
     count_file = Path(sys.argv[1])
     count_file.write_text("0")
     finds = itertools.count(1)
-    server = MockupDB(auto_ismaster=HELLO)
+    lock = threading.Lock()
 
     def count_find(_: Any) -> None:
-        count_file.write_text(str(next(finds)))
+        with lock:
+            count_file.write_text(str(next(finds)))
 
-    server.autoresponds(UsersStandIn(bench_users(), count_find).respond)
-    print(server.run(), flush=True)
+    if "--writable" in sys.argv[2:]:
+        port = _writable(count_find)
+    else:
+        server = MockupDB(auto_ismaster=HELLO)
+        server.autoresponds(UsersStandIn(bench_users(), count_find).respond)
+        port = server.run()
+    print(port, flush=True)
     threading.Event().wait()
 
 

@@ -83,9 +83,13 @@ class Bench:
         self.mongo_uri = ""
         self.ports: dict[str, int] = {}
         self.nginx_proxy_pid = 0
+        self.writable_mongo = False  # mongomock behind the wire protocol: a proxy with budgets can write
 
     def start_upstreams(self) -> None:
-        mongo = self._service("mongo", pinned([sys.executable, "-m", "bench.mongo", str(self.finds_file)], LOAD_CPU))
+        mongo_command = [sys.executable, "-m", "bench.mongo", str(self.finds_file)]
+        if self.writable_mongo:
+            mongo_command.append("--writable")
+        mongo = self._service("mongo", pinned(mongo_command, LOAD_CPU))
         self.mongo_uri = f"mongodb://127.0.0.1:{mongo.first_line()}/LibreChat"
 
         self.ports["origin_nginx"] = free_port()
@@ -107,12 +111,13 @@ class Bench:
         self.nginx_proxy_pid = nginx_proxy.pid
 
     @contextmanager
-    def proxy(self, name: str, upstream_port: int) -> Iterator[Service]:
+    def proxy(self, name: str, upstream_port: int, settings: dict[str, str] | None = None) -> Iterator[Service]:
         port = free_port()
         env = {
             "PORTKEY_URL": f"http://127.0.0.1:{upstream_port}",
             "MONGO_URI": self.mongo_uri,
             "WEB_CONCURRENCY": "1",
+            **(settings or {}),
         }
         if self.proxy_src is not None:  # another checkout's code, e.g. to compare two revisions
             env["PYTHONPATH"] = str(self.proxy_src)
