@@ -34,6 +34,9 @@ BUDGET_EXCEEDED = "budget_exceeded"
 DEFAULT_CACHE_SECONDS = 5.0
 # How long the start waits for the store (indexes, the teams' spend) before serving without it.
 START_TIMEOUT_SECONDS = 3.0
+# At most one write of the waiting increments per this many seconds (the first after a quiet spell at once).
+WRITE_INTERVAL_SECONDS = 0.5
+_KEYS_KEPT = 10_000  # spend keys kept for reuse by the hot path; beyond, they are built again
 _READ_BATCH = 500  # keys per read: one query each, bounded in size
 _MAX_BACKOFF_SECONDS = 30.0
 
@@ -79,6 +82,7 @@ class Budgets:
         cache_seconds: float = DEFAULT_CACHE_SECONDS,
         max_pending: int = DEFAULT_PENDING_KEYS,
         monotonic: Callable[[], float] = time.monotonic,
+        write_interval: float = WRITE_INTERVAL_SECONDS,
     ) -> None:
         self.store = store
         self._on_store_failure = on_store_failure
@@ -90,9 +94,11 @@ class Budgets:
         self._pending = PendingIncrements(max_pending)
         self._window = window_at(config.period, self._clock.now())
         self._wanted: set[SpendKey] = set()
+        self._keys: dict[tuple[Scope, str], SpendKey] = {}
         self._state = StoreState.UNKNOWN
         self._prepared = False
         self._cache_seconds = cache_seconds
+        self._write_interval = write_interval
         self._write_wanted = asyncio.Event()
         self._read_wanted = asyncio.Event()
         self._writing = asyncio.Lock()
@@ -152,11 +158,12 @@ class Budgets:
         """Before forwarding: the error to answer with when the user or team has spent its budget for the period."""
         window = self.window()
         for scope, name, limit in self._limits(user, team):
-            key = SpendKey(window, scope, name)
-            if not self._view.is_fresh(key):
+            key = self._key(window, scope, name)
+            fresh = self._view.is_fresh(key)
+            if not fresh:
                 self._want_read(key)
             spent = self._view.estimate(key)
-            if spent is None or not self._view.is_fresh(key):
+            if spent is None or not fresh:
                 if self._state is StoreState.UNAVAILABLE and self._on_store_failure is StoreFailurePolicy.DENY:
                     return self._store_refusal()
                 spent = max(spent or 0, self._view.local(key))
@@ -175,7 +182,7 @@ class Budgets:
             return cost
         window = self.window()
         for scope, name in _scopes(user, self._team_name(team) if team is not None else None):
-            key = SpendKey(window, scope, name)
+            key = self._key(window, scope, name)
             if not self._pending.add(key, cost.nanos):
                 self._note_dropped(1)
             self._view.recorded(key, cost.nanos)
@@ -274,6 +281,10 @@ class Budgets:
             self._write_wanted.clear()
             if await self.flush():
                 backoff.reset()
+                # What is recorded meanwhile waits, merged by key: under load one bulk write per
+                # interval, not one per answer (each costs the driver more CPU than the answer's
+                # own check and record). After a quiet spell the first answer is written at once.
+                await asyncio.sleep(self._write_interval)
             else:
                 await asyncio.sleep(backoff.next())  # MongoDB is failing: try again later, not at once
                 self._write_wanted.set()
@@ -305,6 +316,15 @@ class Budgets:
             yield Scope.TEAM, team, limit
         if user is not None and (limit := self._user_limit(user.lower())) is not None:
             yield Scope.USER, user.lower(), limit
+
+    def _key(self, window: Window, scope: Scope, name: str) -> SpendKey:
+        """The same key object for the same scope and name within a period: built and hashed once."""
+        key = self._keys.get((scope, name))
+        if key is None or key.window is not window:
+            if len(self._keys) >= _KEYS_KEPT:
+                self._keys.clear()
+            key = self._keys[scope, name] = SpendKey(window, scope, name)
+        return key
 
     def _team_name(self, team: str) -> str:
         """The team as the file spells it, when the file names it."""

@@ -69,6 +69,7 @@ class BudgetMetrics:
             "Spend increments dropped because the queue of those waiting for the budget store was full.",
             registry=registry,
         )
+        self._team_spend_children: dict[str, Gauge] = {}
         for scope in Scope:  # every scope served from the start, so rates over them start at zero
             self.refusals.labels(scope.value)
             self.warnings.labels(scope.value)
@@ -81,7 +82,12 @@ class BudgetMetrics:
 
     def spend(self, scope: Scope, name: str, nanos: int) -> None:
         if scope is Scope.TEAM:
-            self.team_spend.labels(name).set(nanos / NANOS_PER_DOLLAR)
+            # Set after every answer: the team's gauge child is kept (teams are bounded by the file),
+            # rather than looked up through `labels()` each time.
+            child = self._team_spend_children.get(name)
+            if child is None:
+                child = self._team_spend_children[name] = self.team_spend.labels(name)
+            child.set(nanos / NANOS_PER_DOLLAR)
         elif self._per_user:
             self.user_spend.labels(_label(name)).set(nanos / NANOS_PER_DOLLAR)
 
@@ -90,6 +96,7 @@ class BudgetMetrics:
             self.team_limit.labels(name).set(nanos / NANOS_PER_DOLLAR)
 
     def forget_team(self, name: str) -> None:
+        self._team_spend_children.pop(name, None)
         for gauge in (self.team_spend, self.team_limit):
             with contextlib.suppress(KeyError):  # never set
                 gauge.remove(name)

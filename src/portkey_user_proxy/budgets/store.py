@@ -15,7 +15,7 @@ from __future__ import annotations
 import asyncio
 import enum
 from collections.abc import Collection, Mapping
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
 from typing import Any
 
@@ -44,6 +44,14 @@ class SpendKey:
     window: Window
     scope: Scope
     name: str
+    # Computed once: every answer looks its keys up several times (spend, pending increments).
+    _hash: int = field(init=False, repr=False, compare=False)
+
+    def __post_init__(self) -> None:
+        object.__setattr__(self, "_hash", hash((self.window, self.scope, self.name)))
+
+    def __hash__(self) -> int:
+        return self._hash
 
     def filter(self) -> dict[str, str]:
         return {"period": self.window.key, "scope": self.scope.value, "name": self.name}
