@@ -31,7 +31,7 @@ from .errors import ProxyError, send_error
 from .headers import REQUEST_ID, TRACE_ID, RawHeaders, RequestHeaders, response_headers, split_request_headers
 from .inbound.auth import InboundKey
 from .inbound.body import BodyTooLarge, ClientDisconnected, read_body, stream_body
-from .inbound.client import CancelOnDisconnect, ClientStalled, TimedSend, connection_abort
+from .inbound.client import CancelOnDisconnect, ClientStalled, TimedSend, connection_abort, departure
 from .inbound.last_resort import internal_error
 from .inbound.limits import UpstreamSlots, capped, check_declared_length, too_large
 from .inbound.target import upstream_url
@@ -143,7 +143,7 @@ class Forwarder:
     async def _proxy(self, scope: Scope, receive: Receive, send: Send, record: AccessRecord, route: Route) -> None:
         incoming = await self._read_request(scope, receive, record, route)
         # A client that leaves is noticed from the end of its body on, its user's lookup included.
-        async with CancelOnDisconnect(receive, incoming.body_received) as watch:
+        async with CancelOnDisconnect(receive, incoming.body_received, departure(scope)) as watch:
             attributed = await self._attribute(incoming, record)
             request = self._upstream_request(incoming, attributed, receive, record)
             await self._exchange(request, watch, send, record, route.dialect, attributed.spender)

@@ -9,6 +9,7 @@ import pytest
 
 from portkey_user_proxy.asgi import Message
 from portkey_user_proxy.inbound.client import CancelOnDisconnect, ClientStalled, TimedSend
+from portkey_user_proxy.inbound.server import Departure
 
 BODY: Message = {"type": "http.response.body", "body": b"x", "more_body": True}
 
@@ -128,3 +129,48 @@ def test_a_request_cancelled_from_elsewhere_stays_cancelled() -> None:
         return False
 
     assert asyncio.run(main())
+
+
+async def _never() -> Message:
+    await asyncio.Event().wait()
+    raise AssertionError("the server's departure signal is used, not the ASGI channel")
+
+
+def test_a_departure_the_server_saw_before_the_block_stops_the_request_at_the_checkpoint() -> None:
+    async def request() -> tuple[bool, bool]:
+        departure = Departure()
+        departure.depart()
+        forwarded = False
+        async with CancelOnDisconnect(_never, None, departure) as watch:
+            await watch.checkpoint()
+            forwarded = True
+        return watch.disconnected, forwarded
+
+    assert asyncio.run(request()) == (True, False)
+
+
+def test_a_departure_during_the_block_cancels_it_and_none_after_it_does() -> None:
+    async def request() -> tuple[bool, bool]:
+        departure = Departure()
+        async with CancelOnDisconnect(_never, None, departure) as watch:
+            asyncio.get_running_loop().call_soon(departure.depart)
+            await asyncio.Event().wait()  # the lookup, say: cancelled when the client leaves
+        later = Departure()
+        async with CancelOnDisconnect(_never, None, later) as after:
+            pass
+        later.depart()  # the response was over: nothing left to cancel
+        await asyncio.sleep(0)
+        return watch.disconnected, after.disconnected
+
+    assert asyncio.run(request()) == (True, False)
+
+
+def test_a_departure_while_the_body_still_streams_is_left_to_the_body_reader() -> None:
+    async def request() -> bool:
+        departure, body_received = Departure(), asyncio.Event()
+        async with CancelOnDisconnect(_never, body_received, departure) as watch:
+            departure.depart()
+            await watch.checkpoint()
+        return watch.disconnected
+
+    assert asyncio.run(request()) is False

@@ -8,14 +8,16 @@ has read part of what is buffered for it. A client cut off this way gets its con
 server's abort, `server.py`): closing it politely would leave it open, holding the megabytes queued
 for it and a place under `MAX_CONNECTIONS`, for as long as the client chooses not to read.
 
-Departures. uvicorn does not fail `send` after a disconnect, so without a watcher a proxied
-generation would keep streaming, and billing, until the model finishes. The watcher reads the ASGI
-channel once the request body is in and cancels the forwarding task on `http.disconnect`, the way
-`asyncio.timeout` cancels: the cancellation is turned back into a normal exit at the block's end.
-A request read whole is watched from then on, while its user is looked up too, and `checkpoint()`
-just before it goes upstream gives the watcher its turn: a disconnect the server has seen by then
-stops the request there. Without it, a request whose lookup ends in the same loop turn as its
-client leaves would be written to a ready pooled connection before the watcher ever ran.
+Departures. uvicorn does not fail `send` after a disconnect, so unless its departure is noticed a
+proxied generation would keep streaming, and billing, until the model finishes. Once the request
+body is in, the forwarding task is cancelled when the client leaves, the way `asyncio.timeout`
+cancels: the cancellation is turned back into a normal exit at the block's end. Under the proxy's
+own server the server says so (`server.Departure`, called where it marks the request disconnected);
+under another server a watcher task reads the ASGI channel for `http.disconnect`. A request read
+whole is watched from then on, while its user is looked up too, and `checkpoint()` just before it
+goes upstream gives the loop one turn: a disconnect already queued for the server by then (or for
+the watcher) stops the request there. Without it, a request whose lookup ends in the same loop
+turn as its client leaves would be written to a ready pooled connection first.
 """
 
 from __future__ import annotations
@@ -25,7 +27,7 @@ from collections.abc import Callable
 from types import TracebackType
 
 from ..asgi import Message, Receive, Scope, Send
-from .server import ABORT_EXTENSION
+from .server import ABORT_EXTENSION, Departure
 
 Abort = Callable[[], None]
 
@@ -38,6 +40,12 @@ def connection_abort(scope: Scope) -> Abort | None:
     """What resets this request's connection; None under a server other than the proxy's own."""
     abort: Abort | None = scope.get("extensions", {}).get(ABORT_EXTENSION, {}).get("abort")
     return abort
+
+
+def departure(scope: Scope) -> Departure | None:
+    """What tells of this request's client leaving; None under a server other than the proxy's own."""
+    found: Departure | None = scope.get("extensions", {}).get(ABORT_EXTENSION, {}).get("departure")
+    return found
 
 
 class TimedSend:
@@ -107,23 +115,34 @@ class TimedSend:
 
 
 class CancelOnDisconnect:
-    def __init__(self, receive: Receive, body_received: asyncio.Event | None = None) -> None:
+    """Cancels the task in the block when its client leaves, once the request body is in."""
+
+    def __init__(
+        self, receive: Receive, body_received: asyncio.Event | None = None, departure: Departure | None = None
+    ) -> None:
         self._receive = receive
         self._body_received = body_received
+        self._departure = departure
         self._task: asyncio.Task[object] | None = None
         self._watcher: asyncio.Task[None] | None = None
         self.disconnected = False
 
     async def __aenter__(self) -> CancelOnDisconnect:
         self._task = asyncio.current_task()
-        self._watcher = asyncio.create_task(self._watch())
+        if self._departure is not None:
+            self._departure.notify(self._departed)
+        else:
+            self._watcher = asyncio.create_task(self._watch())
         return self
 
     async def __aexit__(
         self, exc_type: type[BaseException] | None, exc: BaseException | None, tb: TracebackType | None
     ) -> bool:
-        assert self._watcher is not None and self._task is not None
-        self._watcher.cancel()
+        assert self._task is not None
+        if self._departure is not None:
+            self._departure.notify(None)
+        if self._watcher is not None:
+            self._watcher.cancel()
         if self.disconnected and exc_type is asyncio.CancelledError:
             # Our own cancellation: swallow it unless someone else cancelled the task too.
             return self._task.uncancel() == 0
@@ -131,9 +150,17 @@ class CancelOnDisconnect:
 
     async def checkpoint(self) -> None:
         """Return only if no disconnect has been seen; otherwise the task is cancelled here."""
-        # One turn of the loop: the watcher's wake-up, queued when the server saw the disconnect,
-        # runs before this task resumes.
+        # One turn of the loop: the server's connection_lost (or the watcher's wake-up), queued
+        # when the client left, runs before this task resumes.
         await asyncio.sleep(0)
+
+    def _departed(self) -> None:
+        if self._body_received is not None and not self._body_received.is_set():
+            # Still streaming the body: its reader meets the disconnect (as the watcher would wait).
+            return
+        self.disconnected = True
+        assert self._task is not None
+        self._task.cancel()
 
     async def _watch(self) -> None:
         if self._body_received is not None:
@@ -141,7 +168,5 @@ class CancelOnDisconnect:
         while True:
             message = await self._receive()
             if message["type"] == "http.disconnect":
-                self.disconnected = True
-                assert self._task is not None
-                self._task.cancel()
+                self._departed()
                 return

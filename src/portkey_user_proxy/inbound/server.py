@@ -23,6 +23,9 @@ one the proxy runs), with six rules added:
   owed to the requests before the invalid one, and never after an answer to the invalid one itself.
 - **Aborts.** Each request's scope names, in `extensions[ABORT_EXTENSION]["abort"]`, a callable that
   resets the connection at once, dropping what is queued for the client (see `client.py`).
+- **Departures.** The same extension's `"departure"` is a `Departure`, which calls what the app
+  names when the server sees the request's client leave (its connection lost, given up or reset
+  before the response completed): no task of the app's has to wait on `receive()` for it.
 
 Each refusal sent is reported to the app through the lifespan state (uvicorn hands every connection
 the state the app's lifespan yields): `REFUSALS_STATE_KEY` names a `RefusalCounter` there.
@@ -77,6 +80,35 @@ def server_options(max_head_bytes: int, limits: InboundLimits | None = None) -> 
     }
 
 
+class Departure:
+    """One request's client leaving, as the server sees it; `notify` names what to call then.
+
+    The server calls `depart` where it marks the request's cycle disconnected, before the app's
+    next `receive()` would return `http.disconnect`.
+    """
+
+    __slots__ = ("_callback", "departed")
+
+    def __init__(self) -> None:
+        self._callback: Callable[[], None] | None = None
+        self.departed = False
+
+    def notify(self, callback: Callable[[], None] | None) -> None:
+        """Call `callback` when the client leaves, at once if it has left; None calls nothing."""
+        if self.departed:
+            if callback is not None:
+                callback()
+        else:
+            self._callback = callback
+
+    def depart(self) -> None:
+        if not self.departed:
+            self.departed = True
+            callback, self._callback = self._callback, None
+            if callback is not None:
+                callback()
+
+
 class Phase(enum.Enum):
     AWAITING_REQUEST = "awaiting a request"  # connected, or the last request was read whole
     HEAD = "reading a request head"
@@ -128,6 +160,7 @@ class BoundedHttpToolsProtocol(HttpToolsProtocol):
         self._served_a_request = False
         self._idle_since: float | None = None  # a request was read whole after its response had ended
         self._refusal_after_answers: _Refusal | None = None  # a 400 due once the requests before it are answered
+        self._departure: Departure | None = None  # of the request in `self.cycle`, when it is the app's
 
     # --- Connections ------------------------------------------------------------------------------
 
@@ -146,6 +179,7 @@ class BoundedHttpToolsProtocol(HttpToolsProtocol):
     def connection_lost(self, exc: Exception | None) -> None:
         self._disarm()
         super().connection_lost(exc)
+        self._depart_if_disconnected()
 
     def handle_websocket_upgrade(self) -> None:
         self._disarm()  # the connection is the WebSocket protocol's from here on
@@ -209,8 +243,11 @@ class BoundedHttpToolsProtocol(HttpToolsProtocol):
         cycle = self.cycle
         if cycle is not None and cycle.scope is self.scope:  # a request for the app (not an upgrade)
             # The app's task is created, not yet run: it finds the extension in its scope.
+            self._departure = Departure()
             extensions = self.scope.setdefault("extensions", {})
-            extensions[ABORT_EXTENSION] = {"abort": functools.partial(self._abort, cycle)}
+            extensions[ABORT_EXTENSION] = {"abort": functools.partial(self._abort, cycle), "departure": self._departure}
+        else:
+            self._departure = None
 
     def on_body(self, body: bytes) -> None:
         self._body_bytes += len(body)
@@ -345,6 +382,7 @@ class BoundedHttpToolsProtocol(HttpToolsProtocol):
                 # The app's request is over: it reads a disconnect, and what it sends is dropped.
                 cycle.disconnected = True
                 cycle.message_event.set()
+                self._depart_if_disconnected()
         if refusal is not None:
             self._report(refusal.code)
             self.transport.write(refusal.response)
@@ -361,11 +399,17 @@ class BoundedHttpToolsProtocol(HttpToolsProtocol):
             # The app's request is over: what it sends is dropped, and uvicorn logs no error for the cut.
             cycle.disconnected = True
             cycle.message_event.set()
+            if cycle is self.cycle:
+                self._depart_if_disconnected()
         sock = self.transport.get_extra_info("socket")
         if sock is not None:
             with contextlib.suppress(OSError):  # gone already: nothing left to free
                 sock.setsockopt(socket.SOL_SOCKET, socket.SO_LINGER, _RESET_ON_CLOSE)
         self.transport.abort()
+
+    def _depart_if_disconnected(self) -> None:
+        if self._departure is not None and self.cycle is not None and self.cycle.disconnected:
+            self._departure.depart()
 
     def _report(self, code: str) -> None:
         counter: RefusalCounter | None = self.app_state.get(REFUSALS_STATE_KEY)
