@@ -14,7 +14,7 @@ from ..errors import ProxyError
 from ..observability.logs import RateLimitedWarnings
 from .directory import LookupOutcome, UserDirectory
 from .identity import Identity
-from .metadata import build_metadata
+from .metadata import BuiltHeaders, build_metadata
 from .teams import OwnedKeys
 from .user_value import UserValueOf, email_of
 
@@ -114,14 +114,21 @@ class Attributor:
     user_value: UserValueOf = email_of
     owned_keys: OwnedKeys = field(default_factory=OwnedKeys)
     _warnings: RateLimitedWarnings = field(default_factory=RateLimitedWarnings)
+    _built: BuiltHeaders = field(default_factory=BuiltHeaders)
 
     async def attribute(self, identity: Identity) -> Attribution:
         return await attribute(identity, self.directory, self.policy, self.user_value)
 
     def metadata_header(self, incoming: str | None, attribution: Attribution) -> bytes:
         """The `x-portkey-metadata` value to send: the request's own, with `_user` and the owned keys set."""
-        owned = self.owned_keys.values(attribution.team, attribution.tenant, user_known=attribution.user_known)
-        metadata = build_metadata(incoming, attribution.user_value, attribution.fields, owned.deferred, owned.imposed)
+        key = (incoming, attribution.user_value, attribution.team, attribution.tenant, attribution.user_known)
+        if (built := self._built.get(key)) is not None:
+            metadata, encoded = built
+        else:
+            owned = self.owned_keys.values(attribution.team, attribution.tenant, user_known=attribution.user_known)
+            fields = attribution.fields
+            metadata = build_metadata(incoming, attribution.user_value, fields, owned.deferred, owned.imposed)
+            encoded = self._built.keep(key, metadata)
         if metadata.problem:
             self._warnings.warn("metadata", "%s", metadata.problem)
         if metadata.placeholders_filled:
@@ -129,7 +136,7 @@ class Attributor:
                 "metadata-placeholder",
                 "LibreChat sent unresolved placeholders in x-portkey-metadata; filled them from the user record",
             )
-        return metadata.header.encode("ascii")
+        return encoded
 
 
 def refusal(attribution: Attribution) -> ProxyError:

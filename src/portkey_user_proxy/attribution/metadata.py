@@ -58,6 +58,35 @@ def build_metadata(
     return Metadata(_compact(merged), problem, filled)
 
 
+# The inputs a header is built from once a user's record plays no part in it (no placeholder filled).
+MetadataKey = tuple[str | None, str | None, str | None, str | None, bool]
+
+
+class BuiltHeaders:
+    """Headers already built, for the same client header and the same user: LibreChat sends one
+    user's requests with the same `x-portkey-metadata`, so most requests find theirs here.
+
+    Bounded: past `size` entries the oldest goes first. Only a header in which no placeholder was
+    filled, and none is left, is kept: the user's record fields then play no part in it.
+    """
+
+    def __init__(self, size: int = 1024) -> None:
+        self._size = size
+        self._built: dict[MetadataKey, tuple[Metadata, bytes]] = {}
+
+    def get(self, key: MetadataKey) -> tuple[Metadata, bytes] | None:
+        return self._built.get(key)
+
+    def keep(self, key: MetadataKey, metadata: Metadata) -> bytes:
+        """The header's bytes; remembered for `key` when the user's record fields had no part in it."""
+        encoded = metadata.header.encode("ascii")
+        if not metadata.placeholders_filled and find_placeholder(metadata.header) is None:
+            if len(self._built) >= self._size:
+                del self._built[next(iter(self._built))]
+            self._built[key] = (metadata, encoded)
+        return encoded
+
+
 def _fill_owned(merged: dict[str, str], key: str, value: str | None) -> None:
     carried = merged.get(key)
     if carried is not None and carried.strip() and find_placeholder(carried) is None:
@@ -93,4 +122,13 @@ def _compact(value: object) -> str:
     return json.dumps(value, separators=(",", ":"))
 
 
-__all__ = ["MAX_LENGTH", "Metadata", "build_metadata", "clip", "portkey_length", "shorten"]
+__all__ = [
+    "MAX_LENGTH",
+    "BuiltHeaders",
+    "Metadata",
+    "MetadataKey",
+    "build_metadata",
+    "clip",
+    "portkey_length",
+    "shorten",
+]
