@@ -159,14 +159,13 @@ class Budgets:
         window = self.window()
         for scope, name, limit in self._limits(user, team):
             key = self._key(window, scope, name)
-            fresh = self._view.is_fresh(key)
+            fresh, spent, local = self._view.spend(key)
             if not fresh:
                 self._want_read(key)
-            spent = self._view.estimate(key)
             if spent is None or not fresh:
                 if self._state is StoreState.UNAVAILABLE and self._on_store_failure is StoreFailurePolicy.DENY:
                     return self._store_refusal()
-                spent = max(spent or 0, self._view.local(key))
+                spent = max(spent or 0, local)
             if spent >= limit:
                 refusal = self._over_budget(key, limit)
                 if refusal is not None:
@@ -185,8 +184,9 @@ class Budgets:
             key = self._key(window, scope, name)
             if not self._pending.add(key, cost.nanos):
                 self._note_dropped(1)
-            self._view.recorded(key, cost.nanos)
-            self._observe_spend(key)
+            spent = self._view.recorded(key, cost.nanos)
+            if key.scope is Scope.USER or key.name in self._team_limits:  # team labels are bounded by the file
+                self._observer.spend(key.scope, key.name, spent)
         self._observer.pending(len(self._pending))
         self._write_wanted.set()
         return cost

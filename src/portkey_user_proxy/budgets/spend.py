@@ -48,8 +48,22 @@ class SpendView:
         known = self._known.get(key)
         return known is not None and self._monotonic() - known.read_at < self._fresh_for
 
-    def recorded(self, key: SpendKey, nanos: int) -> None:
-        self._entry(key).recorded += nanos
+    def spend(self, key: SpendKey) -> tuple[bool, int | None, int]:
+        """`is_fresh`, `estimate` and `local` of one key from one look-up, as `check` wants all three."""
+        known = self._known.get(key)
+        if known is None:
+            return False, None, 0
+        fresh = self._monotonic() - known.read_at < self._fresh_for
+        estimate = None if known.stored is None else known.stored + known.recorded - known.written_at_read
+        return fresh, estimate, known.recorded
+
+    def recorded(self, key: SpendKey, nanos: int) -> int:
+        """Add what this replica recorded; the key's spend after it (`estimate`, else `local`)."""
+        known = self._entry(key)
+        known.recorded += nanos
+        if known.stored is None:
+            return known.recorded
+        return known.stored + known.recorded - known.written_at_read
 
     def written(self, amounts: Mapping[SpendKey, int]) -> None:
         for key, nanos in amounts.items():
