@@ -314,8 +314,8 @@ class Budgets:
     def _limits(self, user: str | None, team: str | None) -> Iterator[tuple[Scope, str, int]]:
         if team is not None and (limit := self._team_limits.get(team := self._team_name(team))) is not None:
             yield Scope.TEAM, team, limit
-        if user is not None and (limit := self._user_limit(user.lower())) is not None:
-            yield Scope.USER, user.lower(), limit
+        if user is not None and (limit := self._user_limit(email := user.lower())) is not None:
+            yield Scope.USER, email, limit
 
     def _key(self, window: Window, scope: Scope, name: str) -> SpendKey:
         """The same key object for the same scope and name within a period: built and hashed once."""
