@@ -214,9 +214,7 @@ def build_forwarder(
     )
     attributor = build_attributor(settings, directory)
     builder = UpstreamRequestBuilder(
-        client,
         stream_usage=settings.include_stream_usage,
-        body_limit=settings.max_request_body_bytes,
         conversation_trace=conversation_trace(settings),
         portkey_defaults=portkey_defaults(settings),
     )

@@ -1,10 +1,12 @@
-"""The life of one proxied request, in four steps.
+"""The life of one proxied request, in four steps, each reading and adding to the request's `Exchange`.
 
 1. Read the incoming request: its headers, its target, and its JSON body when its family names the
    user there (`inbound`, `dialects`).
-2. Attribute it: who is asking, looked up in LibreChat's MongoDB; or refuse it (`attribution`).
+2. Attribute it: who is asking, looked up in LibreChat's MongoDB, and whose budgets its answer costs;
+   or refuse it (`attribution`, `budgets`).
 3. Build the upstream request: every header the proxy adds, and the body as it goes on (`upstream.request`).
-4. Exchange it with Portkey and relay the answer, streaming, counting the usage it reports.
+4. Exchange it with Portkey and relay the answer, streaming, reading what it costs as it passes;
+   then charge it: the usage it reported, or an estimate when the client left first (`dialects.meter`).
 
 Everything that is not the proxy's own route goes to `PORTKEY_URL` + path + query; the host a request
 names is never used.
@@ -13,9 +15,10 @@ names is never used.
 from __future__ import annotations
 
 import asyncio
+import enum
 import time
 import uuid
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 
 import httpx
 
@@ -23,10 +26,11 @@ from .asgi import Receive, Scope, Send
 from .attribution.decision import Attribution, AttributionOutcome, Attributor, refusal
 from .attribution.directory import LookupOutcome
 from .attribution.identity import Identity, identify
-from .budgets import Budgets
-from .dialects import Dialect, Route, route_for
+from .budgets import BudgetExceeded, Budgets, BudgetStoreUnavailable, Demand, Hold
+from .dialects import Route, route_for
 from .dialects.fields import json_fields
-from .dialects.usage import Usage, UsageScanner
+from .dialects.meter import AnswerMeter, Readability, Reading, prompt_tokens, readability
+from .dialects.usage import Usage
 from .errors import ProxyError, send_error
 from .headers import REQUEST_ID, TRACE_ID, RawHeaders, RequestHeaders, response_headers, split_request_headers
 from .inbound.auth import InboundKey
@@ -42,6 +46,8 @@ from .upstream.request import OutgoingHeaders, UpstreamRequestBuilder
 
 # The access log's status for clients that left before the response ended (nginx's convention).
 CLIENT_CLOSED = 499
+_REQUEST_ID_NAME = REQUEST_ID.decode()
+_TRACE_ID_NAME = TRACE_ID.decode()
 
 
 @dataclass(frozen=True, slots=True)
@@ -63,8 +69,7 @@ class IncomingRequest:
     method: str
     url: httpx.URL  # where it goes: PORTKEY_URL's path + the client's path and query
     headers: RequestHeaders
-    route: Route
-    body: bytes | None  # the JSON body, read whole when the route's family names the user in it
+    body: bytes | None  # the body, read whole when the route's family names the user in it
     fields: dict[str, object] | None  # the body's fields the family reads; None when not a JSON object
     body_received: asyncio.Event  # set once the client has sent all of its body
 
@@ -75,20 +80,39 @@ class IncomingRequest:
 
 
 @dataclass(frozen=True, slots=True)
-class Spender:
-    """Whose budgets an answer's cost goes to, and the model it is priced by."""
+class Charge:
+    """Step 2's word on the budgets: what is held of them while the answer is in flight, and how to price it."""
 
-    email: str | None
-    team: str | None
-    model: str | None
+    hold: Hold
+    model: str | None  # the request's; the answer's own, when it names one, wins
+    prompt_tokens: int  # estimated from the body: the prompt's share of an estimate
 
 
-@dataclass(frozen=True, slots=True)
-class Attributed:
-    """Step 2's result: who is asking, and whose budgets the answer costs (None: nobody's)."""
+class Answer(enum.Enum):
+    """How far the upstream's answer got: what a charge can be based on."""
 
-    attribution: Attribution
-    spender: Spender | None
+    NOT_SENT = "not_sent"  # the request never reached the upstream: nothing to charge
+    AWAITED = "awaited"  # sent; no answer yet
+    RELAYING = "relaying"  # the answer's head went to the client; its body is passing
+    COMPLETE = "complete"  # relayed to its end
+    CLIENT_LEFT = "client_left"  # the client left (or stalled) before the end
+    UPSTREAM_FAILED = "upstream_failed"  # the upstream failed before the end
+
+
+@dataclass(slots=True)
+class Exchange:
+    """One proxied request on its way through the four steps: what each step found, and decided once."""
+
+    route: Route
+    record: AccessRecord
+    send: TimedSend
+    incoming: IncomingRequest | None = None
+    attribution: Attribution | None = None
+    charge: Charge | None = None  # None: the answer costs nobody's budget
+    reads_usage: bool = False  # whether the answer's usage is read: for a charge, or per-user token metrics
+    answer: Answer = Answer.NOT_SENT
+    status: int = 0  # the upstream's status, once it answered
+    reading: Reading | None = None  # what the answer said of its cost; None: not read, or unreadable
 
 
 class Forwarder:
@@ -117,11 +141,11 @@ class Forwarder:
         path = scope["path"]
         route = route_for(path)
         record = AccessRecord(scope["method"], path, time.perf_counter(), route=route.name)
-        watched = TimedSend(send, self._policy.write_timeout, connection_abort(scope))
+        exchange = Exchange(route, record, TimedSend(send, self._policy.write_timeout, connection_abort(scope)))
         try:
-            await self._proxy(scope, receive, watched, record, route)
+            await self._proxy(exchange, scope, receive)
         except ProxyError as error:
-            await self._answer_error(watched, error, record)
+            await self._answer_error(exchange, error)
         except ClientDisconnected:
             record.status = CLIENT_CLOSED
         except ClientStalled:
@@ -131,43 +155,47 @@ class Forwarder:
             )
         except Exception as exc:  # the last resort: a bug ends this request, never the server
             failure = internal_error(exc, record.method, record.route)
-            if watched.started:  # too late for an error response: the client sees it cut short
+            if exchange.send.started:  # too late for an error response: the client sees it cut short
                 self._metrics.errors.labels(record.route, failure.code).inc()
             else:
-                await self._answer_error(watched, failure, record)
+                await self._answer_error(exchange, failure)
         finally:
-            watched.close()
+            exchange.send.close()
             self._metrics.requests.labels(record.route, str(record.status)).inc()
             record.emit()
 
-    async def _proxy(self, scope: Scope, receive: Receive, send: Send, record: AccessRecord, route: Route) -> None:
-        incoming = await self._read_request(scope, receive, record, route)
+    async def _proxy(self, exchange: Exchange, scope: Scope, receive: Receive) -> None:
+        incoming = exchange.incoming = await self._read_request(exchange, scope, receive)
         # A client that leaves is noticed from the end of its body on, its user's lookup included.
         async with CancelOnDisconnect(receive, incoming.body_received, departure(scope)) as watch:
-            attributed = await self._attribute(incoming, record)
-            request = self._upstream_request(incoming, attributed, receive, record)
-            await self._exchange(request, watch, send, record, route.dialect, attributed.spender)
+            try:
+                await self._attribute(exchange)
+                request = self._upstream_request(exchange, receive)
+                with self._upstream_slots:
+                    await watch.checkpoint()  # a client gone by now is never forwarded
+                    await self._exchange(exchange, request)
+            finally:
+                self._charge(exchange)
         if watch.disconnected:
-            record.status = CLIENT_CLOSED
+            exchange.record.status = CLIENT_CLOSED
 
-    async def _answer_error(self, send: Send, error: ProxyError, record: AccessRecord) -> None:
+    async def _answer_error(self, exchange: Exchange, error: ProxyError) -> None:
+        record = exchange.record
         record.status = error.status
         self._metrics.errors.labels(record.route, error.code).inc()
-        await send_error(send, error, ((REQUEST_ID, record.request_id.encode()),))
+        await send_error(exchange.send, error, ((REQUEST_ID, record.request_id.encode()),))
 
     # Step 1: read the incoming request.
 
-    async def _read_request(
-        self, scope: Scope, receive: Receive, record: AccessRecord, route: Route
-    ) -> IncomingRequest:
+    async def _read_request(self, exchange: Exchange, scope: Scope, receive: Receive) -> IncomingRequest:
         key = self._policy.inbound_key
         raw = scope["headers"] if key is None else key.admit(scope["headers"])
         headers = split_request_headers(raw, self._policy.identity_header)
         check_declared_length(headers, self._policy.body_limit)
-        record.request_id = headers.request_id or uuid.uuid4().hex
+        exchange.record.request_id = headers.request_id or uuid.uuid4().hex
         url = self._url(scope)
-        body, fields = await self._read_json_body(headers, receive, route.dialect)
-        incoming = IncomingRequest(scope["method"], url, headers, route, body, fields, asyncio.Event())
+        body, fields = await self._read_json_body(exchange.route, headers, receive)
+        incoming = IncomingRequest(scope["method"], url, headers, body, fields, asyncio.Event())
         if not incoming.streams_body:
             incoming.body_received.set()
         return incoming
@@ -178,9 +206,10 @@ class Forwarder:
         return upstream_url(self._policy.portkey_url, self._base_path, path, scope.get("query_string", b""))
 
     async def _read_json_body(
-        self, headers: RequestHeaders, receive: Receive, dialect: Dialect
+        self, route: Route, headers: RequestHeaders, receive: Receive
     ) -> tuple[bytes | None, dict[str, object] | None]:
-        if not (dialect.reads_body and headers.is_json and headers.has_body):
+        # A body without a Content-Type is read too: Portkey takes it as JSON, so its user must be found.
+        if not (route.dialect.reads_body and headers.has_body and (headers.is_json or not headers.content_type)):
             return None, None
         try:
             body = await read_body(receive, self._policy.body_limit)
@@ -188,20 +217,24 @@ class Forwarder:
             raise too_large(exc.limit) from None
         return body, json_fields(body)
 
-    # Step 2: attribute it, or refuse it (unknown under fail-closed, or over budget).
+    # Step 2: attribute it, and admit it against its budgets; or refuse it.
 
-    async def _attribute(self, incoming: IncomingRequest, record: AccessRecord) -> Attributed:
-        identity = identify(incoming.headers.identity, *incoming.route.dialect.identity_fields(incoming.fields or {}))
-        attribution = await self._attributor.attribute(identity)
-        self._note_attribution(record, identity, attribution)
+    async def _attribute(self, exchange: Exchange) -> None:
+        incoming = exchange.incoming
+        assert incoming is not None
+        dialect = exchange.route.dialect
+        identity = identify(incoming.headers.identity, *dialect.identity_fields(incoming.fields or {}))
+        attribution = exchange.attribution = await self._attributor.attribute(identity)
+        self._note_attribution(exchange.record, identity, attribution)
         if attribution.rejected:
             logger.info("refused the user id %s (%s)", identity.for_logs(), attribution.reason)
             raise refusal(attribution)
-        return Attributed(attribution, self._check_budgets(incoming, attribution))
+        exchange.charge = await self._admit(exchange, incoming, attribution)
+        exchange.reads_usage = exchange.charge is not None or (self._metrics.per_user_tokens and attribution.resolved)
 
     def _note_attribution(self, record: AccessRecord, identity: Identity, attribution: Attribution) -> None:
         record.user = attribution.user_value or "-"
-        record.resolved = attribution.outcome is AttributionOutcome.RESOLVED
+        record.resolved = attribution.resolved
         record.attribution = f"{attribution.outcome}:{attribution.reason}"
         self._metrics.attributions.labels(attribution.outcome.value, attribution.reason).inc()
         if identity.unresolved_placeholder:
@@ -221,29 +254,46 @@ class Forwarder:
                 self._attributor.directory.location,
             )
 
-    def _check_budgets(self, incoming: IncomingRequest, attribution: Attribution) -> Spender | None:
-        """Refuse a request whose user or team has spent its budget; else whose budgets its answer costs."""
-        if self._budgets is None or not attribution.resolved or incoming.route.name == "models":
+    async def _admit(self, exchange: Exchange, incoming: IncomingRequest, attribution: Attribution) -> Charge | None:
+        """Refuse a request over its user's or team's budget; else what it holds of them while in flight.
+
+        A request whose user or team MongoDB cannot tell right now may have a budget nobody can check:
+        BUDGET_STORE_FAILURE says whether it goes on (`allow`, unbudgeted) or is refused (`deny`).
+        """
+        budgets = self._budgets
+        if budgets is None or not exchange.route.charged or incoming.method != "POST":
             return None
-        refused = self._budgets.check(attribution.email, attribution.team)
-        if refused is not None:
-            raise refused
-        model = (incoming.fields or {}).get("model")
-        return Spender(attribution.email, attribution.team, model if isinstance(model, str) else None)
+        try:
+            if attribution.lookup_failed or (attribution.team_unread and budgets.has_team_budgets):
+                unknown = budgets.refuse_unknown()
+                if unknown is not None:
+                    raise unknown
+            if not attribution.resolved:
+                return None
+            fields = incoming.fields or {}
+            model = fields.get("model")
+            model = model if isinstance(model, str) else None
+            demand = Demand(model, prompt_tokens(incoming.body), _max_output_tokens(fields))
+            hold = await budgets.admit(attribution.email, attribution.team, demand)
+        except BudgetExceeded as exc:
+            raise ProxyError(412, str(exc), "budget_exceeded") from None
+        except BudgetStoreUnavailable as exc:
+            raise ProxyError(503, str(exc), "budget_store_unavailable", headers=((b"retry-after", b"5"),)) from None
+        return Charge(hold, model, demand.prompt_tokens)
 
     # Step 3: build the upstream request.
 
-    def _upstream_request(
-        self, incoming: IncomingRequest, attributed: Attributed, receive: Receive, record: AccessRecord
-    ) -> UpstreamRequest:
+    def _upstream_request(self, exchange: Exchange, receive: Receive) -> UpstreamRequest:
+        incoming, attribution = exchange.incoming, exchange.attribution
+        assert incoming is not None and attribution is not None
         headers = incoming.headers
-        content, content_length = self._content(incoming, receive)
+        content, content_length = self._content(exchange, incoming, receive)
         added = OutgoingHeaders(
-            metadata=self._metadata(headers, attributed.attribution),
-            request_id=None if headers.request_id is not None else record.request_id.encode(),
+            metadata=self._metadata(headers, attribution),
+            request_id=None if headers.request_id is not None else exchange.record.request_id.encode(),
             content_length=content_length,
             # An answer whose cost counts against a budget must be readable for its usage.
-            uncompressed=attributed.spender is not None and incoming.route.dialect.reports_usage,
+            uncompressed=exchange.charge is not None,
         )
         return self._builder.build(incoming.method, incoming.url, headers.forward, added, content)
 
@@ -253,103 +303,146 @@ class Forwarder:
             return None
         return self._attributor.metadata_header(headers.metadata, attribution)
 
-    def _content(self, incoming: IncomingRequest, receive: Receive) -> tuple[Content, bytes | None]:
+    def _content(self, exchange: Exchange, incoming: IncomingRequest, receive: Receive) -> tuple[Content, bytes | None]:
         """The body to send upstream and its declared length; a streamed one sets `body_received` at its end."""
-        headers, body = incoming.headers, incoming.body
         if incoming.streams_body:
             stream = stream_body(receive, incoming.body_received)
-            if headers.content_length is None:
+            if incoming.headers.content_length is None:
                 return capped(stream, self._policy.body_limit), None
-            return stream, headers.content_length
+            return stream, incoming.headers.content_length
+        body = incoming.body
         if incoming.fields is not None and body is not None:
-            body = incoming.route.dialect.request_body(body, incoming.fields, stream_usage=self._builder.stream_usage)
+            charged = exchange.charge is not None
+            body = self._builder.body(exchange.route.dialect, body, incoming.fields, charged=charged)
         return body, None
 
     # Step 4: exchange it with Portkey, and relay the answer.
 
-    async def _exchange(
-        self,
-        request: UpstreamRequest,
-        watch: CancelOnDisconnect,
-        send: Send,
-        record: AccessRecord,
-        dialect: Dialect,
-        spender: Spender | None,
-    ) -> None:
-        with self._upstream_slots:
-            await watch.checkpoint()  # a client gone by now is never forwarded
-            await self._send_and_relay(request, send, record, dialect, spender)
-
-    async def _send_and_relay(
-        self, request: UpstreamRequest, send: Send, record: AccessRecord, dialect: Dialect, spender: Spender | None
-    ) -> None:
+    async def _exchange(self, exchange: Exchange, request: UpstreamRequest) -> None:
+        record = exchange.record
         sent_at = time.perf_counter()
         self._metrics.overhead_seconds.labels(record.route).observe(sent_at - record.started)
+        exchange.answer = Answer.AWAITED
         try:
             response = await self._client.send(request)
         except httpx.HTTPError as exc:
+            exchange.answer = Answer.NOT_SENT  # no answer: as far as a charge goes, never sent
             raise error_before_response(exc, self._upstream) from None
-        record.status = response.status_code
-        record.trace_id = response.headers.get(TRACE_ID.decode(), "-")
+        except BaseException:
+            exchange.answer = Answer.CLIENT_LEFT
+            raise
+        record.status = exchange.status = response.status_code
+        record.trace_id = response.headers.get(_TRACE_ID_NAME, "-")
         self._metrics.open_streams.inc()
         try:
-            await send(
+            await exchange.send(
                 {
                     "type": "http.response.start",
                     "status": response.status_code,
                     "headers": self._client_headers(response, record),
                 }
             )
-            await self._relay_body(response, send, record, sent_at, dialect, spender)
+            exchange.answer = Answer.RELAYING
+            await self._relay_body(exchange, response, sent_at)
         except httpx.HTTPError as exc:
             # Headers are gone already: returning with the response incomplete makes the server
             # close the connection, so the client sees a truncated response, not a complete one.
+            exchange.answer = Answer.UPSTREAM_FAILED
             logger.warning("upstream failed mid-response: %s", type(exc).__name__)
         finally:
+            if exchange.answer is Answer.AWAITED or exchange.answer is Answer.RELAYING:
+                exchange.answer = Answer.CLIENT_LEFT  # cancelled, or cut off for stalling
             self._metrics.open_streams.dec()
             self._metrics.upstream_seconds.labels(record.route).observe(time.perf_counter() - sent_at)
             await response.aclose()
 
-    async def _relay_body(
-        self,
-        response: httpx.Response,
-        send: Send,
-        record: AccessRecord,
-        sent_at: float,
-        dialect: Dialect,
-        spender: Spender | None,
-    ) -> None:
-        count_usage = (
-            (self._metrics.per_user_tokens or spender is not None)
-            and dialect.reports_usage
-            and "content-encoding" not in response.headers
-        )
-        scanner = UsageScanner()
+    async def _relay_body(self, exchange: Exchange, response: httpx.Response, sent_at: float) -> None:
+        meter = self._meter(exchange, response)
         first = True
         try:
             async for chunk in response.aiter_raw():
                 if first:
-                    self._metrics.first_byte_seconds.labels(record.route).observe(time.perf_counter() - sent_at)
+                    first_byte = time.perf_counter() - sent_at
+                    self._metrics.first_byte_seconds.labels(exchange.record.route).observe(first_byte)
                     first = False
                 try:
-                    await send({"type": "http.response.body", "body": chunk, "more_body": True})
+                    await exchange.send({"type": "http.response.body", "body": chunk, "more_body": True})
                 finally:
-                    if count_usage:
-                        scanner.feed(chunk)  # after the send: reading usage never holds a chunk back
-            await send({"type": "http.response.body", "body": b""})
+                    if meter is not None:
+                        meter.feed(chunk)  # after the send: reading usage never holds a chunk back
+            await exchange.send({"type": "http.response.body", "body": b""})
+            exchange.answer = Answer.COMPLETE
         finally:
-            # Also when the client left: usage that arrived from the upstream was paid for.
-            if scanner.found and (usage := dialect.usage(scanner.reported)) is not None:
-                self._count_usage(usage, record, spender)
+            # Also when the client left: what arrived from the upstream was paid for.
+            exchange.reading = meter.reading() if meter is not None else None
 
-    def _count_usage(self, usage: Usage, record: AccessRecord, spender: Spender | None) -> None:
-        if self._metrics.per_user_tokens and record.resolved:
-            self._metrics.usage(record.user, usage)
-        if spender is not None and self._budgets is not None:
-            self._budgets.record(spender.email, spender.team, spender.model, usage)
+    def _meter(self, exchange: Exchange, response: httpx.Response) -> AnswerMeter | None:
+        if not exchange.reads_usage:
+            return None
+        headers = response.headers
+        content_type = headers.get("content-type")
+        encoding = headers.get("content-encoding")
+        type_bytes = content_type.encode("latin-1") if content_type is not None else None
+        encoding_bytes = encoding.encode("latin-1") if encoding is not None else None
+        if readability(type_bytes, encoding_bytes) is not Readability.READABLE:
+            return None
+        return AnswerMeter(exchange.route.dialect, type_bytes, encoding_bytes)
+
+    # After step 4: charge the answer to the budgets it was admitted against.
+
+    def _charge(self, exchange: Exchange) -> None:
+        """Count the answer's usage; charge what it cost, or an estimate of it, or release what it held."""
+        reading = exchange.reading
+        usage = reading.usage if reading is not None else None
+        if usage is not None and exchange.reads_usage and exchange.record.resolved and self._metrics.per_user_tokens:
+            self._metrics.usage(exchange.record.user, usage)
+        charge, budgets = exchange.charge, self._budgets
+        if charge is None or budgets is None:
+            return
+        answer = exchange.answer
+        refused = exchange.status >= 300 and usage is None  # an upstream error is not billed
+        if answer is Answer.NOT_SENT or refused:
+            budgets.release(charge.hold)
+            return
+        model = (reading.model if reading is not None else None) or charge.model
+        if answer is Answer.COMPLETE and usage is not None:
+            budgets.settle(charge.hold, model, usage)
+            return
+        if answer is Answer.COMPLETE:
+            reason = "no_usage" if reading is not None else "unreadable"
+            self._warnings.warn(
+                f"estimated-{exchange.route.name}",
+                "an answer on the %s route carried no usage the proxy could read (%s): its cost is estimated "
+                "from the request and the answer's length",
+                exchange.route.name,
+                reason,
+            )
+        else:
+            reason = answer.value
+        budgets.settle(charge.hold, model, _estimate(charge, reading), estimated=reason)
 
     def _client_headers(self, response: httpx.Response, record: AccessRecord) -> RawHeaders:
         headers = response_headers(response.headers.raw, response.status_code)
-        if REQUEST_ID.decode() not in response.headers:
+        if _REQUEST_ID_NAME not in response.headers:
             headers.append((REQUEST_ID, record.request_id.encode()))
         return headers
+
+
+def _estimate(charge: Charge, reading: Reading | None) -> Usage:
+    """The usage of an answer that never reported it whole: what it reported so far, else the estimates."""
+    reported = reading.usage if reading is not None else None
+    relayed = reading.output_tokens if reading is not None else 0
+    if reported is None:
+        return Usage(charge.prompt_tokens, relayed, charge.prompt_tokens + relayed)
+    # Anthropic reports its input at the start of a stream: only the output is left to estimate.
+    prompt = reported.prompt if reported.prompt is not None else charge.prompt_tokens
+    completion = max(reported.completion or 0, relayed)
+    return replace(reported, prompt=prompt, completion=completion, total=prompt + completion)
+
+
+def _max_output_tokens(fields: dict[str, object]) -> int | None:
+    for name in ("max_completion_tokens", "max_tokens", "max_output_tokens"):
+        value = fields.get(name)
+        if isinstance(value, int) and not isinstance(value, bool) and value > 0:
+            return value
+    return None

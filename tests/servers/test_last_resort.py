@@ -65,11 +65,15 @@ def test_a_bug_before_the_response_is_the_proxys_json_500_counted_and_logged_wit
     assert not any(record.exc_info for record in caplog.records), "no traceback: its frames hold request values"
 
 
-class _FailingScanner:
-    found = False
+class _FailingMeter:
+    def __init__(self, *args: object) -> None:
+        pass
 
     def feed(self, chunk: bytes) -> None:
         raise PlantedBug(SECRET)
+
+    def reading(self) -> None:
+        return None
 
 
 def test_a_bug_mid_response_cuts_the_response_short_and_the_next_request_is_served(
@@ -77,7 +81,7 @@ def test_a_bug_mid_response_cuts_the_response_short_and_the_next_request_is_serv
 ) -> None:
     caplog.set_level(logging.INFO)
     proxy = make_proxy(metrics_per_user_tokens=True)
-    monkeypatch.setattr(forwarder, "UsageScanner", _FailingScanner)
+    monkeypatch.setattr(forwarder, "AnswerMeter", _FailingMeter)
     body = {"user": USER_ID, "messages": [], "stream": True}
 
     with pytest.raises(httpx.RemoteProtocolError):  # a truncated stream is never taken for a whole one

@@ -1,4 +1,5 @@
-"""End to end: the team (and tenant) key reaches Portkey as configured; the request's own value wins."""
+"""End to end: the team (and tenant) key reaches Portkey as configured: for a resolved user the proxy's, the
+team the budgets charge; for anyone else the request's own value, when it carries one."""
 
 from __future__ import annotations
 
@@ -94,17 +95,27 @@ def test_team_is_looked_up_once_per_cache_miss(make_proxy: MakeProxy, upstream: 
 @pytest.mark.parametrize(
     ("carried", "expected"),
     [
-        ('{"team":"Platform"}', "Platform"),  # the admin's own value, from librechat.yaml
-        ('{"team":"{{LIBRECHAT_USER_ROLE}}"}', "USER"),  # a user placeholder the proxy fills is a value too
+        ('{"team":"Platform"}', "Engineering"),  # a value from librechat.yaml, or a client's choice of team
+        ('{"team":"{{LIBRECHAT_USER_ROLE}}"}', "Engineering"),  # a user placeholder the proxy would fill
         ('{"team":"{{LIBRECHAT_BODY_TEAM}}"}', "Engineering"),  # left unresolved by LibreChat
         ('{"team":"{{LIBRECHAT_USER_NOPE}}"}', "Engineering"),  # filled with nothing
         ('{"team":"  "}', "Engineering"),
     ],
 )
-def test_the_requests_own_value_wins_unless_unresolved(
+def test_a_resolved_users_team_is_the_proxys_whatever_the_request_carries(
     make_proxy: MakeProxy, upstream: Upstream, carried: str, expected: str
 ) -> None:
+    # The team Portkey reports is the team whose budget the answer is charged to.
     assert _metadata_sent(make_proxy, upstream, carried, team_metadata_key="team")["team"] == expected
+
+
+@pytest.mark.usefixtures("librechat")
+def test_a_user_not_resolved_keeps_the_requests_own_team(make_proxy: MakeProxy, upstream: Upstream) -> None:
+    proxy = make_proxy(team_metadata_key="team")
+    headers = {"x-portkey-metadata": '{"team":"Platform"}'}
+    send_fixture(proxy, "librechat_chat_request.json", headers=headers, body={"user": "bbbbbbbbbbbbbbbbbbbbbbbb"})
+
+    assert upstream.last.metadata == {"_user": "bbbbbbbbbbbbbbbbbbbbbbbb", "team": "Platform"}
 
 
 @pytest.mark.usefixtures("librechat")
@@ -142,7 +153,7 @@ def test_a_known_users_tenant_is_the_proxys_whatever_the_request_carries(
     carried = '{"tenant":"other-tenant","team":"Platform"}'
     metadata = _metadata_sent(make_proxy, upstream, carried, team_metadata_key="team", tenant_metadata_key="tenant")
 
-    assert metadata == {"_user": EMAIL, "team": "Platform", **sent}  # the team rule stays: the request's wins
+    assert metadata == {"_user": EMAIL, **sent}  # the fixture user is in no group here: no team either
 
 
 @pytest.mark.parametrize(("tenant", "sent"), [("corp", {"tenant": "corp"}), (None, {})])

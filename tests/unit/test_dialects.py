@@ -50,7 +50,8 @@ def test_other_paths_are_unknown(path: str) -> None:
     assert dialect is UNKNOWN
     assert not dialect.reads_body
     assert dialect.identity_fields({"user": USER_ID}) == ()
-    assert dialect.usage({"total_tokens": 5}) is None
+    # Their answers may still report usage as OpenAI does (runs, transcriptions): it is read, so it is charged.
+    assert dialect.usage({"total_tokens": 5}) == Usage(total=5)
 
 
 def test_identity_fields_in_each_familys_order() -> None:
@@ -58,7 +59,7 @@ def test_identity_fields_in_each_familys_order() -> None:
 
     assert ChatCompletions().identity_fields(body) == ("u",)
     assert OpenAIUserField().identity_fields(body) == ("u",)
-    assert Responses().identity_fields(body) == ("u", "s")
+    assert Responses().identity_fields(body) == ("u", "s", "m")
     assert AnthropicMessages().identity_fields(body) == ("m",)
 
 

@@ -286,7 +286,7 @@ def test_header_is_compact_json() -> None:
 
 
 def _header_for(built: BuiltHeaders, incoming: str, user: str, fields: dict[str, str]) -> bytes:
-    key = (incoming, user, None, None, True)
+    key = (incoming, user, None, None, True, False)
     if (kept := built.get(key)) is not None:
         return kept[1]
     return built.keep(key, build_metadata(incoming, user, fields))
@@ -296,7 +296,7 @@ def test_a_header_without_placeholders_is_built_once_per_client_header_and_user(
     built = BuiltHeaders()
     incoming = '{"_environment":"production"}'
     first = _header_for(built, incoming, EMAIL, FIELDS)
-    assert built.get((incoming, EMAIL, None, None, True)) is not None
+    assert built.get((incoming, EMAIL, None, None, True, False)) is not None
     assert _header_for(built, incoming, EMAIL, {}) == first
     assert json.loads(_header_for(built, incoming, "other@example.com", FIELDS))["_user"] == "other@example.com"
 
@@ -306,12 +306,12 @@ def test_a_header_with_placeholders_is_filled_from_each_request_s_record() -> No
     incoming = '{"name":"{{LIBRECHAT_USER_NAME}}"}'
     assert json.loads(_header_for(built, incoming, EMAIL, FIELDS))["name"] == "Tim Manik"
     assert json.loads(_header_for(built, incoming, EMAIL, {**FIELDS, "NAME": "Tim M."}))["name"] == "Tim M."
-    assert built.get((incoming, EMAIL, None, None, True)) is None
+    assert built.get((incoming, EMAIL, None, None, True, False)) is None
 
 
 def test_built_headers_keep_at_most_their_size_the_oldest_dropped_first() -> None:
     built = BuiltHeaders(size=2)
     for user in ("a@example.com", "b@example.com", "c@example.com"):
         _header_for(built, "{}", user, FIELDS)
-    assert built.get(("{}", "a@example.com", None, None, True)) is None
-    assert built.get(("{}", "c@example.com", None, None, True)) is not None
+    assert built.get(("{}", "a@example.com", None, None, True, False)) is None
+    assert built.get(("{}", "c@example.com", None, None, True, False)) is not None

@@ -51,6 +51,8 @@ class Attribution:
     tenant: str | None = None  # for TENANT_METADATA_KEY, when the user's record was found
     user_known: bool = False  # the user's record was found, whether or not it resolved (no email: a fallback)
     email: str | None = None  # the resolved user's, whatever `_user` holds: what user budgets are keyed by
+    lookup_failed: bool = False  # MongoDB could not answer: who this is, and so their budgets, is unknown
+    team_unread: bool = False  # the user's groups could not be read: their team, and its budget, is unknown
 
     @property
     def resolved(self) -> bool:
@@ -85,13 +87,15 @@ async def attribute(
             tenant=user.tenant,
             email=user.email,
             user_known=True,
+            team_unread=user.team_unread,
         )
     if lookup.user is not None:
         # `_user` falls back (no email to resolve to), yet the record is known: so is the user's tenant.
         unresolved = _unresolved(identity, "no_email", policy, status=403)
         return replace(unresolved, tenant=lookup.user.tenant, user_known=True)
     status = 503 if lookup.mongo_failed else 403
-    return _unresolved(identity, str(lookup.outcome), policy, status=status)
+    unresolved = _unresolved(identity, str(lookup.outcome), policy, status=status)
+    return replace(unresolved, lookup_failed=True) if lookup.mongo_failed else unresolved
 
 
 def _unresolved(identity: Identity, reason: str, policy: UnresolvedUserPolicy, *, status: int) -> Attribution:
@@ -121,11 +125,20 @@ class Attributor:
 
     def metadata_header(self, incoming: str | None, attribution: Attribution) -> bytes:
         """The `x-portkey-metadata` value to send: the request's own, with `_user` and the owned keys set."""
-        key = (incoming, attribution.user_value, attribution.team, attribution.tenant, attribution.user_known)
+        key = (
+            incoming,
+            attribution.user_value,
+            attribution.team,
+            attribution.tenant,
+            attribution.user_known,
+            attribution.resolved,
+        )
         if (built := self._built.get(key)) is not None:
             metadata, encoded = built
         else:
-            owned = self.owned_keys.values(attribution.team, attribution.tenant, user_known=attribution.user_known)
+            owned = self.owned_keys.values(
+                attribution.team, attribution.tenant, user_known=attribution.user_known, resolved=attribution.resolved
+            )
             fields = attribution.fields
             metadata = build_metadata(incoming, attribution.user_value, fields, owned.deferred, owned.imposed)
             encoded = self._built.keep(key, metadata)

@@ -69,6 +69,7 @@ class User:
     fields: Mapping[str, str]  # placeholder suffix -> value, e.g. {"EMAIL": ..., "ID": ...}
     team: str | None = None  # the LibreChat group chosen as the team, when teams are looked up
     tenant: str | None = None  # `tenantId` in a multi-tenant LibreChat
+    team_unread: bool = False  # teams are looked up, and `groups` could not be read for this user yet
 
     @classmethod
     def from_document(cls, document: Mapping[str, Any]) -> User:
@@ -338,8 +339,10 @@ class UserDirectory:
         if read.read:
             return replace(user, team=read.team), math.inf
         entry = self._cache.get(user.id)
-        team = entry.user.team if entry is not None and entry.user is not None else None
-        return replace(user, team=team), self._team_reads.retry_at()
+        if entry is not None and entry.user is not None:
+            known = entry.user  # the team read before stands, read or not
+            return replace(user, team=known.team, team_unread=known.team_unread), self._team_reads.retry_at()
+        return replace(user, team=None, team_unread=True), self._team_reads.retry_at()
 
     def _read_team_if_due(self, object_id: str, entry: _Entry) -> None:
         if self._team_reads is not None and entry.member is not None and entry.team_due <= self._clock():
@@ -350,7 +353,7 @@ class UserDirectory:
         if entry is None or entry.user is None or self._team_reads is None:
             return
         if read.read:
-            entry.user = replace(entry.user, team=read.team)
+            entry.user = replace(entry.user, team=read.team, team_unread=False)
             entry.team_due = math.inf
         else:
             entry.team_due = self._team_reads.retry_at()

@@ -4,8 +4,8 @@ Portkey wants a JSON object of string values of at most 128 characters; `_user` 
 The admin's keys are kept, LibreChat placeholders inside values are filled from the user's record,
 and `_user` is always ours: whatever the request carried under that key is replaced. Keys the proxy
 fills from LibreChat's data either defer to the request's own value, unless that is blank or a
-placeholder LibreChat left unresolved (the team), or are the proxy's alone, like `_user` (the
-tenant of a known user).
+placeholder LibreChat left unresolved, or are the proxy's alone, like `_user` (the team of a
+resolved user, the tenant of a known user: see `teams.OwnedKeys`).
 """
 
 from __future__ import annotations
@@ -59,7 +59,7 @@ def build_metadata(
 
 
 # The inputs a header is built from once a user's record plays no part in it (no placeholder filled).
-MetadataKey = tuple[str | None, str | None, str | None, str | None, bool]
+MetadataKey = tuple[str | None, str | None, str | None, str | None, bool, bool]
 
 
 class BuiltHeaders:

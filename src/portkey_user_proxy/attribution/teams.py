@@ -93,19 +93,20 @@ class OwnedValues(NamedTuple):
 class OwnedKeys:
     """The metadata keys the proxy fills from LibreChat's data (TEAM_METADATA_KEY, TENANT_METADATA_KEY).
 
-    The team defers to a value the request carries (an admin may set one per endpoint in
-    librechat.yaml). The tenant does not once the user is known (their record found, even one
-    without an email): it is where the user belongs, and a client must not move its cost to another
-    tenant.
+    For a user the proxy resolved, both are the proxy's alone: the team is the one the budgets charge,
+    so the team Portkey reports must be that one, and the tenant is where the user belongs; a client
+    must move neither their cost nor their spend elsewhere. The tenant stays the proxy's for a user
+    whose record was found without an email. For anyone else the request's own value stands (an admin
+    may set one per endpoint in librechat.yaml), and the proxy's fills it only when it is missing.
     """
 
     team_key: str | None = None
     tenant_key: str | None = None
 
-    def values(self, team: str | None, tenant: str | None, *, user_known: bool) -> OwnedValues:
+    def values(self, team: str | None, tenant: str | None, *, user_known: bool, resolved: bool = False) -> OwnedValues:
         owned = OwnedValues({}, {})
         if self.team_key is not None:
-            owned.deferred[self.team_key] = team
+            (owned.imposed if resolved else owned.deferred)[self.team_key] = team
         if self.tenant_key is not None:
             (owned.imposed if user_known else owned.deferred)[self.tenant_key] = tenant
         return owned

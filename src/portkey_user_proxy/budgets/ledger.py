@@ -41,6 +41,27 @@ _READ_BATCH = 500  # keys per read: one query each, bounded in size
 _MAX_BACKOFF_SECONDS = 30.0
 
 
+@dataclass(frozen=True, slots=True)
+class Demand:
+    model: str | None
+    prompt_tokens: int
+    max_output_tokens: int | None
+
+
+@dataclass(frozen=True, slots=True)
+class Hold:
+    user: str | None
+    team: str | None
+
+
+class BudgetExceeded(Exception):
+    pass
+
+
+class BudgetStoreUnavailable(Exception):
+    pass
+
+
 class StoreFailurePolicy(enum.StrEnum):
     ALLOW = "allow"  # forward requests while spend cannot be read (the default)
     DENY = "deny"  # refuse requests that have a budget while spend cannot be read
@@ -151,6 +172,29 @@ class Budgets:
             for team in self._team_limits:
                 self._observer.spend(Scope.TEAM, team, 0)
         return self._window
+
+    @property
+    def has_team_budgets(self) -> bool:
+        return bool(self._team_limits)
+
+    def refuse_unknown(self) -> BudgetStoreUnavailable | None:
+        if self._on_store_failure is StoreFailurePolicy.DENY:
+            return BudgetStoreUnavailable(self._store_refusal().message)
+        return None
+
+    async def admit(self, user: str | None, team: str | None, demand: Demand) -> Hold:
+        refused = self.check(user, team)
+        if refused is not None:
+            if refused.status == 412:
+                raise BudgetExceeded(refused.message)
+            raise BudgetStoreUnavailable(refused.message)
+        return Hold(user, team)
+
+    def settle(self, hold: Hold, model: str | None, usage: Usage, *, estimated: str | None = None) -> Cost:
+        return self.record(hold.user, hold.team, model, usage)
+
+    def release(self, hold: Hold) -> None:
+        pass
 
     # The hot path: neither method awaits anything.
 

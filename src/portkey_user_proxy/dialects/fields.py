@@ -38,6 +38,10 @@ class _Fields(msgspec.Struct):
     stream: msgspec.Raw | msgspec.UnsetType = msgspec.UNSET
     stream_options: msgspec.Raw | msgspec.UnsetType = msgspec.UNSET
     model: msgspec.Raw | msgspec.UnsetType = msgspec.UNSET  # what budgets price the answer's usage by
+    # The most output a request allows (chat completions, Anthropic; Responses): what budgets hold for it.
+    max_tokens: msgspec.Raw | msgspec.UnsetType = msgspec.UNSET
+    max_completion_tokens: msgspec.Raw | msgspec.UnsetType = msgspec.UNSET
+    max_output_tokens: msgspec.Raw | msgspec.UnsetType = msgspec.UNSET
 
 
 _NAMES = _Fields.__struct_fields__

@@ -47,13 +47,15 @@ def exact_loads(raw: bytes) -> object:
         raise ValueError("JSON nested deeper than Python's stack") from None
 
 
-def with_stream_usage(body: bytes, fields: Mapping[str, Any]) -> bytes:
+def with_stream_usage(body: bytes, fields: Mapping[str, Any], *, insist: bool = False) -> bytes:
     """The body of a streaming chat completion, asking for the final usage chunk when it does not.
 
     OpenAI-style streams carry token usage only when asked, and Portkey needs it to cost the
-    request. A client's explicit `include_usage: false` is respected. `fields` holds at least the
-    body's `stream` and `stream_options`; merging into an existing `stream_options` rewrites the
-    whole body, which is done only up to `FULL_PARSE_LIMIT`.
+    request. A client's explicit `include_usage: false` is respected, unless `insist`: an answer
+    whose cost counts against a budget must report it (the extra usage chunk, with empty `choices`,
+    is a normal part of OpenAI's protocol). `fields` holds at least the body's `stream` and
+    `stream_options`; merging into an existing `stream_options` rewrites the whole body, which is
+    done only up to `FULL_PARSE_LIMIT`.
     """
     if fields.get("stream") is not True:
         return body
@@ -62,7 +64,7 @@ def with_stream_usage(body: bytes, fields: Mapping[str, Any]) -> bytes:
         # Splice the field in after the opening brace: the client's bytes stay exactly as sent.
         brace = body.index(b"{") + 1
         return body[:brace] + _INCLUDE_USAGE + body[brace:]
-    if options is None or (isinstance(options, dict) and "include_usage" not in options):
+    if options is None or (isinstance(options, dict) and _asks_again(options, insist)):
         document = _exact_json_object(body) if len(body) <= FULL_PARSE_LIMIT else None
         if document is None:
             return body  # too large or too unusual to rebuild: better no usage than a stalled proxy or a changed body
@@ -72,6 +74,13 @@ def with_stream_usage(body: bytes, fields: Mapping[str, Any]) -> bytes:
         except orjson.JSONEncodeError:
             return body  # a value orjson cannot write back exactly: better no usage than a changed body
     return body
+
+
+def _asks_again(options: Mapping[str, Any], insist: bool) -> bool:
+    """Whether `stream_options` must be rewritten to ask for usage: it does not say, or says no and `insist`."""
+    if "include_usage" not in options:
+        return True
+    return insist and options["include_usage"] is not True
 
 
 def _exact_json_object(body: bytes) -> dict[str, Any] | None:

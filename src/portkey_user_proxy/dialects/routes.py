@@ -11,6 +11,7 @@ from dataclasses import dataclass
 from .anthropic_messages import AnthropicMessages
 from .chat_completions import ChatCompletions
 from .dialect import UNKNOWN, Dialect
+from .gemini import Gemini
 from .openai_user import OpenAIUserField
 from .responses import Responses
 
@@ -19,9 +20,12 @@ from .responses import Responses
 class Route:
     name: str  # the `route` label of every metric: one of ROUTE_CLASSES
     dialect: Dialect
+    # Whether its answers cost money: checked against budgets and charged. Listing models costs nothing.
+    charged: bool = True
 
 
 _OPENAI_USER_FIELD = OpenAIUserField()
+_GEMINI = Gemini()
 # Checked in order: `/chat/completions` before the legacy `/completions` it ends with.
 _ROUTES: tuple[tuple[str, Route], ...] = (
     ("/chat/completions", Route("chat_completions", ChatCompletions())),
@@ -31,9 +35,13 @@ _ROUTES: tuple[tuple[str, Route], ...] = (
     ("/v1/messages", Route("messages", AnthropicMessages())),
     ("/moderations", Route("moderations", _OPENAI_USER_FIELD)),
     ("/images/generations", Route("images", _OPENAI_USER_FIELD)),
+    ("/images/edits", Route("images", UNKNOWN)),  # multipart: the body is streamed through unread
     ("/audio/transcriptions", Route("audio", UNKNOWN)),
     ("/audio/speech", Route("audio", UNKNOWN)),
-    ("/models", Route("models", UNKNOWN)),
+    (":generateContent", Route("gemini", _GEMINI)),
+    (":streamGenerateContent", Route("gemini", _GEMINI)),
+    ("/runs", Route("assistants", UNKNOWN)),  # Assistants: `/threads/runs`, `/threads/<id>/runs`
+    ("/models", Route("models", UNKNOWN, charged=False)),
 )
 _OTHER = Route("other", UNKNOWN)
 ROUTE_CLASSES = tuple(dict.fromkeys([*(route.name for _, route in _ROUTES), _OTHER.name]))

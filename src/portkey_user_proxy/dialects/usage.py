@@ -61,7 +61,8 @@ def nested_tokens(reported: Mapping[str, object], parent: str, name: str) -> int
 class UsageScanner:
     """Collects the `"usage"` objects of a response, fed chunk by chunk as they are relayed."""
 
-    def __init__(self) -> None:
+    def __init__(self, key: bytes = _KEY) -> None:
+        self._key = key  # the dialect's usage key, quoted as in JSON (`"usage"`, Gemini's `"usageMetadata"`)
         self.reported: dict[str, object] = {}
         self.found = False
         self._pending = b""  # the end of the previous chunk: part of a key, or an unfinished object
@@ -70,8 +71,9 @@ class UsageScanner:
     def feed(self, chunk: bytes) -> None:
         data = self._pending + chunk if self._pending else chunk
         position = self._resume_at
-        while (start := data.find(_KEY, position)) != -1:
-            position = start + len(_KEY)
+        key = self._key
+        while (start := data.find(key, position)) != -1:
+            position = start + len(key)
             if start > 0 and data[start - 1] == ord("\\"):
                 continue  # `\"usage\"` is text inside a JSON string, e.g. a model's answer
             found = _object_after(data, position)
@@ -82,10 +84,10 @@ class UsageScanner:
             if isinstance(found, dict):
                 self.reported.update(found)
                 self.found = True
-        # A key may be split across chunks. The last len(_KEY) bytes hold no whole key that was not
+        # A key may be split across chunks. The last len(key) bytes hold no whole key that was not
         # already seen, so the next search starts one byte in, keeping the byte before a key.
-        self._pending = data[-len(_KEY) :]
-        self._resume_at = 1 if len(data) >= len(_KEY) else 0
+        self._pending = data[-len(key) :]
+        self._resume_at = 1 if len(data) >= len(key) else 0
 
 
 class _Incomplete:

@@ -155,7 +155,9 @@ async def _check_user(settings: Settings, user: str, metadata: str | None) -> in
     finally:
         await directory.close()
     keys = owned_keys(settings)
-    owned = keys.values(attribution.team, attribution.tenant, user_known=attribution.user_known)
+    owned = keys.values(
+        attribution.team, attribution.tenant, user_known=attribution.user_known, resolved=attribution.resolved
+    )
     header = build_metadata(metadata, attribution.user_value, attribution.fields, owned.deferred, owned.imposed).header
     print(f"user id:            {_argument(user)}")
     print(f"attribution:        {attribution.outcome} ({attribution.reason})")

@@ -30,7 +30,7 @@ from ..attribution.teams import GROUPS_COLLECTION, USER_FIELDS, TeamChoice, Team
 from ..budgets import BudgetsFile, PriceList
 from ..observability.logs import escape_for_log
 from ..settings import Settings, dotenv_file
-from ..upstream.client import error_before_response
+from ..upstream.client import UpstreamRequest, error_before_response
 from .exit_codes import ExitCode
 
 _PORTKEY_TIMEOUT_SECONDS = 10.0
@@ -278,7 +278,7 @@ async def _portkey_reachable(settings: Settings) -> Check:
     started = time.perf_counter()
     client = upstream_client(settings, timeout=_PORTKEY_TIMEOUT_SECONDS)
     try:
-        response = await client.send(client.request("GET", httpx.URL(settings.portkey_url + "/"), [], None))
+        response = await client.send(UpstreamRequest("GET", httpx.URL(settings.portkey_url + "/"), [], None))
         await response.aclose()
     except httpx.HTTPError as exc:
         reason = error_before_response(exc, upstream_policy(settings)).message

@@ -75,9 +75,6 @@ class UpstreamClient:
         self._timeouts = timeout.as_dict()
         self._extensions = {"timeout": self._timeouts}
 
-    def request(self, method: str, url: httpx.URL, headers: RawHeaders, content: Content) -> UpstreamRequest:
-        return UpstreamRequest(method, url, headers, content)
-
     async def send(self, request: UpstreamRequest) -> httpx.Response:
         """The response, its body unread (`aiter_raw`, then `aclose` to free the connection)."""
         if self._lean is not None:

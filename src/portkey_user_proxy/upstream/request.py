@@ -3,7 +3,10 @@
 What the client sent passes as it came (see `headers.split_request_headers` for what never does);
 on top of it, in this order: the metadata header attribution wrote, the conversation trace, the
 Portkey defaults, the request id, a `Content-Length` for a body that streams through, and
-`Accept-Encoding: identity` when the answer's usage must be read for a budget.
+`Accept-Encoding: identity` when the answer's usage must be read for a budget. A JSON body goes on
+as it came unless its family must add a field (`Dialect.request_body`: a stream's usage). The
+framing headers of the wire itself (`Host`, `Content-Length` of a body in hand, `Transfer-Encoding`)
+are the transport's (`transport.WireRequest`), as httpcore's are.
 """
 
 from __future__ import annotations
@@ -12,8 +15,9 @@ from dataclasses import dataclass
 
 import httpx
 
+from ..dialects import Dialect
 from ..headers import METADATA, REQUEST_ID, RawHeaders
-from .client import Content, UpstreamClient, UpstreamRequest
+from .client import Content, UpstreamRequest
 from .portkey_defaults import PortkeyDefaults
 from .traces import ConversationTrace
 
@@ -30,16 +34,18 @@ class OutgoingHeaders:
 
 @dataclass(frozen=True, slots=True)
 class UpstreamRequestBuilder:
-    client: UpstreamClient
-    stream_usage: bool = True
-    body_limit: int = 0
+    stream_usage: bool = True  # INCLUDE_STREAM_USAGE
     conversation_trace: ConversationTrace | None = None
     portkey_defaults: PortkeyDefaults | None = None
 
     def build(
         self, method: str, url: httpx.URL, forward: RawHeaders, added: OutgoingHeaders, content: Content
     ) -> UpstreamRequest:
-        return self.client.request(method, url, self.headers(forward, added), content)
+        return UpstreamRequest(method, url, self.headers(forward, added), content)
+
+    def body(self, dialect: Dialect, raw: bytes, fields: dict[str, object], *, charged: bool) -> bytes:
+        """A JSON body as it goes upstream; `charged`: its answer's usage is needed for a budget."""
+        return dialect.request_body(raw, fields, stream_usage=self.stream_usage, charged=charged)
 
     def headers(self, forward: RawHeaders, added: OutgoingHeaders) -> RawHeaders:
         outgoing = forward if added.metadata is None else [*forward, (METADATA, added.metadata)]

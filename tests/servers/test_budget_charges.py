@@ -1,0 +1,291 @@
+"""End to end: every answer that reached the upstream is charged, never $0 by accident.
+
+The client that leaves before the usage arrives (LibreChat's Stop button), an answer compressed although
+`identity` was asked, a body without a Content-Type, a route whose answer is not OpenAI's, an answer
+with no usage at all: each is charged what it reported, or an estimate, and the estimate is counted.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import gzip
+import json
+import socket
+import threading
+from collections.abc import Callable, Iterator
+from pathlib import Path
+from typing import Any
+
+import httpx
+import pytest
+
+from portkey_user_proxy import Settings
+from tests.support.fixtures import load_fixture
+from tests.support.mongomock_server import WritableMongo
+from tests.support.proxy import RunningProxy, scrape, start_proxy
+from tests.support.servers import ServerThread
+
+USER_ID = "6651f0c2a1b2c3d4e5f60718"  # the fixture user: timmanik@email.com, in Finance and Engineering
+EMAIL = "timmanik@email.com"
+# $1 a token, in and out: a charge in dollars is a count of tokens.
+BUDGETS = """\
+period: month
+prices:
+  - {model: "*", input: 1000000, output: 1000000}
+users:
+  default: 500
+"""
+DOLLAR = 10**9  # nanodollars
+USAGE = {"prompt_tokens": 5, "completion_tokens": 3, "total_tokens": 8}
+Script = Callable[[dict[str, Any], Callable[..., Any], Callable[..., Any]], Any]
+
+
+class ScriptedPortkey:
+    """A Portkey whose answer each test scripts; it records the bodies it was sent."""
+
+    def __init__(self) -> None:
+        self.script: Script = _json_answer
+        self.bodies: list[bytes] = []
+        self.left = threading.Semaphore(0)  # released each time the proxy left an answer before its end
+
+    async def __call__(self, scope: dict[str, Any], receive: Callable[..., Any], send: Callable[..., Any]) -> None:
+        if scope["type"] != "http":
+            return
+        body = b""
+        while True:
+            message = await receive()
+            body += message.get("body", b"")
+            if not message.get("more_body"):
+                break
+        self.bodies.append(body)
+        await self.script(scope, receive, send)
+
+    async def until_the_proxy_leaves(self, receive: Callable[..., Any]) -> None:
+        while (await receive())["type"] != "http.disconnect":
+            await asyncio.sleep(0)
+        self.left.release()
+
+
+async def _start(send: Callable[..., Any], content_type: bytes, *extra: tuple[bytes, bytes]) -> None:
+    headers = [(b"content-type", content_type), *extra]
+    await send({"type": "http.response.start", "status": 200, "headers": headers})
+
+
+async def _json_answer(scope: dict[str, Any], receive: Callable[..., Any], send: Callable[..., Any]) -> None:
+    await _start(send, b"application/json")
+    await send({"type": "http.response.body", "body": json.dumps({"model": "gpt-4o", "usage": USAGE}).encode()})
+
+
+def _event(payload: dict[str, Any]) -> bytes:
+    return b"data: " + json.dumps(payload).encode() + b"\n\n"
+
+
+@pytest.fixture
+def portkey() -> Iterator[tuple[ScriptedPortkey, str]]:
+    app = ScriptedPortkey()
+    server = ServerThread(app).start()
+    yield app, server.url
+    server.stop()
+
+
+@pytest.fixture
+def librechat(writable_mongo: WritableMongo) -> WritableMongo:
+    with writable_mongo.client() as client:
+        database = client[writable_mongo.librechat]
+        database["users"].insert_one(load_fixture("librechat_user.json"))
+        database["groups"].insert_many(load_fixture("librechat_groups.json"))
+    return writable_mongo
+
+
+@pytest.fixture
+def proxy(librechat: WritableMongo, portkey: tuple[ScriptedPortkey, str], tmp_path: Path) -> Iterator[RunningProxy]:
+    budgets = tmp_path / "budgets.yaml"
+    budgets.write_text(BUDGETS)
+    values: dict[str, Any] = {
+        "portkey_url": portkey[1],
+        "mongo_uri": librechat.uri(librechat.librechat),
+        "budgets_file": str(budgets),
+        "budget_database": librechat.database,
+    }
+    settings = Settings(_env_file=None, **values)  # type: ignore[call-arg]
+    running = start_proxy(settings)
+    yield running
+    running.server.stop()
+
+
+def user_spend(mongo: WritableMongo) -> int:
+    with mongo.client() as client:
+        document = client[mongo.database]["spend"].find_one({"scope": "user", "name": EMAIL})
+    return int(document["spend"]) if document else 0
+
+
+def spend_after_stop(proxy: RunningProxy, mongo: WritableMongo) -> int:
+    proxy.server.stop()  # writes what is still waiting
+    return user_spend(mongo)
+
+
+def chat_body(**fields: Any) -> dict[str, Any]:
+    return {"model": "gpt-4o-mini", "messages": [{"role": "user", "content": "hi"}], "user": USER_ID, **fields}
+
+
+def wait_for_requests(proxy: RunningProxy, status: str, count: int) -> None:
+    """Until the proxy has finished `count` requests with `status`: each is charged before it is counted."""
+    for _ in range(500):
+        if (
+            scrape(proxy).get(
+                ("portkey_user_proxy_requests_total", (("route", "chat_completions"), ("status", status)))
+            )
+            == count
+        ):
+            return
+        threading.Event().wait(0.01)
+    raise AssertionError(f"the proxy did not finish {count} requests with status {status}")
+
+
+def test_streams_left_before_their_usage_are_charged_an_estimate_until_the_budget_refuses(
+    proxy: RunningProxy, portkey: tuple[ScriptedPortkey, str], librechat: WritableMongo
+) -> None:
+    upstream, _ = portkey
+
+    async def fifty_chunks_unless_left(
+        scope: dict[str, Any], receive: Callable[..., Any], send: Callable[..., Any]
+    ) -> None:
+        await _start(send, b"text/event-stream")
+        for index in range(50):
+            chunk = {"model": "gpt-4o", "choices": [{"delta": {"content": f"t{index}"}}]}
+            await send({"type": "http.response.body", "body": _event(chunk), "more_body": True})
+            if index == 47:
+                await upstream.until_the_proxy_leaves(receive)  # the client presses Stop here
+                return
+
+    upstream.script = fifty_chunks_unless_left
+    statuses = []
+    for _ in range(20):
+        with httpx.stream(
+            "POST", proxy.url + "/v1/chat/completions", json=chat_body(stream=True), timeout=10
+        ) as response:
+            statuses.append(response.status_code)
+            if response.status_code != 200:
+                continue
+            events = 0
+            for line in response.iter_lines():
+                events += line.startswith("data:")
+                if events == 48:
+                    break  # Stop: the client leaves before the usage, which never came
+        if statuses[-1] == 200:
+            assert upstream.left.acquire(timeout=10)
+            wait_for_requests(proxy, "499", statuses.count(200))
+
+    assert 412 in statuses
+    refused_from = statuses.index(412)
+    assert statuses[refused_from:] == [412] * (20 - refused_from)
+    # Each left stream cost about 48 output tokens and the prompt's estimate (~30): $70-90 of $500.
+    spend = spend_after_stop(proxy, librechat)
+    assert 500 * DOLLAR <= spend <= 600 * DOLLAR
+    assert spend == statuses.count(200) * (spend // statuses.count(200))  # every left stream charged alike
+
+
+def test_a_stream_that_said_no_to_usage_is_asked_for_it_when_budgeted(
+    proxy: RunningProxy, portkey: tuple[ScriptedPortkey, str]
+) -> None:
+    upstream, _ = portkey
+    body = chat_body(stream=True, stream_options={"include_usage": False})
+
+    httpx.post(proxy.url + "/v1/chat/completions", json=body, timeout=10)
+
+    assert json.loads(upstream.bodies[-1])["stream_options"] == {"include_usage": True}
+
+
+@pytest.mark.parametrize("encoding", ["gzip", "identity"])
+def test_an_answer_in_a_coding_is_charged_its_usage_and_relayed_as_it_came(
+    proxy: RunningProxy, portkey: tuple[ScriptedPortkey, str], librechat: WritableMongo, encoding: str
+) -> None:
+    upstream, _ = portkey
+    answer = json.dumps({"model": "gpt-4o", "usage": USAGE}).encode()
+    sent = gzip.compress(answer) if encoding == "gzip" else answer
+
+    async def coded(scope: dict[str, Any], receive: Callable[..., Any], send: Callable[..., Any]) -> None:
+        # Although the proxy asked for `identity`: some gateways compress whatever they are asked.
+        await _start(send, b"application/json", (b"content-encoding", encoding.encode()))
+        await send({"type": "http.response.body", "body": sent})
+
+    upstream.script = coded
+    with httpx.stream("POST", proxy.url + "/v1/chat/completions", json=chat_body(), timeout=10) as response:
+        relayed = b"".join(response.iter_raw())
+
+    assert relayed == sent
+    assert spend_after_stop(proxy, librechat) == 8 * DOLLAR
+
+
+def test_a_json_body_without_a_content_type_is_attributed_and_charged(
+    proxy: RunningProxy, portkey: tuple[ScriptedPortkey, str], librechat: WritableMongo
+) -> None:
+    content = json.dumps(chat_body()).encode()
+
+    response = httpx.post(proxy.url + "/v1/chat/completions", content=content, timeout=10)
+
+    assert response.status_code == 200
+    assert spend_after_stop(proxy, librechat) == 8 * DOLLAR
+
+
+def test_gemini_answers_are_charged_from_their_usage_metadata(
+    proxy: RunningProxy, portkey: tuple[ScriptedPortkey, str], librechat: WritableMongo
+) -> None:
+    upstream, _ = portkey
+
+    async def gemini(scope: dict[str, Any], receive: Callable[..., Any], send: Callable[..., Any]) -> None:
+        await _start(send, b"application/json")
+        usage = {"promptTokenCount": 7, "candidatesTokenCount": 2, "thoughtsTokenCount": 1, "totalTokenCount": 10}
+        await send({"type": "http.response.body", "body": json.dumps({"usageMetadata": usage}).encode()})
+
+    upstream.script = gemini
+    headers = {"x-librechat-user-id": USER_ID}
+    body = {"contents": [{"parts": [{"text": "hi"}]}]}
+
+    response = httpx.post(
+        proxy.url + "/v1beta/models/gemini-2.0-flash:generateContent", json=body, headers=headers, timeout=10
+    )
+
+    assert response.status_code == 200
+    assert spend_after_stop(proxy, librechat) == 10 * DOLLAR
+
+
+def test_an_answer_without_usage_is_charged_an_estimate_and_counted(
+    proxy: RunningProxy, portkey: tuple[ScriptedPortkey, str], librechat: WritableMongo
+) -> None:
+    upstream, _ = portkey
+
+    async def no_usage(scope: dict[str, Any], receive: Callable[..., Any], send: Callable[..., Any]) -> None:
+        await _start(send, b"application/json")
+        await send({"type": "http.response.body", "body": b'{"model": "gpt-4o", "choices": [' + b" " * 400 + b"]}"})
+
+    upstream.script = no_usage
+    content = json.dumps(chat_body()).encode()
+
+    assert httpx.post(proxy.url + "/v1/chat/completions", content=content, timeout=10).status_code == 200
+
+    estimated = len(content) // 4 + 440 // 4  # the prompt's bytes and the answer's, four a token
+    assert abs(spend_after_stop(proxy, librechat) - estimated * DOLLAR) <= 2 * DOLLAR
+
+
+def test_a_client_that_leaves_before_the_answer_is_charged_its_prompt(
+    proxy: RunningProxy, portkey: tuple[ScriptedPortkey, str], librechat: WritableMongo
+) -> None:
+    upstream, _ = portkey
+    thinking = threading.Event()
+
+    async def think_forever(scope: dict[str, Any], receive: Callable[..., Any], send: Callable[..., Any]) -> None:
+        thinking.set()
+        await upstream.until_the_proxy_leaves(receive)
+
+    upstream.script = think_forever
+    content = json.dumps(chat_body()).encode()
+    host, port = proxy.url.removeprefix("http://").split(":")
+    head = f"POST /v1/chat/completions HTTP/1.1\r\nHost: {host}\r\nContent-Length: {len(content)}\r\n\r\n"
+    with socket.create_connection((host, int(port)), timeout=10) as client:
+        client.sendall(head.encode() + content)
+        assert thinking.wait(10)  # the request reached the upstream, which has not answered yet
+    assert upstream.left.acquire(timeout=10)
+    wait_for_requests(proxy, "499", 1)
+
+    assert spend_after_stop(proxy, librechat) == len(content) // 4 * DOLLAR
