@@ -21,7 +21,8 @@ import pytest
 
 from portkey_user_proxy import Settings
 from tests.support.fixtures import load_fixture
-from tests.support.mongomock_server import WritableMongo
+from tests.support.mongo import needs_stand_in
+from tests.support.mongomock_server import Fault, WritableMongo
 from tests.support.proxy import RunningProxy, scrape, start_proxy
 from tests.support.servers import ServerThread
 
@@ -97,18 +98,22 @@ def librechat(writable_mongo: WritableMongo) -> WritableMongo:
     return writable_mongo
 
 
-@pytest.fixture
-def proxy(librechat: WritableMongo, portkey: tuple[ScriptedPortkey, str], tmp_path: Path) -> Iterator[RunningProxy]:
+def budget_proxy(mongo: WritableMongo, portkey_url: str, tmp_path: Path, **overrides: Any) -> RunningProxy:
     budgets = tmp_path / "budgets.yaml"
     budgets.write_text(BUDGETS)
     values: dict[str, Any] = {
-        "portkey_url": portkey[1],
-        "mongo_uri": librechat.uri(librechat.librechat),
+        "portkey_url": portkey_url,
+        "mongo_uri": mongo.uri(mongo.librechat),
         "budgets_file": str(budgets),
-        "budget_database": librechat.database,
+        "budget_database": mongo.database,
+        **overrides,
     }
-    settings = Settings(_env_file=None, **values)  # type: ignore[call-arg]
-    running = start_proxy(settings)
+    return start_proxy(Settings(_env_file=None, **values))  # type: ignore[call-arg]
+
+
+@pytest.fixture
+def proxy(librechat: WritableMongo, portkey: tuple[ScriptedPortkey, str], tmp_path: Path) -> Iterator[RunningProxy]:
+    running = budget_proxy(librechat, portkey[1], tmp_path)
     yield running
     running.server.stop()
 
@@ -289,3 +294,23 @@ def test_a_client_that_leaves_before_the_answer_is_charged_its_prompt(
     wait_for_requests(proxy, "499", 1)
 
     assert spend_after_stop(proxy, librechat) == len(content) // 4 * DOLLAR
+
+
+@needs_stand_in()
+@pytest.mark.parametrize(("policy", "status"), [("deny", 503), ("allow", 200)])
+def test_with_mongodb_down_a_user_never_seen_is_refused_under_deny(
+    librechat: WritableMongo, portkey: tuple[ScriptedPortkey, str], tmp_path: Path, policy: str, status: int
+) -> None:
+    proxy = budget_proxy(librechat, portkey[1], tmp_path, budget_store_failure=policy)
+    try:
+        assert librechat.stand_in is not None
+        librechat.stand_in.fault = Fault.HANG_UP  # users and spend live on the same MongoDB: both are down
+
+        response = httpx.post(proxy.url + "/v1/chat/completions", json=chat_body(), timeout=30)
+
+        assert response.status_code == status
+        if policy == "deny":  # who this is cannot be told, so neither can their budget
+            assert response.json()["error"]["code"] == "budget_store_unavailable"
+            assert response.headers["retry-after"] == "5"
+    finally:
+        proxy.server.stop()

@@ -30,6 +30,7 @@ from .usage import Usage, UsageScanner
 
 # About four bytes of English text or JSON per token, for the tokenizers of OpenAI, Anthropic and Google.
 BYTES_PER_TOKEN = 4
+_EVENT = b"data:"
 _MODEL_KEY = b'"model"'
 _MODEL_WINDOW = 4096  # the answer's model is named in its envelope, before any generated text
 _MODEL_MAX_LENGTH = 256
@@ -70,6 +71,7 @@ class AnswerMeter:
         self._decoder = _decoder(content_encoding) if content_encoding is not None else None
         self._decoded = 0
         self._output = 0  # events, or bytes of a JSON answer
+        self._tail = b""
         self._model: str | None = None
         self._head: bytes | None = b""  # the answer's first bytes, until its model is found (None: looked)
 
@@ -79,7 +81,13 @@ class AnswerMeter:
         if self._head is not None:
             self._find_model(self._head, chunk)
         self._scanner.feed(chunk)
-        self._output += chunk.count(b"data:") if self._events else len(chunk)
+        if self._events:
+            # An event's `data:` may be split across chunks: the previous chunk's last bytes join the search.
+            joined = self._tail + chunk
+            self._output += joined.count(_EVENT)
+            self._tail = joined[-(len(_EVENT) - 1) :]
+        else:
+            self._output += len(chunk)
 
     def reading(self) -> Reading:
         found = self._scanner.found
@@ -94,7 +102,7 @@ class AnswerMeter:
         try:
             decoded = decoder.decompress(chunk, _MAX_DECODED_BYTES - self._decoded)
         except zlib.error:
-            decoded, self._decoder = b"", None  # not what it said it was: read no further
+            decoded, self._decoder = b"", _UNDECODABLE  # not what it said it was: read no further
         self._decoded += len(decoded)
         if self._decoded >= _MAX_DECODED_BYTES:
             self._decoder = _UNDECODABLE
