@@ -53,6 +53,7 @@ class Attribution:
     email: str | None = None  # the resolved user's, whatever `_user` holds: what user budgets are keyed by
     lookup_failed: bool = False  # MongoDB could not answer: who this is, and so their budgets, is unknown
     team_unread: bool = False  # the user's groups could not be read: their team, and its budget, is unknown
+    groups: tuple[str, ...] = ()  # the resolved user's groups, for per-member allowances
 
     @property
     def resolved(self) -> bool:
@@ -88,6 +89,7 @@ async def attribute(
             email=user.email,
             user_known=True,
             team_unread=user.team_unread,
+            groups=user.groups,
         )
     if lookup.user is not None:
         # `_user` falls back (no email to resolve to), yet the record is known: so is the user's tenant.

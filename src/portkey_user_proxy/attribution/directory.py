@@ -70,6 +70,7 @@ class User:
     team: str | None = None  # the LibreChat group chosen as the team, when teams are looked up
     tenant: str | None = None  # `tenantId` in a multi-tenant LibreChat
     team_unread: bool = False  # teams are looked up, and `groups` could not be read for this user yet
+    groups: tuple[str, ...] = ()  # every group the user is in, when teams are looked up
 
     @classmethod
     def from_document(cls, document: Mapping[str, Any]) -> User:
@@ -337,11 +338,12 @@ class UserDirectory:
         seconds_left = self._timeout - (time.perf_counter() - started)
         read = await self._team_reads.read(user.id, member_fields(document), seconds_left)
         if read.read:
-            return replace(user, team=read.team), math.inf
+            return replace(user, team=read.team, groups=read.groups), math.inf
         entry = self._cache.get(user.id)
         if entry is not None and entry.user is not None:
             known = entry.user  # the team read before stands, read or not
-            return replace(user, team=known.team, team_unread=known.team_unread), self._team_reads.retry_at()
+            stale = replace(user, team=known.team, groups=known.groups, team_unread=known.team_unread)
+            return stale, self._team_reads.retry_at()
         return replace(user, team=None, team_unread=True), self._team_reads.retry_at()
 
     def _read_team_if_due(self, object_id: str, entry: _Entry) -> None:
@@ -353,7 +355,7 @@ class UserDirectory:
         if entry is None or entry.user is None or self._team_reads is None:
             return
         if read.read:
-            entry.user = replace(entry.user, team=read.team, team_unread=False)
+            entry.user = replace(entry.user, team=read.team, groups=read.groups, team_unread=False)
             entry.team_due = math.inf
         else:
             entry.team_due = self._team_reads.retry_at()

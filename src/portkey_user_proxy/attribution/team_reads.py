@@ -30,6 +30,7 @@ from .teams import USER_FIELDS, TeamFinder
 class TeamRead:
     read: bool  # False: `groups` could not be read, or not within the request's time (then read on)
     team: str | None = None
+    groups: tuple[str, ...] = ()  # every group the user is in
 
 
 UNREAD = TeamRead(read=False)
@@ -106,13 +107,13 @@ class TeamReads:
 
     async def _read(self, member: Mapping[str, Any]) -> TeamRead:
         try:
-            team = await self._deadline.run(self._finder.team_of(member), self._timeout)
+            membership = await self._deadline.run(self._finder.team_of(member), self._timeout)
         except Exception as exc:  # TimeoutError, PyMongoError, a malformed group: all only cost the team
             self._failed(self._failure_of(exc))
             return UNREAD
         self._window.answered()
         self._observer.teams_answered(True)
-        return TeamRead(read=True, team=team)
+        return TeamRead(read=True, team=membership.team, groups=membership.groups)
 
     def _failed(self, failure: Failure) -> None:
         # Not an outage of the user lookup (`users` answered): only teams rest.

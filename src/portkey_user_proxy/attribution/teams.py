@@ -26,6 +26,7 @@ _NAME_ONLY = {"_id": 0, "name": 1}
 USER_FIELDS = ("idOnTheSource", "tenantId")
 
 TeamRank = tuple[int, str, str]
+_MAX_GROUPS = 64
 
 
 def member_key(user: Mapping[str, Any]) -> str:
@@ -72,14 +73,26 @@ class TeamFinder:
         self._groups = groups
         self._choice = choice
 
-    async def team_of(self, user: Mapping[str, Any]) -> str | None:
-        """The user's team; raises whatever the driver raises (the caller bounds and absorbs it)."""
+    async def team_of(self, user: Mapping[str, Any]) -> Membership:
+        """The user's team and groups; raises whatever the driver raises (the caller bounds and absorbs it)."""
         query: dict[str, Any] = {"memberIds": member_key(user)}
         tenant = tenant_of(user)
         if tenant is not None:
             query["tenantId"] = tenant
         groups = await self._groups.find(query, _NAME_ONLY).to_list(None)
-        return self._choice.choose(group.get("name") for group in groups)
+        names = [group.get("name") for group in groups]
+        return Membership(self._choice.choose(names), group_names(names))
+
+
+class Membership(NamedTuple):
+    team: str | None  # the group chosen as the team (TEAM_GROUPS)
+    groups: tuple[str, ...]  # every group the user is in, by name: what per-member allowances are found by
+
+
+def group_names(names: Iterable[object]) -> tuple[str, ...]:
+    """The usable names among a user's groups, at most `_MAX_GROUPS` of them (a user's memory is bounded)."""
+    usable = sorted({name.strip() for name in names if isinstance(name, str) and name.strip()})
+    return tuple(usable[:_MAX_GROUPS])
 
 
 class OwnedValues(NamedTuple):

@@ -222,7 +222,7 @@ async def _sample_team(users: AsyncCollection[Any], team_groups: tuple[str, ...]
     document = await users.find_one({}, dict.fromkeys(("_id", *USER_FIELDS), 1))
     if document is None:
         return Check(Verdict.SKIP, "team lookup", "no user to read the groups of")
-    team = await TeamFinder(users.database[GROUPS_COLLECTION], TeamChoice(team_groups)).team_of(document)
+    team = (await TeamFinder(users.database[GROUPS_COLLECTION], TeamChoice(team_groups)).team_of(document)).team
     found = "is in a team" if team is not None else "is in no team"
     return Check(
         Verdict.OK,
