@@ -61,7 +61,9 @@ def parse_thresholds(text: str) -> tuple[Decimal, ...]:
         values = {Decimal(part.strip()).normalize() for part in text.split(",") if part.strip()}
     except InvalidOperation:
         raise ValueError(_THRESHOLDS_FORMAT) from None
-    if not values or not all(value.is_finite() and value > 0 for value in values):
+    if not values:
+        raise ValueError(_THRESHOLDS_FORMAT)
+    if not all(value.is_finite() and value > 0 for value in values):
         raise ValueError(_THRESHOLDS_FORMAT + "; each above 0")
     if any(value > MAX_THRESHOLD for value in values):
         raise ValueError(f"{_THRESHOLDS_FORMAT}; each at most {MAX_THRESHOLD} (a fraction: 0.8, not 80)")
@@ -177,6 +179,10 @@ class BudgetAlerts:
     async def start(self) -> None:
         self._task = asyncio.create_task(self._deliver_queued())
 
+    async def settled(self) -> None:
+        """Until every warning queued so far is sent, claimed elsewhere or dropped."""
+        await self._queue.join()
+
     async def aclose(self) -> None:
         """Stop sending; what is still waiting is dropped, counted and said."""
         if self._task is not None:
@@ -187,7 +193,10 @@ class BudgetAlerts:
         left = self._queue.qsize() + (1 if self._delivering else 0)
         while not self._queue.empty():
             self._queue.get_nowait()
-        self._delivering = False
+            self._queue.task_done()
+        if self._delivering:
+            self._queue.task_done()
+            self._delivering = False
         if left:
             self._observer.warnings_dropped(left)
             logger.warning("stopped with %d budget warnings not sent to the webhook %s", left, self.webhook.where)
@@ -200,9 +209,13 @@ class BudgetAlerts:
             delivery, detail = await self._deliver(queued)
             self._delivering = False
             self._report(queued.crossing, delivery, detail)
+            self._queue.task_done()
 
     async def _deliver(self, queued: _Queued) -> tuple[Delivery, str]:
-        """Claim the crossing, then send it; what became of it, and the last failure's words."""
+        """Claim the crossing, then send it: what became of it, and why when it was dropped."""
+        if self._monotonic() >= queued.deadline:  # never claimed: another replica may still send it
+            waited = f"it waited in the queue over {self._delivery_seconds:.0f} s"
+            return Delivery.EXPIRED, f"{waited}: the webhook {self.webhook.where} is slow or failing"
         failure = ""
         for delay in self._delays():
             try:
@@ -213,7 +226,7 @@ class BudgetAlerts:
                 found = classify(exc, self._claims.client)
                 failure = f"the budget store failed: {found.kind} ({found.detail}); {advice(found.kind)}"
             if not await self._wait(delay, queued.deadline):
-                return Delivery.EXPIRED, failure
+                return Delivery.EXPIRED, f"not claimed {self._window_words()}, never sent unclaimed: {failure}"
         return await self._send(queued)
 
     async def _send(self, queued: _Queued) -> tuple[Delivery, str]:
@@ -224,10 +237,19 @@ class BudgetAlerts:
                 return Delivery.SENT, ""
             self._observer.attempt_failed()
             if not answer.worth_retrying:
-                return Delivery.REFUSED, answer.describe()
+                return Delivery.REFUSED, (
+                    f"the webhook {self.webhook.where} answered {answer.describe()}, and would again: "
+                    "check BUDGET_WEBHOOK_URL (`doctor --webhook-test`)"
+                )
             if not await self._wait(answer.retry_after or delay, queued.deadline):
-                return Delivery.EXPIRED, f"the webhook's last answer: {answer.describe()}"
+                return Delivery.EXPIRED, (
+                    f"not delivered {self._window_words()} to the webhook {self.webhook.where}; "
+                    f"its last attempt: {answer.describe()}"
+                )
         raise AssertionError("unreachable: the delays never end")
+
+    def _window_words(self) -> str:
+        return f"within {self._delivery_seconds:.0f} s of the crossing"
 
     async def _wait(self, seconds: float, deadline: float) -> bool:
         """Sleep before the next try; False when that try would come after the deadline."""
@@ -259,18 +281,6 @@ class BudgetAlerts:
             logger.debug("budget warning for %s %s at %s already claimed by another replica or run", scope, name, share)
         else:
             self._observer.warnings_dropped(1)
-            reason = (
-                "it refused it, and would refuse it again: check BUDGET_WEBHOOK_URL (`doctor --webhook-test`)"
-                if delivery is Delivery.REFUSED
-                else f"not delivered within {self._delivery_seconds:.0f} s of the crossing"
-            )
             self._warnings.warn(
-                "budget-webhook",
-                "budget warning for %s %s at %s dropped, not sent to the budget webhook %s: %s; %s",
-                scope,
-                name,
-                share,
-                self.webhook.where,
-                reason,
-                detail,
+                "budget-webhook", "budget warning for %s %s at %s dropped: %s", scope, name, share, detail
             )

@@ -297,13 +297,15 @@ async def _budget_webhook(settings: Settings, *, send_test: bool) -> list[Check]
         answer = await webhook.post(doctor_test_body())
     finally:
         await webhook.aclose()
-    said = escape_for_log(answer.describe())  # the endpoint's own words may hold controls
+    # The endpoint's own words may hold controls.
+    said = f"answered {answer.describe()}" if answer.status is not None else f"did not answer ({answer.problem})"
+    said = escape_for_log(said)
     if answer.delivered:
-        detail = f"{webhook.where} answered {said} to a test message in {_ms_since(started)}: see it in the channel"
+        detail = f"{webhook.where} {said} to a test message in {_ms_since(started)}: see it in the channel"
         return [Check(Verdict.OK, "budget webhook", detail)]
     detail = (
-        f"{webhook.where} answered {said} to a test message: check BUDGET_WEBHOOK_URL against the URL the chat "
-        "app gave for its incoming webhook, and that the proxy can reach it"
+        f"{webhook.where} {said} to a test message: check BUDGET_WEBHOOK_URL against the URL the chat app gave "
+        "for its incoming webhook, and that the proxy can reach it"
     )
     return [Check(Verdict.FAIL, "budget webhook", detail)]
 
