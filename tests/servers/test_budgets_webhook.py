@@ -5,6 +5,7 @@ from __future__ import annotations
 import asyncio
 import logging
 from collections.abc import Iterator
+from datetime import UTC, datetime
 from decimal import Decimal
 from pathlib import Path
 from typing import Any
@@ -133,6 +134,31 @@ def test_each_threshold_is_announced_once_across_replicas_and_a_restart(
         ("month:2026-12-01", "team", "Finance", 0.8),
         ("month:2026-12-01", "team", "Finance", 1.0),
     ]
+
+
+def test_a_new_period_warns_again(writable_mongo: WritableMongo, chat_webhook: ChatWebhook) -> None:
+    async def scenario() -> None:
+        async with replica(writable_mongo, webhook_url=chat_webhook.url) as one:
+            await started(one)
+            for _ in range(4):
+                one.budgets.record("bob@example.com", "Finance", "gpt-4o", HUNDRED_DOLLARS)
+            await settled(one)
+            one.clock.instant = datetime(2027, 1, 2, 9, 0, tzinfo=UTC)  # January: nothing spent yet
+            for _ in range(3):
+                one.budgets.record("bob@example.com", "Finance", "gpt-4o", HUNDRED_DOLLARS)
+            await settled(one)
+            assert len(chat_webhook.bodies) == 1
+            one.budgets.record("bob@example.com", "Finance", "gpt-4o", HUNDRED_DOLLARS)
+            await settled(one)
+            await stopped(one)
+
+    asyncio.run(scenario())
+
+    assert [(body["period"], body["threshold"]) for body in chat_webhook.accepted()] == [
+        ("month:2026-12-01", 0.8),
+        ("month:2027-01-01", 0.8),
+    ]
+    assert chat_webhook.accepted()[1]["resets_at"] == "2027-02-01T00:00:00+00:00"
 
 
 def test_a_webhook_that_fails_then_answers_gets_the_warning_once(
