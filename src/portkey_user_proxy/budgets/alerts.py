@@ -84,6 +84,7 @@ class Delivery(enum.Enum):
     CLAIMED_ELSEWHERE = "claimed elsewhere"  # by another replica, process or run: sent (or dropped) there
     REFUSED = "refused"  # the endpoint answered a status that will not change (4xx, 3xx): dropped
     EXPIRED = "expired"  # not claimed or delivered within the delivery window: dropped
+    FAULT = "fault"  # the proxy's own error, logged with its traceback: dropped
 
 
 @dataclass(slots=True)
@@ -206,7 +207,11 @@ class BudgetAlerts:
         while True:
             queued = await self._queue.get()
             self._delivering = True
-            delivery, detail = await self._deliver(queued)
+            try:
+                delivery, detail = await self._deliver(queued)
+            except Exception:  # a fault here must not stop every later warning
+                logger.exception("a budget warning could not be delivered")
+                delivery, detail = Delivery.FAULT, "see the error logged before"
             self._delivering = False
             self._report(queued.crossing, delivery, detail)
             self._queue.task_done()
