@@ -10,6 +10,7 @@ import pytest
 
 from portkey_user_proxy import Settings
 from portkey_user_proxy.observability.logs import QUIET_LIBRARIES
+from tests.support.chat_webhook import ChatWebhook
 from tests.support.driver_sockets import label_driver_sockets
 from tests.support.fixtures import load_fixture
 from tests.support.mongo import RealMongo, StandInMongo, real_mongo_uri
@@ -81,6 +82,16 @@ def upstream(shared_upstream: Upstream) -> Upstream:
     """The fake Portkey, with no requests recorded and every gate closed."""
     shared_upstream.reset()
     return shared_upstream
+
+
+@pytest.fixture
+def chat_webhook() -> Iterator[ChatWebhook]:
+    """A chat app's incoming webhook on a loopback port of its own, at a path as secret as Slack's."""
+    app = ChatWebhook()
+    server = ServerThread(app).start()
+    app.url = server.url + "/services/T0001/B0002/webhook-secret-path"
+    yield app
+    server.stop()
 
 
 @pytest.fixture(scope="session")

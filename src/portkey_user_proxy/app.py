@@ -19,6 +19,7 @@ from typing import Any
 import httpx
 from fastapi import FastAPI
 from pymongo import AsyncMongoClient, monitoring
+from pymongo.asynchronous.database import AsyncDatabase
 
 from .asgi import Receive, Scope, Send
 from .attribution.decision import Attributor
@@ -34,6 +35,10 @@ from .budgets import (
     StoreFailurePolicy,
     load_budget_file,
 )
+from .budgets.alert_claims import AlertClaims
+from .budgets.alerts import CLAIM_TIMEOUT_SECONDS, BudgetAlerts
+from .budgets.metrics import AlertMetrics
+from .budgets.webhook import BudgetWebhook
 from .forwarder import Forwarder, ForwardingPolicy
 from .inbound.auth import InboundKey, RequireInboundKey
 from .inbound.routes import OWN_PATHS, router
@@ -95,6 +100,21 @@ def build_budgets(settings: Settings, metrics: Metrics | None = None) -> Budgets
         store,
         on_store_failure=StoreFailurePolicy(settings.budget_store_failure),
         observer=observer,
+        alerts=build_budget_alerts(settings, store.database, metrics),
+    )
+
+
+def build_budget_alerts(
+    settings: Settings, database: AsyncDatabase[Any], metrics: Metrics | None = None
+) -> BudgetAlerts | None:
+    """None without BUDGET_WEBHOOK_URL: no warnings. Claims live in the budget database, beside the spend."""
+    if settings.budget_webhook_url is None:
+        return None
+    return BudgetAlerts(
+        AlertClaims(database, timeout=CLAIM_TIMEOUT_SECONDS),
+        BudgetWebhook(settings.budget_webhook_url.get_secret_value()),
+        settings.budget_webhook_threshold_values,
+        observer=AlertMetrics(metrics.registry) if metrics else None,
     )
 
 
@@ -267,6 +287,8 @@ class ProxyApp:
     async def _lifespan(self, _: FastAPI) -> AsyncIterator[dict[str, Any]]:
         if self.budgets is not None:
             await self.budgets.start()  # bounded: a budget store that is down does not stop the start
+            if self.budgets.alerts is not None:
+                await self.budgets.alerts.start()
             self._reload_budgets_on_hangup()
         try:
             # The server's own refusals (inbound/server.py) are counted with the app's errors.
@@ -278,6 +300,8 @@ class ProxyApp:
                 with contextlib.suppress(ValueError, RuntimeError, NotImplementedError, AttributeError):
                     asyncio.get_running_loop().remove_signal_handler(signal.SIGHUP)
                 await self.budgets.aclose()  # writes the increments still waiting, once more
+                if self.budgets.alerts is not None:
+                    await self.budgets.alerts.aclose()
                 await self.budgets.store.close()
             self.metrics.process_ended()
 

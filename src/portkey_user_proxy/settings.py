@@ -10,6 +10,7 @@ import importlib.util
 import json
 import logging
 import re
+from decimal import Decimal
 from pathlib import Path
 from typing import Annotated, Literal
 from urllib.parse import urlsplit
@@ -23,6 +24,7 @@ from pymongo.errors import PyMongoError
 from .attribution.decision import UnresolvedUserPolicy
 from .attribution.mongo_uri import mongo_uri_secrets
 from .attribution.user_value import UserValue
+from .budgets.alerts import DEFAULT_THRESHOLDS, parse_thresholds
 from .budgets.file import BudgetFileError, BudgetsFile, load_budget_file
 from .headers import HOP_BY_HOP, MAX_LENGTH
 from .upstream.proxies import ProxySettingError, check_environment_proxy
@@ -141,11 +143,19 @@ class Settings(BaseSettings):
     budgets_file: Annotated[BudgetsFile | None, PlainValidator(_budgets_file)] = None
     budget_database: str = "portkey_user_proxy"
     budget_store_failure: Literal["allow", "deny"] = "allow"
+    # Warnings before the wall (budgets/alerts.py): off without a URL, which is a secret
+    budget_webhook_url: SecretStr | None = None
+    budget_webhook_thresholds: Annotated[str, Field(validate_default=True)] = DEFAULT_THRESHOLDS
 
     @property
     def team_group_names(self) -> tuple[str, ...]:
         """TEAM_GROUPS in order; empty when unset."""
         return _group_names(self.team_groups or "")
+
+    @property
+    def budget_webhook_threshold_values(self) -> tuple[Decimal, ...]:
+        """BUDGET_WEBHOOK_THRESHOLDS as fractions of a budget, lowest first."""
+        return parse_thresholds(self.budget_webhook_thresholds)
 
     @property
     def portkey_url_for_humans(self) -> str:
@@ -235,6 +245,7 @@ class Settings(BaseSettings):
         "user_hash_secret",
         "proxy_api_key",
         "prometheus_multiproc_dir",
+        "budget_webhook_url",
         mode="before",
     )
     @classmethod
@@ -352,6 +363,26 @@ class Settings(BaseSettings):
                 "must not be LibreChat's database (the one MONGO_URI names): the proxy writes only its own"
             )
         return name
+
+    @field_validator("budget_webhook_url")
+    @classmethod
+    def _webhook_url(cls, value: SecretStr | None) -> SecretStr | None:
+        # The value is never quoted: a webhook URL's path is the credential that posts into a channel.
+        if value is None:
+            return None
+        url = value.get_secret_value().strip()
+        parts = urlsplit(url)
+        if not _parses_with_a_usable_port(url) or parts.scheme not in ("http", "https") or not parts.hostname:
+            raise ValueError(
+                "must be an http:// or https:// URL with a host, e.g. https://hooks.slack.com/services/T000/B000/XXXX"
+            )
+        return SecretStr(url)
+
+    @field_validator("budget_webhook_thresholds")
+    @classmethod
+    def _webhook_thresholds(cls, value: str) -> str:
+        parse_thresholds(value)
+        return value
 
     @field_validator("team_groups")
     @classmethod

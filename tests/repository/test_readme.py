@@ -5,6 +5,8 @@ from __future__ import annotations
 import re
 from pathlib import Path
 
+from portkey_user_proxy.budgets.metrics import AlertMetrics, BudgetMetrics
+from portkey_user_proxy.observability.metrics import Metrics
 from portkey_user_proxy.settings import Settings
 
 ROOT = Path(__file__).resolve().parents[2]
@@ -42,6 +44,20 @@ def test_every_setting_is_in_the_configuration_table_with_its_default() -> None:
         elif default is not None:
             assert documented == str(default), name
     assert set(table) <= {name.upper() for name in Settings.model_fields}
+
+
+def metrics_table() -> set[str]:
+    section = README.split("\n## Metrics\n", 1)[1].split("\n## ", 1)[0]
+    return set(re.findall(r"^\| `(portkey_user_proxy_\w+)` \|", section, flags=re.MULTILINE))
+
+
+def test_the_metrics_table_lists_every_metric_the_proxy_serves_and_no_other() -> None:
+    registry = Metrics().registry
+    BudgetMetrics(registry)
+    AlertMetrics(registry)
+    # As a scrape names them: counters with their `_total`.
+    served = {family.name + ("_total" if family.type == "counter" else "") for family in registry.collect()}
+    assert served == metrics_table()
 
 
 def headings() -> list[tuple[int, str]]:

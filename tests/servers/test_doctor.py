@@ -8,6 +8,7 @@ import pytest
 
 from portkey_user_proxy.operations.cli import main
 from portkey_user_proxy.operations.exit_codes import ExitCode
+from tests.support.chat_webhook import ChatWebhook
 from tests.support.fixtures import load_fixture
 from tests.support.mongo import RealMongo, StandInMongo, needs_stand_in
 from tests.support.servers import Upstream, unused_port
@@ -301,3 +302,58 @@ def test_doctor_settings_escape_what_a_terminal_would_act_on(
     output = capsys.readouterr().out
     assert "\u202e" not in output and "\x1b" not in output
     assert "TEAM_GROUPS=Sales\\u202e\\x1b[2J" in output
+
+
+def test_webhook_test_sends_one_message_and_says_what_the_webhook_answered(
+    environment: pytest.MonkeyPatch, chat_webhook: ChatWebhook, capsys: pytest.CaptureFixture[str]
+) -> None:
+    environment.setenv("BUDGET_WEBHOOK_URL", chat_webhook.url)
+
+    assert main(["doctor", "--webhook-test", "--settings"]) == ExitCode.OK
+
+    output = capsys.readouterr().out
+    host = chat_webhook.url.split("/services/")[0]
+    assert f"ok    budget webhook       {host}/(hidden) answered HTTP 200 (ok) to a test message in " in output
+    assert "      BUDGET_WEBHOOK_URL=(set, hidden)" in output
+    assert "webhook-secret-path" not in output
+    assert len(chat_webhook.bodies) == 1
+    assert chat_webhook.bodies[0]["test"] is True
+    assert "doctor --webhook-test" in chat_webhook.bodies[0]["text"]
+
+
+def test_webhook_test_fails_when_the_webhook_refuses_or_cannot_be_reached(
+    environment: pytest.MonkeyPatch, chat_webhook: ChatWebhook, capsys: pytest.CaptureFixture[str]
+) -> None:
+    chat_webhook.statuses = [404]
+    chat_webhook.answer_body = b"no_service"
+    environment.setenv("BUDGET_WEBHOOK_URL", chat_webhook.url)
+
+    assert main(["doctor", "--webhook-test"]) == ExitCode.CHECKS_FAILED
+
+    output = capsys.readouterr().out
+    assert "/(hidden) answered HTTP 404 (no_service) to a test message: check BUDGET_WEBHOOK_URL" in output
+    assert "FAIL  budget webhook" in output
+
+    environment.setenv("BUDGET_WEBHOOK_URL", f"http://127.0.0.1:{unused_port()}/services/webhook-secret-path")
+    assert main(["doctor", "--webhook-test"]) == ExitCode.CHECKS_FAILED
+    output = capsys.readouterr().out
+    assert "FAIL  budget webhook" in output and "/(hidden) did not answer (ConnectError" in output
+    assert "webhook-secret-path" not in output
+
+
+def test_doctor_sends_nothing_to_the_webhook_unless_asked(
+    environment: pytest.MonkeyPatch, chat_webhook: ChatWebhook, capsys: pytest.CaptureFixture[str]
+) -> None:
+    environment.setenv("BUDGET_WEBHOOK_URL", chat_webhook.url)
+
+    main(["doctor"])
+
+    output = capsys.readouterr().out
+    assert "warn  budget webhook" in output and "BUDGETS_FILE is unset, so there is no budget to warn about" in output
+    assert chat_webhook.bodies == []
+
+    environment.delenv("BUDGET_WEBHOOK_URL")
+    assert main(["doctor", "--webhook-test"]) == ExitCode.CHECKS_FAILED
+    assert (
+        "FAIL  budget webhook       BUDGET_WEBHOOK_URL is unset: there is no webhook to test" in capsys.readouterr().out
+    )

@@ -11,9 +11,14 @@ from typing import Any
 
 from prometheus_client import CollectorRegistry
 from pymongo import AsyncMongoClient
+from pymongo.asynchronous.database import AsyncDatabase
 
 from portkey_user_proxy.budgets import BudgetConfig, BudgetMetrics, Budgets, Mode, Price, SpendStore
+from portkey_user_proxy.budgets.alert_claims import AlertClaims
+from portkey_user_proxy.budgets.alerts import DELIVERY_SECONDS, BudgetAlerts
 from portkey_user_proxy.budgets.ledger import StoreFailurePolicy
+from portkey_user_proxy.budgets.metrics import AlertMetrics
+from portkey_user_proxy.budgets.webhook import BudgetWebhook
 from tests.support.mongomock_server import WritableMongo
 
 CONFIG = BudgetConfig(
@@ -63,11 +68,18 @@ async def replica(
     max_pending: int = 100,
     clock: ManualClock | None = None,
     per_user: bool = False,
+    webhook_url: str | None = None,
+    thresholds: tuple[Decimal, ...] = (Decimal("0.8"), Decimal("1")),
+    delivery_seconds: float = DELIVERY_SECONDS,
 ) -> AsyncIterator[Replica]:
+    """`webhook_url`: budget warnings go there, retried a hundredth of a second apart for `delivery_seconds`."""
     if mode is not None:
         config = BudgetConfig(config.period, mode, config.prices, config.teams, config.users, config.default_user)
     client: AsyncMongoClient[Any] = AsyncMongoClient(mongo.address, serverSelectionTimeoutMS=2000)
     registry = CollectorRegistry()
+    warnings = (
+        alerts(client[mongo.database], webhook_url, thresholds, registry, delivery_seconds) if webhook_url else None
+    )
     ticks = Ticks()
     clock = clock or ManualClock()
     budgets = Budgets(
@@ -79,11 +91,29 @@ async def replica(
         cache_seconds=CACHE_SECONDS,
         max_pending=max_pending,
         monotonic=ticks,
+        alerts=warnings,
     )
     try:
         yield Replica(budgets, clock, ticks, registry)
     finally:
         await client.close()
+
+
+def alerts(
+    database: AsyncDatabase[Any],
+    url: str,
+    thresholds: tuple[Decimal, ...],
+    registry: CollectorRegistry,
+    delivery_seconds: float,
+) -> BudgetAlerts:
+    return BudgetAlerts(
+        AlertClaims(database, timeout=5.0),
+        BudgetWebhook(url),
+        thresholds,
+        observer=AlertMetrics(registry),
+        delivery_seconds=delivery_seconds,
+        first_retry_seconds=0.01,
+    )
 
 
 def stored_spend(mongo: WritableMongo) -> dict[tuple[str, str, str], int]:

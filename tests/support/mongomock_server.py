@@ -20,6 +20,7 @@ import mongomock
 import pytest
 from mockupdb import MockupDB
 from pymongo import MongoClient
+from pymongo.errors import BulkWriteError
 
 # mockupdb announces wire version 6 by default; current pymongo requires a newer server.
 _HELLO = {"maxWireVersion": 21, "minWireVersion": 0, "ismaster": True, "isWritablePrimary": True}
@@ -135,8 +136,14 @@ def _update(database: Any, command: dict[str, Any]) -> dict[str, Any]:
 
 
 def _insert(database: Any, command: dict[str, Any]) -> dict[str, Any]:
-    database[command["insert"]].insert_many(command["documents"])
-    return {"n": len(command["documents"]), "ok": 1}
+    documents = command["documents"]
+    try:
+        database[command["insert"]].insert_many(documents, ordered=command.get("ordered", True))
+    except BulkWriteError as exc:
+        # As MongoDB answers: the command succeeds, listing the documents it refused (a duplicate key) by index.
+        errors = [{key: error[key] for key in ("index", "code", "errmsg")} for error in exc.details["writeErrors"]]
+        return {"n": exc.details["nInserted"], "writeErrors": errors, "ok": 1}
+    return {"n": len(documents), "ok": 1}
 
 
 def _delete(database: Any, command: dict[str, Any]) -> dict[str, Any]:

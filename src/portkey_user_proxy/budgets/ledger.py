@@ -20,6 +20,7 @@ from ..attribution.mongo_failures import advice, classify
 from ..dialects.usage import Usage
 from ..errors import ProxyError
 from ..observability.logs import RateLimitedWarnings, loggable
+from .alerts import BudgetAlerts
 from .file import BudgetConfig, Mode
 from .money import dollars_text, nanos
 from .observer import BudgetObserver, NoObserver
@@ -104,8 +105,10 @@ class Budgets:
         max_pending: int = DEFAULT_PENDING_KEYS,
         monotonic: Callable[[], float] = time.monotonic,
         write_interval: float = WRITE_INTERVAL_SECONDS,
+        alerts: BudgetAlerts | None = None,
     ) -> None:
         self.store = store
+        self.alerts = alerts  # warnings to a webhook as a budget nears its end; None: none
         self._on_store_failure = on_store_failure
         self._observer: BudgetObserver = observer or NoObserver()
         self._clock = clock or SystemClock()
@@ -231,6 +234,10 @@ class Budgets:
             spent = self._view.recorded(key, cost.nanos)
             if key.scope is Scope.USER or key.name in self._team_limits:  # team labels are bounded by the file
                 self._observer.spend(key.scope, key.name, spent)
+            if self.alerts is not None:
+                limit = self._team_limits.get(key.name) if key.scope is Scope.TEAM else self._user_limit(key.name)
+                if limit is not None:
+                    self.alerts.spent(key.window, key.scope, key.name, spent, limit)
         self._observer.pending(len(self._pending))
         self._write_wanted.set()
         return cost

@@ -120,3 +120,33 @@ class BudgetMetrics:
 def _label(user: str) -> str:
     # A label every scrape can encode: valid UTF-8, bounded in length.
     return user[:_LABEL_LIMIT].encode("utf-8", "replace").decode("utf-8")
+
+
+class AlertMetrics:
+    """The budget webhook's counters (with BUDGET_WEBHOOK_URL set): every one served from the start, at zero."""
+
+    def __init__(self, registry: CollectorRegistry) -> None:
+        self.sent = Counter(
+            _PREFIX + "budget_webhook_sent",
+            "Budget warnings the webhook (BUDGET_WEBHOOK_URL) accepted.",
+            registry=registry,
+        )
+        self.failed = Counter(
+            _PREFIX + "budget_webhook_failed",
+            "POSTs of budget warnings that failed (no answer, or not 2xx); each retry counts.",
+            registry=registry,
+        )
+        self.dropped = Counter(
+            _PREFIX + "budget_webhook_dropped",
+            "Budget warnings given up: queue full, refused by the webhook, or not delivered in time.",
+            registry=registry,
+        )
+
+    def warning_sent(self) -> None:
+        self.sent.inc()
+
+    def attempt_failed(self) -> None:
+        self.failed.inc()
+
+    def warnings_dropped(self, count: int) -> None:
+        self.dropped.inc(count)

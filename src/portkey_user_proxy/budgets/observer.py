@@ -57,3 +57,25 @@ class NoObserver:
 
     def store_up(self, up: bool) -> None:
         pass
+
+
+class AlertObserver(Protocol):
+    def warning_sent(self) -> None:
+        """A budget warning the webhook accepted."""
+
+    def attempt_failed(self) -> None:
+        """A POST to the webhook that failed: no answer, or a status other than 2xx."""
+
+    def warnings_dropped(self, count: int) -> None:
+        """Budget warnings given up: the queue was full, the webhook refused, or retries ran out."""
+
+
+class NoAlertObserver:
+    def warning_sent(self) -> None:
+        pass
+
+    def attempt_failed(self) -> None:
+        pass
+
+    def warnings_dropped(self, count: int) -> None:
+        pass

@@ -71,7 +71,7 @@ def _run(argv: list[str] | None) -> int:
         return _serve(settings, args.host, args.port)
     startup.replay()
     if args.command == "doctor":
-        return asyncio.run(run_doctor(settings, show_settings=args.settings))
+        return asyncio.run(run_doctor(settings, show_settings=args.settings, webhook_test=args.webhook_test))
     if args.command == "export-users":
         return asyncio.run(_export_users(settings, raw=args.raw))
     if args.command == "budgets":
@@ -367,6 +367,11 @@ def _parser() -> argparse.ArgumentParser:
     )
     doctor.add_argument(
         "--settings", action="store_true", help="list the effective settings too (secrets hidden) after the checks"
+    )
+    doctor.add_argument(
+        "--webhook-test",
+        action="store_true",
+        help="send one test message to BUDGET_WEBHOOK_URL and say what it answered",
     )
     export = command(
         "export-users",

@@ -3,8 +3,8 @@
 Each line gives a verdict (`ok`, `warn`, `FAIL`, `skip`), what was checked and, when it is not ok,
 what to change; the verdicts come first, from where the settings were read (the environment and
 `./.env`) to MongoDB and Portkey, and the last line sums them up. `--settings` adds the effective
-settings before that line, secrets hidden and MONGO_URI without its credentials. Any FAIL makes the
-command exit non-zero.
+settings before that line, secrets hidden and MONGO_URI without its credentials; `--webhook-test`
+sends one test message to BUDGET_WEBHOOK_URL. Any FAIL makes the command exit non-zero.
 """
 
 from __future__ import annotations
@@ -28,6 +28,8 @@ from ..attribution.mongo_failures import MongoFailure, advice, classify, locatio
 from ..attribution.mongo_uri import masked_mongo_uri
 from ..attribution.teams import GROUPS_COLLECTION, USER_FIELDS, TeamChoice, TeamFinder
 from ..budgets import BudgetsFile, PriceList
+from ..budgets.alert_message import doctor_test_body, percent
+from ..budgets.webhook import BudgetWebhook
 from ..observability.logs import escape_for_log
 from ..settings import Settings, dotenv_file
 from ..upstream.client import UpstreamRequest, error_before_response
@@ -54,12 +56,14 @@ class Check:
         return f"{self.verdict:<5} {self.name:<20} {self.detail}"
 
 
-async def run_doctor(settings: Settings, *, show_settings: bool = False) -> int:
+async def run_doctor(settings: Settings, *, show_settings: bool = False, webhook_test: bool = False) -> int:
+    """`webhook_test`: send a test message to BUDGET_WEBHOOK_URL and say what it answered."""
     print(f"portkey-user-proxy {importlib.metadata.version('portkey-user-proxy')} doctor")
     checks = [
         _settings_source(),
         *await _mongodb_checks(settings),
         *await _budget_checks(settings),
+        *await _budget_webhook(settings, send_test=webhook_test),
         _portkey_url(settings),
         await _portkey_reachable(settings),
         *_portkey_defaults(settings),
@@ -271,6 +275,39 @@ def _budgets_file(budgets_file: BudgetsFile) -> Check:
         detail = f'{summary}; no catch-all price (`model: "*"`): a model no price matches counts as unpriced'
         return Check(Verdict.WARN, "budgets file", detail)
     return Check(Verdict.OK, "budgets file", summary)
+
+
+async def _budget_webhook(settings: Settings, *, send_test: bool) -> list[Check]:
+    """With BUDGET_WEBHOOK_URL: where warnings go (its secret path hidden), and with `send_test`, what it answers."""
+    url = settings.budget_webhook_url
+    if url is None:
+        if send_test:
+            return [Check(Verdict.FAIL, "budget webhook", "BUDGET_WEBHOOK_URL is unset: there is no webhook to test")]
+        return []
+    webhook = BudgetWebhook(url.get_secret_value())
+    if not send_test:
+        if settings.budgets_file is None:
+            detail = f"{webhook.where}: BUDGETS_FILE is unset, so there is no budget to warn about"
+            return [Check(Verdict.WARN, "budget webhook", detail)]
+        shares = ", ".join(percent(threshold) for threshold in settings.budget_webhook_threshold_values)
+        detail = f"{webhook.where}: a warning at {shares} of each budget; `doctor --webhook-test` sends a test message"
+        return [Check(Verdict.OK, "budget webhook", detail)]
+    started = time.perf_counter()
+    try:
+        answer = await webhook.post(doctor_test_body())
+    finally:
+        await webhook.aclose()
+    # The endpoint's own words may hold controls.
+    said = f"answered {answer.describe()}" if answer.status is not None else f"did not answer ({answer.problem})"
+    said = escape_for_log(said)
+    if answer.delivered:
+        detail = f"{webhook.where} {said} to a test message in {_ms_since(started)}: see it in the channel"
+        return [Check(Verdict.OK, "budget webhook", detail)]
+    detail = (
+        f"{webhook.where} {said} to a test message: check BUDGET_WEBHOOK_URL against the URL the chat app gave "
+        "for its incoming webhook, and that the proxy can reach it"
+    )
+    return [Check(Verdict.FAIL, "budget webhook", detail)]
 
 
 async def _portkey_reachable(settings: Settings) -> Check:
