@@ -19,8 +19,9 @@ from dataclasses import dataclass
 
 import httpx
 
+from .answers import answer_for, error_before_response, refusal
 from .asgi import Receive, Scope, Send
-from .attribution.decision import Attribution, AttributionOutcome, Attributor, refusal
+from .attribution.decision import Attribution, AttributionOutcome, Attributor
 from .attribution.directory import LookupOutcome
 from .attribution.identity import Identity, identify
 from .budgets import Budgets
@@ -30,14 +31,15 @@ from .dialects.usage import Usage, UsageScanner
 from .errors import ProxyError, send_error
 from .headers import REQUEST_ID, TRACE_ID, RawHeaders, RequestHeaders, response_headers, split_request_headers
 from .inbound.auth import InboundKey
-from .inbound.body import BodyTooLarge, ClientDisconnected, read_body, stream_body
-from .inbound.client import CancelOnDisconnect, ClientStalled, TimedSend, connection_abort, departure
+from .inbound.body import ClientDisconnected, read_body, stream_body
+from .inbound.client import CancelOnDisconnect, ClientStalled, TimedSend, client_connection
 from .inbound.last_resort import internal_error
-from .inbound.limits import UpstreamSlots, capped, check_declared_length, too_large
+from .inbound.limits import UpstreamSlots, capped, check_declared_length
+from .inbound.server import ClientConnection
 from .inbound.target import upstream_url
 from .observability.logs import AccessRecord, RateLimitedWarnings, logger
 from .observability.metrics import Metrics
-from .upstream.client import Content, UpstreamClient, UpstreamPolicy, UpstreamRequest, error_before_response
+from .upstream.client import Content, UpstreamClient, UpstreamPolicy, UpstreamRequest
 from .upstream.request import OutgoingHeaders, UpstreamRequestBuilder
 
 # The access log's status for clients that left before the response ended (nginx's convention).
@@ -117,11 +119,10 @@ class Forwarder:
         path = scope["path"]
         route = route_for(path)
         record = AccessRecord(scope["method"], path, time.perf_counter(), route=route.name)
-        watched = TimedSend(send, self._policy.write_timeout, connection_abort(scope))
+        connection = client_connection(scope)
+        watched = TimedSend(send, self._policy.write_timeout, connection["abort"] if connection else None)
         try:
-            await self._proxy(scope, receive, watched, record, route)
-        except ProxyError as error:
-            await self._answer_error(watched, error, record)
+            await self._proxy(scope, receive, watched, record, route, connection)
         except ClientDisconnected:
             record.status = CLIENT_CLOSED
         except ClientStalled:
@@ -129,26 +130,40 @@ class Forwarder:
             self._warnings.warn(
                 "client-stalled", "cut short a response its client stopped reading (RESPONSE_WRITE_TIMEOUT_SECONDS)"
             )
-        except Exception as exc:  # the last resort: a bug ends this request, never the server
-            failure = internal_error(exc, record.method, record.route)
-            if watched.started:  # too late for an error response: the client sees it cut short
-                self._metrics.errors.labels(record.route, failure.code).inc()
-            else:
-                await self._answer_error(watched, failure, record)
+        except Exception as exc:
+            await self._answer_failure(watched, exc, record)
         finally:
             watched.close()
             self._metrics.requests.labels(record.route, str(record.status)).inc()
             record.emit()
 
-    async def _proxy(self, scope: Scope, receive: Receive, send: Send, record: AccessRecord, route: Route) -> None:
+    async def _proxy(
+        self,
+        scope: Scope,
+        receive: Receive,
+        send: Send,
+        record: AccessRecord,
+        route: Route,
+        connection: ClientConnection | None,
+    ) -> None:
         incoming = await self._read_request(scope, receive, record, route)
         # A client that leaves is noticed from the end of its body on, its user's lookup included.
-        async with CancelOnDisconnect(receive, incoming.body_received, departure(scope)) as watch:
+        departure = connection["departure"] if connection else None
+        async with CancelOnDisconnect(receive, incoming.body_received, departure) as watch:
             attributed = await self._attribute(incoming, record)
             request = self._upstream_request(incoming, attributed, receive, record)
             await self._exchange(request, watch, send, record, route.dialect, attributed.spender)
         if watch.disconnected:
             record.status = CLIENT_CLOSED
+
+    async def _answer_failure(self, send: TimedSend, exc: Exception, record: AccessRecord) -> None:
+        error = answer_for(exc)
+        if error is None:  # the last resort: a bug ends this request, never the server
+            error = internal_error(exc, record.method, record.route)
+            if send.started:  # too late for an error response: the client sees it cut short
+                self._metrics.errors.labels(record.route, error.code).inc()
+                return
+        await self._answer_error(send, error, record)
 
     async def _answer_error(self, send: Send, error: ProxyError, record: AccessRecord) -> None:
         record.status = error.status
@@ -182,10 +197,7 @@ class Forwarder:
     ) -> tuple[bytes | None, dict[str, object] | None]:
         if not (dialect.reads_body and headers.is_json and headers.has_body):
             return None, None
-        try:
-            body = await read_body(receive, self._policy.body_limit)
-        except BodyTooLarge as exc:
-            raise too_large(exc.limit) from None
+        body = await read_body(receive, self._policy.body_limit)
         return body, json_fields(body)
 
     # Step 2: attribute it, or refuse it (unknown under fail-closed, or over budget).
@@ -223,7 +235,7 @@ class Forwarder:
 
     def _check_budgets(self, incoming: IncomingRequest, attribution: Attribution) -> Spender | None:
         """Refuse a request whose user or team has spent its budget; else whose budgets its answer costs."""
-        if self._budgets is None or not attribution.resolved or incoming.route.name == "models":
+        if self._budgets is None or not attribution.resolved or not incoming.route.charged:
             return None
         refused = self._budgets.check(attribution.email, attribution.team)
         if refused is not None:

@@ -5,6 +5,7 @@ from __future__ import annotations
 import re
 from pathlib import Path
 
+from portkey_user_proxy.errors import CATALOGUE
 from portkey_user_proxy.settings import Settings
 
 ROOT = Path(__file__).resolve().parents[2]
@@ -42,6 +43,15 @@ def test_every_setting_is_in_the_configuration_table_with_its_default() -> None:
         elif default is not None:
             assert documented == str(default), name
     assert set(table) <= {name.upper() for name in Settings.model_fields}
+
+
+def test_the_error_codes_table_is_the_catalogue() -> None:
+    section = README.split("\n## Error codes\n", 1)[1].split("\n## ", 1)[0]
+    rows = re.findall(r"^\| `([a-z_]+)` \| (\d{3}) \|\s*(\d*)\s*\|", section, flags=re.MULTILINE)
+    documented = [(code, int(status), int(retry_after) if retry_after else None) for code, status, retry_after in rows]
+    catalogue = {(answer.code, answer.status, answer.retry_after) for answer in CATALOGUE}
+    assert len(documented) == len(set(documented)), "a code is listed twice"
+    assert set(documented) == catalogue
 
 
 def headings() -> list[tuple[int, str]]:
