@@ -15,7 +15,6 @@ class Dialect:
     streaming request asks for usage, and what the `usage` objects of its responses mean.
     """
 
-    name: ClassVar[str] = "unknown"
     # Whether the proxy needs the JSON body at all; when not, it streams through unread.
     reads_body: ClassVar[bool] = False
     # Whether its responses report token usage worth scanning for (a file download may hold thousands).

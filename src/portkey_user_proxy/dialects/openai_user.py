@@ -17,7 +17,6 @@ from .usage import Usage, nested_tokens, tokens
 
 
 class OpenAIUserField(Dialect):
-    name: ClassVar[str] = "openai"
     reads_body: ClassVar[bool] = True
     reports_usage: ClassVar[bool] = True
 

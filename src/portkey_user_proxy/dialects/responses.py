@@ -8,13 +8,11 @@ added to the body: `stream_options` is not a field of this API.
 from __future__ import annotations
 
 from collections.abc import Mapping
-from typing import Any, ClassVar
+from typing import Any
 
 from .openai_user import OpenAIUserField
 
 
 class Responses(OpenAIUserField):
-    name: ClassVar[str] = "responses"
-
     def identity_fields(self, body: Mapping[str, Any]) -> tuple[object, ...]:
         return (body.get("user"), body.get("safety_identifier"))

@@ -19,6 +19,7 @@ from .responses import Responses
 class Route:
     name: str  # the `route` label of every metric: one of ROUTE_CLASSES
     dialect: Dialect
+    charged: bool = True  # its requests are checked against budgets before they go (listing models costs nothing)
 
 
 _OPENAI_USER_FIELD = OpenAIUserField()
@@ -33,10 +34,12 @@ _ROUTES: tuple[tuple[str, Route], ...] = (
     ("/images/generations", Route("images", _OPENAI_USER_FIELD)),
     ("/audio/transcriptions", Route("audio", UNKNOWN)),
     ("/audio/speech", Route("audio", UNKNOWN)),
-    ("/models", Route("models", UNKNOWN)),
+    ("/models", Route("models", UNKNOWN, charged=False)),
 )
-_OTHER = Route("other", UNKNOWN)
-ROUTE_CLASSES = tuple(dict.fromkeys([*(route.name for _, route in _ROUTES), _OTHER.name]))
+# The route label of a path no family serves, and of a refusal whose path the server never read whole.
+OTHER_ROUTE = "other"
+_OTHER = Route(OTHER_ROUTE, UNKNOWN)
+ROUTE_CLASSES = tuple(dict.fromkeys([*(route.name for _, route in _ROUTES), OTHER_ROUTE]))
 
 # A route depends on the path's last characters only: caching by them keeps the cache's memory
 # bounded however long the paths clients send (a request head may hold 64 KiB of path).
