@@ -27,9 +27,9 @@ one the proxy runs), with six rules added:
   when the server sees the client leave (its connection lost, given up or reset before the
   response completed): no task of the app's has to wait on `receive()` for it.
 
-The refusals are rows of the catalogue in `errors.py` (`by_server`). Each refusal sent is reported
-to the app through the lifespan state (uvicorn hands every connection
-the state the app's lifespan yields): `REFUSALS_STATE_KEY` names a `RefusalCounter` there.
+The refusals are the catalogue's rows marked `by_server` (`errors.py`). Each one sent is reported to
+the app through the lifespan state (uvicorn hands every connection the state the app's lifespan
+yields): `REFUSALS_STATE_KEY` names a `RefusalCounter` there.
 """
 
 from __future__ import annotations
