@@ -13,10 +13,11 @@ from portkey_user_proxy.observability.logs import QUIET_LIBRARIES
 from tests.support.chat_webhook import ChatWebhook
 from tests.support.driver_sockets import label_driver_sockets
 from tests.support.fixtures import load_fixture
-from tests.support.mongo import RealMongo, StandInMongo, real_mongo_uri
+from tests.support.mongo import RealMongo, StandInMongo
 from tests.support.providers import ProviderUpstream
 from tests.support.proxy import MakeProxy, RunningProxy, start_proxy
 from tests.support.servers import ServerThread, Upstream
+from tests.support.wire_server import real_mongo_uri
 
 # A MongoDB that takes writes (mongomock behind mockupdb, or TEST_MONGO_URI's): `writable_mongo`.
 pytest_plugins = ("tests.support.mongomock_server",)

@@ -10,7 +10,6 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
-import logging
 import signal
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
@@ -18,7 +17,7 @@ from typing import Any
 
 import httpx
 from fastapi import FastAPI
-from pymongo import AsyncMongoClient, monitoring
+from pymongo import monitoring
 from pymongo.asynchronous.database import AsyncDatabase
 
 from .asgi import Receive, Scope, Send
@@ -43,8 +42,10 @@ from .forwarder import Forwarder, ForwardingPolicy
 from .inbound.auth import InboundKey, RequireInboundKey
 from .inbound.routes import OWN_PATHS, router
 from .inbound.server import REFUSALS_STATE_KEY, InboundLimits, server_options
+from .mongodb.client import mongo_client
+from .observability.logs import logger
 from .observability.metrics import Metrics
-from .settings import Settings, load_settings
+from .settings import Settings, load_settings, team_budgets_problem
 from .upstream.client import UpstreamClient, UpstreamPolicy, build_upstream_client
 from .upstream.portkey_defaults import CONFIG, PROVIDER, VIRTUAL_KEY, PortkeyDefaults
 from .upstream.request import UpstreamRequestBuilder
@@ -80,19 +81,14 @@ def build_user_directory(
 
 # The budget store works in the background: its queries may take longer than a user lookup.
 BUDGET_STORE_TIMEOUT_SECONDS = 5.0
-_BUDGET_SERVER_SELECTION_MS = 2000
+_BUDGET_SERVER_SELECTION_SECONDS = 2.0
 
 
 def build_budgets(settings: Settings, metrics: Metrics | None = None) -> Budgets | None:
     """None without BUDGETS_FILE: nothing is checked, priced or written."""
     if settings.budgets_file is None:
         return None
-    client: AsyncMongoClient[Any] = AsyncMongoClient(
-        settings.mongo_uri,
-        appname="portkey-user-proxy",
-        serverSelectionTimeoutMS=_BUDGET_SERVER_SELECTION_MS,
-        connectTimeoutMS=_BUDGET_SERVER_SELECTION_MS,
-    )
+    client = mongo_client(settings.mongo_uri, _BUDGET_SERVER_SELECTION_SECONDS)
     store = SpendStore(client[settings.budget_database], timeout=BUDGET_STORE_TIMEOUT_SECONDS)
     observer = BudgetMetrics(metrics.registry, per_user=settings.metrics_per_user_tokens) if metrics else None
     return Budgets(
@@ -120,18 +116,13 @@ def build_budget_alerts(
 
 def reload_budgets(budgets: Budgets, budgets_file: BudgetsFile, *, teams_looked_up: bool) -> bool:
     """Read BUDGETS_FILE again and apply it; a file that does not validate leaves the budgets in force."""
-    logger = logging.getLogger("portkey_user_proxy")
     try:
         config = load_budget_file(budgets_file.path)
     except BudgetFileError as exc:
         logger.warning("%s; the budgets in force are kept", exc)
         return False
-    if config.teams and not teams_looked_up:
-        logger.warning(
-            "invalid budgets file %s: it sets team budgets, and TEAM_METADATA_KEY is unset; the budgets in force "
-            "are kept",
-            budgets_file.path,
-        )
+    if problem := team_budgets_problem(config, teams_looked_up=teams_looked_up):
+        logger.warning("invalid budgets file %s: it %s; the budgets in force are kept", budgets_file.path, problem)
         return False
     budgets.reconfigure(config)
     logger.info("read %s again: %d team and %d user budgets", budgets_file.path, len(config.teams), len(config.users))

@@ -22,11 +22,12 @@ from dataclasses import dataclass, replace
 
 import httpx
 
+from .answers import answer_for, error_before_response, refusal
 from .asgi import Receive, Scope, Send
-from .attribution.decision import Attribution, AttributionOutcome, Attributor, refusal
+from .attribution.decision import Attribution, AttributionOutcome, Attributor
 from .attribution.directory import LookupOutcome
 from .attribution.identity import Identity, identify
-from .budgets import BudgetExceeded, Budgets, BudgetStoreUnavailable, Demand, Hold
+from .budgets import Budgets, Demand, Hold
 from .dialects import Route, route_for
 from .dialects.fields import json_fields
 from .dialects.meter import AnswerMeter, Readability, Reading, prompt_tokens, readability
@@ -34,14 +35,15 @@ from .dialects.usage import Usage
 from .errors import ProxyError, send_error
 from .headers import REQUEST_ID, TRACE_ID, RawHeaders, RequestHeaders, response_headers, split_request_headers
 from .inbound.auth import InboundKey
-from .inbound.body import BodyTooLarge, ClientDisconnected, read_body, stream_body
-from .inbound.client import CancelOnDisconnect, ClientStalled, TimedSend, connection_abort, departure
+from .inbound.body import ClientDisconnected, read_body, stream_body
+from .inbound.client import CancelOnDisconnect, ClientStalled, TimedSend, client_connection
 from .inbound.last_resort import internal_error
-from .inbound.limits import UpstreamSlots, capped, check_declared_length, too_large
+from .inbound.limits import UpstreamSlots, capped, check_declared_length
+from .inbound.server import ClientConnection
 from .inbound.target import upstream_url
 from .observability.logs import AccessRecord, RateLimitedWarnings, logger
 from .observability.metrics import Metrics
-from .upstream.client import Content, UpstreamClient, UpstreamPolicy, UpstreamRequest, error_before_response
+from .upstream.client import Content, UpstreamClient, UpstreamPolicy, UpstreamRequest
 from .upstream.request import OutgoingHeaders, UpstreamRequestBuilder
 
 # The access log's status for clients that left before the response ended (nginx's convention).
@@ -141,11 +143,11 @@ class Forwarder:
         path = scope["path"]
         route = route_for(path)
         record = AccessRecord(scope["method"], path, time.perf_counter(), route=route.name)
-        exchange = Exchange(route, record, TimedSend(send, self._policy.write_timeout, connection_abort(scope)))
+        connection = client_connection(scope)
+        send = TimedSend(send, self._policy.write_timeout, connection["abort"] if connection else None)
+        exchange = Exchange(route, record, send)
         try:
-            await self._proxy(exchange, scope, receive)
-        except ProxyError as error:
-            await self._answer_error(exchange, error)
+            await self._proxy(exchange, scope, receive, connection)
         except ClientDisconnected:
             record.status = CLIENT_CLOSED
         except ClientStalled:
@@ -153,21 +155,20 @@ class Forwarder:
             self._warnings.warn(
                 "client-stalled", "cut short a response its client stopped reading (RESPONSE_WRITE_TIMEOUT_SECONDS)"
             )
-        except Exception as exc:  # the last resort: a bug ends this request, never the server
-            failure = internal_error(exc, record.method, record.route)
-            if exchange.send.started:  # too late for an error response: the client sees it cut short
-                self._metrics.errors.labels(record.route, failure.code).inc()
-            else:
-                await self._answer_error(exchange, failure)
+        except Exception as exc:
+            await self._answer_failure(exchange, exc)
         finally:
             exchange.send.close()
             self._metrics.requests.labels(record.route, str(record.status)).inc()
             record.emit()
 
-    async def _proxy(self, exchange: Exchange, scope: Scope, receive: Receive) -> None:
+    async def _proxy(
+        self, exchange: Exchange, scope: Scope, receive: Receive, connection: ClientConnection | None
+    ) -> None:
         incoming = exchange.incoming = await self._read_request(exchange, scope, receive)
         # A client that leaves is noticed from the end of its body on, its user's lookup included.
-        async with CancelOnDisconnect(receive, incoming.body_received, departure(scope)) as watch:
+        departure = connection["departure"] if connection else None
+        async with CancelOnDisconnect(receive, incoming.body_received, departure) as watch:
             try:
                 await self._attribute(exchange)
                 request = self._upstream_request(exchange, receive)
@@ -178,6 +179,16 @@ class Forwarder:
                 self._charge(exchange)
         if watch.disconnected:
             exchange.record.status = CLIENT_CLOSED
+
+    async def _answer_failure(self, exchange: Exchange, exc: Exception) -> None:
+        record = exchange.record
+        error = answer_for(exc)
+        if error is None:  # the last resort: a bug ends this request, never the server
+            error = internal_error(exc, record.method, record.route)
+            if exchange.send.started:  # too late for an error response: the client sees it cut short
+                self._metrics.errors.labels(record.route, error.code).inc()
+                return
+        await self._answer_error(exchange, error)
 
     async def _answer_error(self, exchange: Exchange, error: ProxyError) -> None:
         record = exchange.record
@@ -211,10 +222,7 @@ class Forwarder:
         # A body without a Content-Type is read too: Portkey takes it as JSON, so its user must be found.
         if not (route.dialect.reads_body and headers.has_body and (headers.is_json or not headers.content_type)):
             return None, None
-        try:
-            body = await read_body(receive, self._policy.body_limit)
-        except BodyTooLarge as exc:
-            raise too_large(exc.limit) from None
+        body = await read_body(receive, self._policy.body_limit)
         return body, json_fields(body)
 
     # Step 2: attribute it, and admit it against its budgets; or refuse it.
@@ -263,22 +271,17 @@ class Forwarder:
         budgets = self._budgets
         if budgets is None or not exchange.route.charged or incoming.method != "POST":
             return None
-        try:
-            if attribution.lookup_failed or (attribution.team_unread and budgets.has_team_budgets):
-                unknown = budgets.refuse_unknown()
-                if unknown is not None:
-                    raise unknown
-            if not attribution.resolved:
-                return None
-            fields = incoming.fields or {}
-            model = fields.get("model")
-            model = model if isinstance(model, str) else None
-            demand = Demand(model, prompt_tokens(incoming.body), _max_output_tokens(fields))
-            hold = await budgets.admit(attribution.email, attribution.team, demand)
-        except BudgetExceeded as exc:
-            raise ProxyError(412, str(exc), "budget_exceeded") from None
-        except BudgetStoreUnavailable as exc:
-            raise ProxyError(503, str(exc), "budget_store_unavailable", headers=((b"retry-after", b"5"),)) from None
+        if attribution.directory_failed or (attribution.team_unread and budgets.has_team_budgets):
+            unknown = budgets.refuse_unknown()
+            if unknown is not None:
+                raise unknown
+        if not attribution.resolved:
+            return None
+        fields = incoming.fields or {}
+        model = fields.get("model")
+        model = model if isinstance(model, str) else None
+        demand = Demand(model, prompt_tokens(incoming.body), _max_output_tokens(fields))
+        hold = await budgets.admit(attribution.email, attribution.team, demand)  # or BudgetExceeded, ...
         return Charge(hold, model, demand.prompt_tokens)
 
     # Step 3: build the upstream request.

@@ -8,7 +8,6 @@ from __future__ import annotations
 
 import importlib.util
 import json
-import logging
 import re
 from decimal import Decimal
 from pathlib import Path
@@ -18,18 +17,17 @@ from urllib.parse import urlsplit
 import httpx
 from pydantic import Field, PlainValidator, SecretStr, ValidationError, ValidationInfo, field_validator
 from pydantic_settings import BaseSettings, SettingsConfigDict
-from pymongo import AsyncMongoClient, uri_parser
 from pymongo.errors import PyMongoError
 
 from .attribution.decision import UnresolvedUserPolicy
-from .attribution.mongo_uri import mongo_uri_secrets
 from .attribution.user_value import UserValue
 from .budgets.alerts import DEFAULT_THRESHOLDS, parse_thresholds
-from .budgets.file import BudgetFileError, BudgetsFile, load_budget_file
+from .budgets.file import BudgetConfig, BudgetFileError, BudgetsFile, load_budget_file
 from .headers import HOP_BY_HOP, MAX_LENGTH
+from .mongodb.client import LIBRECHAT_DATABASE, database_named, mongo_client, parsed_uri
+from .mongodb.uri import mongo_uri_secrets
+from .observability.logs import logger
 from .upstream.proxies import ProxySettingError, check_environment_proxy
-
-logger = logging.getLogger("portkey_user_proxy")
 
 _HEADER_NAME = re.compile(r"[!#$%&'*+.^_`|~0-9a-z-]+")  # RFC 9110 token characters
 _CONFIG_ID = re.compile(r"[A-Za-z0-9_.-]{1,128}")  # a saved config's id, e.g. pc-librechat-1a2b3c
@@ -86,7 +84,7 @@ class Settings(BaseSettings):
     allow_client_portkey_routing: bool = False
 
     # MongoDB (LibreChat's own variable)
-    mongo_uri: str = "mongodb://127.0.0.1:27017/LibreChat"
+    mongo_uri: str = f"mongodb://127.0.0.1:27017/{LIBRECHAT_DATABASE}"
 
     # Identity and attribution
     user_id_header: str = "x-librechat-user-id"
@@ -200,14 +198,12 @@ class Settings(BaseSettings):
     def _mongo_uri_is_valid(cls, value: str) -> str:
         if not value.startswith(("mongodb://", "mongodb+srv://")):
             raise ValueError("must start with mongodb:// or mongodb+srv://")
-        # An SRV URI is parsed as a plain one: parsing it for real would query DNS at start-up.
-        plain = "mongodb://" + value.removeprefix("mongodb+srv://").removeprefix("mongodb://")
         try:
             # Strict: an unknown option is refused here, where the client would only warn.
-            mechanism = uri_parser.parse_uri(plain)["options"].get("authMechanism")
+            mechanism = parsed_uri(value)["options"].get("authMechanism")
             # What the parser leaves to the client: SRV rules, credentials per auth mechanism, TLS
             # files and pool options. Building it reads no DNS and opens no connection.
-            AsyncMongoClient(value, connect=False)
+            mongo_client(value, connect=False)
         except (PyMongoError, ValueError, TypeError, OSError) as exc:
             raise ValueError(f"is not a valid MongoDB URI: {_mongo_reason(exc, value)}") from None
         if (missing := _missing_auth_package(mechanism)) is not None:
@@ -342,10 +338,10 @@ class Settings(BaseSettings):
     @field_validator("budgets_file")
     @classmethod
     def _team_budgets_need_teams(cls, value: BudgetsFile | None, info: ValidationInfo) -> BudgetsFile | None:
-        if value is not None and value.config.teams and info.data.get("team_metadata_key") is None:
+        teams_looked_up = info.data.get("team_metadata_key") is not None
+        if value is not None and (problem := team_budgets_problem(value.config, teams_looked_up=teams_looked_up)):
             raise ValueError(
-                f"{value.path} sets team budgets, and TEAM_METADATA_KEY is unset: set it, so the proxy looks "
-                "each user's team up in LibreChat's groups"
+                f"{value.path} {problem}: set it, so the proxy looks each user's team up in LibreChat's groups"
             )
         return value
 
@@ -358,7 +354,8 @@ class Settings(BaseSettings):
                 f"must be a MongoDB database name: at most {_MAX_DATABASE_NAME} bytes, without spaces or any of "
                 '/\\."$*<>:|?'
             )
-        if name == _database_of(info.data.get("mongo_uri")):
+        mongo_uri = info.data.get("mongo_uri")
+        if name == (LIBRECHAT_DATABASE if mongo_uri is None else database_named(mongo_uri)):
             raise ValueError(
                 "must not be LibreChat's database (the one MONGO_URI names): the proxy writes only its own"
             )
@@ -388,6 +385,13 @@ class Settings(BaseSettings):
     @classmethod
     def _group_list(cls, value: str | None) -> str | None:
         return value if value is not None and _group_names(value) else None
+
+
+def team_budgets_problem(config: BudgetConfig, *, teams_looked_up: bool) -> str | None:
+    """Why a budgets file cannot apply, or None: team budgets need the teams that TEAM_METADATA_KEY looks up."""
+    if config.teams and not teams_looked_up:
+        return "sets team budgets, and TEAM_METADATA_KEY is unset"
+    return None
 
 
 def dotenv_file() -> Path | None:
@@ -465,14 +469,6 @@ def _taken_header(name: str) -> str | None:
 def _quotes(message: str, secret: str) -> bool:
     # As a whole token: a password "p" is not quoted by the word "supported".
     return re.search(rf"(?<![A-Za-z0-9]){re.escape(secret)}(?![A-Za-z0-9])", message) is not None
-
-
-def _database_of(mongo_uri: str | None) -> str:
-    """The database MONGO_URI names, `LibreChat` when it names none (as the user lookup reads it)."""
-    if mongo_uri is None:
-        return "LibreChat"
-    plain = "mongodb://" + mongo_uri.removeprefix("mongodb+srv://").removeprefix("mongodb://")
-    return uri_parser.parse_uri(plain).get("database") or "LibreChat"
 
 
 def _group_names(text: str) -> tuple[str, ...]:

@@ -1,8 +1,9 @@
 """The package's layers, as pyproject.toml writes them down, hold; and an upward import breaks them.
 
 import-linter reads the contract from pyproject.toml: operations, the composition root, settings,
-the forwarder, then the inbound side, attribution and the upstream side (independent of each other),
-observability, dialects, and the shared vocabulary at the bottom.
+the forwarder and the answers it maps failures to, budgets, then the inbound side, attribution and
+the upstream side (independent of each other), MongoDB, observability, dialects, and the shared
+vocabulary at the bottom.
 """
 
 from __future__ import annotations
@@ -47,6 +48,8 @@ def test_the_package_keeps_its_layers(tmp_path: Path) -> None:
         ("inbound/body.py", "from ..forwarder import CLIENT_CLOSED"),  # a side reaching up to the request path
         ("attribution/identity.py", "from ..settings import Settings"),  # domain code reading the settings
         ("upstream/traces.py", "from ..attribution.identity import identify"),  # one side into another
+        ("mongodb/failures.py", "from ..attribution.directory import User"),  # shared MongoDB vocabulary reaching up
+        ("budgets/ledger.py", "from ..answers import answer_for"),  # domain code choosing the client's answer
     ],
 )
 def test_an_upward_import_breaks_the_layers(tmp_path: Path, module: str, upward_import: str) -> None:

@@ -6,6 +6,7 @@ import re
 from pathlib import Path
 
 from portkey_user_proxy.budgets.metrics import AlertMetrics, BudgetMetrics
+from portkey_user_proxy.errors import CATALOGUE
 from portkey_user_proxy.observability.metrics import Metrics
 from portkey_user_proxy.settings import Settings
 
@@ -58,6 +59,15 @@ def test_the_metrics_table_lists_every_metric_the_proxy_serves_and_no_other() ->
     # As a scrape names them: counters with their `_total`.
     served = {family.name + ("_total" if family.type == "counter" else "") for family in registry.collect()}
     assert served == metrics_table()
+
+
+def test_the_error_codes_table_is_the_catalogue() -> None:
+    section = README.split("\n## Error codes\n", 1)[1].split("\n## ", 1)[0]
+    rows = re.findall(r"^\| `([a-z_]+)` \| (\d{3}) \|\s*(\d*)\s*\|", section, flags=re.MULTILINE)
+    documented = [(code, int(status), int(retry_after) if retry_after else None) for code, status, retry_after in rows]
+    catalogue = {(answer.code, answer.status, answer.retry_after) for answer in CATALOGUE}
+    assert len(documented) == len(set(documented)), "a code is listed twice"
+    assert set(documented) == catalogue
 
 
 def headings() -> list[tuple[int, str]]:

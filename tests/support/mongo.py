@@ -8,7 +8,6 @@ need to stop or slow the server at will, run on the stand-in only.
 from __future__ import annotations
 
 import itertools
-import os
 import socket
 import threading
 import uuid
@@ -16,12 +15,9 @@ from typing import Any
 
 import pytest
 from bson import ObjectId
-from mockupdb import MockupDB
 from pymongo import MongoClient
 
-# mockupdb announces wire version 6 by default; current pymongo requires a newer server.
-_HELLO = {"maxWireVersion": 21, "minWireVersion": 0, "ismaster": True, "isWritablePrimary": True}
-
+from tests.support.wire_server import HANDSHAKE, WireServer, hosts_and_options, real_mongo_uri
 
 # What MongoDB puts in a first batch when the driver names no batch size.
 _DEFAULT_BATCH = 101
@@ -40,26 +36,21 @@ class StandInMongo:
         self.refused_collections: set[str] = set()  # `find` on these is refused as `refuse_reads` does
         # Commands taken and never answered ("find", "getMore"): a server that answers `hello` and then freezes.
         self.unanswered: set[str] = set()
-        self._server: MockupDB | None = None
-        self._port = port
+        self._server = WireServer(self._respond, port)
         self._cursors: dict[int, list[dict[str, Any]]] = {}
         self._cursor_ids = itertools.count(1)
         self._lock = threading.Lock()  # mockupdb answers each connection from a thread of its own
 
     @property
     def uri(self) -> str:
-        return f"mongodb://127.0.0.1:{self._port}/LibreChat"
+        return f"mongodb://127.0.0.1:{self._server.port}/LibreChat"
 
     def start(self) -> StandInMongo:
-        self._server = MockupDB(port=self._port, auto_ismaster=_HELLO)
-        self._server.autoresponds(self._respond)
-        self._port = self._server.run()
+        self._server.start()
         return self
 
     def stop(self) -> None:
-        if self._server is not None:
-            self._server.stop()
-            self._server = None
+        self._server.stop()
 
     def add_user(self, document: dict[str, Any]) -> None:
         self.users[document["_id"]] = document
@@ -79,8 +70,8 @@ class StandInMongo:
 
     def _respond(self, request: Any) -> bool:
         name = request.command_name
-        if name in ("ismaster", "isMaster", "hello"):
-            return False  # answered by auto_ismaster
+        if name in HANDSHAKE:
+            return False  # answered by mockupdb
         if name in ("saslStart", "authenticate"):
             return bool(request.replies(_REFUSED_LOGIN))  # the stand-in knows no MongoDB users
         if name in self.unanswered:
@@ -170,8 +161,7 @@ class RealMongo:
     def __init__(self, uri: str) -> None:
         self._database = f"portkey_user_proxy_test_{uuid.uuid4().hex[:8]}"
         self._client: MongoClient[Any] = MongoClient(uri, serverSelectionTimeoutMS=5000)
-        head, _, options = uri.partition("?")
-        hosts = head.rstrip("/") if head.count("/") == 2 else head.rsplit("/", 1)[0]
+        hosts, options = hosts_and_options(uri)
         self.uri = f"{hosts}/{self._database}" + (f"?{options}" if options else "")
 
     def add_user(self, document: dict[str, Any]) -> None:
@@ -207,10 +197,6 @@ def _project(document: dict[str, Any], projection: dict[str, Any]) -> dict[str, 
         return dict(document)
     keep_id = projection.get("_id", 1)
     return {key: value for key, value in document.items() if (key == "_id" and keep_id) or projection.get(key)}
-
-
-def real_mongo_uri() -> str | None:
-    return os.environ.get("TEST_MONGO_URI") or None
 
 
 def needs_stand_in() -> pytest.MarkDecorator:

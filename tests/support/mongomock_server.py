@@ -9,7 +9,6 @@ server at will (`needs_stand_in`) run on the stand-in only.
 from __future__ import annotations
 
 import enum
-import os
 import threading
 import uuid
 from collections.abc import Callable, Iterator
@@ -18,14 +17,12 @@ from typing import Any
 
 import mongomock
 import pytest
-from mockupdb import MockupDB
 from pymongo import MongoClient
 from pymongo.errors import BulkWriteError
 
-# mockupdb announces wire version 6 by default; current pymongo requires a newer server.
-_HELLO = {"maxWireVersion": 21, "minWireVersion": 0, "ismaster": True, "isWritablePrimary": True}
+from tests.support.wire_server import HANDSHAKE, WireServer, hosts_and_options, real_mongo_uri
+
 _UNAUTHORIZED = {"ok": 0, "code": 13, "codeName": "Unauthorized", "errmsg": "not authorized"}
-_HANDSHAKE = frozenset({"ismaster", "isMaster", "hello"})
 _SESSIONS = frozenset({"endSessions", "killCursors", "ping", "buildInfo", "buildinfo"})
 
 
@@ -41,31 +38,26 @@ class MongomockServer:
         self.fault = Fault.NONE
         self.commands: list[str] = []  # command names, in the order they arrived
         self.refused_databases: set[str] = set()  # commands on these are refused: a role without access
-        self._server: MockupDB | None = None
-        self._port = 0
+        self._server = WireServer(self._respond)
         # mockupdb answers each connection from a thread of its own; a real server serializes
         # the writes to one document, and this lock does the same for mongomock, which does not.
         self._lock = threading.Lock()
 
     @property
     def address(self) -> str:
-        return f"mongodb://127.0.0.1:{self._port}"
+        return f"mongodb://127.0.0.1:{self._server.port}"
 
     def start(self) -> MongomockServer:
-        self._server = MockupDB(auto_ismaster=_HELLO)
-        self._server.autoresponds(self._respond)
-        self._port = self._server.run()
+        self._server.start()
         return self
 
     def stop(self) -> None:
-        if self._server is not None:
-            self._server.stop()
-            self._server = None
+        self._server.stop()
 
     def _respond(self, request: Any) -> bool:
         name = request.command_name
-        if name in _HANDSHAKE:
-            return False  # answered by auto_ismaster: the server stays known to the driver
+        if name in HANDSHAKE:
+            return False  # answered by mockupdb: the server stays known to the driver
         if name in _SESSIONS:
             return bool(request.replies({"ok": 1}))
         if self.fault is Fault.HANG_UP:
@@ -230,11 +222,10 @@ class WritableMongo:
 
 def real_mongo_address() -> str | None:
     """TEST_MONGO_URI without its database: the tests name their own databases."""
-    uri = os.environ.get("TEST_MONGO_URI") or None
+    uri = real_mongo_uri()
     if uri is None:
         return None
-    head, _, options = uri.partition("?")
-    hosts = head.rstrip("/") if head.count("/") == 2 else head.rsplit("/", 1)[0]
+    hosts, options = hosts_and_options(uri)
     return hosts + (f"/?{options}" if options else "")
 
 

@@ -16,6 +16,7 @@ from typing import Any
 import yaml
 from prometheus_client.parser import text_string_to_metric_families
 
+from portkey_user_proxy.errors import CATALOGUE
 from tests.support.deploy_files import ROOT
 
 DASHBOARD = ROOT / "deploy" / "grafana" / "portkey-user-proxy.json"
@@ -117,18 +118,8 @@ def string_literals_in_source() -> set[str]:
 
 
 def proxy_error_statuses() -> dict[str, int]:
-    """Each error code the proxy answers with (`ProxyError(status, message, code)`), and its status."""
-    statuses = {}
-    for path in SOURCE.rglob("*.py"):
-        for node in ast.walk(ast.parse(path.read_text())):
-            if isinstance(node, ast.Call) and getattr(node.func, "id", None) == "ProxyError" and len(node.args) >= 3:
-                status, code = node.args[0], node.args[2]
-                where = f"{path.name}:{node.lineno}"
-                assert isinstance(status, ast.Constant), f"{where}: ProxyError's status is no literal"
-                assert isinstance(code, ast.Constant), f"{where}: ProxyError's code is no literal"
-                assert isinstance(status.value, int), f"{where}: ProxyError's status is no number"
-                statuses[str(code.value)] = status.value
-    return statuses
+    """Each error code the request path answers with, and its status (the server's refusals are no requests)."""
+    return {answer.code: answer.status for answer in CATALOGUE if not answer.by_server}
 
 
 def served_labels(scrape: str) -> dict[str, dict[str, set[str]]]:

@@ -4,6 +4,7 @@ import asyncio
 
 import pytest
 
+from portkey_user_proxy.answers import refusal
 from portkey_user_proxy.attribution.decision import (
     REASONS,
     UNIDENTIFIED,
@@ -144,7 +145,7 @@ def test_fail_closed_refuses_unknown_users_with_403_and_mongodb_failures_with_50
 
     assert attribution.outcome is AttributionOutcome.REJECTED
     assert attribution.rejected
-    assert attribution.status == status
+    assert refusal(attribution).status == status
     assert attribution.reason == reason
     assert attribution.user_value is None
 

@@ -11,6 +11,7 @@ from __future__ import annotations
 import importlib.metadata
 
 import pytest
+from uvicorn.protocols.http.flow_control import FlowControl
 from uvicorn.protocols.http.httptools_impl import HttpToolsProtocol
 
 from portkey_user_proxy.inbound.server import missing_uvicorn_internals
@@ -24,8 +25,14 @@ def test_the_installed_uvicorn_has_every_internal_the_server_protocol_uses() -> 
     )
 
 
-def test_a_moved_internal_is_named(monkeypatch: object) -> None:
-
-    assert isinstance(monkeypatch, pytest.MonkeyPatch)
-    monkeypatch.delattr(HttpToolsProtocol, "on_url")
-    assert missing_uvicorn_internals() == ["HttpToolsProtocol.on_url()"]
+@pytest.mark.parametrize(
+    ("owner", "name", "named"),
+    [
+        (HttpToolsProtocol, "on_url", "HttpToolsProtocol.on_url()"),
+        (HttpToolsProtocol, "send_400_response", "HttpToolsProtocol.send_400_response()"),
+        (FlowControl, "pause_reading", "FlowControl.pause_reading()"),
+    ],
+)
+def test_a_moved_internal_is_named(monkeypatch: pytest.MonkeyPatch, owner: type, name: str, named: str) -> None:
+    monkeypatch.delattr(owner, name)
+    assert missing_uvicorn_internals() == [named]

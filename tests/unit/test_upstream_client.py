@@ -13,7 +13,8 @@ import httpx
 import pytest
 import respx
 
-from portkey_user_proxy.upstream.client import UpstreamClient, UpstreamPolicy, UpstreamRequest, error_before_response
+from portkey_user_proxy.answers import error_before_response
+from portkey_user_proxy.upstream.client import UpstreamClient, UpstreamPolicy, UpstreamRequest
 from portkey_user_proxy.upstream.transport import WireRequest
 
 URL = httpx.URL("http://portkey.test/v1/chat/completions")

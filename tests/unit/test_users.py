@@ -11,7 +11,7 @@ from bson import ObjectId, json_util
 from pymongo.errors import AutoReconnect, OperationFailure, PyMongoError, ServerSelectionTimeoutError
 
 from portkey_user_proxy.attribution.directory import PROBE_WAIT_SECONDS, Lookup, LookupOutcome, UserDirectory
-from portkey_user_proxy.attribution.mongo_failures import MongoFailure
+from portkey_user_proxy.mongodb.failures import MongoFailure
 from tests.support.fixtures import FIXTURES
 
 USER_ID = "6651f0c2a1b2c3d4e5f60718"

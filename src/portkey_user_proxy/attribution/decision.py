@@ -1,7 +1,8 @@
 """Attribution: a request's identity turned into the person Portkey is told about, or a refusal.
 
 The `Attributor` looks the identity up, applies UNRESOLVED_USER_POLICY, and writes the metadata header
-value the upstream request will carry. A refusal it decides is the client's answer (`refusal`).
+value the upstream request will carry. A rejected attribution becomes the client's answer in
+`answers.refusal`.
 """
 
 from __future__ import annotations
@@ -10,11 +11,10 @@ import enum
 from collections.abc import Mapping
 from dataclasses import dataclass, field, replace
 
-from ..errors import ProxyError
 from ..observability.logs import RateLimitedWarnings
 from .directory import LookupOutcome, UserDirectory
 from .identity import Identity
-from .metadata import BuiltHeaders, build_metadata
+from .metadata import BuiltHeaders, Metadata, build_metadata
 from .teams import OwnedKeys
 from .user_value import UserValueOf, email_of
 
@@ -27,7 +27,7 @@ class UnresolvedUserPolicy(enum.StrEnum):
     """What to do when a request's user cannot be turned into an email."""
 
     FAIL_OPEN = "fail-open"  # forward anyway, `_user` = the raw id (cost still splits per user)
-    FAIL_CLOSED = "fail-closed"  # refuse: 403 for unknown users, 503 when MongoDB cannot answer
+    FAIL_CLOSED = "fail-closed"  # refuse: user_not_identified, or user_lookup_unavailable when MongoDB fails
 
 
 class AttributionOutcome(enum.StrEnum):
@@ -46,12 +46,12 @@ class Attribution:
     user_value: str | None  # what `_user` is set to
     reason: str  # one of REASONS: the lookup outcome, or why there was no lookup
     fields: Mapping[str, str] = field(default_factory=dict)
-    status: int = 200  # the refusal status when rejected
+    # MongoDB could not answer (not: nobody was found): who this is, and so their budgets, is unknown.
+    directory_failed: bool = False
     team: str | None = None  # for TEAM_METADATA_KEY, when the user was resolved
     tenant: str | None = None  # for TENANT_METADATA_KEY, when the user's record was found
     user_known: bool = False  # the user's record was found, whether or not it resolved (no email: a fallback)
     email: str | None = None  # the resolved user's, whatever `_user` holds: what user budgets are keyed by
-    lookup_failed: bool = False  # MongoDB could not answer: who this is, and so their budgets, is unknown
     team_unread: bool = False  # the user's groups could not be read: their team, and its budget, is unknown
     groups: tuple[str, ...] = ()  # the resolved user's groups, for per-member allowances
 
@@ -70,10 +70,10 @@ async def attribute(
     if identity.raw is None:
         # A placeholder LibreChat left unfilled is a configuration problem, not a request without a user.
         reason = "placeholder" if identity.unresolved_placeholder else "no_identity"
-        return _unresolved(identity, reason, policy, status=403)
+        return _unresolved(identity, reason, policy)
     object_id = identity.object_id
     if object_id is None:
-        return _unresolved(identity, "not_an_object_id", policy, status=403)
+        return _unresolved(identity, "not_an_object_id", policy)
     lookup = await directory.find(object_id)
     if lookup.user is not None and lookup.user.email:
         user = lookup.user
@@ -93,22 +93,24 @@ async def attribute(
         )
     if lookup.user is not None:
         # `_user` falls back (no email to resolve to), yet the record is known: so is the user's tenant.
-        unresolved = _unresolved(identity, "no_email", policy, status=403)
+        unresolved = _unresolved(identity, "no_email", policy)
         return replace(unresolved, tenant=lookup.user.tenant, user_known=True)
-    status = 503 if lookup.mongo_failed else 403
-    unresolved = _unresolved(identity, str(lookup.outcome), policy, status=status)
-    return replace(unresolved, lookup_failed=True) if lookup.mongo_failed else unresolved
+    return _unresolved(identity, str(lookup.outcome), policy, directory_failed=lookup.mongo_failed)
 
 
-def _unresolved(identity: Identity, reason: str, policy: UnresolvedUserPolicy, *, status: int) -> Attribution:
+def _unresolved(
+    identity: Identity, reason: str, policy: UnresolvedUserPolicy, *, directory_failed: bool = False
+) -> Attribution:
     if policy is UnresolvedUserPolicy.FAIL_CLOSED:
-        return Attribution(AttributionOutcome.REJECTED, None, reason, status=status)
+        return Attribution(AttributionOutcome.REJECTED, None, reason, directory_failed=directory_failed)
     # An ObjectId in its canonical lowercase form, so one user never shows under two spellings; any
     # other value could be anyone's (an email, a name), so it is never passed on.
     object_id = identity.object_id
     if object_id is None:
-        return Attribution(AttributionOutcome.FALLBACK, UNIDENTIFIED, reason)
-    return Attribution(AttributionOutcome.FALLBACK, object_id, reason, {"ID": object_id})
+        return Attribution(AttributionOutcome.FALLBACK, UNIDENTIFIED, reason, directory_failed=directory_failed)
+    return Attribution(
+        AttributionOutcome.FALLBACK, object_id, reason, {"ID": object_id}, directory_failed=directory_failed
+    )
 
 
 @dataclass(frozen=True, slots=True)
@@ -127,23 +129,7 @@ class Attributor:
 
     def metadata_header(self, incoming: str | None, attribution: Attribution) -> bytes:
         """The `x-portkey-metadata` value to send: the request's own, with `_user` and the owned keys set."""
-        key = (
-            incoming,
-            attribution.user_value,
-            attribution.team,
-            attribution.tenant,
-            attribution.user_known,
-            attribution.resolved,
-        )
-        if (built := self._built.get(key)) is not None:
-            metadata, encoded = built
-        else:
-            owned = self.owned_keys.values(
-                attribution.team, attribution.tenant, user_known=attribution.user_known, resolved=attribution.resolved
-            )
-            fields = attribution.fields
-            metadata = build_metadata(incoming, attribution.user_value, fields, owned.deferred, owned.imposed)
-            encoded = self._built.keep(key, metadata)
+        metadata, encoded = self._built_metadata(incoming, attribution)
         if metadata.problem:
             self._warnings.warn("metadata", "%s", metadata.problem)
         if metadata.placeholders_filled:
@@ -153,12 +139,18 @@ class Attributor:
             )
         return encoded
 
+    def metadata(self, incoming: str | None, attribution: Attribution) -> Metadata:
+        """What `metadata_header` sends, without its warnings about the request: what `check-user` shows."""
+        return self._built_metadata(incoming, attribution)[0]
 
-def refusal(attribution: Attribution) -> ProxyError:
-    """The client's answer to a rejected attribution (fail-closed)."""
-    if attribution.status == 503:
-        message = "the user directory (LibreChat's MongoDB) is unavailable and UNRESOLVED_USER_POLICY is fail-closed"
-        return ProxyError(503, message, "user_lookup_unavailable", headers=((b"retry-after", b"5"),))
-    reason = attribution.reason
-    message = f"this request's user could not be identified ({reason}) and UNRESOLVED_USER_POLICY is fail-closed"
-    return ProxyError(403, message, "user_not_identified")
+    def _built_metadata(self, incoming: str | None, attribution: Attribution) -> tuple[Metadata, bytes]:
+        resolved = attribution.resolved
+        key = (incoming, attribution.user_value, attribution.team, attribution.tenant, attribution.user_known, resolved)
+        if (built := self._built.get(key)) is not None:
+            return built
+        owned = self.owned_keys.values(
+            attribution.team, attribution.tenant, user_known=attribution.user_known, resolved=resolved
+        )
+        fields = attribution.fields
+        metadata = build_metadata(incoming, attribution.user_value, fields, owned.deferred, owned.imposed)
+        return metadata, self._built.keep(key, metadata)

@@ -22,11 +22,11 @@ from dataclasses import dataclass, replace
 from typing import Any, Protocol
 
 from bson import ObjectId
-from pymongo import AsyncMongoClient
 from pymongo.asynchronous.collection import AsyncCollection
 
+from ..mongodb.client import librechat_database, mongo_client
+from ..mongodb.failures import Failure, MongoFailure, advice, classify, location
 from ..observability.logs import RateLimitedWarnings
-from .mongo_failures import Failure, MongoFailure, advice, classify, location
 from .outage import Admission, MongoState, OutageWindow
 from .query_deadline import QueryDeadline
 from .team_reads import TeamRead, TeamReads, member_fields
@@ -395,12 +395,4 @@ _FAILURE_WORDS = {
 
 def connect_users(mongo_uri: str, timeout: float, **client_options: Any) -> AsyncCollection[Any]:
     """The `users` collection of the URI's database; nothing connects until the first query."""
-    timeout_ms = max(1, int(timeout * 1000))
-    client: AsyncMongoClient[Any] = AsyncMongoClient(
-        mongo_uri,
-        appname="portkey-user-proxy",
-        serverSelectionTimeoutMS=timeout_ms,
-        connectTimeoutMS=timeout_ms,
-        **client_options,
-    )
-    return client.get_default_database(default="LibreChat")["users"]
+    return librechat_database(mongo_client(mongo_uri, timeout, **client_options))["users"]

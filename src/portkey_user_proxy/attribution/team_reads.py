@@ -19,8 +19,8 @@ from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 from typing import Any, Protocol
 
+from ..mongodb.failures import Failure, advice
 from ..observability.logs import RateLimitedWarnings
-from .mongo_failures import Failure, advice
 from .outage import Admission, OutageWindow
 from .query_deadline import QueryDeadline
 from .teams import USER_FIELDS, TeamFinder

@@ -22,7 +22,6 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import enum
-import logging
 import sys
 import time
 from bisect import bisect_right
@@ -30,16 +29,14 @@ from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 from decimal import ROUND_CEILING, Decimal, InvalidOperation
 
-from ..attribution.mongo_failures import advice, classify
-from ..observability.logs import RateLimitedWarnings, loggable
+from ..mongodb.failures import advice, classify
+from ..observability.logs import RateLimitedWarnings, loggable, logger
 from .alert_claims import AlertClaims
 from .alert_message import Crossing, percent, warning_body
 from .observer import AlertObserver, NoAlertObserver
 from .periods import Window
 from .store import Scope
 from .webhook import BudgetWebhook
-
-logger = logging.getLogger("portkey_user_proxy")
 
 DEFAULT_THRESHOLDS = "0.8,1.0"
 MAX_THRESHOLDS = 10

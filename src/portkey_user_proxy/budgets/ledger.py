@@ -11,15 +11,15 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import enum
-import logging
 import time
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 
-from ..attribution.mongo_failures import advice, classify
+from .. import errors
 from ..dialects.usage import Usage
 from ..errors import ProxyError
-from ..observability.logs import RateLimitedWarnings, loggable
+from ..mongodb.failures import advice, classify
+from ..observability.logs import RateLimitedWarnings, loggable, logger
 from .alerts import BudgetAlerts
 from .file import BudgetConfig, Mode
 from .money import dollars_text, nanos
@@ -29,9 +29,7 @@ from .prices import Cost, PriceList
 from .spend import SpendView
 from .store import DEFAULT_PENDING_KEYS, PendingIncrements, Scope, SpendKey, SpendStore
 
-logger = logging.getLogger("portkey_user_proxy")
-
-BUDGET_EXCEEDED = "budget_exceeded"
+BUDGET_EXCEEDED = errors.BUDGET_EXCEEDED.code
 DEFAULT_CACHE_SECONDS = 5.0
 # How long the start waits for the store (indexes, the teams' spend) before serving without it.
 START_TIMEOUT_SECONDS = 3.0
@@ -188,7 +186,7 @@ class Budgets:
     async def admit(self, user: str | None, team: str | None, demand: Demand) -> Hold:
         refused = self.check(user, team)
         if refused is not None:
-            if refused.status == 412:
+            if refused.code == BUDGET_EXCEEDED:
                 raise BudgetExceeded(refused.message)
             raise BudgetStoreUnavailable(refused.message)
         return Hold(user, team)
@@ -395,15 +393,14 @@ class Budgets:
             self._warnings.warn(f"over-budget-{key.scope}", "over budget, forwarded (mode: warn): %s", message)
             return None
         self._observer.over_budget(key.scope, refused=True)
-        # 412, as Portkey answers for its own exhausted budgets: the OpenAI and Anthropic SDKs never retry it.
-        return ProxyError(412, message, "budget_exceeded")
+        return errors.BUDGET_EXCEEDED.error(message=message)
 
     def _store_refusal(self) -> ProxyError:
         message = (
             f"the proxy cannot read budget spend (database {self.store.database.name}) "
             "and BUDGET_STORE_FAILURE is deny; try again shortly"
         )
-        return ProxyError(503, message, "budget_store_unavailable", headers=((b"retry-after", b"5"),))
+        return errors.BUDGET_STORE_UNAVAILABLE.error(message=message)
 
     def _observe_spend(self, key: SpendKey) -> None:
         if key.scope is Scope.TEAM and key.name not in self._team_limits:

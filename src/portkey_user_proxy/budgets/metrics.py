@@ -10,11 +10,11 @@ import contextlib
 
 from prometheus_client import CollectorRegistry, Counter, Gauge
 
+from ..observability.metrics import user_label
 from .money import NANOS_PER_DOLLAR
 from .store import Scope
 
 _PREFIX = "portkey_user_proxy_"
-_LABEL_LIMIT = 128
 
 
 class BudgetMetrics:
@@ -89,7 +89,7 @@ class BudgetMetrics:
                 child = self._team_spend_children[name] = self.team_spend.labels(name)
             child.set(nanos / NANOS_PER_DOLLAR)
         elif self._per_user:
-            self.user_spend.labels(_label(name)).set(nanos / NANOS_PER_DOLLAR)
+            self.user_spend.labels(user_label(name)).set(nanos / NANOS_PER_DOLLAR)
 
     def limit(self, scope: Scope, name: str, nanos: int) -> None:
         if scope is Scope.TEAM:
@@ -115,11 +115,6 @@ class BudgetMetrics:
 
     def store_up(self, up: bool) -> None:
         self.store_is_up.set(1 if up else 0)
-
-
-def _label(user: str) -> str:
-    # A label every scrape can encode: valid UTF-8, bounded in length.
-    return user[:_LABEL_LIMIT].encode("utf-8", "replace").decode("utf-8")
 
 
 class AlertMetrics:

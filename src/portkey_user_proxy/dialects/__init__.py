@@ -10,6 +10,6 @@ untouched.
 from __future__ import annotations
 
 from .dialect import UNKNOWN, Dialect
-from .routes import ROUTE_CLASSES, Route, dialect_for, route_class, route_for
+from .routes import OTHER_ROUTE, ROUTE_CLASSES, Route, dialect_for, route_class, route_for
 
-__all__ = ["ROUTE_CLASSES", "UNKNOWN", "Dialect", "Route", "dialect_for", "route_class", "route_for"]
+__all__ = ["OTHER_ROUTE", "ROUTE_CLASSES", "UNKNOWN", "Dialect", "Route", "dialect_for", "route_class", "route_for"]

@@ -19,7 +19,6 @@ _INPUT = ("input_tokens", "cache_creation_input_tokens", "cache_read_input_token
 
 
 class AnthropicMessages(Dialect):
-    name: ClassVar[str] = "anthropic_messages"
     reads_body: ClassVar[bool] = True
 
     def identity_fields(self, body: Mapping[str, Any]) -> tuple[object, ...]:

@@ -9,15 +9,13 @@ families must never get it.
 from __future__ import annotations
 
 from collections.abc import Mapping
-from typing import Any, ClassVar
+from typing import Any
 
 from .json_body import with_stream_usage
 from .openai_user import OpenAIUserField
 
 
 class ChatCompletions(OpenAIUserField):
-    name: ClassVar[str] = "chat_completions"
-
     def request_body(self, raw: bytes, body: Mapping[str, Any], *, stream_usage: bool, charged: bool = False) -> bytes:
         if charged:
             return with_stream_usage(raw, body, insist=True)

@@ -15,7 +15,6 @@ class Dialect:
     streaming request asks for usage, and what the `usage` objects of its responses mean.
     """
 
-    name: ClassVar[str] = "unknown"
     # Whether the proxy needs the JSON body at all; when not, it streams through unread.
     reads_body: ClassVar[bool] = False
     # The key whose object holds a response's token counts, as it appears in the response's JSON.

@@ -13,7 +13,6 @@ from .dialect import Dialect
 
 
 class OpenAIUserField(Dialect):
-    name: ClassVar[str] = "openai"
     reads_body: ClassVar[bool] = True
 
     def identity_fields(self, body: Mapping[str, Any]) -> tuple[object, ...]:

@@ -9,14 +9,12 @@ usage by itself in its final `response.completed` event, so nothing is added to 
 from __future__ import annotations
 
 from collections.abc import Mapping
-from typing import Any, ClassVar
+from typing import Any
 
 from .openai_user import OpenAIUserField
 
 
 class Responses(OpenAIUserField):
-    name: ClassVar[str] = "responses"
-
     def identity_fields(self, body: Mapping[str, Any]) -> tuple[object, ...]:
         metadata = body.get("metadata")
         user_id = metadata.get("user_id") if isinstance(metadata, Mapping) else None

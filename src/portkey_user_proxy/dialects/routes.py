@@ -20,8 +20,7 @@ from .responses import Responses
 class Route:
     name: str  # the `route` label of every metric: one of ROUTE_CLASSES
     dialect: Dialect
-    # Whether its answers cost money: checked against budgets and charged. Listing models costs nothing.
-    charged: bool = True
+    charged: bool = True  # its requests are checked against budgets before they go (listing models costs nothing)
 
 
 _OPENAI_USER_FIELD = OpenAIUserField()
@@ -43,8 +42,10 @@ _ROUTES: tuple[tuple[str, Route], ...] = (
     ("/runs", Route("assistants", UNKNOWN)),  # Assistants: `/threads/runs`, `/threads/<id>/runs`
     ("/models", Route("models", UNKNOWN, charged=False)),
 )
-_OTHER = Route("other", UNKNOWN)
-ROUTE_CLASSES = tuple(dict.fromkeys([*(route.name for _, route in _ROUTES), _OTHER.name]))
+# The route label of a path no family serves, and of a refusal whose path the server never read whole.
+OTHER_ROUTE = "other"
+_OTHER = Route(OTHER_ROUTE, UNKNOWN)
+ROUTE_CLASSES = tuple(dict.fromkeys([*(route.name for _, route in _ROUTES), OTHER_ROUTE]))
 
 # A route depends on the path's last characters only: caching by them keeps the cache's memory
 # bounded however long the paths clients send (a request head may hold 64 KiB of path).

@@ -11,13 +11,11 @@ import hmac
 
 from starlette.types import ASGIApp, Receive, Scope, Send
 
-from ..errors import ProxyError, send_error
+from ..errors import INVALID_API_KEY, ProxyError, send_error
 from ..headers import RawHeaders
 
 AUTHORIZATION = b"authorization"
 _BEARER = b"bearer"
-# Closing after the refusal: the body of a request without the key is never read.
-_REFUSAL_HEADERS = ((b"www-authenticate", b'Bearer realm="portkey-user-proxy"'), (b"connection", b"close"))
 
 
 class InboundKey:
@@ -62,9 +60,4 @@ class RequireInboundKey:
 
 
 def _unauthorized(*, missing: bool) -> ProxyError:
-    problem = "no API key was sent" if missing else "the API key is not this proxy's"
-    message = (
-        f"{problem}: send `Authorization: Bearer <PROXY_API_KEY>` "
-        "(in librechat.yaml, set the endpoint's apiKey to the proxy's PROXY_API_KEY)"
-    )
-    return ProxyError(401, message, "invalid_api_key", headers=_REFUSAL_HEADERS)
+    return INVALID_API_KEY.error(problem="no API key was sent" if missing else "the API key is not this proxy's")

@@ -12,8 +12,9 @@ Departures. uvicorn does not fail `send` after a disconnect, so unless its depar
 proxied generation would keep streaming, and billing, until the model finishes. Once the request
 body is in, the forwarding task is cancelled when the client leaves, the way `asyncio.timeout`
 cancels: the cancellation is turned back into a normal exit at the block's end. Under the proxy's
-own server the server says so (`server.Departure`, called where it marks the request disconnected);
-under another server a watcher task reads the ASGI channel for `http.disconnect`. A request read
+own server the server says so (the `departure` of its `ClientConnection`, called where it marks the
+request disconnected); under another server a watcher task reads the ASGI channel for
+`http.disconnect`. A request read
 whole is watched from then on, while its user is looked up too, and `checkpoint()` just before it
 goes upstream gives the loop one turn: a disconnect already queued for the server by then (or for
 the watcher) stops the request there. Without it, a request whose lookup ends in the same loop
@@ -27,7 +28,7 @@ from collections.abc import Callable
 from types import TracebackType
 
 from ..asgi import Message, Receive, Scope, Send
-from .server import ABORT_EXTENSION, Departure
+from .server import CLIENT_CONNECTION_EXTENSION, ClientConnection, Departure
 
 Abort = Callable[[], None]
 
@@ -36,16 +37,10 @@ class ClientStalled(Exception):
     """The client read none of its response for the whole write timeout."""
 
 
-def connection_abort(scope: Scope) -> Abort | None:
-    """What resets this request's connection; None under a server other than the proxy's own."""
-    abort: Abort | None = scope.get("extensions", {}).get(ABORT_EXTENSION, {}).get("abort")
-    return abort
-
-
-def departure(scope: Scope) -> Departure | None:
-    """What tells of this request's client leaving; None under a server other than the proxy's own."""
-    found: Departure | None = scope.get("extensions", {}).get(ABORT_EXTENSION, {}).get("departure")
-    return found
+def client_connection(scope: Scope) -> ClientConnection | None:
+    """What the server tells of this request's client connection; None under a server other than the proxy's own."""
+    connection: ClientConnection | None = scope.get("extensions", {}).get(CLIENT_CONNECTION_EXTENSION)
+    return connection
 
 
 class TimedSend:

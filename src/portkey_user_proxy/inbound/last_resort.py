@@ -12,15 +12,14 @@ from __future__ import annotations
 import traceback
 from pathlib import Path
 
-from ..errors import ProxyError
+from ..errors import INTERNAL_ERROR, ProxyError
 from ..observability.logs import logger
 
 
 def internal_error(exc: Exception, method: str, route: str) -> ProxyError:
     """Log `exc` without its values, and the error the client is told."""
     logger.error("internal error on %s %s: %s at %s", method, route, type(exc).__name__, _raised_at(exc))
-    message = "the proxy failed on this request (an internal error, logged as such); please retry"
-    return ProxyError(500, message, "internal_error")
+    return INTERNAL_ERROR.error()
 
 
 def _raised_at(exc: BaseException) -> str:

@@ -12,17 +12,12 @@ from __future__ import annotations
 from collections.abc import AsyncIterator
 from types import TracebackType
 
-from ..errors import ProxyError
+from ..errors import PROXY_BUSY, REQUEST_TOO_LARGE, ProxyError
 from ..headers import RequestHeaders
-
-RETRY_AFTER_SECONDS = 1
-# The client may still be sending the body the proxy refuses: closing is cheaper than reading it.
-_CLOSE = ((b"connection", b"close"),)
 
 
 def too_large(limit: int) -> ProxyError:
-    message = f"request body exceeds {limit} bytes (MAX_REQUEST_BODY_BYTES)"
-    return ProxyError(413, message, "request_too_large", headers=_CLOSE)
+    return REQUEST_TOO_LARGE.error(limit=limit)
 
 
 def check_declared_length(headers: RequestHeaders, limit: int) -> None:
@@ -54,11 +49,7 @@ class UpstreamSlots:
 
     def __enter__(self) -> None:
         if self.limit and self.active >= self.limit:
-            message = (
-                f"the proxy is already sending {self.limit} requests upstream "
-                "(MAX_CONCURRENT_UPSTREAM_REQUESTS); retry shortly"
-            )
-            raise ProxyError(503, message, "proxy_busy", headers=((b"retry-after", str(RETRY_AFTER_SECONDS).encode()),))
+            raise PROXY_BUSY.error(limit=self.limit)
         self.active += 1
 
     def __exit__(

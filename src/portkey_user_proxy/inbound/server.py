@@ -21,14 +21,15 @@ one the proxy runs), with six rules added:
   before it can hold a file descriptor for long.
 - **Invalid requests.** The parser's refusals get the proxy's JSON 400, after the answers still
   owed to the requests before the invalid one, and never after an answer to the invalid one itself.
-- **Aborts.** Each request's scope names, in `extensions[ABORT_EXTENSION]["abort"]`, a callable that
-  resets the connection at once, dropping what is queued for the client (see `client.py`).
-- **Departures.** The same extension's `"departure"` is a `Departure`, which calls what the app
-  names when the server sees the request's client leave (its connection lost, given up or reset
-  before the response completed): no task of the app's has to wait on `receive()` for it.
+- **The client's connection, told to the app.** Each request's scope holds a `ClientConnection` in
+  `extensions[CLIENT_CONNECTION_EXTENSION]`: its `abort` resets the connection at once, dropping
+  what is queued for the client (see `client.py`), and its `departure` calls what the app names
+  when the server sees the client leave (its connection lost, given up or reset before the
+  response completed): no task of the app's has to wait on `receive()` for it.
 
-Each refusal sent is reported to the app through the lifespan state (uvicorn hands every connection
-the state the app's lifespan yields): `REFUSALS_STATE_KEY` names a `RefusalCounter` there.
+The refusals are the catalogue's rows marked `by_server` (`errors.py`). Each one sent is reported to
+the app through the lifespan state (uvicorn hands every connection the state the app's lifespan
+yields): `REFUSALS_STATE_KEY` names a `RefusalCounter` there.
 """
 
 from __future__ import annotations
@@ -43,11 +44,13 @@ import socket
 import struct
 from collections.abc import Callable
 from dataclasses import dataclass
-from typing import Any
+from typing import Any, TypedDict
 
+from uvicorn.config import Config
+from uvicorn.protocols.http.flow_control import FlowControl
 from uvicorn.protocols.http.httptools_impl import HttpToolsProtocol, RequestResponseCycle
 
-from ..errors import error_body
+from .. import errors
 from ..observability.logs import RateLimitedWarnings
 
 _warnings = RateLimitedWarnings()
@@ -55,7 +58,7 @@ _warnings = RateLimitedWarnings()
 REFUSALS_STATE_KEY = "portkey_user_proxy.refusals"
 # Called with the refused request's path (None when its head was not read whole) and the error code.
 RefusalCounter = Callable[[str | None, str], None]
-ABORT_EXTENSION = "portkey_user_proxy.abort_connection"
+CLIENT_CONNECTION_EXTENSION = "portkey_user_proxy.client_connection"
 # SO_LINGER on, with no time to linger: closing the socket resets the connection and frees its buffers.
 _RESET_ON_CLOSE = struct.pack("ii", 1, 0)
 
@@ -109,6 +112,13 @@ class Departure:
                 callback()
 
 
+class ClientConnection(TypedDict):
+    """What the server tells one request about its client's connection (an ASGI extension is a dict)."""
+
+    abort: Callable[[], None]  # resets the connection now
+    departure: Departure  # tells of the client leaving
+
+
 class Phase(enum.Enum):
     AWAITING_REQUEST = "awaiting a request"  # connected, or the last request was read whole
     HEAD = "reading a request head"
@@ -125,14 +135,8 @@ class _Refusal:
     response: bytes
 
 
-def _refusal(status: bytes, code: str, message: str, extra: bytes = b"") -> _Refusal:
-    body = error_body(message, code)
-    head = (
-        b"HTTP/1.1 " + status + b"\r\n"
-        b"content-type: application/json\r\n"
-        b"content-length: " + str(len(body)).encode() + b"\r\n" + extra + b"connection: close\r\n\r\n"
-    )
-    return _Refusal(code, head + body)
+def _refusal(answer: errors.Answer, **values: object) -> _Refusal:
+    return _Refusal(answer.code, answer.raw_response(**values))
 
 
 class _HeadTooLarge(Exception):
@@ -168,9 +172,9 @@ class BoundedHttpToolsProtocol(HttpToolsProtocol):
         super().connection_made(transport)
         cap = self._limits.max_connections
         if cap and len(self.connections) > cap:
-            _warnings.warn("connections", "refused a connection over MAX_CONNECTIONS (%d) with 503", cap)
-            message = f"the proxy has {cap} connections open (MAX_CONNECTIONS); retry shortly"
-            self._give_up(_refusal(b"503 Service Unavailable", "too_many_connections", message, b"retry-after: 1\r\n"))
+            answer = errors.TOO_MANY_CONNECTIONS
+            _warnings.warn("connections", "refused a connection over MAX_CONNECTIONS (%d) with %d", cap, answer.status)
+            self._give_up(_refusal(answer, limit=cap))
             return
         self._last_read = self.loop.time()
         self._head_due = self._last_read + self._limits.head_timeout
@@ -245,7 +249,10 @@ class BoundedHttpToolsProtocol(HttpToolsProtocol):
             # The app's task is created, not yet run: it finds the extension in its scope.
             self._departure = Departure()
             extensions = self.scope.setdefault("extensions", {})
-            extensions[ABORT_EXTENSION] = {"abort": functools.partial(self._abort, cycle), "departure": self._departure}
+            extensions[CLIENT_CONNECTION_EXTENSION] = {
+                "abort": functools.partial(self._abort, cycle),
+                "departure": self._departure,
+            }
         else:
             self._departure = None
 
@@ -270,8 +277,7 @@ class BoundedHttpToolsProtocol(HttpToolsProtocol):
             return
         # uvicorn writes a plain-text 400 at once, ahead of the responses still owed to the requests
         # before the broken one: the client would take it for the answer to a request that went upstream.
-        message = "the request is not valid HTTP/1.1 (its framing or a header's syntax); correct the client"
-        refusal = _refusal(b"400 Bad Request", "invalid_http_request", message)
+        refusal = _refusal(errors.INVALID_HTTP_REQUEST)
         if self._earlier_answer_owed():
             self._refusal_after_answers = self._refusal_after_answers or refusal
             self.flow.pause_reading()  # the parser has failed: what follows is read by nobody
@@ -350,26 +356,23 @@ class BoundedHttpToolsProtocol(HttpToolsProtocol):
         if self._phase is Phase.AWAITING_REQUEST:
             self._give_up(None)  # connected and sent nothing: nobody to answer
         elif self._phase is Phase.HEAD:
-            timeout = self._limits.head_timeout
-            message = f"the request line and headers did not arrive within {timeout:g}s (REQUEST_HEAD_TIMEOUT_SECONDS)"
-            self._give_up(_refusal(b"408 Request Timeout", "request_timeout", message))
+            self._give_up(_refusal(errors.HEAD_TIMEOUT, seconds=self._limits.head_timeout))
         else:
-            timeout = self._limits.body_timeout
-            message = f"the request body stopped arriving for {timeout:g}s (REQUEST_BODY_TIMEOUT_SECONDS)"
-            self._give_up(_refusal(b"408 Request Timeout", "request_timeout", message))
+            self._give_up(_refusal(errors.BODY_TIMEOUT, seconds=self._limits.body_timeout))
 
     # --- Ending a connection --------------------------------------------------------------------------
 
     def _refuse_head(self) -> None:
         if self.transport.is_closing():
             return
+        answer = errors.HEAD_TOO_LARGE
         _warnings.warn(
             "request-head",
-            "refused a request whose line and headers exceed %d bytes (MAX_REQUEST_HEAD_BYTES) with 431",
+            "refused a request whose line and headers exceed %d bytes (MAX_REQUEST_HEAD_BYTES) with %d",
             self._head_limit,
+            answer.status,
         )
-        message = f"the request line and headers exceed {self._head_limit} bytes (MAX_REQUEST_HEAD_BYTES)"
-        self._give_up(_refusal(b"431 Request Header Fields Too Large", "request_header_too_large", message))
+        self._give_up(_refusal(answer, limit=self._head_limit))
 
     def _give_up(self, refusal: _Refusal | None) -> None:
         """Close the connection, with `refusal` first unless a response has begun on it."""
@@ -434,8 +437,14 @@ _OVERRIDDEN = (
     "on_body",
     "on_message_complete",
     "on_response_complete",
+    "send_400_response",  # uvicorn calls it when the parser fails, a callback's exception included
 )
-_PROTOCOL_STATE = ("cycle", "pipeline", "flow", "connections", "transport", "loop", "config", "scope")
+_PROTOCOL_STATE = ("cycle", "pipeline", "flow", "connections", "transport", "loop", "config", "scope", "app_state")
+# `pipeline` holds (cycle, app) pairs: a request waiting its turn is dropped by its cycle.
+_PIPELINE = re.compile(r"self\.pipeline: deque\[tuple\[RequestResponseCycle,")
+_FLOW_STATE = ("read_paused",)
+_FLOW_CALLED = ("pause_reading",)
+_CONFIG_STATE = ("h11_max_incomplete_event_size",)
 _CYCLE_STATE = (
     "disconnected",
     "message_event",
@@ -452,7 +461,12 @@ def missing_uvicorn_internals() -> list[str]:
         f"HttpToolsProtocol.{name}()" for name in _OVERRIDDEN if not callable(getattr(HttpToolsProtocol, name, None))
     ]
     missing += [f"HttpToolsProtocol.{name}" for name in _PROTOCOL_STATE if not _assigns(HttpToolsProtocol, name)]
+    if not _PIPELINE.search(inspect.getsource(HttpToolsProtocol)):
+        missing.append("HttpToolsProtocol.pipeline of (RequestResponseCycle, app) pairs")
     missing += [f"RequestResponseCycle.{name}" for name in _CYCLE_STATE if not _assigns(RequestResponseCycle, name)]
+    missing += [f"FlowControl.{name}" for name in _FLOW_STATE if not _assigns(FlowControl, name)]
+    missing += [f"FlowControl.{name}()" for name in _FLOW_CALLED if not callable(getattr(FlowControl, name, None))]
+    missing += [f"Config.{name}" for name in _CONFIG_STATE if not _assigns(Config, name)]
     return missing
 
 

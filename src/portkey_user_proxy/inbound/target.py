@@ -15,7 +15,7 @@ from urllib.parse import unquote_to_bytes
 
 import httpx
 
-from ..errors import ProxyError
+from ..errors import TARGET_NOT_A_PATH, TARGET_WOULD_CHANGE
 
 _SEGMENT_SEPARATORS = re.compile(rb"[/\\]")
 _DOT_SEGMENTS = frozenset({b".", b".."})
@@ -24,16 +24,12 @@ _CACHED_TARGET_BYTES = 256
 
 
 def upstream_url(base: httpx.URL, base_path: bytes, raw_path: bytes, query: bytes) -> httpx.URL:
-    """`base` with `base_path + raw_path (+ ? + query)` as its target; a 400 when that cannot be sent unchanged."""
+    """`base` with `base_path + raw_path (+ ? + query)` as its target; refused when that cannot be sent unchanged."""
     if not raw_path.startswith(b"/"):
-        raise ProxyError(400, "the request target must be a path starting with /", "invalid_request_target")
+        raise TARGET_NOT_A_PATH.error()
     url = _url_if_unchanged(base, base_path + raw_path + (b"?" + query if query else b""))
     if url is None:
-        message = (
-            "the request path has dot segments (`.` or `..`, plain or percent-encoded) or characters a URL may "
-            "not hold unencoded; send it normalised and percent-encoded"
-        )
-        raise ProxyError(400, message, "invalid_request_target")
+        raise TARGET_WOULD_CHANGE.error()
     return url
 
 

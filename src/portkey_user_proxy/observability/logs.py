@@ -13,6 +13,8 @@ from dataclasses import dataclass
 from datetime import UTC, datetime
 from typing import TextIO
 
+from ..dialects import OTHER_ROUTE
+
 _TEXT_FORMAT = "%(asctime)s %(levelname)s %(name)s %(message)s"
 access_logger = logging.getLogger("portkey_user_proxy.access")
 logger = logging.getLogger("portkey_user_proxy")
@@ -25,7 +27,7 @@ QUIET_LIBRARIES = ("httpx", "httpcore", "pymongo")
 def configure_logging(level: str, log_format: str = "text") -> None:
     """One format for the proxy's lines and uvicorn's (start-up, shutdown, server errors)."""
     handler = logging.StreamHandler(sys.stderr)
-    formatter = JsonFormatter() if log_format == "json" else TextFormatter(_TEXT_FORMAT)
+    formatter = JsonFormatter() if log_format == "json" else TextFormatter()
     handler.setFormatter(formatter)
     root = logging.getLogger()
     root.handlers[:] = [handler]
@@ -79,7 +81,7 @@ class AccessRecord:
     trace_id: str = "-"
     request_id: str = "-"
     resolved: bool = False  # `user` is a person the directory found (per-user metrics count only those)
-    route: str = "other"  # the metrics' `route` label, classified once per request (not in the access line)
+    route: str = OTHER_ROUTE  # the metrics' `route` label, classified once per request (not in the access line)
 
     def emit(self) -> None:
         if not access_logger.isEnabledFor(logging.INFO):
@@ -145,7 +147,7 @@ class _AccessLines:
         if type(formatter) is JsonFormatter:
             message = _ACCESS_MESSAGE % record.arguments(duration_ms)
             line = formatter.access_line(created, message, record.fields(duration_ms))
-        elif type(formatter) is TextFormatter and formatter._fmt == _TEXT_FORMAT:
+        elif type(formatter) is TextFormatter and formatter.line_format == _TEXT_FORMAT:
             message = _ACCESS_MESSAGE % _escaped_args(record.arguments(duration_ms))
             line = f"{self._asctime(created)} INFO {access_logger.name} {message}"
         else:
@@ -212,6 +214,10 @@ def _escape(match: re.Match[str]) -> str:
 
 class TextFormatter(logging.Formatter):
     """Readable lines whose arguments, where client-supplied values go, cannot break or forge a line."""
+
+    def __init__(self, line_format: str = _TEXT_FORMAT) -> None:
+        super().__init__(line_format)
+        self.line_format = line_format  # the access line is written without `logging` in the proxy's own
 
     def format(self, record: logging.LogRecord) -> str:
         if record.args:

@@ -14,7 +14,7 @@ from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram
 from prometheus_client.exposition import CONTENT_TYPE_LATEST, generate_latest
 from prometheus_client.multiprocess import MultiProcessCollector, mark_process_dead
 
-from ..dialects import route_class
+from ..dialects import OTHER_ROUTE, route_class
 from ..dialects.usage import Usage
 from ..headers import shorten
 from .worker_metrics import forget_dead_workers, multiprocess_directory
@@ -115,7 +115,7 @@ class Metrics:
 
     def refused(self, path: str | None, code: str) -> None:
         """A request the server refused before the app saw it whole (408, 431, 503): an error the proxy made."""
-        self.errors.labels(route_class(path) if path is not None else "other", code).inc()
+        self.errors.labels(route_class(path) if path is not None else OTHER_ROUTE, code).inc()
 
     def lookup(self, outcome: str) -> None:
         self.lookups.labels(_LOOKUP_LABELS.get(outcome, str(outcome))).inc()

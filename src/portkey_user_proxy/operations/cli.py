@@ -23,16 +23,14 @@ from ..app import (
     build_budgets,
     build_user_directory,
     create_app,
-    owned_keys,
     team_choice,
     uvicorn_options,
 )
 from ..attribution.decision import Attribution, AttributionOutcome
 from ..attribution.directory import UserDirectory, connect_users
 from ..attribution.identity import identify
-from ..attribution.metadata import build_metadata
-from ..attribution.mongo_failures import MongoFailure, advice, classify, location
 from ..attribution.teams import GROUPS_COLLECTION
+from ..mongodb.failures import MongoFailure, advice, classify, location
 from ..observability.logs import StartupRecords, configure_logging, loggable
 from ..observability.worker_metrics import UnusableDirectory, shared_metrics
 from ..settings import Settings, SettingsError, load_settings
@@ -151,14 +149,11 @@ async def _check_user(settings: Settings, user: str, metadata: str | None) -> in
                 )
                 return ExitCode.UNKNOWN_USER
             user = found.id
-        attribution = await build_attributor(settings, directory).attribute(identify(None, user))
+        attributor = build_attributor(settings, directory)
+        attribution = await attributor.attribute(identify(None, user))
     finally:
         await directory.close()
-    keys = owned_keys(settings)
-    owned = keys.values(
-        attribution.team, attribution.tenant, user_known=attribution.user_known, resolved=attribution.resolved
-    )
-    header = build_metadata(metadata, attribution.user_value, attribution.fields, owned.deferred, owned.imposed).header
+    header = attributor.metadata(metadata, attribution).header
     print(f"user id:            {_argument(user)}")
     print(f"attribution:        {attribution.outcome} ({attribution.reason})")
     print(f"email:              {_shown(attribution.fields.get('EMAIL', '-'))}")

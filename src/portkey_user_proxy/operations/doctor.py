@@ -22,17 +22,18 @@ import httpx
 from pydantic import SecretStr
 from pymongo.asynchronous.collection import AsyncCollection
 
+from ..answers import error_before_response
 from ..app import build_budgets, upstream_client, upstream_policy
 from ..attribution.directory import connect_users
-from ..attribution.mongo_failures import MongoFailure, advice, classify, location
-from ..attribution.mongo_uri import masked_mongo_uri
 from ..attribution.teams import GROUPS_COLLECTION, USER_FIELDS, TeamChoice, TeamFinder
 from ..budgets import BudgetsFile, PriceList
 from ..budgets.alert_message import doctor_test_body, percent
 from ..budgets.webhook import BudgetWebhook
+from ..mongodb.failures import MongoFailure, advice, classify, location
+from ..mongodb.uri import masked_mongo_uri
 from ..observability.logs import escape_for_log
 from ..settings import Settings, dotenv_file
-from ..upstream.client import UpstreamRequest, error_before_response
+from ..upstream.client import UpstreamRequest
 from .exit_codes import ExitCode
 
 _PORTKEY_TIMEOUT_SECONDS = 10.0

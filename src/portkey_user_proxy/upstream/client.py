@@ -1,4 +1,4 @@
-"""The one HTTP client that talks to Portkey, and what its failures mean to the caller."""
+"""The one HTTP client that talks to Portkey (what its failures mean to the client: `answers.py`)."""
 
 from __future__ import annotations
 
@@ -8,7 +8,6 @@ from urllib.request import getproxies
 
 import httpx
 
-from ..errors import ProxyError
 from ..headers import RawHeaders
 from .proxies import environment_proxy
 from .transport import LeanTransport, WireRequest
@@ -108,24 +107,3 @@ def build_upstream_client(url: httpx.URL, *, connect_timeout: float, read_timeou
         # trust_env: SSL_CERT_FILE and SSL_CERT_DIR apply, as they do on the direct route.
         transport = httpx.AsyncHTTPTransport(proxy=proxy, limits=_PROXIED_LIMITS, trust_env=True)
     return UpstreamClient(transport, timeout)
-
-
-def error_before_response(exc: httpx.HTTPError, policy: UpstreamPolicy) -> ProxyError:
-    """What the client is told when the upstream failed before sending response headers."""
-    target = policy.target
-    if isinstance(exc, httpx.ConnectTimeout):
-        message = f"could not connect to the upstream {target} within {policy.connect_timeout:g} s"
-        return ProxyError(502, message, "upstream_unreachable")
-    if isinstance(exc, httpx.ProxyError):  # the environment's proxy refused the tunnel (407, 403, ...)
-        message = f"the proxy refused the connection to the upstream {target} ({policy.unreachable_hint})"
-        return ProxyError(502, message, "upstream_unreachable")
-    if isinstance(exc, httpx.ConnectError):
-        message = f"the upstream {target} is unreachable ({policy.unreachable_hint})"
-        return ProxyError(502, message, "upstream_unreachable")
-    if isinstance(exc, httpx.ReadTimeout | httpx.WriteTimeout):
-        limit = policy.read_timeout
-        message = f"the upstream {target} sent no response within {limit:g} s (UPSTREAM_READ_TIMEOUT_SECONDS)"
-        return ProxyError(504, message, "upstream_timeout")
-    if isinstance(exc, httpx.PoolTimeout):
-        return ProxyError(503, "too many requests are waiting for an upstream connection", "upstream_busy")
-    return ProxyError(502, f"the upstream {target} failed: {type(exc).__name__}", "upstream_error")

@@ -5,7 +5,7 @@ from __future__ import annotations
 import pytest
 from pymongo import uri_parser
 
-from portkey_user_proxy.attribution.mongo_uri import masked_mongo_uri, mongo_uri_secrets
+from portkey_user_proxy.mongodb.uri import masked_mongo_uri, mongo_uri_secrets
 
 SECRET = "topsecret"
 
