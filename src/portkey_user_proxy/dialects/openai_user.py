@@ -4,7 +4,8 @@ moderations, image generation.
 Their usage objects count `prompt_tokens`/`completion_tokens`/`total_tokens`, or, in the newer APIs
 (image generation, Responses), `input_tokens`/`output_tokens`/`total_tokens`. The prompt tokens read
 from OpenAI's prompt cache are in `prompt_tokens_details.cached_tokens` (`input_tokens_details` in the
-newer APIs), and are part of the prompt's count.
+newer APIs), and are part of the prompt's count. OpenAI caches prompts without charging for the
+writes: there are no cache-write tokens to report.
 """
 
 from __future__ import annotations
@@ -37,4 +38,4 @@ class OpenAIUserField(Dialect):
         cached = nested_tokens(reported, "prompt_tokens_details", "cached_tokens")
         if cached is None:
             cached = nested_tokens(reported, "input_tokens_details", "cached_tokens")
-        return Usage(prompt, completion, total, cached)
+        return Usage(prompt, completion, total, cached_prompt=cached)  # OpenAI reports no cache writes
