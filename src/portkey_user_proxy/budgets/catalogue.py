@@ -96,8 +96,8 @@ class Catalogue:
         return "sha256:" + hashlib.sha256(data).hexdigest()[:12]
 
     def describe(self) -> str:
-        """The catalogue in a few words, e.g. `genai-prices 0.2.5 (data sha256:0123456789ab)`."""
-        return f"{PACKAGE} {self.version} (data {self.data_version})"
+        """Which catalogue this is, e.g. `genai-prices 0.2.5, data sha256:0123456789ab`."""
+        return f"{PACKAGE} {self.version}, data {self.data_version}"
 
     @property
     def model_count(self) -> int:

@@ -44,7 +44,7 @@ def test_the_bundled_catalogue_says_what_it_is() -> None:
 
     assert catalogue.version == importlib.metadata.version("genai-prices")
     assert re.fullmatch(r"sha256:[0-9a-f]{12}", catalogue.data_version)
-    assert catalogue.describe() == f"genai-prices {catalogue.version} (data {catalogue.data_version})"
+    assert catalogue.describe() == f"genai-prices {catalogue.version}, data {catalogue.data_version}"
     assert catalogue.model_count > 1000 and catalogue.provider_count > 20
     assert catalogue.provider_id("bedrock") == "aws" and catalogue.provider_id("no-such-provider") is None
 
