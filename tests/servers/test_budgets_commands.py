@@ -1,4 +1,5 @@
-"""`budgets` and `doctor` with BUDGETS_FILE: the period's spend from the store, and the store checked."""
+"""`budgets`, `budgets price` and `doctor` with BUDGETS_FILE: the period's spend from the store, the prices that
+apply, and the store checked."""
 
 from __future__ import annotations
 
@@ -7,8 +8,11 @@ from datetime import UTC, datetime
 from pathlib import Path
 
 import pytest
+from genai_prices import Usage as CatalogueUsage
+from genai_prices import calc_price
 
 from portkey_user_proxy.budgets import Period, window_at
+from portkey_user_proxy.budgets.catalogue import Catalogue
 from portkey_user_proxy.operations.cli import main
 from portkey_user_proxy.operations.exit_codes import ExitCode
 from tests.support.fixtures import load_fixture
@@ -152,14 +156,26 @@ def test_doctor_checks_the_budgets_file_and_that_the_store_takes_writes(
     assert f"BUDGETS_FILE={Path.cwd() / 'budgets.yaml'}" in output
 
 
-def test_doctor_warns_of_a_file_without_a_catch_all_price(
+def test_doctor_says_which_catalogue_prices_what_the_file_does_not(
     environment: pytest.MonkeyPatch, tmp_path: Path, capsys: pytest.CaptureFixture[str]
 ) -> None:
-    (tmp_path / "budgets.yaml").write_text('users: {default: 5}\nprices: [{model: "gpt-*", input: 1, output: 1}]\n')
+    (tmp_path / "budgets.yaml").write_text("users: {default: 5}\n")  # no prices: the catalogue's
 
     main(["doctor"])
 
-    assert "warn  budgets file" in capsys.readouterr().out
+    (line,) = [line for line in capsys.readouterr().out.splitlines() if "budgets file" in line]
+    catalogue = Catalogue.bundled()
+    assert line.startswith("ok    budgets file")
+    assert f"0 price(s) of its own, over the catalogue genai-prices {catalogue.version}, data " in line
+    assert f"which knows {catalogue.model_count} models of {catalogue.provider_count} providers" in line
+
+
+def test_doctor_says_a_catch_all_leaves_the_catalogue_unused(
+    environment: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
+) -> None:
+    main(["doctor"])
+
+    assert 'with a catch-all (`model: "*"`): the catalogue (genai-prices ' in capsys.readouterr().out
 
 
 def test_doctor_fails_a_budget_store_it_may_not_write(
@@ -175,3 +191,108 @@ def test_doctor_fails_a_budget_store_it_may_not_write(
     assert "FAIL  budget store" in output
     assert "needs the readWrite role on BUDGET_DATABASE" in output
     assert "ok    users collection" in output  # LibreChat's database is still read
+
+
+# `budgets price`
+
+
+@pytest.fixture
+def no_budgets_file(monkeypatch: pytest.MonkeyPatch, tmp_path: Path) -> pytest.MonkeyPatch:
+    monkeypatch.chdir(tmp_path)  # no .env
+    monkeypatch.delenv("BUDGETS_FILE", raising=False)
+    return monkeypatch
+
+
+def catalogue_price(model: str, *kinds: str) -> str:
+    """genai-prices' own price per 1M tokens of the last kind, as `budgets price` writes it: a thousand tokens
+    priced (below any long-prompt tier), times a thousand. Cache tokens are also input tokens, so both are named."""
+    dollars = calc_price(CatalogueUsage(**dict.fromkeys(kinds, 1000)), model).total_price * 1000
+    return f"${dollars:.2f} per 1M tokens"
+
+
+@pytest.mark.parametrize("model", ["gpt-4o", "openai/gpt-4o", "@openai-prod/GPT-4o"])
+def test_budgets_price_without_a_budgets_file_gives_the_catalogues_price(
+    no_budgets_file: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str], model: str
+) -> None:
+    assert main(["budgets", "price", model]) == ExitCode.OK
+
+    lines = capsys.readouterr().out.splitlines()
+    catalogue = Catalogue.bundled()
+    assert lines[:3] == [
+        f"model:       {model}",
+        "priced by:   the catalogue: openai's gpt-4o (BUDGETS_FILE is unset)",
+        f"catalogue:   genai-prices {catalogue.version}, data {catalogue.data_version}",
+    ]
+    assert f"input:       {catalogue_price('gpt-4o', 'input_tokens')}" in lines
+    assert f"output:      {catalogue_price('gpt-4o', 'output_tokens')}" in lines
+    cache_read = catalogue_price("gpt-4o", "input_tokens", "cache_read_tokens")
+    assert f"cache read:  {cache_read}" in lines
+
+
+def test_budgets_price_names_the_file_entry_that_overrides_the_catalogue(
+    no_budgets_file: pytest.MonkeyPatch, tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    (tmp_path / "budgets.yaml").write_text(
+        'prices:\n  - {model: "claude-*", input: 3.3, output: 16.5, cache_write: 4.125}\n'
+        '  - {model: "gpt-4o*", input: 2, output: 8, cached_input: 1}\n'
+    )
+    no_budgets_file.setenv("BUDGETS_FILE", str(tmp_path / "budgets.yaml"))
+
+    assert main(["budgets", "price", "@openai-prod/gpt-4o-mini"]) == ExitCode.OK
+
+    assert capsys.readouterr().out.splitlines() == [
+        "model:       @openai-prod/gpt-4o-mini",
+        f'priced by:   the budgets file {tmp_path / "budgets.yaml"}, entry 2 of `prices` (model: "gpt-4o*")',
+        "input:       $2.00 per 1M tokens",
+        "output:      $8.00 per 1M tokens",
+        "cache read:  $1.00 per 1M tokens",
+        "cache write: $2.00 per 1M tokens (input's price: none of its own)",
+    ]
+
+
+def test_budgets_price_shows_the_catalogues_cache_write_and_long_prompt_prices(
+    no_budgets_file: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
+) -> None:
+    assert main(["budgets", "price", "claude-sonnet-4-5-20250929"]) == ExitCode.OK
+
+    output = capsys.readouterr().out
+    cache_write = catalogue_price("claude-sonnet-4-5", "input_tokens", "cache_write_tokens")
+    assert f"\ncache write: {cache_write}\n" in output
+    assert "\nabove 200,000 input tokens, every token of the answer costs:\n  input:       $" in output
+
+
+def test_budgets_price_of_a_model_nobody_prices_says_so_and_exits_apart(
+    no_budgets_file: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
+) -> None:
+    assert main(["budgets", "price", "mystery-\x1b[31m"]) == ExitCode.UNPRICED_MODEL
+
+    captured = capsys.readouterr()
+    assert captured.out == ""
+    assert captured.err.startswith("no price for the model 'mystery-\\x1b[31m': the catalogue (genai-prices ")
+    assert "has no token price for it, and BUDGETS_FILE is unset; its answers count as unpriced tokens" in captured.err
+
+
+def test_budgets_price_under_a_provider_finds_what_the_name_alone_does_not(
+    no_budgets_file: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
+) -> None:
+    assert main(["budgets", "price", "text-embedding-3-small"]) == ExitCode.UNPRICED_MODEL
+    assert "--provider" in capsys.readouterr().err
+
+    assert main(["budgets", "price", "text-embedding-3-small", "--provider", "openai"]) == ExitCode.OK
+    assert "the catalogue: openai's text-embedding-3-small" in capsys.readouterr().out
+
+    assert main(["budgets", "price", "gpt-4o", "--provider", "nowhere"]) == ExitCode.USAGE
+    assert "invalid --provider: the catalogue (genai-prices " in capsys.readouterr().err
+
+
+@pytest.mark.parametrize(
+    ("command", "codes"), [(["budgets"], {0, 2, 3, 4, 64}), (["budgets", "price"], {0, 2, 10, 64})]
+)
+def test_each_budgets_commands_help_lists_only_its_own_exit_codes(
+    capsys: pytest.CaptureFixture[str], command: list[str], codes: set[int]
+) -> None:
+    with pytest.raises(SystemExit):
+        main([*command, "--help"])
+
+    section = capsys.readouterr().out.split("exit codes:\n", 1)[1]
+    assert {int(line.split()[0]) for line in section.splitlines() if line.startswith("  ")} == codes

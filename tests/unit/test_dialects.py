@@ -117,7 +117,11 @@ def test_openai_usage_under_either_naming(reported: dict[str, object], usage: Us
                 "cache_read_input_tokens": 1000,
                 "output_tokens": 7,
             },
-            Usage(1105, 7, 1112, cached_prompt=1000),
+            Usage(1105, 7, 1112, cached_prompt=1000, cache_write=100),
+        ),
+        (
+            {"input_tokens": 5, "cache_creation_input_tokens": 2048, "cache_read_input_tokens": 0, "output_tokens": 7},
+            Usage(2053, 7, 2060, cached_prompt=0, cache_write=2048),
         ),
         ({"output_tokens": 15}, Usage(None, 15, 15)),
         ({"server_tool_use": {"web_search_requests": 1}}, None),

@@ -118,3 +118,10 @@ def test_tokens_sums_only_valid_counts(reported: dict[str, object], names: tuple
 
 def test_usage_counts_only_what_is_known() -> None:
     assert list(Usage(5, None, 6).counts()) == [("prompt", 5), ("total", 6)]
+
+
+def test_cache_reads_and_writes_are_counted_inside_the_prompt_never_as_kinds_of_their_own() -> None:
+    # The `kind` label keeps its three values: cache tokens are priced apart, counted as prompt.
+    usage = Usage(1105, 7, 1112, cached_prompt=1000, cache_write=100)
+
+    assert list(usage.counts()) == [("prompt", 1105), ("completion", 7), ("total", 1112)]

@@ -2,14 +2,15 @@
 
     period: month          # day | week | month, calendar periods in UTC (weeks start on Monday)
     mode: enforce          # enforce: refuse over budget; warn: log and count, never refuse
-    prices:                # USD per 1M tokens; the first entry whose glob matches the model wins
-      - {model: "claude-*", input: 3, output: 15, cached_input: 0.30}
-      - {model: "*", input: 5, output: 15}
+    prices:                # optional, USD per 1M tokens: the first entry whose glob matches the model wins
+      - {model: "gpt-4o*", input: 2.25, output: 9}   # over the catalogue's price (a negotiated one)
+      - {model: "acme-llm-*", input: 1, output: 2, cached_input: 0.1, cache_write: 1.25}  # one it lacks
     teams: {Finance: 500}  # USD per period, by the team the proxy resolves (TEAM_METADATA_KEY)
     users: {default: 50, alice@example.com: 200}
 
-A file that does not validate gives one line naming the file, the key and what is wrong, the way an
-invalid setting does: the proxy does not start on a budget it would misread.
+A model no entry matches is priced by the catalogue of published prices (`prices.py`). A file that
+does not validate gives one line naming the file, the key and what is wrong, the way an invalid
+setting does: the proxy does not start on a budget it would misread.
 """
 
 from __future__ import annotations
@@ -33,6 +34,7 @@ DEFAULT_USER = "default"  # the `users` key whose budget applies to every user w
 _Dollars = Annotated[Decimal, Field(ge=0, allow_inf_nan=False)]
 _DOLLARS = "must be an amount of US dollars, 0 or more, e.g. 500"
 _PRICE = "must be a price in US dollars per 1M tokens, 0 or more, e.g. 2.50"
+_PRICE_KEYS = ("input", "output", "cached_input", "cache_write")
 _MESSAGES = {
     "missing": "is required",
     "literal_error": None,  # pydantic's own words list the choices
@@ -111,6 +113,7 @@ class _PriceEntry(BaseModel):
     input: _Dollars
     output: _Dollars
     cached_input: _Dollars | None = None
+    cache_write: _Dollars | None = None
 
 
 class _File(BaseModel):
@@ -135,7 +138,7 @@ class _File(BaseModel):
 
     def config(self) -> BudgetConfig:
         users = {name.strip().lower(): limit for name, limit in self.users.items() if name != DEFAULT_USER}
-        prices = tuple(Price(p.model, p.input, p.output, p.cached_input) for p in self.prices)
+        prices = tuple(Price(p.model, p.input, p.output, p.cached_input, p.cache_write) for p in self.prices)
         return BudgetConfig(self.period, self.mode, prices, dict(self.teams), users, self.users.get(DEFAULT_USER))
 
 
@@ -163,12 +166,12 @@ def _problem_of(error: ErrorDetails) -> str:
     if kind == "extra_forbidden":
         if len(error["loc"]) == 1:
             return "is not a key of the budgets file (period, mode, prices, teams, users)"
-        return "is not a key of a price (model, input, output, cached_input)"
+        return "is not a key of a price (model, input, output, cached_input, cache_write)"
     if error["loc"][-1] == "[key]":
         return 'must be a name: quote one that YAML reads as a number, e.g. "2024"'
     if error["loc"][0] in ("teams", "users") and len(error["loc"]) > 1:
         return _DOLLARS
-    if error["loc"][0] == "prices" and error["loc"][-1] in ("input", "output", "cached_input") and kind != "missing":
+    if error["loc"][0] == "prices" and error["loc"][-1] in _PRICE_KEYS and kind != "missing":
         return _PRICE
     message = _MESSAGES.get(kind)
     return message or error["msg"][0].lower() + error["msg"][1:]

@@ -3,7 +3,8 @@
 The user id is in `metadata.user_id`. Usage is `usage` in the JSON response; a stream reports input
 tokens in `message_start.message.usage` and the output tokens so far in each `message_delta.usage`,
 so the merged fields hold the input of the first and the output of the last. Streams report usage
-by themselves: nothing is added to the body.
+by themselves: nothing is added to the body. Input comes in three kinds, each priced on its own:
+plain input, cache writes and cache reads; the prompt is their sum.
 """
 
 from __future__ import annotations
@@ -30,5 +31,10 @@ class AnthropicMessages(Dialect):
         completion = tokens(reported, "output_tokens")
         if prompt is None and completion is None:
             return None
-        cached = tokens(reported, "cache_read_input_tokens")
-        return Usage(prompt, completion, (prompt or 0) + (completion or 0), cached)
+        return Usage(
+            prompt,
+            completion,
+            (prompt or 0) + (completion or 0),
+            cached_prompt=tokens(reported, "cache_read_input_tokens"),
+            cache_write=tokens(reported, "cache_creation_input_tokens"),
+        )

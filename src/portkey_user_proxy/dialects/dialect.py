@@ -56,7 +56,7 @@ def openai_usage(reported: Mapping[str, object]) -> Usage | None:
     cached = nested_tokens(reported, "prompt_tokens_details", "cached_tokens")
     if cached is None:
         cached = nested_tokens(reported, "input_tokens_details", "cached_tokens")
-    return Usage(prompt, completion, total, cached)
+    return Usage(prompt, completion, total, cached_prompt=cached)  # OpenAI reports no cache writes
 
 
 UNKNOWN = Dialect()

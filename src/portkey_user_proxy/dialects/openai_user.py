@@ -1,7 +1,8 @@
 """OpenAI-style routes that name the user in the body's top-level `user`: embeddings, completions,
 moderations, image generation.
 
-Their usage objects are OpenAI's (`dialect.openai_usage`).
+Their usage objects are OpenAI's (`dialect.openai_usage`). OpenAI caches prompts without charging for
+the writes: there are no cache-write tokens to report.
 """
 
 from __future__ import annotations

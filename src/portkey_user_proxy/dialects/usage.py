@@ -34,6 +34,9 @@ class Usage:
     total: int | None = None
     # Of `prompt`, the tokens read from the provider's prompt cache, which cost less (budgets price them).
     cached_prompt: int | None = None
+    # Of `prompt`, the tokens written to the prompt cache (Anthropic's `cache_creation_input_tokens`),
+    # which cost more than plain input; metrics count them in `prompt` only.
+    cache_write: int | None = None
 
     def counts(self) -> Iterator[tuple[str, int]]:
         """(kind, tokens) for each count known, kinds being the `kind` label's values."""

@@ -1,15 +1,21 @@
-"""`portkey-user-proxy budgets`: the current period's spend against each budget, as text or JSON.
+"""`portkey-user-proxy budgets`: the current period's spend against each budget, as text or JSON;
+`budgets price`: the prices a model is charged at, and where they come from.
 
-Read from the budget store when asked, not from any replica's cache: what every replica has written.
+Spend is read from the budget store when asked, not from any replica's cache: what every replica has
+written.
 """
 
 from __future__ import annotations
 
 import json
+from decimal import ROUND_HALF_UP, Decimal
+from pathlib import Path
 from typing import Any
 
 from ..budgets import BudgetReport, Standing, dollars_text
+from ..budgets.catalogue import TokenPrices
 from ..budgets.money import NANOS_PER_DOLLAR
+from ..budgets.prices import PriceList, Quote
 
 
 def report_text(report: BudgetReport, where: str) -> str:
@@ -72,3 +78,48 @@ def _share(standing: Standing) -> float:
 def _printable(name: str) -> str:
     # Names come from LibreChat's data (groups, emails): escaped unless a terminal shows them as they are.
     return name if name.isprintable() else ascii(name)
+
+
+def price_text(model: str, quote: Quote, prices: PriceList, budgets_file: Path | None) -> str:
+    """What `budgets price` prints: the source, then USD per 1M tokens of each kind, tiers and changes after."""
+    lines = [f"{'model:':<13}{model}", f"{'priced by:':<13}{_source(quote, prices, budgets_file)}"]
+    if quote.found is not None and prices.catalogue is not None:
+        lines.append(f"{'catalogue:':<13}{prices.catalogue.describe()}")
+    lines.extend(_price_lines(quote.prices))
+    for tier in quote.tiers:
+        lines.append(f"above {tier.above:,} input tokens, every token of the answer costs:")
+        lines.extend(f"  {line}" for line in _price_lines(tier.prices))
+    if quote.until is not None:
+        lines.append(f"{'until:':<13}{quote.until:%Y-%m-%d %H:%M} UTC, when the catalogue's price changes")
+    return "\n".join(lines)
+
+
+def _source(quote: Quote, prices: PriceList, budgets_file: Path | None) -> str:
+    if quote.entry is not None:
+        glob = prices.prices[quote.entry - 1].model
+        return f"the budgets file {budgets_file}, entry {quote.entry} of `prices` (model: {json.dumps(glob)})"
+    assert quote.found is not None
+    file = f"no entry of the budgets file {budgets_file} matches" if budgets_file else "BUDGETS_FILE is unset"
+    return f"the catalogue: {quote.found.provider}'s {quote.found.model} ({file})"
+
+
+def _price_lines(prices: TokenPrices) -> list[str]:
+    kinds = (
+        ("input", prices.input),
+        ("output", prices.output),
+        ("cache read", prices.cache_read),
+        ("cache write", prices.cache_write),
+    )
+    return [
+        f"{kind + ':':<13}{_per_million(price if price is not None else prices.input)}"
+        + (" (input's price: none of its own)" if price is None else "")
+        for kind, price in kinds
+    ]
+
+
+def _per_million(dollars: Decimal) -> str:
+    """`$2.50`, `$0.075`: cents at least, as price lists write them, and every digit beyond."""
+    exact = dollars.normalize()
+    if not isinstance(exponent := exact.as_tuple().exponent, int) or exponent > -2:
+        exact = exact.quantize(Decimal("0.01"), ROUND_HALF_UP)
+    return f"${exact:,f} per 1M tokens"

@@ -1,5 +1,6 @@
 """Command line: `serve` runs the proxy, `check-user` shows how one user would be attributed, `doctor`
-checks the set-up, `export-users` writes every LibreChat user as CSV, `budgets` shows the spend."""
+checks the set-up, `export-users` writes every LibreChat user as CSV, `budgets` shows the spend and
+`budgets price` what a model costs."""
 
 from __future__ import annotations
 
@@ -30,11 +31,14 @@ from ..attribution.decision import Attribution, AttributionOutcome
 from ..attribution.directory import UserDirectory, connect_users
 from ..attribution.identity import identify
 from ..attribution.teams import GROUPS_COLLECTION
+from ..budgets import BudgetsFile
+from ..budgets.catalogue import Catalogue
+from ..budgets.prices import PriceList
 from ..mongodb.failures import MongoFailure, advice, classify, location
 from ..observability.logs import StartupRecords, configure_logging, loggable
 from ..observability.worker_metrics import UnusableDirectory, shared_metrics
 from ..settings import Settings, SettingsError, load_settings
-from .budget_report import report_json, report_text
+from .budget_report import price_text, report_json, report_text
 from .doctor import run_doctor
 from .exit_codes import ExitCode, describe
 from .export import BATCH_TIMEOUT_IN_LOOKUPS, UserExport
@@ -72,6 +76,8 @@ def _run(argv: list[str] | None) -> int:
         return asyncio.run(run_doctor(settings, show_settings=args.settings, webhook_test=args.webhook_test))
     if args.command == "export-users":
         return asyncio.run(_export_users(settings, raw=args.raw))
+    if args.command == "budgets" and args.budgets_command == "price":
+        return _price(settings, args.model, args.provider)
     if args.command == "budgets":
         return asyncio.run(_budgets(settings, as_json=args.json, top=args.top))
     return asyncio.run(_check_user(settings, args.user, args.metadata))
@@ -314,6 +320,40 @@ async def _budgets(settings: Settings, *, as_json: bool, top: int) -> int:
     return ExitCode.OK
 
 
+def _price(settings: Settings, model: str, provider: str | None) -> int:
+    budgets_file = settings.budgets_file
+    prices = PriceList(budgets_file.config.prices if budgets_file is not None else ())
+    catalogue = prices.catalogue
+    assert catalogue is not None  # the bundled one
+    if provider is not None and catalogue.provider_id(provider) is None:
+        print(
+            f"invalid --provider: the catalogue ({catalogue.describe()}) knows no provider {_argument(provider)}; "
+            "give one of its ids, e.g. openai, anthropic, google, aws, azure, mistral",
+            file=sys.stderr,
+        )
+        return ExitCode.USAGE
+    quote = prices.quote(model, provider)
+    if quote is None:
+        print(_unpriced(model, provider, catalogue, budgets_file), file=sys.stderr)
+        return ExitCode.UNPRICED_MODEL
+    print(price_text(_argument(model), quote, prices, budgets_file.path if budgets_file is not None else None))
+    return ExitCode.OK
+
+
+def _unpriced(model: str, provider: str | None, catalogue: Catalogue, budgets_file: BudgetsFile | None) -> str:
+    where = f" under the provider {_argument(provider)}" if provider is not None else ""
+    known = f"the catalogue ({catalogue.describe()}) has no token price for it{where}"
+    if budgets_file is None:
+        problem, fix = f"{known}, and BUDGETS_FILE is unset", "set BUDGETS_FILE to a file with a price for it"
+    else:
+        problem = f"no entry of the budgets file {budgets_file.path} matches it, and {known}"
+        fix = "add a price for it to the file's `prices`"
+    if provider is None:
+        fix += " (or look it up under a provider of the catalogue with --provider)"
+    unpriced = "its answers count as unpriced tokens, never as spend"
+    return f"no price for the model {_argument(model)}: {problem}; {unpriced}: {fix}"
+
+
 def _silence_stdout() -> None:
     # Python's advice for SIGPIPE: point stdout at devnull so the flush at exit does not fail again.
     with contextlib.suppress(OSError, ValueError):  # not a real file (tests): nothing to silence
@@ -385,4 +425,20 @@ def _parser() -> argparse.ArgumentParser:
     )
     budgets.add_argument("--json", action="store_true", help="write the report as JSON")
     budgets.add_argument("--top", type=_positive, default=10, metavar="N", help="how many users to list (default 10)")
+    price = budgets.add_subparsers(dest="budgets_command", metavar="{price}").add_parser(
+        "price",
+        help="show what a model is charged at, and whether the budgets file or the catalogue says so",
+        description="Show the prices a model's answers are charged at (USD per 1M input, output, cache-read and "
+        "cache-write tokens) and where they come from: an entry of the budgets file, or the catalogue of published "
+        "prices (genai-prices, bundled with the proxy). Without BUDGETS_FILE, the catalogue's.",
+        epilog="exit codes:\n" + describe("budgets price"),
+        formatter_class=formatter,
+    )
+    price.add_argument("model", metavar="MODEL", help="as requests name it: gpt-4o, openai/gpt-4o, @openai-prod/gpt-4o")
+    price.add_argument(
+        "--provider",
+        metavar="P",
+        help="look the model up under this provider of the catalogue (openai, aws, azure, ...); the proxy "
+        "itself finds the provider from the model's name alone",
+    )
     return parser

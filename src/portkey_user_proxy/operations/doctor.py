@@ -268,14 +268,21 @@ async def _budget_checks(settings: Settings) -> list[Check]:
 def _budgets_file(budgets_file: BudgetsFile) -> Check:
     config = budgets_file.config
     users = f"{len(config.users)} user(s)" + (" and a default per user" if config.default_user is not None else "")
-    summary = (
-        f"{budgets_file.path}: per {config.period}, mode {config.mode}; {len(config.teams)} team(s), {users}; "
-        f"{len(config.prices)} price(s)"
-    )
-    if PriceList(config.prices).price_of("\x00a model no glob names") is None:
-        detail = f'{summary}; no catch-all price (`model: "*"`): a model no price matches counts as unpriced'
-        return Check(Verdict.WARN, "budgets file", detail)
-    return Check(Verdict.OK, "budgets file", summary)
+    summary = f"{budgets_file.path}: per {config.period}, mode {config.mode}; {len(config.teams)} team(s), {users}"
+    return Check(Verdict.OK, "budgets file", f"{summary}; {_price_sources(PriceList(config.prices))}")
+
+
+def _price_sources(prices: PriceList) -> str:
+    catalogue = prices.catalogue
+    assert catalogue is not None  # the bundled one
+    own = f"{len(prices.prices)} price(s) of its own"
+    catch_all = prices.price_of("\x00a model no glob names")
+    if catch_all is not None:
+        # A deliberate choice (one flat price), but the admin should know the catalogue then prices nothing.
+        unused = f"the catalogue ({catalogue.describe()}) is never used"
+        return f'{own}, with a catch-all (`model: "{catch_all.model}"`): {unused}'
+    known = f"{catalogue.model_count} models of {catalogue.provider_count} providers"
+    return f"{own}, over the catalogue {catalogue.describe()}, which knows {known}"
 
 
 async def _budget_webhook(settings: Settings, *, send_test: bool) -> list[Check]:

@@ -16,6 +16,7 @@ class ExitCode(enum.IntEnum):
     CHECKS_FAILED = 7  # `doctor`: at least one check failed
     SERVER_NOT_STARTED = 8  # `serve`: the server could not start (address in use, unknown host)
     NO_USER_ID = 9  # `check-user`: no id to look up (empty, or an unresolved LibreChat placeholder)
+    UNPRICED_MODEL = 10  # `budgets price`: neither the budgets file nor the catalogue prices the model
     USAGE = 64  # a bad command line (BSD sysexits' EX_USAGE), told apart from a bad setting
 
 
@@ -61,6 +62,7 @@ COMMAND_CODES: dict[str, tuple[ExitCode, ...]] = {
         ExitCode.MONGO_UNAUTHORIZED,
         ExitCode.USAGE,
     ),
+    "budgets price": (ExitCode.OK, ExitCode.BAD_SETTINGS, ExitCode.UNPRICED_MODEL, ExitCode.USAGE),
 }
 _SUCCESS = {
     "serve": "the server ran and stopped cleanly",
@@ -68,6 +70,7 @@ _SUCCESS = {
     "doctor": "every check passed",
     "export-users": "every user was written",
     "budgets": "the period's spend was read and written out",
+    "budgets price": "the model has a price, written out",
 }
 _MEANINGS = {
     ExitCode.OK: "success (check-user: the user resolves; doctor: every check passed)",
@@ -80,5 +83,6 @@ _MEANINGS = {
     ExitCode.CHECKS_FAILED: "doctor: at least one check failed",
     ExitCode.SERVER_NOT_STARTED: "serve: the server could not start (address in use, unknown host; the log says)",
     ExitCode.NO_USER_ID: "no user id to look up: empty, or a LibreChat placeholder left unresolved",
+    ExitCode.UNPRICED_MODEL: "budgets price: neither the budgets file nor the catalogue prices the model",
     ExitCode.USAGE: "a bad command line (unknown option, invalid --metadata, ...)",
 }

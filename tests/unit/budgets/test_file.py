@@ -12,16 +12,18 @@ EXAMPLE = """\
 period: month
 mode: enforce
 prices:
-  - model: "gpt-4o-mini*"
-    input: 0.15
-    output: 0.60
-  - model: "claude-*"
-    input: 3
-    output: 15
-    cached_input: 0.30
-  - model: "*"
-    input: 5
-    output: 15
+  - model: "gpt-4o*"
+    input: 2.00
+    output: 8.00
+    cached_input: 1.00
+  - model: "claude-sonnet-4*"
+    input: 3.30
+    output: 16.50
+    cached_input: 0.33
+    cache_write: 4.125
+  - model: "@vllm-local/*"
+    input: 0.10
+    output: 0.10
 teams:
   Finance: 500
   Engineering: 2000
@@ -42,12 +44,19 @@ def test_the_documented_file_reads_as_written(tmp_path: Path) -> None:
 
     assert config.period is Period.MONTH
     assert config.mode is Mode.ENFORCE
-    assert config.prices[1] == Price("claude-*", Decimal("3"), Decimal("15"), Decimal("0.30"))
-    assert config.prices[0].input == Decimal("0.15")  # exact: never the float 0.1499999...
+    assert config.prices[1] == Price(
+        "claude-sonnet-4*", Decimal("3.30"), Decimal("16.50"), Decimal("0.33"), cache_write=Decimal("4.125")
+    )
+    assert config.prices[1].input == Decimal("3.3")  # exact: never the float 3.29999...
+    assert config.prices[2].cached_input is None and config.prices[2].cache_write is None  # charged as input
     assert config.teams == {"Finance": Decimal("500"), "Engineering": Decimal("2000")}
     # Emails are matched in lower case, as LibreChat stores them; `default` is everyone else's budget.
     assert config.user_limit("alice@example.com") == Decimal("200")
     assert config.user_limit("bob@example.com") == Decimal("50")
+
+
+def test_a_file_without_prices_leaves_every_price_to_the_catalogue(tmp_path: Path) -> None:
+    assert load_budget_file(write(tmp_path, "users: {default: 50}\n")).prices == ()
 
 
 def test_an_empty_file_tracks_spend_under_no_budget(tmp_path: Path) -> None:
@@ -69,7 +78,11 @@ def test_an_empty_file_tracks_spend_under_no_budget(tmp_path: Path) -> None:
         ("team: {Finance: 500}", "team: is not a key of the budgets file (period, mode, prices, teams, users)"),
         ("prices: [{model: a, input: 1}]", "prices[1].output: is required"),
         ("prices: [{model: a, input: 1, output: 1}, {model: b, input: x, output: 1}]", "prices[2].input: must be a"),
-        ("prices: [{model: a, input: 1, output: 1, cache: 1}]", "prices[1].cache: is not a key of a price"),
+        (
+            "prices: [{model: a, input: 1, output: 1, cache: 1}]",
+            "prices[1].cache: is not a key of a price (model, input, output, cached_input, cache_write)",
+        ),
+        ("prices: [{model: a, input: 1, output: 1, cache_write: -1}]", "prices[1].cache_write: must be a price"),
         ("prices: [{model: '', input: 1, output: 1}]", "prices[1].model: string should have at least 1 character"),
         ("prices: {model: a}", "prices: must be a list of prices"),
         ("teams: {Finance: 1, Finance: 2}", "not valid YAML (line 1, column 21: the key 'Finance' appears twice"),
