@@ -23,7 +23,7 @@ from .asgi import Receive, Scope, Send
 from .attribution.decision import Attribution, AttributionOutcome, Attributor, refusal
 from .attribution.directory import LookupOutcome
 from .attribution.identity import Identity, identify
-from .budgets import Budgets
+from .budgets import Budgets, Demand, Hold
 from .dialects import Dialect, Route, route_for
 from .dialects.fields import json_fields
 from .dialects.usage import Usage, UsageScanner
@@ -76,10 +76,9 @@ class IncomingRequest:
 
 @dataclass(frozen=True, slots=True)
 class Spender:
-    """Whose budgets an answer's cost goes to, and the model it is priced by."""
+    """The request's hold on its budgets, settled with the answer's cost, and the model it is priced by."""
 
-    email: str | None
-    team: str | None
+    hold: Hold
     model: str | None
 
 
@@ -145,8 +144,12 @@ class Forwarder:
         # A client that leaves is noticed from the end of its body on, its user's lookup included.
         async with CancelOnDisconnect(receive, incoming.body_received, departure(scope)) as watch:
             attributed = await self._attribute(incoming, record)
-            request = self._upstream_request(incoming, attributed, receive, record)
-            await self._exchange(request, watch, send, record, route.dialect, attributed.spender)
+            try:
+                request = self._upstream_request(incoming, attributed, receive, record)
+                await self._exchange(request, watch, send, record, route.dialect, attributed.spender)
+            finally:
+                if attributed.spender is not None and self._budgets is not None:
+                    self._budgets.release(attributed.spender.hold)  # a no-op once the answer settled it
         if watch.disconnected:
             record.status = CLIENT_CLOSED
 
@@ -197,7 +200,7 @@ class Forwarder:
         if attribution.rejected:
             logger.info("refused the user id %s (%s)", identity.for_logs(), attribution.reason)
             raise refusal(attribution)
-        return Attributed(attribution, self._check_budgets(incoming, attribution))
+        return Attributed(attribution, await self._admit(incoming, attribution))
 
     def _note_attribution(self, record: AccessRecord, identity: Identity, attribution: Attribution) -> None:
         record.user = attribution.user_value or "-"
@@ -221,15 +224,16 @@ class Forwarder:
                 self._attributor.directory.location,
             )
 
-    def _check_budgets(self, incoming: IncomingRequest, attribution: Attribution) -> Spender | None:
-        """Refuse a request whose user or team has spent its budget; else whose budgets its answer costs."""
+    async def _admit(self, incoming: IncomingRequest, attribution: Attribution) -> Spender | None:
+        """Refuse a request whose user or team has spent its budget; else its hold on their budgets."""
         if self._budgets is None or not attribution.resolved or incoming.route.name == "models":
             return None
-        refused = self._budgets.check(attribution.email, attribution.team)
-        if refused is not None:
-            raise refused
         model = (incoming.fields or {}).get("model")
-        return Spender(attribution.email, attribution.team, model if isinstance(model, str) else None)
+        model = model if isinstance(model, str) else None
+        # About four bytes of a JSON body per prompt token.
+        demand = Demand(model, len(incoming.body or b"") // 4, None)
+        hold = await self._budgets.admit(attribution.email, attribution.team, demand)
+        return Spender(hold, model)
 
     # Step 3: build the upstream request.
 
@@ -346,7 +350,7 @@ class Forwarder:
         if self._metrics.per_user_tokens and record.resolved:
             self._metrics.usage(record.user, usage)
         if spender is not None and self._budgets is not None:
-            self._budgets.record(spender.email, spender.team, spender.model, usage)
+            self._budgets.settle(spender.hold, spender.model, usage)
 
     def _client_headers(self, response: httpx.Response, record: AccessRecord) -> RawHeaders:
         headers = response_headers(response.headers.raw, response.status_code)

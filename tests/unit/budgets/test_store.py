@@ -8,7 +8,7 @@ from datetime import UTC, datetime
 
 import pytest
 
-from portkey_user_proxy.budgets import Budgets, Period, Scope, window_at
+from portkey_user_proxy.budgets import Budgets, Demand, Period, Scope, window_at
 from portkey_user_proxy.budgets.store import RETENTION, PendingIncrements, SpendKey
 from portkey_user_proxy.dialects.usage import Usage
 from tests.support.budget_replicas import replica, stored_spend
@@ -25,8 +25,8 @@ def test_increments_add_up_in_one_document_per_period_scope_and_name(writable_mo
             await store.prepare()
             finance = SpendKey(DECEMBER, Scope.TEAM, "Finance")
             alice = SpendKey(DECEMBER, Scope.USER, "alice@example.com")
-            assert await store.write({finance: 5, alice: 7}) == {}
-            assert await store.write({finance: 3_000_000_000}) == {}
+            assert await store.write(store.batch({finance: 5, alice: 7})) == {}
+            assert await store.write(store.batch({finance: 3_000_000_000})) == {}
             assert await store.spend_of([finance, alice, SpendKey(DECEMBER, Scope.USER, "bob")]) == {
                 finance: 3_000_000_005,
                 alice: 7,
@@ -58,15 +58,19 @@ def test_two_replicas_incrementing_at_once_lose_nothing(writable_mongo: Writable
         chance = random.Random(seed)
         for _ in range(answers):
             usage = Usage(prompt=chance.randrange(1, 50_000), completion=chance.randrange(0, 5_000))
-            costs.append(budgets.record("alice@example.com", "Finance", "gpt-4o", usage).nanos)
+            hold = await budgets.admit("alice@example.com", "Finance", Demand("gpt-4o", 10, 0))
+            costs.append(budgets.settle(hold, "gpt-4o", usage).nanos)
             if chance.random() < 0.3:
                 assert await budgets.flush()
         assert await budgets.flush()
 
     async def scenario() -> None:
         async with replica(writable_mongo) as one, replica(writable_mongo) as two:
-            await one.budgets.store.prepare()
+            await one.budgets.start()
+            await two.budgets.start()
             await asyncio.gather(serve(one.budgets, 200, 1), serve(two.budgets, 200, 2))
+            await one.budgets.aclose()
+            await two.budgets.aclose()
 
     asyncio.run(scenario())
 
