@@ -12,8 +12,18 @@ from typing import Any
 from prometheus_client import CollectorRegistry
 from pymongo import AsyncMongoClient
 
-from portkey_user_proxy.budgets import BudgetConfig, BudgetMetrics, Budgets, Mode, Price, SpendStore
-from portkey_user_proxy.budgets.ledger import StoreFailurePolicy
+from portkey_user_proxy.budgets import (
+    BudgetConfig,
+    BudgetMetrics,
+    Budgets,
+    Mode,
+    Period,
+    Price,
+    SpendStore,
+    StoreFailurePolicy,
+    window_at,
+)
+from portkey_user_proxy.budgets.sync import PERIOD_READ_LIMIT
 from tests.support.mongomock_server import WritableMongo
 
 CONFIG = BudgetConfig(
@@ -63,6 +73,8 @@ async def replica(
     max_pending: int = 100,
     clock: ManualClock | None = None,
     per_user: bool = False,
+    store_timeout: float = 5.0,
+    period_read_limit: int = PERIOD_READ_LIMIT,
 ) -> AsyncIterator[Replica]:
     if mode is not None:
         config = BudgetConfig(config.period, mode, config.prices, config.teams, config.users, config.default_user)
@@ -72,18 +84,30 @@ async def replica(
     clock = clock or ManualClock()
     budgets = Budgets(
         config,
-        SpendStore(client[mongo.database], timeout=5.0),
+        SpendStore(client[mongo.database], timeout=store_timeout),
         on_store_failure=on_store_failure,
         observer=BudgetMetrics(registry, per_user=per_user),
         clock=clock,
         cache_seconds=CACHE_SECONDS,
         max_pending=max_pending,
         monotonic=ticks,
+        period_read_limit=period_read_limit,
     )
     try:
         yield Replica(budgets, clock, ticks, registry)
     finally:
         await client.close()
+
+
+def spent_elsewhere(
+    mongo: WritableMongo, scope: str, name: str, dollars: int, clock: ManualClock | None = None
+) -> None:
+    """Spend another replica wrote in this month: `dollars` added to the document of `scope` and `name`."""
+    period = window_at(Period.MONTH, (clock or ManualClock()).now()).key
+    with mongo.client() as client:
+        client[mongo.database]["spend"].update_one(
+            {"period": period, "scope": scope, "name": name}, {"$inc": {"spend": dollars * 10**9}}, upsert=True
+        )
 
 
 def stored_spend(mongo: WritableMongo) -> dict[tuple[str, str, str], int]:

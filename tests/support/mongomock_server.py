@@ -8,6 +8,7 @@ server at will (`needs_stand_in`) run on the stand-in only.
 
 from __future__ import annotations
 
+import contextlib
 import enum
 import os
 import threading
@@ -26,6 +27,7 @@ _HELLO = {"maxWireVersion": 21, "minWireVersion": 0, "ismaster": True, "isWritab
 _UNAUTHORIZED = {"ok": 0, "code": 13, "codeName": "Unauthorized", "errmsg": "not authorized"}
 _HANDSHAKE = frozenset({"ismaster", "isMaster", "hello"})
 _SESSIONS = frozenset({"endSessions", "killCursors", "ping", "buildInfo", "buildinfo"})
+_LATE_BOUND_SECONDS = 30.0  # a late answer the test never releases: the server is not stuck for ever
 
 
 class Fault(enum.Enum):
@@ -40,6 +42,11 @@ class MongomockServer:
         self.fault = Fault.NONE
         self.commands: list[str] = []  # command names, in the order they arrived
         self.refused_databases: set[str] = set()  # commands on these are refused: a role without access
+        # Commands run at once, answered only once `answer_late_now()` is called: a write applied whose
+        # answer comes after the driver gave up. mockupdb serves one request at a time: meanwhile, the
+        # server answers nothing else.
+        self.answer_late: frozenset[str] = frozenset()
+        self._late = threading.Event()
         self._server: MockupDB | None = None
         self._port = 0
         # mockupdb answers each connection from a thread of its own; a real server serializes
@@ -55,6 +62,16 @@ class MongomockServer:
         self._server.autoresponds(self._respond)
         self._port = self._server.run()
         return self
+
+    def answer_late_now(self) -> None:
+        self._late.set()
+
+    def reset(self) -> None:
+        """Every command answered at once, on every database."""
+        self.fault = Fault.NONE
+        self.refused_databases.clear()
+        self.answer_late = frozenset()
+        self._late.clear()
 
     def stop(self) -> None:
         if self._server is not None:
@@ -82,7 +99,11 @@ class MongomockServer:
                 reply = {"ok": 0, "code": 11000, "codeName": "DuplicateKey", "errmsg": str(exc)}
             except mongomock.OperationFailure as exc:
                 reply = {"ok": 0, "code": exc.code or 2, "errmsg": str(exc)}
-        return bool(request.replies(reply))
+        if name in self.answer_late:
+            self._late.wait(_LATE_BOUND_SECONDS)
+        with contextlib.suppress(OSError):  # a late answer finds the connection closed by the driver
+            request.replies(reply)
+        return True
 
 
 Command = Callable[[Any, dict[str, Any]], dict[str, Any]]
@@ -241,12 +262,10 @@ def shared_mongomock() -> Iterator[MongomockServer]:
 @pytest.fixture
 def mongomock_server(shared_mongomock: MongomockServer) -> Iterator[MongomockServer]:
     """The stand-in, answering every command, with no commands recorded."""
-    shared_mongomock.fault = Fault.NONE
+    shared_mongomock.reset()
     shared_mongomock.commands.clear()
-    shared_mongomock.refused_databases.clear()
     yield shared_mongomock
-    shared_mongomock.fault = Fault.NONE
-    shared_mongomock.refused_databases.clear()
+    shared_mongomock.reset()
 
 
 @pytest.fixture
@@ -261,8 +280,7 @@ def writable_mongo(request: pytest.FixtureRequest) -> Iterator[WritableMongo]:
         mongo = WritableMongo(stand_in.address, database, stand_in)
     yield mongo
     if mongo.stand_in is not None:
-        mongo.stand_in.fault = Fault.NONE  # the database is dropped on a server that answers
-        mongo.stand_in.refused_databases.clear()
+        mongo.stand_in.reset()  # the database is dropped on a server that answers
     with mongo.client() as client:
         client.drop_database(database)
         client.drop_database(mongo.librechat)

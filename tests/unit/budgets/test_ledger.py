@@ -312,6 +312,10 @@ def test_a_store_down_at_start_does_not_stop_the_start(writable_mongo: WritableM
             await one.budgets.aclose()  # tries once more; the increments stay unwritten
             assert one.budgets.pending_increments == 2
 
+            stand_in.fault = Fault.NONE
+            assert await one.budgets.refresh()  # what the read loop does, after its back-off
+            assert one.budgets.ready
+
     asyncio.run(scenario())
 
 

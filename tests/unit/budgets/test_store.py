@@ -9,9 +9,10 @@ from datetime import UTC, datetime
 import pytest
 
 from portkey_user_proxy.budgets import Budgets, Demand, Period, Scope, window_at
+from portkey_user_proxy.budgets.money import SATURATED_NANOS
 from portkey_user_proxy.budgets.store import RETENTION, PendingIncrements, SpendKey
 from portkey_user_proxy.dialects.usage import Usage
-from tests.support.budget_replicas import replica, stored_spend
+from tests.support.budget_replicas import replica, spent_elsewhere, stored_spend
 from tests.support.mongomock_server import WritableMongo
 
 pytestmark = pytest.mark.real_mongo
@@ -97,3 +98,64 @@ def test_the_queue_merges_increments_by_key_and_counts_what_does_not_fit() -> No
     assert pending.restore(taken) == 1  # Finance merges back; alice no longer fits
     assert pending.take() == {bob: 5, finance: 3}
     assert pending.dropped == 2
+
+
+def test_a_batch_sent_again_counts_once_and_the_next_batch_counts(writable_mongo: WritableMongo) -> None:
+    async def scenario() -> None:
+        async with replica(writable_mongo) as one:
+            store = one.budgets.store
+            await store.prepare()
+            alice = SpendKey(DECEMBER, Scope.USER, "alice@example.com")
+            first = store.batch({alice: 5})
+            for _ in range(3):  # a timeout, a failover: the same batch, sent again
+                assert await store.write(first) == {}
+            assert await store.write(store.batch({alice: 7})) == {}
+            assert await store.write(first) == {}  # a late copy of an older batch changes nothing
+
+    asyncio.run(scenario())
+
+    assert stored_spend(writable_mongo) == {("month:2026-12-01", "user", "alice@example.com"): 12}
+
+
+def test_a_write_applied_and_answered_after_the_timeout_is_not_counted_twice(writable_mongo: WritableMongo) -> None:
+    stand_in = writable_mongo.stand_in
+    if stand_in is None:
+        pytest.skip("answers late at will: stand-in only")
+    spent_elsewhere(writable_mongo, "user", "alice@example.com", 1)
+    one_dollar = Usage(prompt=1_000_000)
+
+    async def scenario() -> None:
+        async with replica(writable_mongo, store_timeout=0.3) as one:
+            await one.budgets.start()
+            stand_in.answer_late = frozenset({"update"})
+            for _ in range(3):
+                hold = await one.budgets.admit("alice@example.com", None, Demand("gpt-4o", 10, 0))
+                one.budgets.settle(hold, "gpt-4o", one_dollar)
+            assert not await one.budgets.flush()  # applied, not confirmed in time: in doubt
+            stand_in.answer_late_now()
+            stand_in.answer_late = frozenset()
+            assert await one.budgets.flush()  # sent again: applied already
+            await one.budgets.aclose()
+
+    asyncio.run(scenario())
+
+    assert stored_spend(writable_mongo) == {("month:2026-12-01", "user", "alice@example.com"): 4 * 10**9}
+
+
+def test_the_queue_saturates_below_what_mongodb_can_store_and_the_store_clamps_what_it_writes(
+    writable_mongo: WritableMongo,
+) -> None:
+    key = SpendKey(DECEMBER, Scope.USER, "alice@example.com")
+    pending = PendingIncrements()
+    pending.add(key, SATURATED_NANOS)
+    pending.add(key, SATURATED_NANOS)
+    assert pending.take() == {key: SATURATED_NANOS}
+
+    async def scenario() -> None:
+        async with replica(writable_mongo) as one:
+            await one.budgets.store.prepare()
+            assert await one.budgets.store.write(one.budgets.store.batch({key: 2**64})) == {}
+
+    asyncio.run(scenario())
+
+    assert stored_spend(writable_mongo) == {("month:2026-12-01", "user", "alice@example.com"): SATURATED_NANOS}
