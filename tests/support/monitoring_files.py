@@ -117,11 +117,13 @@ def string_literals_in_source() -> set[str]:
 
 
 def proxy_error_statuses() -> dict[str, int]:
-    """Each error code the proxy answers with (`ProxyError(status, message, code)`), and its status."""
+    """Each error code the proxy answers with, and its status: `ProxyError(status, message, code)`, and
+    `super().__init__(status, message, code)` in a class derived from `ProxyError`."""
     statuses = {}
     for path in SOURCE.rglob("*.py"):
-        for node in ast.walk(ast.parse(path.read_text())):
-            if isinstance(node, ast.Call) and getattr(node.func, "id", None) == "ProxyError" and len(node.args) >= 3:
+        tree = ast.parse(path.read_text())
+        for node in [*_calls_named(tree, "ProxyError"), *_proxy_error_subclass_inits(tree)]:
+            if len(node.args) >= 3:
                 status, code = node.args[0], node.args[2]
                 where = f"{path.name}:{node.lineno}"
                 assert isinstance(status, ast.Constant), f"{where}: ProxyError's status is no literal"
@@ -129,6 +131,28 @@ def proxy_error_statuses() -> dict[str, int]:
                 assert isinstance(status.value, int), f"{where}: ProxyError's status is no number"
                 statuses[str(code.value)] = status.value
     return statuses
+
+
+def _calls_named(tree: ast.AST, name: str) -> list[ast.Call]:
+    return [node for node in ast.walk(tree) if isinstance(node, ast.Call) and getattr(node.func, "id", None) == name]
+
+
+def _proxy_error_subclass_inits(tree: ast.AST) -> list[ast.Call]:
+    subclasses = [
+        node
+        for node in ast.walk(tree)
+        if isinstance(node, ast.ClassDef) and any(getattr(base, "id", None) == "ProxyError" for base in node.bases)
+    ]
+    return [
+        node
+        for subclass in subclasses
+        for node in ast.walk(subclass)
+        if isinstance(node, ast.Call)
+        and isinstance(node.func, ast.Attribute)
+        and node.func.attr == "__init__"
+        and isinstance(node.func.value, ast.Call)
+        and getattr(node.func.value.func, "id", None) == "super"
+    ]
 
 
 def served_labels(scrape: str) -> dict[str, dict[str, set[str]]]:

@@ -3,22 +3,30 @@
 `admit` decides on the spend this replica knows (`spend.py`), and holds the request's estimated
 cost (`estimates.py`) against its user's and team's budgets until `settle` replaces it with the
 answer's priced cost (or `release` drops it, for a request never sent). A request is admitted while
-spent + held is below the budget. It awaits nothing while its keys were read within the cache
-window; a key stale beyond it is decided on its last figure, and read again in the background. A key
-never read (a user first seen since the start, a new period) is read at once, and the request waits
-for that read at most `FIRST_READ_WAIT_SECONDS`; so a replica is strict from its first request.
+spent + held is below the budget.
+
+**Never on an old figure.** A key's figure is the store's, read at most the cache window (5 s) ago,
+plus this replica's answers since. Past half the window it is read again in the background, so a
+key in use never waits; a key never read (a user first seen since the start, a new period), or
+read longer ago than the window (idle meanwhile), is read at once and the request waits for it, at
+most `FIRST_READ_WAIT_SECONDS`, one read shared by every request waiting. So a replica is strict
+from its first request, and `admit` awaits nothing while its keys are fresh.
 
 **How far a budget can be overshot.** On one replica, K requests at once of a user (or team) with
 $x left are admitted until their estimates add up to $x: when requests cost about what recent ones
-did, the spend ends within about one request's cost of the budget, whatever K. Across R replicas,
-each decides on the others' spend as read at most one cache window ago (plus the write interval):
-each replica overshoots by about one request, plus what the other replicas admitted within that
-window that it could not see yet (bounded by the budget left, for a burst that reaches every
-replica at the same instant).
+did, the spend ends within about one request's cost of the budget, whatever K. Across replicas,
+each decides on the others' spend as read at most one cache window ago (their answers are written
+within `WRITE_INTERVAL_SECONDS`): each overshoots by about one request, plus what the other replicas
+admitted within that window, which it cannot see. For requests spread over time that is a few
+requests; for a burst reaching R replicas within the same window, up to R times what was left.
 
 **When the store cannot answer** and a budget applies, BUDGET_STORE_FAILURE says: `deny` refuses
-(503, `BudgetStoreUnavailable`), also for a key never read; `allow` forwards, checking what this
-replica knows, and counts a request decided without its spend (`budget_unchecked_total`).
+(503, `BudgetStoreUnavailable`), also for a key never read; `allow` forwards, deciding on what this
+replica knows, and counts each such request (`budget_unchecked_total`).
+
+**Costs that cannot be right** (above `MAX_ANSWER_NANOS`, $10,000 for one answer) are not charged:
+counted (`budget_invalid_usage_total`) and warned about, so one absurd usage report never stops the
+spend being written. Sums of spend saturate below what MongoDB's int64 holds (`store.py`).
 """
 
 from __future__ import annotations
@@ -55,9 +63,9 @@ DEFAULT_CACHE_SECONDS = 5.0
 START_TIMEOUT_SECONDS = 3.0
 # At most one write of the waiting increments per this many seconds (the first after a quiet spell at once).
 WRITE_INTERVAL_SECONDS = 0.5
-# How long a request whose user or team was never read waits for that read. A MongoDB that answers
-# does so in milliseconds, even behind another batch of reads; one that does not must not hold a
-# first request longer than a user lookup may (USER_LOOKUP_TIMEOUT_SECONDS, 1 s by default).
+# How long a request whose user or team was never read (or not for a cache window) waits for that read. A
+# MongoDB that answers does so in milliseconds, even behind another batch of reads; one that does not
+# must not hold a request longer than a user lookup may (USER_LOOKUP_TIMEOUT_SECONDS, 1 s by default).
 FIRST_READ_WAIT_SECONDS = 0.5
 # No single answer costs this much: a cost above it comes from usage or a price that is wrong, and is
 # not charged (counted in budget_invalid_usage_total, and warned about).

@@ -14,19 +14,18 @@ from .money import dollars_text
 from .store import Scope, SpendKey
 
 BUDGET_EXCEEDED = "budget_exceeded"
-BUDGET_STORE_UNAVAILABLE = "budget_store_unavailable"
 _RETRY_AFTER = ((b"retry-after", b"5"),)
 
 
 class BudgetExceeded(ProxyError):
     def __init__(self, message: str, scope: Scope) -> None:
-        super().__init__(412, message, BUDGET_EXCEEDED)
+        super().__init__(412, message, "budget_exceeded")
         self.scope = scope
 
 
 class BudgetStoreUnavailable(ProxyError):
     def __init__(self, message: str) -> None:
-        super().__init__(503, message, BUDGET_STORE_UNAVAILABLE, headers=_RETRY_AFTER)
+        super().__init__(503, message, "budget_store_unavailable", headers=_RETRY_AFTER)
 
 
 def over_budget_message(key: SpendKey, limit: int, *, spent: bool) -> str:

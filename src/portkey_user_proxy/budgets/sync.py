@@ -2,14 +2,15 @@
 
 **Reads.** At start, the whole period's spend in one query (every document of the period, up to
 `PERIOD_READ_LIMIT`; beyond, keys are read one by one as requests name them, and the teams of the
-file at once): until it answered the replica is not ready (`/readyz`). Afterwards, every few seconds,
-the keys `admit` found stale and the teams', in batches of `_READ_BATCH`. A key never read (a user
-first seen since the start, a new period) is read at once, and the requests that need it wait for
-that read, one read shared by all of them (`read_first`).
+file at once): until it answered the replica is not ready (`/readyz`), and the read loop tries it
+again first. Afterwards, the keys `admit` asks for (figures past half the cache window, or never
+read), and the teams' every half window, in batches of `_READ_BATCH`. Requests that need a key
+read wait for the next read (`read_first`): one read for all of them, answered or failed.
 
 **Writes.** Answers' costs wait in `PendingIncrements`, merged by key, and go out in batches, at
 most one per `write_interval`; a batch whose write failed is in doubt and is sent again as it is
-before any other (`store.py` says why that counts it once).
+before any other (`store.py` says why that counts it once). No write goes out before the store's
+indexes are known to exist: the unique index is what makes a batch sent twice count once.
 
 **The store's state** is what its last read or write said: AVAILABLE, UNAVAILABLE (then a warning
 once a minute at most), or UNKNOWN before it was asked.
@@ -144,7 +145,6 @@ class SpendSync:
     async def flush(self) -> bool:
         """Write the batch in doubt, if any, then every waiting increment; True when none is left waiting."""
         async with self._writing:
-            # The unique index is what makes a batch sent twice count once: no write before it exists.
             if not self._prepared and not await self._prepare():
                 return False
             for _ in range(2):
