@@ -260,6 +260,7 @@ def test_a_request_whose_user_cannot_be_told_is_refused_under_deny_when_budgets_
     asyncio.run(scenario())
 
 
+@pytest.mark.real_mongo
 def test_a_period_with_more_documents_than_the_start_reads_is_read_key_by_key(
     writable_mongo: WritableMongo, caplog: pytest.LogCaptureFixture
 ) -> None:
