@@ -253,6 +253,7 @@ class ProxyApp:
         if (key := inbound_key(settings)) is not None and metrics_need_the_key(settings):
             self.api.add_middleware(RequireInboundKey, key=key, paths=frozenset({"/metrics"}))
         self.api.state.directory = directory
+        self.api.state.budgets = budgets
         self.api.state.metrics = metrics
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:

@@ -184,6 +184,31 @@ def test_usage_that_arrived_is_counted_when_the_client_leaves_before_the_end(
     assert stored_spend(librechat) == {("team", "Finance"): ANSWER_NANOS, ("user", EMAIL): ANSWER_NANOS}
 
 
+def test_readyz_answers_503_until_the_periods_spend_is_read(
+    librechat: WritableMongo, priced_upstream: tuple[PricedUpstream, str], tmp_path: Path
+) -> None:
+    stand_in = librechat.stand_in
+    if stand_in is None:
+        pytest.skip("refuses a database at will: stand-in only")
+    _, url = priced_upstream
+    ready = budget_proxy(librechat, url, tmp_path)
+    try:
+        answer = httpx.get(ready.url + "/readyz", timeout=10)
+        assert answer.status_code == 200
+        assert answer.json() == {"status": "ready", "mongodb": "reachable", "budgets": "spend read"}
+    finally:
+        ready.server.stop()
+
+    stand_in.refused_databases.add(librechat.database)  # the spend cannot be read: a role without access
+    unready = budget_proxy(librechat, url, tmp_path)
+    try:
+        answer = httpx.get(unready.url + "/readyz", timeout=10)
+        assert answer.status_code == 503
+        assert answer.json() == {"status": "not ready", "mongodb": "reachable", "budgets": "reading spend"}
+    finally:
+        unready.server.stop()
+
+
 def test_without_a_budgets_file_nothing_is_checked_or_written(
     librechat: WritableMongo, priced_upstream: tuple[PricedUpstream, str]
 ) -> None:

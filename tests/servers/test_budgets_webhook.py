@@ -14,7 +14,7 @@ import httpx
 import pytest
 
 from portkey_user_proxy import Settings
-from portkey_user_proxy.budgets import BudgetConfig, Price
+from portkey_user_proxy.budgets import BudgetConfig, Budgets, Demand, Price
 from portkey_user_proxy.dialects.usage import Usage
 from tests.servers.test_budgets import EMAIL, PricedUpstream, chat
 from tests.support.budget_replicas import CACHE_SECONDS, Replica, replica
@@ -43,6 +43,11 @@ def claims(mongo: WritableMongo) -> list[tuple[str, str, str, float]]:
             {}, {"_id": 0, "period": 1, "scope": 1, "name": 1, "threshold": 1}
         )
         return sorted((d["period"], d["scope"], d["name"], d["threshold"]) for d in found)
+
+
+async def spend(budgets: Budgets, user: str, team: str | None, model: str, usage: Usage) -> None:
+    """An answer of `usage`, admitted and settled as the forwarder does."""
+    budgets.settle(await budgets.admit(user, team, Demand(model, 0, None)), model, usage)
 
 
 async def started(one: Replica) -> Replica:
@@ -83,13 +88,13 @@ def test_each_threshold_is_announced_once_across_replicas_and_a_restart(
             async with replica(writable_mongo, webhook_url=url) as two:
                 await started(two)
                 for _ in range(4):  # $400 of Finance's $500: 80%
-                    one.budgets.record("bob@example.com", "Finance", "gpt-4o", HUNDRED_DOLLARS)
+                    await spend(one.budgets, "bob@example.com", "Finance", "gpt-4o", HUNDRED_DOLLARS)
                 await settled(one)
                 assert thresholds(chat_webhook) == [("Finance", 0.8)]
 
                 # The other replica learns of the $400, adds $10 and sees 80% crossed too: claimed already.
                 await read_again(two)
-                two.budgets.record("bob@example.com", "Finance", "gpt-4o", TEN_DOLLARS)
+                await spend(two.budgets, "bob@example.com", "Finance", "gpt-4o", TEN_DOLLARS)
                 await settled(two)
                 assert len(chat_webhook.bodies) == 1
                 await stopped(two)
@@ -97,18 +102,19 @@ def test_each_threshold_is_announced_once_across_replicas_and_a_restart(
             # A restart: a replica that remembers nothing finds 80% claimed, and announces 100% alone.
             async with replica(writable_mongo, webhook_url=url) as three:
                 await started(three)
-                three.budgets.record("bob@example.com", "Finance", "gpt-4o", TEN_DOLLARS)  # $420
+                await spend(three.budgets, "bob@example.com", "Finance", "gpt-4o", TEN_DOLLARS)  # $420
                 await settled(three)
                 assert len(chat_webhook.bodies) == 1
-                three.budgets.record("bob@example.com", "Finance", "gpt-4o", HUNDRED_DOLLARS)  # $520
+                await spend(three.budgets, "bob@example.com", "Finance", "gpt-4o", HUNDRED_DOLLARS)  # $520
                 await settled(three)
                 assert thresholds(chat_webhook) == [("Finance", 0.8), ("Finance", 1.0)]
                 assert three.metric(SENT) == 1
                 await stopped(three)
 
-            # The first replica crosses 100% in its turn: claimed already.
+            # The first replica crosses 100% in its turn, with an answer admitted before: claimed already.
+            in_flight = await one.budgets.admit("bob@example.com", "Finance", Demand("gpt-4o", 0, None))
             await read_again(one)
-            one.budgets.record("bob@example.com", "Finance", "gpt-4o", TEN_DOLLARS)
+            one.budgets.settle(in_flight, "gpt-4o", TEN_DOLLARS)
             await settled(one)
             assert one.metric(SENT) == 1
             assert one.metric(DROPPED) == 0
@@ -141,14 +147,14 @@ def test_a_new_period_warns_again(writable_mongo: WritableMongo, chat_webhook: C
         async with replica(writable_mongo, webhook_url=chat_webhook.url) as one:
             await started(one)
             for _ in range(4):
-                one.budgets.record("bob@example.com", "Finance", "gpt-4o", HUNDRED_DOLLARS)
+                await spend(one.budgets, "bob@example.com", "Finance", "gpt-4o", HUNDRED_DOLLARS)
             await settled(one)
             one.clock.instant = datetime(2027, 1, 2, 9, 0, tzinfo=UTC)  # January: nothing spent yet
             for _ in range(3):
-                one.budgets.record("bob@example.com", "Finance", "gpt-4o", HUNDRED_DOLLARS)
+                await spend(one.budgets, "bob@example.com", "Finance", "gpt-4o", HUNDRED_DOLLARS)
             await settled(one)
             assert len(chat_webhook.bodies) == 1
-            one.budgets.record("bob@example.com", "Finance", "gpt-4o", HUNDRED_DOLLARS)
+            await spend(one.budgets, "bob@example.com", "Finance", "gpt-4o", HUNDRED_DOLLARS)
             await settled(one)
             await stopped(one)
 
@@ -170,7 +176,7 @@ def test_a_webhook_that_fails_then_answers_gets_the_warning_once(
         async with replica(writable_mongo, webhook_url=chat_webhook.url) as one:
             await started(one)
             for _ in range(4):
-                one.budgets.record("bob@example.com", "Finance", "gpt-4o", HUNDRED_DOLLARS)
+                await spend(one.budgets, "bob@example.com", "Finance", "gpt-4o", HUNDRED_DOLLARS)
             await settled(one)
             assert (one.metric(SENT), one.metric(FAILED), one.metric(DROPPED)) == (1, 2, 0)
             await stopped(one)
@@ -192,7 +198,7 @@ def test_a_webhook_that_refuses_a_warning_is_not_asked_again_and_the_drop_is_log
         async with replica(writable_mongo, webhook_url=chat_webhook.url) as one:
             await started(one)
             for _ in range(4):
-                one.budgets.record("bob@example.com", "Finance", "gpt-4o", HUNDRED_DOLLARS)
+                await spend(one.budgets, "bob@example.com", "Finance", "gpt-4o", HUNDRED_DOLLARS)
             await settled(one)
             assert (one.metric(SENT), one.metric(FAILED), one.metric(DROPPED)) == (0, 1, 1)
             await stopped(one)
@@ -216,7 +222,7 @@ def test_a_webhook_that_keeps_failing_is_given_up_on_after_the_delivery_window(
         async with replica(writable_mongo, webhook_url=chat_webhook.url, delivery_seconds=0.2) as one:
             await started(one)
             for _ in range(4):
-                one.budgets.record("bob@example.com", "Finance", "gpt-4o", HUNDRED_DOLLARS)
+                await spend(one.budgets, "bob@example.com", "Finance", "gpt-4o", HUNDRED_DOLLARS)
             await settled(one)
             assert one.metric(SENT) == 0
             assert one.metric(DROPPED) == 1
@@ -239,7 +245,7 @@ def test_markup_in_names_reaches_the_channel_as_text(writable_mongo: WritableMon
     async def scenario() -> None:
         async with replica(writable_mongo, config, webhook_url=chat_webhook.url) as one:
             await started(one)
-            one.budgets.record(user, team, "gpt-4o", HUNDRED_DOLLARS)  # 100% at once: one warning, not two
+            await spend(one.budgets, user, team, "gpt-4o", HUNDRED_DOLLARS)  # 100% at once: one warning, not two
             await settled(one)
             await stopped(one)
 

@@ -13,11 +13,21 @@ from prometheus_client import CollectorRegistry
 from pymongo import AsyncMongoClient
 from pymongo.asynchronous.database import AsyncDatabase
 
-from portkey_user_proxy.budgets import BudgetConfig, BudgetMetrics, Budgets, Mode, Price, SpendStore
+from portkey_user_proxy.budgets import (
+    BudgetConfig,
+    BudgetMetrics,
+    Budgets,
+    Mode,
+    Period,
+    Price,
+    SpendStore,
+    StoreFailurePolicy,
+    window_at,
+)
 from portkey_user_proxy.budgets.alert_claims import AlertClaims
 from portkey_user_proxy.budgets.alerts import DELIVERY_SECONDS, BudgetAlerts
-from portkey_user_proxy.budgets.ledger import StoreFailurePolicy
 from portkey_user_proxy.budgets.metrics import AlertMetrics
+from portkey_user_proxy.budgets.sync import PERIOD_READ_LIMIT
 from portkey_user_proxy.budgets.webhook import BudgetWebhook
 from tests.support.mongomock_server import WritableMongo
 
@@ -71,6 +81,8 @@ async def replica(
     webhook_url: str | None = None,
     thresholds: tuple[Decimal, ...] = (Decimal("0.8"), Decimal("1")),
     delivery_seconds: float = DELIVERY_SECONDS,
+    store_timeout: float = 5.0,
+    period_read_limit: int = PERIOD_READ_LIMIT,
 ) -> AsyncIterator[Replica]:
     """`webhook_url`: budget warnings go there, retried a hundredth of a second apart for `delivery_seconds`."""
     if mode is not None:
@@ -84,7 +96,7 @@ async def replica(
     clock = clock or ManualClock()
     budgets = Budgets(
         config,
-        SpendStore(client[mongo.database], timeout=5.0),
+        SpendStore(client[mongo.database], timeout=store_timeout),
         on_store_failure=on_store_failure,
         observer=BudgetMetrics(registry, per_user=per_user),
         clock=clock,
@@ -92,6 +104,7 @@ async def replica(
         max_pending=max_pending,
         monotonic=ticks,
         alerts=warnings,
+        period_read_limit=period_read_limit,
     )
     try:
         yield Replica(budgets, clock, ticks, registry)
@@ -114,6 +127,17 @@ def alerts(
         delivery_seconds=delivery_seconds,
         first_retry_seconds=0.01,
     )
+
+
+def spent_elsewhere(
+    mongo: WritableMongo, scope: str, name: str, dollars: int, clock: ManualClock | None = None
+) -> None:
+    """Spend another replica wrote in this month: `dollars` added to the document of `scope` and `name`."""
+    period = window_at(Period.MONTH, (clock or ManualClock()).now()).key
+    with mongo.client() as client:
+        client[mongo.database]["spend"].update_one(
+            {"period": period, "scope": scope, "name": name}, {"$inc": {"spend": dollars * 10**9}}, upsert=True
+        )
 
 
 def stored_spend(mongo: WritableMongo) -> dict[tuple[str, str, str], int]:

@@ -8,6 +8,7 @@ server at will (`needs_stand_in`) run on the stand-in only.
 
 from __future__ import annotations
 
+import contextlib
 import enum
 import threading
 import uuid
@@ -24,6 +25,7 @@ from tests.support.wire_server import HANDSHAKE, WireServer, hosts_and_options, 
 
 _UNAUTHORIZED = {"ok": 0, "code": 13, "codeName": "Unauthorized", "errmsg": "not authorized"}
 _SESSIONS = frozenset({"endSessions", "killCursors", "ping", "buildInfo", "buildinfo"})
+_LATE_BOUND_SECONDS = 30.0  # a late answer the test never releases: the server is not stuck for ever
 
 
 class Fault(enum.Enum):
@@ -38,6 +40,11 @@ class MongomockServer:
         self.fault = Fault.NONE
         self.commands: list[str] = []  # command names, in the order they arrived
         self.refused_databases: set[str] = set()  # commands on these are refused: a role without access
+        # Commands run at once, answered only once `answer_late_now()` is called: a write applied whose
+        # answer comes after the driver gave up. mockupdb serves one request at a time: meanwhile, the
+        # server answers nothing else.
+        self.answer_late: frozenset[str] = frozenset()
+        self._late = threading.Event()
         self._server = WireServer(self._respond)
         # mockupdb answers each connection from a thread of its own; a real server serializes
         # the writes to one document, and this lock does the same for mongomock, which does not.
@@ -50,6 +57,16 @@ class MongomockServer:
     def start(self) -> MongomockServer:
         self._server.start()
         return self
+
+    def answer_late_now(self) -> None:
+        self._late.set()
+
+    def reset(self) -> None:
+        """Every command answered at once, on every database."""
+        self.fault = Fault.NONE
+        self.refused_databases.clear()
+        self.answer_late = frozenset()
+        self._late.clear()
 
     def stop(self) -> None:
         self._server.stop()
@@ -75,7 +92,11 @@ class MongomockServer:
                 reply = {"ok": 0, "code": 11000, "codeName": "DuplicateKey", "errmsg": str(exc)}
             except mongomock.OperationFailure as exc:
                 reply = {"ok": 0, "code": exc.code or 2, "errmsg": str(exc)}
-        return bool(request.replies(reply))
+        if name in self.answer_late:
+            self._late.wait(_LATE_BOUND_SECONDS)
+        with contextlib.suppress(OSError):  # a late answer finds the connection closed by the driver
+            request.replies(reply)
+        return True
 
 
 Command = Callable[[Any, dict[str, Any]], dict[str, Any]]
@@ -239,12 +260,10 @@ def shared_mongomock() -> Iterator[MongomockServer]:
 @pytest.fixture
 def mongomock_server(shared_mongomock: MongomockServer) -> Iterator[MongomockServer]:
     """The stand-in, answering every command, with no commands recorded."""
-    shared_mongomock.fault = Fault.NONE
+    shared_mongomock.reset()
     shared_mongomock.commands.clear()
-    shared_mongomock.refused_databases.clear()
     yield shared_mongomock
-    shared_mongomock.fault = Fault.NONE
-    shared_mongomock.refused_databases.clear()
+    shared_mongomock.reset()
 
 
 @pytest.fixture
@@ -259,8 +278,7 @@ def writable_mongo(request: pytest.FixtureRequest) -> Iterator[WritableMongo]:
         mongo = WritableMongo(stand_in.address, database, stand_in)
     yield mongo
     if mongo.stand_in is not None:
-        mongo.stand_in.fault = Fault.NONE  # the database is dropped on a server that answers
-        mongo.stand_in.refused_databases.clear()
+        mongo.stand_in.reset()  # the database is dropped on a server that answers
     with mongo.client() as client:
         client.drop_database(database)
         client.drop_database(mongo.librechat)

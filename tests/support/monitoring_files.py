@@ -122,6 +122,28 @@ def proxy_error_statuses() -> dict[str, int]:
     return {answer.code: answer.status for answer in CATALOGUE if not answer.by_server}
 
 
+def _calls_named(tree: ast.AST, name: str) -> list[ast.Call]:
+    return [node for node in ast.walk(tree) if isinstance(node, ast.Call) and getattr(node.func, "id", None) == name]
+
+
+def _proxy_error_subclass_inits(tree: ast.AST) -> list[ast.Call]:
+    subclasses = [
+        node
+        for node in ast.walk(tree)
+        if isinstance(node, ast.ClassDef) and any(getattr(base, "id", None) == "ProxyError" for base in node.bases)
+    ]
+    return [
+        node
+        for subclass in subclasses
+        for node in ast.walk(subclass)
+        if isinstance(node, ast.Call)
+        and isinstance(node.func, ast.Attribute)
+        and node.func.attr == "__init__"
+        and isinstance(node.func.value, ast.Call)
+        and getattr(node.func.value.func, "id", None) == "super"
+    ]
+
+
 def served_labels(scrape: str) -> dict[str, dict[str, set[str]]]:
     """Each sample name of a /metrics scrape (`_total`, `_bucket`, ... included), its labels and their values."""
     served: dict[str, dict[str, set[str]]] = {}

@@ -18,7 +18,7 @@ import pytest
 from portkey_user_proxy.asgi import Message
 from portkey_user_proxy.attribution.decision import Attributor, UnresolvedUserPolicy
 from portkey_user_proxy.attribution.directory import Lookup, LookupOutcome, User, UserDirectory
-from portkey_user_proxy.budgets import BudgetExceeded, Budgets, Demand, Hold
+from portkey_user_proxy.budgets import BudgetExceeded, Budgets, Demand, Hold, Scope
 from portkey_user_proxy.dialects.usage import Usage
 from portkey_user_proxy.forwarder import Forwarder, ForwardingPolicy
 from portkey_user_proxy.observability.metrics import Metrics
@@ -49,7 +49,7 @@ class Ledger:
 
     async def admit(self, user: str | None, team: str | None, demand: Demand) -> Hold:
         if self.refuse:
-            raise BudgetExceeded("you have used your budget of $1 for December 2026")
+            raise BudgetExceeded("you have used your budget of $1 for December 2026", Scope.USER)
         self.admitted.append(demand)
         return cast(Hold, object())
 

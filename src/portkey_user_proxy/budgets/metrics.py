@@ -15,6 +15,7 @@ from .money import NANOS_PER_DOLLAR
 from .store import Scope
 
 _PREFIX = "portkey_user_proxy_"
+UNCHECKED_REASONS = ("spend_unread", "spend_stale", "user_unknown")
 
 
 class BudgetMetrics:
@@ -69,10 +70,31 @@ class BudgetMetrics:
             "Spend increments dropped because the queue of those waiting for the budget store was full.",
             registry=registry,
         )
+        self.unchecked_requests = Counter(
+            _PREFIX + "budget_unchecked",
+            "Requests that may have a budget forwarded without their spend known (BUDGET_STORE_FAILURE=allow), "
+            "by reason: spend_unread (the budget store did not answer in time for a first read), spend_stale "
+            "(decided on a figure older than the cache window), user_unknown (MongoDB could not say who asks).",
+            ["reason"],
+            registry=registry,
+        )
+        self.estimated_charges = Counter(
+            _PREFIX + "budget_estimated_charges",
+            "Answers charged on the proxy's estimate of their usage, not the provider's, by reason.",
+            ["reason"],
+            registry=registry,
+        )
+        self.invalid_usage_answers = Counter(
+            _PREFIX + "budget_invalid_usage",
+            "Answers whose usage priced above what any one answer can cost ($10,000): not charged.",
+            registry=registry,
+        )
         self._team_spend_children: dict[str, Gauge] = {}
         for scope in Scope:  # every scope served from the start, so rates over them start at zero
             self.refusals.labels(scope.value)
             self.warnings.labels(scope.value)
+        for reason in UNCHECKED_REASONS:
+            self.unchecked_requests.labels(reason)
         self.store_is_up = Gauge(
             _PREFIX + "budget_store_up",
             "1 when the budget store answered the last read or write, 0 when it failed.",
@@ -115,6 +137,15 @@ class BudgetMetrics:
 
     def store_up(self, up: bool) -> None:
         self.store_is_up.set(1 if up else 0)
+
+    def unchecked(self, reason: str) -> None:
+        self.unchecked_requests.labels(reason).inc()
+
+    def estimated(self, reason: str) -> None:
+        self.estimated_charges.labels(reason).inc()  # one of the forwarder's few reasons
+
+    def invalid_usage(self) -> None:
+        self.invalid_usage_answers.inc()
 
 
 class AlertMetrics:

@@ -11,6 +11,8 @@ from __future__ import annotations
 from decimal import ROUND_HALF_UP, Decimal
 
 NANOS_PER_DOLLAR = 10**9
+# Where sums of nanodollars stop growing: far beyond any budget, well below the int64 MongoDB stores (2^63).
+SATURATED_NANOS = 2**62
 PICOS_PER_NANO = 1000
 # A price is USD per 1M tokens: $1 per 1M tokens is 10^6 picodollars per token.
 _PICOS_PER_TOKEN_PER_DOLLAR_PER_MILLION = 10**6

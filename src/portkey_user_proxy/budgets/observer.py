@@ -32,6 +32,15 @@ class BudgetObserver(Protocol):
     def store_up(self, up: bool) -> None:
         """Whether the budget store answered the last read or write."""
 
+    def unchecked(self, reason: str) -> None:
+        """A request that may have a budget forwarded without its spend known (BUDGET_STORE_FAILURE=allow)."""
+
+    def estimated(self, reason: str) -> None:
+        """An answer charged on the forwarder's estimate of its usage, not the provider's."""
+
+    def invalid_usage(self) -> None:
+        """An answer whose usage priced above what any one answer can cost: not charged."""
+
 
 class NoObserver:
     def spend(self, scope: Scope, name: str, nanos: int) -> None:
@@ -56,6 +65,15 @@ class NoObserver:
         pass
 
     def store_up(self, up: bool) -> None:
+        pass
+
+    def unchecked(self, reason: str) -> None:
+        pass
+
+    def estimated(self, reason: str) -> None:
+        pass
+
+    def invalid_usage(self) -> None:
         pass
 
 

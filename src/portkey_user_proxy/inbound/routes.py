@@ -17,6 +17,14 @@ class Readiness(Protocol):
         """None when lookups can succeed; else the failure seen, as its name."""
 
 
+class BudgetReadiness(Protocol):
+    """What `/readyz` asks of budgets (`app.state.budgets`, None without BUDGETS_FILE)."""
+
+    @property
+    def ready(self) -> bool:
+        """Whether the start's read of the period's spend answered."""
+
+
 router = APIRouter()
 OWN_PATHS = frozenset({"/healthz", "/readyz", "/metrics"})
 
@@ -28,15 +36,21 @@ async def healthz() -> dict[str, str]:
 
 @router.get("/readyz")
 async def readyz(request: Request) -> JSONResponse:
-    """Ready when lookups can succeed: MongoDB answers an authorised read of `users`.
+    """Ready when lookups can succeed: MongoDB answers an authorised read of `users`; with budgets,
+    once the period's spend was read too, so that a replica is strict from its first request.
 
-    Otherwise 503, with the failure seen: `unreachable`, `unauthorized`, `timeout` or `error`.
+    Otherwise 503, with the failure seen: `unreachable`, `unauthorized`, `timeout` or `error`, and
+    `"budgets": "reading spend"` while the spend is not read yet.
     """
     directory: Readiness = request.app.state.directory
+    budgets: BudgetReadiness | None = request.app.state.budgets
     failure = await directory.readiness()
-    if failure is None:
-        return JSONResponse({"status": "ready", "mongodb": "reachable"})
-    return JSONResponse({"status": "not ready", "mongodb": str(failure)}, status_code=503)
+    answer = {"status": "ready", "mongodb": "reachable" if failure is None else str(failure)}
+    if budgets is not None:
+        answer["budgets"] = "spend read" if budgets.ready else "reading spend"
+    if failure is None and (budgets is None or budgets.ready):
+        return JSONResponse(answer)
+    return JSONResponse({**answer, "status": "not ready"}, status_code=503)
 
 
 @router.get("/metrics")

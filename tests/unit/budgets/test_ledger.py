@@ -1,4 +1,4 @@
-"""`check` before forwarding and `record` after the answer, over the stand-in (or a real MongoDB)."""
+"""`admit` before forwarding and `settle` after the answer, over the stand-in (or a real MongoDB)."""
 
 from __future__ import annotations
 
@@ -10,15 +10,31 @@ from pathlib import Path
 
 import pytest
 
+from portkey_user_proxy.answers import answer_for
 from portkey_user_proxy.app import reload_budgets
-from portkey_user_proxy.budgets import BUDGET_EXCEEDED, BudgetConfig, Budgets, BudgetsFile, Mode, Period, StoreState
-from portkey_user_proxy.budgets.ledger import StoreFailurePolicy
+from portkey_user_proxy.budgets import (
+    BUDGET_EXCEEDED,
+    BudgetConfig,
+    BudgetExceeded,
+    Budgets,
+    BudgetsFile,
+    BudgetStoreUnavailable,
+    Cost,
+    Demand,
+    Mode,
+    Period,
+    StoreFailurePolicy,
+    StoreState,
+)
 from portkey_user_proxy.dialects.usage import Usage
+from portkey_user_proxy.errors import ProxyError
 from tests.support.budget_replicas import CACHE_SECONDS, CONFIG, replica, stored_spend
 from tests.support.mongomock_server import Fault, WritableMongo
 
 # $100 at the test prices ($1 per 1M input tokens, $2 per 1M output tokens).
 HUNDRED_DOLLARS = Usage(prompt=60_000_000, completion=20_000_000, total=80_000_000)
+# A request too small to hold anything that matters against these budgets.
+SMALL = Demand("gpt-4o", 10, 0)
 REFUSALS = "portkey_user_proxy_budget_refusals_total"
 
 
@@ -27,28 +43,41 @@ def state_of(budgets: Budgets) -> StoreState:
     return budgets.store_state
 
 
+async def answered(budgets: Budgets, user: str | None, team: str | None, usage: Usage = HUNDRED_DOLLARS) -> Cost:
+    """What the forwarder does for a request that is admitted and answered."""
+    return budgets.settle(await budgets.admit(user, team, SMALL), "gpt-4o", usage)
+
+
+async def refusal(budgets: Budgets, user: str | None, team: str | None) -> ProxyError | None:
+    """The refusal `admit` answers with; None when admitted (the hold is released: never sent)."""
+    try:
+        hold = await budgets.admit(user, team, SMALL)
+    except (BudgetExceeded, BudgetStoreUnavailable) as refused:
+        return answer_for(refused)  # the client's answer, as the forwarder gives it
+    budgets.release(hold)
+    return None
+
+
 @pytest.mark.real_mongo
 def test_a_team_is_refused_once_it_has_spent_its_budget_and_not_before(writable_mongo: WritableMongo) -> None:
     async def scenario() -> None:
         async with replica(writable_mongo) as one:
             await one.budgets.start()
             for _ in range(4):
-                assert one.budgets.check("bob@example.com", "Finance") is None
-                one.budgets.record("bob@example.com", "Finance", "gpt-4o", HUNDRED_DOLLARS)
+                await answered(one.budgets, "bob@example.com", "Finance")
             # $400 of $500: one more answer may start; it brings the team to $500.
-            assert one.budgets.check("bob@example.com", "Finance") is None
-            one.budgets.record("bob@example.com", "Finance", "gpt-4o", HUNDRED_DOLLARS)
+            await answered(one.budgets, "bob@example.com", "Finance")
 
-            refusal = one.budgets.check("bob@example.com", "Finance")
-            assert refusal is not None
-            assert (refusal.status, refusal.code) == (412, BUDGET_EXCEEDED)
-            assert refusal.message == (
+            refused = await refusal(one.budgets, "bob@example.com", "Finance")
+            assert refused is not None
+            assert (refused.status, refused.code) == (412, BUDGET_EXCEEDED)
+            assert refused.message == (
                 "the Finance team has used its budget of $500 for December; it resets on 1 January 00:00 UTC"
             )
-            assert refusal.headers == ()
+            assert refused.headers == ()
             # Someone outside the team, and a team without a budget, go on.
-            assert one.budgets.check("carol@example.com", "Engineering") is None
-            assert one.budgets.check(None, None) is None
+            assert await refusal(one.budgets, "carol@example.com", "Engineering") is None
+            assert await refusal(one.budgets, None, None) is None
             assert one.metric(REFUSALS, scope="team") == 1
             assert one.metric("portkey_user_proxy_team_budget_spend_usd", team="Finance") == 500
             assert one.metric("portkey_user_proxy_team_budget_limit_usd", team="Finance") == 500
@@ -64,16 +93,15 @@ def test_a_user_over_their_own_budget_is_told_so_in_their_words(writable_mongo: 
     async def scenario() -> None:
         async with replica(writable_mongo) as one:
             await one.budgets.start()
-            one.budgets.record("Alice@Example.com", None, "gpt-4o", HUNDRED_DOLLARS)
-            assert one.budgets.check("alice@example.com", None) is None  # $100 of $200
-            one.budgets.record("alice@example.com", None, "gpt-4o", HUNDRED_DOLLARS)
+            await answered(one.budgets, "Alice@Example.com", None)
+            await answered(one.budgets, "alice@example.com", None)  # admitted at $100 of $200
 
-            refusal = one.budgets.check("ALICE@example.com", "Engineering")
-            assert refusal is not None
-            assert refusal.message == (
+            refused = await refusal(one.budgets, "ALICE@example.com", "Engineering")
+            assert refused is not None
+            assert refused.message == (
                 "you have used your budget of $200 for December; it resets on 1 January 00:00 UTC"
             )
-            assert one.budgets.check("bob@example.com", None) is None  # no default budget in CONFIG
+            assert await refusal(one.budgets, "bob@example.com", None) is None  # no default budget in CONFIG
             assert one.metric(REFUSALS, scope="user") == 1
             await one.budgets.aclose()
 
@@ -89,16 +117,15 @@ def test_another_replicas_spend_counts_once_this_replicas_figure_is_older_than_t
             await one.budgets.start()
             await two.budgets.start()
             for _ in range(5):
-                one.budgets.record("bob@example.com", "Finance", "gpt-4o", HUNDRED_DOLLARS)
+                await answered(one.budgets, "bob@example.com", "Finance")
             assert await one.budgets.flush()
 
             # Within the cache window, the other replica still forwards: the bounded overshoot.
-            assert two.budgets.check("dave@example.com", "Finance") is None
+            assert await refusal(two.budgets, "dave@example.com", "Finance") is None
+            # Past it, the figure is too old to decide on: the request waits for a read, and is refused.
             two.ticks.seconds += CACHE_SECONDS
-            assert two.budgets.check("dave@example.com", "Finance") is None  # stale: a read is asked for
-            assert await two.budgets.refresh()
-            refusal = two.budgets.check("dave@example.com", "Finance")
-            assert refusal is not None and refusal.message.startswith("the Finance team has used its budget")
+            refused = await refusal(two.budgets, "dave@example.com", "Finance")
+            assert refused is not None and refused.message.startswith("the Finance team has used its budget")
             await one.budgets.aclose()
             await two.budgets.aclose()
 
@@ -112,13 +139,13 @@ def test_a_new_period_starts_with_nothing_spent(writable_mongo: WritableMongo) -
             one.clock.instant = datetime(2026, 12, 31, 23, 59, 59, tzinfo=UTC)
             await one.budgets.start()
             for _ in range(5):
-                one.budgets.record("alice@example.com", "Finance", "gpt-4o", HUNDRED_DOLLARS)
-            assert one.budgets.check("alice@example.com", "Finance") is not None
+                await answered(one.budgets, "bob@example.com", "Finance")
+            assert await refusal(one.budgets, "alice@example.com", "Finance") is not None
 
             one.clock.instant = datetime(2027, 1, 1, 0, 0, tzinfo=UTC)
-            assert one.budgets.check("alice@example.com", "Finance") is None
+            assert await refusal(one.budgets, "alice@example.com", "Finance") is None
             assert one.metric("portkey_user_proxy_team_budget_spend_usd", team="Finance") == 0
-            one.budgets.record("alice@example.com", "Finance", "gpt-4o", HUNDRED_DOLLARS)
+            await answered(one.budgets, "alice@example.com", "Finance")
             await one.budgets.aclose()
 
     asyncio.run(scenario())
@@ -135,11 +162,14 @@ def test_warn_mode_forwards_over_budget_and_counts_and_logs_it(
     async def scenario() -> None:
         async with replica(writable_mongo, mode=Mode.WARN) as one:
             await one.budgets.start()
-            for _ in range(6):
-                one.budgets.record("alice@example.com", "Finance", "gpt-4o", HUNDRED_DOLLARS)
+            for _ in range(5):
+                await answered(one.budgets, "bob@example.com", "Finance")  # the team's $500, never over
+            for _ in range(2):
+                await answered(one.budgets, "alice@example.com", None)  # her $200, never over
+            assert one.metric("portkey_user_proxy_budget_over_limit_forwarded_total", scope="team") == 0
             with caplog.at_level(logging.WARNING, "portkey_user_proxy"):
-                assert one.budgets.check("alice@example.com", "Finance") is None
-                assert one.budgets.check("alice@example.com", "Finance") is None
+                assert await refusal(one.budgets, "alice@example.com", "Finance") is None
+                assert await refusal(one.budgets, "alice@example.com", "Finance") is None
             assert one.metric("portkey_user_proxy_budget_over_limit_forwarded_total", scope="team") == 2
             assert one.metric("portkey_user_proxy_budget_over_limit_forwarded_total", scope="user") == 2
             assert one.metric(REFUSALS, scope="team") == 0
@@ -159,11 +189,16 @@ def test_an_unpriced_model_is_counted_and_warned_about_never_free(
 
     async def scenario() -> None:
         async with replica(writable_mongo, config) as one:
+            await one.budgets.start()
+            hold = await one.budgets.admit("alice@example.com", "Finance", Demand("mystery-\x1b[31m", 10, 5))
             with caplog.at_level(logging.WARNING, "portkey_user_proxy"):
-                cost = one.budgets.record("alice@example.com", "Finance", "mystery-\x1b[31m", Usage(10, 5, 15))
+                cost = one.budgets.settle(hold, "mystery-\x1b[31m", Usage(10, 5, 15))
             assert cost.nanos == 0 and cost.unpriced_tokens == 15
             assert one.metric("portkey_user_proxy_budget_unpriced_tokens_total") == 15
             assert one.budgets.pending_increments == 0  # nothing to write
+            # What doctor shows: each model found unpriced, escaped.
+            assert one.budgets.unpriced_models == ["'mystery-\\x1b[31m'"]
+            await one.budgets.aclose()
 
     asyncio.run(scenario())
 
@@ -181,7 +216,7 @@ def test_an_outage_keeps_increments_and_writes_them_when_the_store_is_back(writa
             await one.budgets.start()
             stand_in.fault = Fault.HANG_UP
             for _ in range(3):
-                one.budgets.record("bob@example.com", "Finance", "gpt-4o", HUNDRED_DOLLARS)
+                await answered(one.budgets, "bob@example.com", "Finance")
             assert not await one.budgets.flush()
             assert state_of(one.budgets) is StoreState.UNAVAILABLE
             assert one.budgets.pending_increments == 2  # merged: one per key, whatever the answers
@@ -190,12 +225,13 @@ def test_an_outage_keeps_increments_and_writes_them_when_the_store_is_back(writa
 
             # BUDGET_STORE_FAILURE=allow: forwarded, on what this replica knows.
             one.ticks.seconds += CACHE_SECONDS
-            assert one.budgets.check("bob@example.com", "Finance") is None
+            assert await refusal(one.budgets, "bob@example.com", "Finance") is None
+            assert one.metric("portkey_user_proxy_budget_unchecked_total", reason="spend_stale") == 1
             assert not await one.budgets.refresh()
             # ... and what it knows still refuses: $300 here, $200 more elsewhere, would reach $500.
-            one.budgets.record("bob@example.com", "Finance", "gpt-4o", HUNDRED_DOLLARS)
-            one.budgets.record("bob@example.com", "Finance", "gpt-4o", HUNDRED_DOLLARS)
-            assert one.budgets.check("bob@example.com", "Finance") is not None
+            await answered(one.budgets, "bob@example.com", "Finance")
+            await answered(one.budgets, "bob@example.com", "Finance")
+            assert await refusal(one.budgets, "bob@example.com", "Finance") is not None
 
             stand_in.fault = Fault.NONE
             assert await one.budgets.flush()
@@ -222,17 +258,18 @@ def test_under_deny_a_request_with_a_budget_is_refused_while_spend_cannot_be_rea
             one.ticks.seconds += CACHE_SECONDS  # the teams' figures are no longer fresh
             assert not await one.budgets.refresh()
 
-            refusal = one.budgets.check("bob@example.com", "Finance")
-            assert refusal is not None
-            assert (refusal.status, refusal.code) == (503, "budget_store_unavailable")
-            assert refusal.headers == ((b"retry-after", b"5"),)
-            assert "BUDGET_STORE_FAILURE is deny" in refusal.message
+            refused = await refusal(one.budgets, "bob@example.com", "Finance")
+            assert refused is not None
+            assert (refused.status, refused.code) == (503, "budget_store_unavailable")
+            assert refused.headers == ((b"retry-after", b"5"),)
+            assert "BUDGET_STORE_FAILURE is deny" in refused.message
             # Nobody with a budget, nothing to check: forwarded.
-            assert one.budgets.check("bob@example.com", "Engineering") is None
+            assert await refusal(one.budgets, "bob@example.com", "Engineering") is None
 
             stand_in.fault = Fault.NONE
             assert await one.budgets.refresh()
-            assert one.budgets.check("bob@example.com", "Finance") is None
+            assert await refusal(one.budgets, "bob@example.com", "Finance") is None
+            await one.budgets.aclose()
 
     asyncio.run(scenario())
 
@@ -247,7 +284,7 @@ def test_increments_beyond_the_queue_bound_are_dropped_and_counted(writable_mong
             await one.budgets.start()
             stand_in.fault = Fault.HANG_UP
             for user in ("a@example.com", "b@example.com", "c@example.com"):
-                one.budgets.record(user, "Finance", "gpt-4o", HUNDRED_DOLLARS)
+                await answered(one.budgets, user, "Finance")
             assert not await one.budgets.flush()
             assert one.budgets.dropped_increments == 1  # c@example.com's: Finance, a and b fill the queue
             assert one.metric("portkey_user_proxy_budget_dropped_increments_total") == 1
@@ -272,10 +309,15 @@ def test_a_store_down_at_start_does_not_stop_the_start(writable_mongo: WritableM
             stand_in.fault = Fault.UNAUTHORIZED
             await one.budgets.start()
             assert state_of(one.budgets) is StoreState.UNAVAILABLE
-            assert one.budgets.check("alice@example.com", "Finance") is None  # allow, by default
-            one.budgets.record("alice@example.com", "Finance", "gpt-4o", HUNDRED_DOLLARS)
+            assert not one.budgets.ready  # /readyz answers 503 meanwhile
+            await answered(one.budgets, "alice@example.com", "Finance")  # allow, by default: forwarded, counted
+            assert one.metric("portkey_user_proxy_budget_unchecked_total", reason="spend_unread") == 1
             await one.budgets.aclose()  # tries once more; the increments stay unwritten
             assert one.budgets.pending_increments == 2
+
+            stand_in.fault = Fault.NONE
+            assert await one.budgets.refresh()  # what the read loop does, after its back-off
+            assert one.budgets.ready
 
     asyncio.run(scenario())
 
@@ -286,17 +328,17 @@ def test_a_budgets_file_read_again_changes_budgets_and_keeps_the_spend(writable_
         async with replica(writable_mongo) as one:
             await one.budgets.start()
             for _ in range(5):
-                one.budgets.record("bob@example.com", "Finance", "gpt-4o", HUNDRED_DOLLARS)
-            assert one.budgets.check("bob@example.com", "Finance") is not None
+                await answered(one.budgets, "bob@example.com", "Finance")
+            assert await refusal(one.budgets, "bob@example.com", "Finance") is not None
 
-            raised = BudgetConfig(prices=CONFIG.prices, teams={"finance": Decimal(1000), "Sales": Decimal(10)})
+            raised = BudgetConfig(prices=CONFIG.prices, teams={"Finance": Decimal(1000), "Sales": Decimal(10)})
             one.budgets.reconfigure(raised)
-            assert one.budgets.check("bob@example.com", "Finance") is None  # $500 of $1,000
-            assert one.metric("portkey_user_proxy_team_budget_limit_usd", team="finance") == 1000
+            assert await refusal(one.budgets, "bob@example.com", "Finance") is None  # $500 of $1,000
+            assert one.metric("portkey_user_proxy_team_budget_limit_usd", team="Finance") == 1000
             assert one.metric("portkey_user_proxy_team_budget_limit_usd", team="Sales") == 10
 
             one.budgets.reconfigure(BudgetConfig(period=Period.DAY, prices=CONFIG.prices, teams={"Sales": Decimal(1)}))
-            assert one.metric("portkey_user_proxy_team_budget_limit_usd", team="finance") is None  # left the file
+            assert one.metric("portkey_user_proxy_team_budget_limit_usd", team="Finance") is None  # left the file
             assert one.budgets.window().key == "day:2026-12-04"
             await one.budgets.aclose()
 
