@@ -281,7 +281,7 @@ class Forwarder:
         model = fields.get("model")
         model = model if isinstance(model, str) else None
         demand = Demand(model, prompt_tokens(incoming.body), _max_output_tokens(fields))
-        hold = await budgets.admit(attribution.email, attribution.team, demand)  # or BudgetExceeded, ...
+        hold = await budgets.admit(attribution.email, attribution.team, demand, attribution.groups)  # or refused
         return Charge(hold, model, demand.prompt_tokens)
 
     # Step 3: build the upstream request.

@@ -388,9 +388,12 @@ class Settings(BaseSettings):
 
 
 def team_budgets_problem(config: BudgetConfig, *, teams_looked_up: bool) -> str | None:
-    """Why a budgets file cannot apply, or None: team budgets need the teams that TEAM_METADATA_KEY looks up."""
+    """Why a budgets file cannot apply, or None: team budgets and allowances per group member need the
+    users' groups, which are read only when TEAM_METADATA_KEY is set."""
     if config.teams and not teams_looked_up:
         return "sets team budgets, and TEAM_METADATA_KEY is unset"
+    if config.allowances and not teams_looked_up:
+        return "sets allowances per group member (`each`), and TEAM_METADATA_KEY is unset"
     return None
 
 

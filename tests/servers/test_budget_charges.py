@@ -98,9 +98,11 @@ def librechat(writable_mongo: WritableMongo) -> WritableMongo:
     return writable_mongo
 
 
-def budget_proxy(mongo: WritableMongo, portkey_url: str, tmp_path: Path, **overrides: Any) -> RunningProxy:
+def budget_proxy(
+    mongo: WritableMongo, portkey_url: str, tmp_path: Path, budgets_text: str = BUDGETS, **overrides: Any
+) -> RunningProxy:
     budgets = tmp_path / "budgets.yaml"
-    budgets.write_text(BUDGETS)
+    budgets.write_text(budgets_text)
     values: dict[str, Any] = {
         "portkey_url": portkey_url,
         "mongo_uri": mongo.uri(mongo.librechat),
@@ -312,5 +314,20 @@ def test_with_mongodb_down_a_user_never_seen_is_refused_under_deny(
         if policy == "deny":  # who this is cannot be told, so neither can their budget
             assert response.json()["error"]["code"] == "budget_store_unavailable"
             assert response.headers["retry-after"] == "5"
+    finally:
+        proxy.server.stop()
+
+
+def test_a_group_members_allowance_is_their_limit_and_the_refusal_names_it(
+    librechat: WritableMongo, portkey: tuple[ScriptedPortkey, str], tmp_path: Path
+) -> None:
+    allowances = BUDGETS.replace("users:", "teams:\n  Engineering: {each: 20}\nusers:")  # and `default: 500`
+    proxy = budget_proxy(librechat, portkey[1], tmp_path, allowances, team_metadata_key="team")
+    try:
+        statuses = [httpx.post(proxy.url + "/v1/chat/completions", json=chat_body(), timeout=10) for _ in range(4)]
+
+        assert [response.status_code for response in statuses] == [200, 200, 200, 412]  # $8 each, of $20
+        message = statuses[-1].json()["error"]["message"]
+        assert message.startswith("you have used your Engineering allowance of $20 for ")
     finally:
         proxy.server.stop()

@@ -106,7 +106,14 @@ def test_budgets_json_is_the_same_report_for_scripts(
         {"name": "Engineering", "spent_usd": 0.0, "limit_usd": 2000.0, "used": 0.0, "over_budget": False},
     ]
     assert report["users"] == [
-        {"name": "alice@example.com", "spent_usd": 20.0, "limit_usd": 200.0, "used": 0.1, "over_budget": False}
+        {
+            "name": "alice@example.com",
+            "spent_usd": 20.0,
+            "limit_usd": 200.0,
+            "used": 0.1,
+            "over_budget": False,
+            "allowance_of": None,
+        },
     ]
 
 

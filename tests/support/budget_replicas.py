@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from datetime import UTC, datetime
 from decimal import Decimal
 from typing import Any
@@ -86,7 +86,7 @@ async def replica(
 ) -> AsyncIterator[Replica]:
     """`webhook_url`: budget warnings go there, retried a hundredth of a second apart for `delivery_seconds`."""
     if mode is not None:
-        config = BudgetConfig(config.period, mode, config.prices, config.teams, config.users, config.default_user)
+        config = replace(config, mode=mode)
     client: AsyncMongoClient[Any] = AsyncMongoClient(mongo.address, serverSelectionTimeoutMS=2000)
     registry = CollectorRegistry()
     warnings = (

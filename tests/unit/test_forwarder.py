@@ -8,7 +8,7 @@ from __future__ import annotations
 
 import asyncio
 import json
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Sequence
 from dataclasses import dataclass, field
 from typing import Any, cast
 
@@ -47,7 +47,7 @@ class Ledger:
     released: int = 0
     has_team_budgets: bool = False
 
-    async def admit(self, user: str | None, team: str | None, demand: Demand) -> Hold:
+    async def admit(self, user: str | None, team: str | None, demand: Demand, groups: Sequence[str] = ()) -> Hold:
         if self.refuse:
             raise BudgetExceeded("you have used your budget of $1 for December 2026", Scope.USER)
         self.admitted.append(demand)

@@ -5,7 +5,9 @@
     prices:                # optional, USD per 1M tokens: the first entry whose glob matches the model wins
       - {model: "gpt-4o*", input: 2.25, output: 9}   # over the catalogue's price (a negotiated one)
       - {model: "acme-llm-*", input: 1, output: 2, cached_input: 0.1, cache_write: 1.25}  # one it lacks
-    teams: {Finance: 500}  # USD per period, by the team the proxy resolves (TEAM_METADATA_KEY)
+    teams:                 # USD per period, by the team the proxy resolves (TEAM_METADATA_KEY)
+      Finance: 500         #   the team's shared pool
+      Engineering: {budget: 2000, each: 20}  # a pool, and every member's own allowance
     users: {default: 50, alice@example.com: 200}
 
 A model no entry matches is priced by the catalogue of published prices (`prices.py`). A file that
@@ -23,13 +25,14 @@ from pathlib import Path
 from typing import Annotated, Any
 
 import yaml
-from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator
+from pydantic import BaseModel, ConfigDict, Discriminator, Field, Tag, ValidationError, field_validator, model_validator
 from pydantic_core import ErrorDetails
 
 from .periods import Period
 from .prices import Price
 
 DEFAULT_USER = "default"  # the `users` key whose budget applies to every user without one of their own
+_AMOUNT, _ENTRY = "amount", "entry"  # the two forms of a team's entry
 
 _Dollars = Annotated[Decimal, Field(ge=0, allow_inf_nan=False)]
 _DOLLARS = "must be an amount of US dollars, 0 or more, e.g. 500"
@@ -54,9 +57,11 @@ class BudgetConfig:
     period: Period = Period.MONTH
     mode: Mode = Mode.ENFORCE
     prices: tuple[Price, ...] = ()
-    teams: Mapping[str, Decimal] = field(default_factory=dict)
+    teams: Mapping[str, Decimal] = field(default_factory=dict)  # each team's shared pool
     users: Mapping[str, Decimal] = field(default_factory=dict)  # by email in lower case, `default` left out
     default_user: Decimal | None = None
+    # By group: every member's own allowance (a team's `each`), for members without an entry under `users`.
+    allowances: Mapping[str, Decimal] = field(default_factory=dict)
 
     def team_limit(self, team: str) -> Decimal | None:
         return self.teams.get(team)
@@ -116,13 +121,37 @@ class _PriceEntry(BaseModel):
     cache_write: _Dollars | None = None
 
 
+class _TeamEntry(BaseModel):
+    """A team written as a mapping: its shared pool (`budget`), every member's own allowance (`each`), or both."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    budget: _Dollars | None = None
+    each: _Dollars | None = None
+
+    @model_validator(mode="after")
+    def _something(self) -> _TeamEntry:
+        if self.budget is None and self.each is None:
+            raise ValueError("a team needs `budget` (its shared pool), `each` (every member's own), or both")
+        return self
+
+
+def _team_form(value: object) -> str:
+    return _ENTRY if isinstance(value, dict) else _AMOUNT
+
+
+# `Finance: 500` (the shared pool alone) or `Engineering: {budget: 2000, each: 20}`, told apart by shape,
+# so that a problem is reported for the form written, not for both.
+_Team = Annotated[Annotated[_Dollars, Tag(_AMOUNT)] | Annotated[_TeamEntry, Tag(_ENTRY)], Discriminator(_team_form)]
+
+
 class _File(BaseModel):
     model_config = ConfigDict(extra="forbid")
 
     period: Period = Period.MONTH
     mode: Mode = Mode.ENFORCE
     prices: list[_PriceEntry] = []
-    teams: dict[str, _Dollars] = {}
+    teams: dict[str, _Team] = {}
     users: dict[str, _Dollars] = {}
 
     @field_validator("prices", mode="before")
@@ -139,7 +168,18 @@ class _File(BaseModel):
     def config(self) -> BudgetConfig:
         users = {name.strip().lower(): limit for name, limit in self.users.items() if name != DEFAULT_USER}
         prices = tuple(Price(p.model, p.input, p.output, p.cached_input, p.cache_write) for p in self.prices)
-        return BudgetConfig(self.period, self.mode, prices, dict(self.teams), users, self.users.get(DEFAULT_USER))
+        pools: dict[str, Decimal] = {}
+        allowances: dict[str, Decimal] = {}
+        for team, entry in self.teams.items():
+            if isinstance(entry, _TeamEntry):
+                if entry.budget is not None:
+                    pools[team] = entry.budget
+                if entry.each is not None:
+                    allowances[team] = entry.each
+            else:
+                pools[team] = entry  # the short form: `Finance: 500`, the shared pool alone
+        default = self.users.get(DEFAULT_USER)
+        return BudgetConfig(self.period, self.mode, prices, pools, users, default, allowances)
 
 
 def _first_problem(exc: ValidationError) -> str:
@@ -152,7 +192,7 @@ def _first_problem(exc: ValidationError) -> str:
 def _key_of(error: ErrorDetails) -> str:
     key = ""
     for part in error["loc"]:
-        if part == "[key]":
+        if part in ("[key]", _AMOUNT, _ENTRY):
             continue
         if isinstance(part, int) and key == "prices":
             key += f"[{part + 1}]"  # counted from 1, as a person counts the entries
@@ -166,7 +206,11 @@ def _problem_of(error: ErrorDetails) -> str:
     if kind == "extra_forbidden":
         if len(error["loc"]) == 1:
             return "is not a key of the budgets file (period, mode, prices, teams, users)"
+        if error["loc"][0] == "teams":
+            return "is not a key of a team (budget, each)"
         return "is not a key of a price (model, input, output, cached_input, cache_write)"
+    if kind == "value_error":
+        return str(error["ctx"]["error"]) if "ctx" in error else error["msg"]
     if error["loc"][-1] == "[key]":
         return 'must be a name: quote one that YAML reads as a number, e.g. "2024"'
     if error["loc"][0] in ("teams", "users") and len(error["loc"]) > 1:

@@ -33,7 +33,7 @@ from __future__ import annotations
 
 import enum
 import time
-from collections.abc import Callable, Iterator
+from collections.abc import Awaitable, Callable, Iterator, Sequence
 from dataclasses import dataclass
 
 from ..dialects.usage import Usage
@@ -41,6 +41,7 @@ from ..observability.logs import RateLimitedWarnings, loggable
 from .alerts import BudgetAlerts
 from .estimates import Demand, RecentAnswers
 from .file import BudgetConfig, Mode
+from .limits import UserLimit, UserLimits
 from .money import NANOS_PER_DOLLAR, dollars_text, nanos
 from .observer import BudgetObserver, NoObserver
 from .periods import Clock, SystemClock, Window, window_at
@@ -73,6 +74,9 @@ _UNPRICED_KEPT = 100  # model names kept for doctor: they come from request bodi
 _NOTHING = Cost(0)
 
 
+GroupsOf = Callable[[str], Awaitable[Sequence[str]]]
+
+
 class StoreFailurePolicy(enum.StrEnum):
     ALLOW = "allow"  # forward requests while spend cannot be read (the default)
     DENY = "deny"  # refuse requests that have a budget while spend cannot be read
@@ -86,6 +90,7 @@ class Hold:
     user: SpendKey | None
     team_held: int = 0
     user_held: int = 0
+    user_limit: UserLimit | None = None  # the user's own limit, and where it came from
     open: bool = True  # until settled or released: the second call does nothing
 
 
@@ -97,6 +102,7 @@ class Standing:
     name: str
     spent_nanos: int
     limit_nanos: int | None
+    allowance_of: str | None = None  # a user's limit is this group's allowance per member (`each`)
 
 
 @dataclass(frozen=True, slots=True)
@@ -180,9 +186,8 @@ class Budgets:
         self._team_limits = {team: nanos(limit) for team, limit in config.teams.items()}
         # LibreChat's group names are matched ignoring case, as TEAM_GROUPS matches them.
         self._team_names = {team.casefold(): team for team in config.teams}
-        self._user_limits = {user: nanos(limit) for user, limit in config.users.items()}
-        self._default_user_limit = nanos(config.default_user) if config.default_user is not None else None
-        self._any_limit = bool(self._team_limits or self._user_limits or self._default_user_limit is not None)
+        self._user_limits = UserLimits(config)
+        self._any_limit = bool(self._team_limits) or self._user_limits.any
         for team, limit in self._team_limits.items():
             self._observer.limit(Scope.TEAM, team, limit)
 
@@ -233,11 +238,15 @@ class Budgets:
 
     # The request path: neither awaits anything while the keys were read within the cache window.
 
-    async def admit(self, user: str | None, team: str | None, demand: Demand) -> Hold:
-        """Before forwarding: the request's hold on its budgets, or `BudgetExceeded` / `BudgetStoreUnavailable`."""
+    async def admit(self, user: str | None, team: str | None, demand: Demand, groups: Sequence[str] = ()) -> Hold:
+        """Before forwarding: the request's hold on its budgets, or `BudgetExceeded` / `BudgetStoreUnavailable`.
+
+        `groups`: every group the user is in, whose allowances (`each`) may be their limit.
+        """
         window = self.window()
         team_key = user_key = None
-        team_limit = user_limit = None
+        team_limit: int | None = None
+        user_limit: UserLimit | None = None
         if team is not None:
             team = self._team_name(team)
             team_key = self._key(window, Scope.TEAM, team)
@@ -245,8 +254,8 @@ class Budgets:
         if user is not None:
             email = user.lower()
             user_key = self._key(window, Scope.USER, email)
-            user_limit = self._user_limits.get(email, self._default_user_limit)
-        hold = Hold(team_key, user_key)
+            user_limit = self._user_limits.of(email, groups)
+        hold = Hold(team_key, user_key, user_limit=user_limit)
         if team_limit is None and user_limit is None:
             return hold
         if self._judge_all(team_key, team_limit, user_key, user_limit, waited=False):
@@ -284,9 +293,11 @@ class Budgets:
         if cost.nanos <= 0:
             return cost
         window = self.window()
-        for key in (hold.team, hold.user):
+        user_limit = hold.user_limit.nanos if hold.user_limit is not None else None
+        for key, limit in ((hold.team, None), (hold.user, user_limit)):
             if key is not None:
-                self._charge(key if key.window is window else self._key(window, key.scope, key.name), cost.nanos)
+                current = key if key.window is window else self._key(window, key.scope, key.name)
+                self._charge(current, cost.nanos, limit)
         self._sync.queued()
         return cost
 
@@ -314,7 +325,7 @@ class Budgets:
         team_key: SpendKey | None,
         team_limit: int | None,
         user_key: SpendKey | None,
-        user_limit: int | None,
+        user_limit: UserLimit | None,
         *,
         waited: bool,
     ) -> bool:
@@ -324,7 +335,7 @@ class Budgets:
         if team_key is not None and team_limit is not None:
             team = self._judge(team_key, team_limit, now, waited=waited)
         if user_key is not None and user_limit is not None:
-            user = self._judge(user_key, user_limit, now, waited=waited)
+            user = self._judge(user_key, user_limit.nanos, now, waited=waited, allowance_of=user_limit.allowance_of)
         if team is _Judged.ADMITTED and user is _Judged.ADMITTED:
             return False
         if team is _Judged.UNREAD or user is _Judged.UNREAD:
@@ -333,7 +344,9 @@ class Budgets:
         self._observer.unchecked("spend_unread" if unread else "spend_stale")
         return False
 
-    def _judge(self, key: SpendKey, limit: int, now: float, *, waited: bool) -> _Judged:
+    def _judge(
+        self, key: SpendKey, limit: int, now: float, *, waited: bool, allowance_of: str | None = None
+    ) -> _Judged:
         known = self._view.entry(key)
         judged = _Judged.ADMITTED
         age = now - known.read_at  # infinite when never read
@@ -348,16 +361,16 @@ class Budgets:
                 judged = _Judged.UNREAD_SPEND if known.stored is None else _Judged.STALE_SPEND
         spent = known.spent()
         if spent + known.held >= limit:
-            self._over_budget(key, limit, spent=spent >= limit)
+            self._over_budget(key, limit, spent=spent >= limit, allowance_of=allowance_of)
         return judged
 
-    def _charge(self, key: SpendKey, cost: int) -> None:
+    def _charge(self, key: SpendKey, cost: int, user_limit: int | None) -> None:
         self._sync.queue(key, cost)
         spent = self._view.recorded(key, cost)
         if key.scope is Scope.USER or key.name in self._team_limits:  # team labels are bounded by the file
             self._observer.spend(key.scope, key.name, spent)
         if self.alerts is not None:
-            limit = self._team_limits.get(key.name) if key.scope is Scope.TEAM else self._user_limit(key.name)
+            limit = self._team_limits.get(key.name) if key.scope is Scope.TEAM else user_limit
             if limit is not None:
                 self.alerts.spent(key.window, key.scope, key.name, spent, limit)
 
@@ -379,17 +392,24 @@ class Budgets:
         """Read the spend of every key found stale or never read, and the teams'; True when the store answered."""
         return await self._sync.refresh()
 
-    async def report(self, top_users: int = 10) -> BudgetReport:
-        """The period's spend against each budget, read from the store now (for `budgets`)."""
+    async def report(self, top_users: int = 10, groups_of: GroupsOf | None = None) -> BudgetReport:
+        """The period's spend against each budget, read from the store now (for `budgets`).
+
+        `groups_of`: a user's groups by their email, when allowances per group member may be their limit.
+        """
         window = self.window()
         teams = dict(await self.store.top(window, Scope.TEAM, max(100, len(self._team_limits))))
         teams.update(await self.store.named(window, Scope.TEAM, self._team_limits))
-        users = await self.store.top(window, Scope.USER, top_users)
+        users = []
+        for user, spent in await self.store.top(window, Scope.USER, top_users):
+            limit = self._user_limits.of(user, await groups_of(user) if groups_of is not None else ())
+            nanos, allowance_of = (limit.nanos, limit.allowance_of) if limit is not None else (None, None)
+            users.append(Standing(Scope.USER, user, spent, nanos, allowance_of))
         return BudgetReport(
             window,
             self.config.mode,
             [Standing(Scope.TEAM, team, spent, self._team_limits.get(team)) for team, spent in _largest_first(teams)],
-            [Standing(Scope.USER, user, spent, self._user_limit(user)) for user, spent in users],
+            users,
         )
 
     def _team_keys(self, window: Window) -> Iterator[SpendKey]:
@@ -410,10 +430,12 @@ class Budgets:
         return self._team_names.get(team.casefold(), team)
 
     def _user_limit(self, email: str) -> int | None:
-        return self._user_limits.get(email, self._default_user_limit)
+        """A user's limit as far as their email tells (their groups unknown here)."""
+        limit = self._user_limits.of(email)
+        return limit.nanos if limit is not None else None
 
-    def _over_budget(self, key: SpendKey, limit: int, *, spent: bool) -> None:
-        message = over_budget_message(key, limit, spent=spent)
+    def _over_budget(self, key: SpendKey, limit: int, *, spent: bool, allowance_of: str | None) -> None:
+        message = over_budget_message(key, limit, spent=spent, allowance_of=allowance_of)
         if self.config.mode is Mode.WARN:
             self._observer.over_budget(key.scope, refused=False)
             self._warnings.warn(f"over-budget-{key.scope}", "over budget, forwarded (mode: warn): %s", message)

@@ -28,20 +28,25 @@ class BudgetStoreUnavailable(Exception):
     """Its message is the client's."""
 
 
-def over_budget_message(key: SpendKey, limit: int, *, spent: bool) -> str:
-    """`spent`: the budget is used; else the requests still running may use what is left of it."""
-    window, budget = key.window, dollars_text(limit)
+def over_budget_message(key: SpendKey, limit: int, *, spent: bool, allowance_of: str | None = None) -> str:
+    """`spent`: the budget is used; else the requests still running may use what is left of it.
+
+    `allowance_of`: the group whose per-member allowance is the user's limit, named so they know which.
+    """
+    window = key.window
+    budget = (
+        f"budget of {dollars_text(limit)}"
+        if allowance_of is None
+        else f"{allowance_of} allowance of {dollars_text(limit)}"
+    )
     when = f"for {window.describe()}; it resets on {window.describe_reset()}"
     if not spent:
         whose = f"the {key.name} team's requests" if key.scope is Scope.TEAM else "your requests"
         owner = "its" if key.scope is Scope.TEAM else "your"
-        return (
-            f"{whose} still running may use the rest of {owner} budget of {budget} {when}; "
-            "try again when they have finished"
-        )
+        return f"{whose} still running may use the rest of {owner} {budget} {when}; try again when they have finished"
     if key.scope is Scope.TEAM:
-        return f"the {key.name} team has used its budget of {budget} {when}"
-    return f"you have used your budget of {budget} {when}"
+        return f"the {key.name} team has used its {budget} {when}"
+    return f"you have used your {budget} {when}"
 
 
 def store_refusal(database: str) -> BudgetStoreUnavailable:

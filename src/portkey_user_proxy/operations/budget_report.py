@@ -12,7 +12,7 @@ from decimal import ROUND_HALF_UP, Decimal
 from pathlib import Path
 from typing import Any
 
-from ..budgets import BudgetReport, Standing, dollars_text
+from ..budgets import BudgetReport, Scope, Standing, dollars_text
 from ..budgets.catalogue import TokenPrices
 from ..budgets.money import NANOS_PER_DOLLAR
 from ..budgets.prices import PriceList, Quote
@@ -57,18 +57,22 @@ def _line(standing: Standing) -> str:
         return f"  {name:<32} {spent:>12}  (no budget)"
     share = f"{_share(standing):.0%}" if standing.limit_nanos else "-"
     over = "  over budget" if standing.spent_nanos >= standing.limit_nanos else ""
-    return f"  {name:<32} {spent:>12} of {dollars_text(standing.limit_nanos):<10} {share:>5}{over}"
+    allowance = f"  ({_printable(standing.allowance_of)} allowance)" if standing.allowance_of is not None else ""
+    return f"  {name:<32} {spent:>12} of {dollars_text(standing.limit_nanos):<10} {share:>5}{over}{allowance}"
 
 
 def _entry(standing: Standing) -> dict[str, Any]:
     limit = standing.limit_nanos
-    return {
+    entry: dict[str, Any] = {
         "name": standing.name,
         "spent_usd": standing.spent_nanos / NANOS_PER_DOLLAR,
         "limit_usd": limit / NANOS_PER_DOLLAR if limit is not None else None,
         "used": round(_share(standing), 4) if limit else None,
         "over_budget": limit is not None and standing.spent_nanos >= limit,
     }
+    if standing.scope is Scope.USER:
+        entry["allowance_of"] = standing.allowance_of  # the group whose allowance per member is the limit, or null
+    return entry
 
 
 def _share(standing: Standing) -> float:

@@ -14,9 +14,10 @@ import math
 import os
 import signal
 import sys
-from typing import NoReturn
+from typing import Any, NoReturn
 
 import uvicorn
+from pymongo.asynchronous.collection import AsyncCollection
 
 from ..app import (
     ProxyApp,
@@ -30,9 +31,10 @@ from ..app import (
 from ..attribution.decision import Attribution, AttributionOutcome
 from ..attribution.directory import UserDirectory, connect_users
 from ..attribution.identity import identify
-from ..attribution.teams import GROUPS_COLLECTION
+from ..attribution.teams import GROUPS_COLLECTION, USER_FIELDS, TeamFinder
 from ..budgets import BudgetsFile
 from ..budgets.catalogue import Catalogue
+from ..budgets.ledger import GroupsOf
 from ..budgets.prices import PriceList
 from ..mongodb.failures import MongoFailure, advice, classify, location
 from ..observability.logs import StartupRecords, configure_logging, loggable
@@ -310,14 +312,28 @@ async def _budgets(settings: Settings, *, as_json: bool, top: int) -> int:
         return ExitCode.BAD_SETTINGS
     database = budgets.store.database
     where = location(database.client, database.name)
+    users = connect_users(settings.mongo_uri, settings.user_lookup_timeout_seconds)
+    groups_of = _groups_of(users, settings) if budgets.config.allowances else None
     try:
-        report = await budgets.report(top_users=top)
+        report = await budgets.report(top_users=top, groups_of=groups_of)
     except Exception as exc:  # any driver failure: the admin needs the cause, not a traceback
         return _mongo_failed(classify(exc, database.client).kind, where)
     finally:
         await budgets.store.close()
+        await users.database.client.close()
     print(report_json(report, where) if as_json else report_text(report, where))
     return ExitCode.OK
+
+
+def _groups_of(users: AsyncCollection[Any], settings: Settings) -> GroupsOf:
+    """A user's groups by their email, read as each lookup reads them: whose allowance may be their limit."""
+    finder = TeamFinder(users.database[GROUPS_COLLECTION], team_choice(settings))
+
+    async def groups_of(email: str) -> tuple[str, ...]:
+        user = await users.find_one({"email": email}, dict.fromkeys(("_id", *USER_FIELDS), 1))
+        return (await finder.team_of(user)).groups if user is not None else ()
+
+    return groups_of
 
 
 def _price(settings: Settings, model: str, provider: str | None) -> int:

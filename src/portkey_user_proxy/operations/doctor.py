@@ -268,7 +268,10 @@ async def _budget_checks(settings: Settings) -> list[Check]:
 def _budgets_file(budgets_file: BudgetsFile) -> Check:
     config = budgets_file.config
     users = f"{len(config.users)} user(s)" + (" and a default per user" if config.default_user is not None else "")
-    summary = f"{budgets_file.path}: per {config.period}, mode {config.mode}; {len(config.teams)} team(s), {users}"
+    teams = f"{len(config.teams)} team(s)"
+    if config.allowances:
+        teams += f", {len(config.allowances)} allowance(s) per group member"
+    summary = f"{budgets_file.path}: per {config.period}, mode {config.mode}; {teams}, {users}"
     return Check(Verdict.OK, "budgets file", f"{summary}; {_price_sources(PriceList(config.prices))}")
 
 
