@@ -18,6 +18,8 @@ from typing import Any
 
 import httpx
 import pytest
+from genai_prices import Usage as CatalogueUsage
+from genai_prices import calc_price
 
 from portkey_user_proxy import Settings
 from tests.support.fixtures import load_fixture
@@ -38,6 +40,7 @@ users:
 """
 DOLLAR = 10**9  # nanodollars
 USAGE = {"prompt_tokens": 5, "completion_tokens": 3, "total_tokens": 8}
+Send = Callable[..., Any]
 Script = Callable[[dict[str, Any], Callable[..., Any], Callable[..., Any]], Any]
 
 
@@ -331,3 +334,24 @@ def test_a_group_members_allowance_is_their_limit_and_the_refusal_names_it(
         assert message.startswith("you have used your Engineering allowance of $20 for ")
     finally:
         proxy.server.stop()
+
+
+@pytest.mark.parametrize("model", ["gpt-4o", "openai/gpt-4o", "@openai-prod/gpt-4o"])
+def test_without_prices_in_the_file_an_answer_costs_the_catalogues_price(
+    librechat: WritableMongo, portkey: tuple[ScriptedPortkey, str], tmp_path: Path, model: str
+) -> None:
+    upstream, url = portkey
+
+    async def named_by_the_request(
+        scope: dict[str, Any], receive: Callable[..., Any], send: Callable[..., Any]
+    ) -> None:
+        await _start(send, b"application/json")  # an answer that names no model: the request's prices it
+        body = {"usage": {"prompt_tokens": 1_000_000, "completion_tokens": 1_000_000}}
+        await send({"type": "http.response.body", "body": json.dumps(body).encode()})
+
+    upstream.script = named_by_the_request
+    proxy = budget_proxy(librechat, url, tmp_path, "users: {default: 500}\n")
+    assert httpx.post(proxy.url + "/v1/chat/completions", json=chat_body(model=model), timeout=10).status_code == 200
+
+    price = calc_price(CatalogueUsage(input_tokens=1_000_000, output_tokens=1_000_000), "gpt-4o", provider_id="openai")
+    assert spend_after_stop(proxy, librechat) == int(price.total_price * DOLLAR)

@@ -456,8 +456,9 @@ class Budgets:
             self._unpriced.add(shown)
         self._warnings.warn(
             "unpriced",
-            "no price in BUDGETS_FILE matches the model %s: its %d tokens count as unpriced, not as spend "
-            '(add a price, or a catch-all `model: "*"`)',
+            "neither BUDGETS_FILE nor the price catalogue prices the model %s: its %d tokens count as "
+            "unpriced, not as spend (`budgets price MODEL` shows what is looked up; add an entry to `prices`, "
+            "or write the model with its provider, e.g. openai/...)",
             shown,
             tokens,
         )

@@ -56,7 +56,7 @@ class BudgetMetrics:
         )
         self.unpriced_tokens = Counter(
             _PREFIX + "budget_unpriced_tokens",
-            "Tokens of answers whose model matched no price in BUDGETS_FILE: counted, never priced.",
+            "Tokens of answers whose model neither BUDGETS_FILE nor the price catalogue prices: counted, never priced.",
             registry=registry,
         )
         self.pending_increments = Gauge(
