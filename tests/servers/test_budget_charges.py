@@ -22,11 +22,10 @@ from genai_prices import Usage as CatalogueUsage
 from genai_prices import calc_price
 
 from portkey_user_proxy import Settings
-from tests.support.fixtures import load_fixture
 from tests.support.mongo import needs_stand_in
 from tests.support.mongomock_server import Fault, WritableMongo
 from tests.support.proxy import RunningProxy, scrape, start_proxy
-from tests.support.servers import ServerThread
+from tests.support.servers import ServerThread, read_body
 
 USER_ID = "6651f0c2a1b2c3d4e5f60718"  # the fixture user: timmanik@email.com, in Finance and Engineering
 EMAIL = "timmanik@email.com"
@@ -55,12 +54,7 @@ class ScriptedPortkey:
     async def __call__(self, scope: dict[str, Any], receive: Callable[..., Any], send: Callable[..., Any]) -> None:
         if scope["type"] != "http":
             return
-        body = b""
-        while True:
-            message = await receive()
-            body += message.get("body", b"")
-            if not message.get("more_body"):
-                break
+        body = await read_body(receive)
         self.bodies.append(body)
         await self.script(scope, receive, send)
 
@@ -93,12 +87,8 @@ def portkey() -> Iterator[tuple[ScriptedPortkey, str]]:
 
 
 @pytest.fixture
-def librechat(writable_mongo: WritableMongo) -> WritableMongo:
-    with writable_mongo.client() as client:
-        database = client[writable_mongo.librechat]
-        database["users"].insert_one(load_fixture("librechat_user.json"))
-        database["groups"].insert_many(load_fixture("librechat_groups.json"))
-    return writable_mongo
+def librechat(writable_librechat: WritableMongo) -> WritableMongo:
+    return writable_librechat
 
 
 def budget_proxy(

@@ -14,11 +14,10 @@ import httpx
 import pytest
 
 from portkey_user_proxy import Settings
-from tests.support.fixtures import load_fixture
 from tests.support.mongomock_server import WritableMongo
 from tests.support.proxy import RunningProxy, scrape, start_proxy
 from tests.support.serve import ServeProcess
-from tests.support.servers import ServerThread, Upstream
+from tests.support.servers import ServerThread, Upstream, read_body
 
 USER_ID = "6651f0c2a1b2c3d4e5f60718"  # the fixture user: timmanik@email.com, in Finance and Engineering
 EMAIL = "timmanik@email.com"
@@ -47,12 +46,7 @@ class PricedUpstream:
     async def __call__(self, scope: dict[str, Any], receive: Callable[..., Any], send: Callable[..., Any]) -> None:
         if scope["type"] != "http":
             return
-        body = b""
-        while True:
-            message = await receive()
-            body += message.get("body", b"")
-            if not message.get("more_body"):
-                break
+        body = await read_body(receive)
         self.requests.append(scope["path"])
         headers = dict(scope["headers"])
         encoding = headers.get(b"accept-encoding")
@@ -91,13 +85,8 @@ def priced_upstream() -> Iterator[tuple[PricedUpstream, str]]:
 
 
 @pytest.fixture
-def librechat(writable_mongo: WritableMongo) -> WritableMongo:
-    """LibreChat's users and groups, on the server the budget database lives on too."""
-    with writable_mongo.client() as client:
-        database = client[writable_mongo.librechat]
-        database["users"].insert_one(load_fixture("librechat_user.json"))
-        database["groups"].insert_many(load_fixture("librechat_groups.json"))
-    return writable_mongo
+def librechat(writable_librechat: WritableMongo) -> WritableMongo:
+    return writable_librechat
 
 
 def budget_proxy(mongo: WritableMongo, upstream_url: str, tmp_path: Path, **overrides: Any) -> RunningProxy:

@@ -19,7 +19,6 @@ from portkey_user_proxy.dialects.usage import Usage
 from tests.servers.test_budgets import EMAIL, PricedUpstream, chat
 from tests.support.budget_replicas import CACHE_SECONDS, Replica, replica
 from tests.support.chat_webhook import ChatWebhook
-from tests.support.fixtures import load_fixture
 from tests.support.mongomock_server import WritableMongo
 from tests.support.proxy import RunningProxy, start_proxy
 from tests.support.servers import ServerThread
@@ -288,12 +287,8 @@ def priced_upstream() -> Iterator[str]:
 
 
 @pytest.fixture
-def librechat(writable_mongo: WritableMongo) -> WritableMongo:
-    with writable_mongo.client() as client:
-        database = client[writable_mongo.librechat]
-        database["users"].insert_one(load_fixture("librechat_user.json"))
-        database["groups"].insert_many(load_fixture("librechat_groups.json"))
-    return writable_mongo
+def librechat(writable_librechat: WritableMongo) -> WritableMongo:
+    return writable_librechat
 
 
 def warning_proxy(mongo: WritableMongo, upstream_url: str, webhook_url: str, tmp_path: Path) -> RunningProxy:

@@ -7,6 +7,8 @@ import threading
 from collections.abc import Callable
 from typing import Any
 
+from tests.support.servers import read_body
+
 
 class ChatWebhook:
     """Answers each POST with the next of `statuses` (200 once they run out), or never, while `hold` is set."""
@@ -35,12 +37,7 @@ class ChatWebhook:
     async def __call__(self, scope: dict[str, Any], receive: Callable[..., Any], send: Callable[..., Any]) -> None:
         if scope["type"] != "http":
             return
-        body = b""
-        while True:
-            message = await receive()
-            body += message.get("body", b"")
-            if not message.get("more_body"):
-                break
+        body = await read_body(receive)
         self.paths.append(scope["path"])
         self.bodies.append(json.loads(body))
         if self.hold:

@@ -21,6 +21,7 @@ import pytest
 from pymongo import MongoClient
 from pymongo.errors import BulkWriteError
 
+from tests.support.fixtures import load_fixture
 from tests.support.wire_server import HANDSHAKE, WireServer, hosts_and_options, real_mongo_uri
 
 _UNAUTHORIZED = {"ok": 0, "code": 13, "codeName": "Unauthorized", "errmsg": "not authorized"}
@@ -282,3 +283,13 @@ def writable_mongo(request: pytest.FixtureRequest) -> Iterator[WritableMongo]:
     with mongo.client() as client:
         client.drop_database(database)
         client.drop_database(mongo.librechat)
+
+
+@pytest.fixture
+def writable_librechat(writable_mongo: WritableMongo) -> WritableMongo:
+    """LibreChat's fixture user and groups, on the server where the budget database lives too."""
+    with writable_mongo.client() as client:
+        database = client[writable_mongo.librechat]
+        database["users"].insert_one(load_fixture("librechat_user.json"))
+        database["groups"].insert_many(load_fixture("librechat_groups.json"))
+    return writable_mongo

@@ -47,6 +47,16 @@ def unused_port() -> int:
     return port
 
 
+async def read_body(receive: Callable[..., Any]) -> bytes:
+    """An ASGI request's whole body."""
+    body = bytearray()
+    while True:
+        message = await receive()
+        body += message.get("body", b"")
+        if not message.get("more_body"):
+            return bytes(body)
+
+
 class ServerThread:
     def __init__(self, app: Any, **config: Any) -> None:
         self._socket = bound_socket()
@@ -117,12 +127,7 @@ class Upstream:
     async def __call__(self, scope: Scope, receive: Callable[..., Any], send: Callable[..., Any]) -> None:
         if scope["type"] != "http":
             return
-        body = bytearray()
-        while True:
-            message = await receive()
-            body += message.get("body", b"")
-            if not message.get("more_body"):
-                break
+        body = await read_body(receive)
         header_list = [(k.decode("latin-1"), v.decode("latin-1")) for k, v in scope["headers"]]
         record = Received(
             scope["method"],
