@@ -10,7 +10,7 @@ from __future__ import annotations
 
 import enum
 import re
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 
 from ..observability.logs import loggable
 from .placeholders import find_placeholder
@@ -35,13 +35,12 @@ class Identity:
     raw: str | None
     source: IdentitySource
     unresolved_placeholder: str | None = None  # a literal `{{...}}` LibreChat failed to fill
+    # The id in MongoDB's lowercase hex form, or None when it cannot be an ObjectId: decided once, here.
+    object_id: str | None = field(init=False, repr=False, compare=False)
 
-    @property
-    def object_id(self) -> str | None:
-        """The id in MongoDB's lowercase hex form, or None when it cannot be an ObjectId."""
-        if self.raw is not None and _OBJECT_ID.fullmatch(self.raw):
-            return self.raw.lower()
-        return None
+    def __post_init__(self) -> None:
+        raw = self.raw
+        object.__setattr__(self, "object_id", raw.lower() if raw is not None and _OBJECT_ID.fullmatch(raw) else None)
 
     def for_logs(self) -> str:
         """The raw id as a log line may show it: escaped, and never a value shaped like a credential.
