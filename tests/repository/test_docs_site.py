@@ -1,0 +1,111 @@
+"""The documentation site builds with no broken link or anchor, and its reference pages are the code's."""
+
+from __future__ import annotations
+
+import argparse
+import html
+import os
+import re
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+import yaml
+
+from portkey_user_proxy.budgets.metrics import AlertMetrics, BudgetMetrics
+from portkey_user_proxy.errors import CATALOGUE
+from portkey_user_proxy.observability.metrics import Metrics
+from portkey_user_proxy.operations.cli import _parser
+from portkey_user_proxy.settings import Settings
+from tests.support.deploy_files import ENV_EXAMPLE
+
+ROOT = Path(__file__).resolve().parents[2]
+DOCS = ROOT / "docs"
+
+
+@pytest.fixture(scope="module")
+def site(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    built = tmp_path_factory.mktemp("site")
+    # The notices some plugins print about MkDocs' future are not the build's warnings.
+    env = {**os.environ, "NO_MKDOCS_2_WARNING": "1", "DISABLE_MKDOCS_2_WARNING": "true"}
+    done = subprocess.run(
+        [sys.executable, "-m", "mkdocs", "build", "--strict", "--site-dir", str(built)],
+        cwd=ROOT,
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=300,
+    )
+    assert done.returncode == 0, done.stderr[-4000:]
+    return built
+
+
+def page_text(site: Path, page: str) -> str:
+    """A built page's text, tags dropped and entities read, as a reader sees it."""
+    source = (site / page / "index.html").read_text()
+    return html.unescape(re.sub(r"<[^>]+>", "", source))
+
+
+def test_every_page_in_docs_is_in_the_navigation() -> None:
+    config = yaml.load((ROOT / "mkdocs.yml").read_text(), Loader=yaml.BaseLoader)
+
+    def pages(entries: object) -> list[str]:
+        if isinstance(entries, str):
+            return [entries]
+        if isinstance(entries, list):
+            return [page for entry in entries for page in pages(entry)]
+        assert isinstance(entries, dict)
+        return [page for value in entries.values() for page in pages(value)]
+
+    assert sorted(pages(config["nav"])) == sorted(path.name for path in DOCS.glob("*.md"))
+
+
+def test_every_setting_of_env_example_is_on_the_configuration_page_with_its_default(site: Path) -> None:
+    text = page_text(site, "configuration")
+    listed = re.findall(r"^# ([A-Z][A-Z0-9_]+)=(.*)$", ENV_EXAMPLE.read_text(), flags=re.MULTILINE)
+    assert listed
+    for name, default in listed:
+        assert name in text, f"{name} is not in the built configuration page"
+        if default:
+            assert re.search(rf"{name}\s+{re.escape(default)}\s", text), f"{name}'s default {default} is not shown"
+
+
+def test_every_setting_says_what_it_does() -> None:
+    for name, field in Settings.model_fields.items():
+        assert field.description and len(field.description) > 20, f"{name.upper()} has no description"
+
+
+def test_every_error_code_is_on_the_error_codes_page(site: Path) -> None:
+    text = page_text(site, "errors")
+    for answer in CATALOGUE:
+        assert re.search(rf"{answer.code}\s+{answer.status}\b", text), answer.code
+
+
+def test_every_metric_the_proxy_serves_is_on_the_metrics_page(site: Path) -> None:
+    registry = Metrics().registry
+    BudgetMetrics(registry)
+    AlertMetrics(registry)
+    # As a scrape names them: counters with their `_total`.
+    served = {family.name + ("_total" if family.type == "counter" else "") for family in registry.collect()}
+    documented = set(re.findall(r"\b(portkey_user_proxy_\w+)", page_text(site, "metrics")))
+    assert served <= documented
+    assert documented <= served, "the page names a metric the proxy does not serve"
+
+
+def test_every_command_and_option_is_on_the_command_line_page(site: Path) -> None:
+    text = page_text(site, "cli")
+    parser = _parser()
+    options = {option for action in parser._actions for option in action.option_strings}
+    subparsers = [action for action in parser._actions if isinstance(action, argparse._SubParsersAction)]
+    for subparser in subparsers:
+        for name, command in subparser.choices.items():
+            assert f"portkey-user-proxy {name}" in text
+            options |= {option for action in command._actions for option in action.option_strings}
+    for option in options:
+        assert option in text
+
+
+def test_the_request_path_is_drawn(site: Path) -> None:
+    source = (site / "request" / "index.html").read_text()
+    assert '<pre class="mermaid">' in source
