@@ -109,3 +109,45 @@ def test_every_command_and_option_is_on_the_command_line_page(site: Path) -> Non
 def test_the_request_path_is_drawn(site: Path) -> None:
     source = (site / "request" / "index.html").read_text()
     assert '<pre class="mermaid">' in source
+
+
+def headings(page: Path) -> list[tuple[int, str]]:
+    """(level, title) of every heading of a page outside code blocks, in order."""
+    found: list[tuple[int, str]] = []
+    fenced = False
+    for line in page.read_text().splitlines():
+        if line.startswith("```"):
+            fenced = not fenced
+        elif not fenced and (match := re.match(r"^(#{1,6}) (.+)$", line)):
+            found.append((len(match.group(1)), match.group(2)))
+    return found
+
+
+def test_the_deploy_steps_read_top_down() -> None:
+    titles = [title for level, title in headings(DOCS / "deploy-compose.md") if level <= 2]
+    order = ["Deploy with LibreChat", "2. LibreChat configuration", "4. Start", "5. Verify", "6. Done"]
+    assert [title for title in titles if title in order] == order
+
+
+def test_troubleshooting_is_one_page() -> None:
+    found = [
+        (page.name, title)
+        for page in DOCS.glob("*.md")
+        for _, title in headings(page)
+        if "Troubleshooting" in title or "Debugging" in title
+    ]
+    assert found == [("troubleshooting.md", "Troubleshooting")]
+
+
+def test_the_pages_other_files_send_the_reader_to_exist() -> None:
+    files = [ROOT / "docker-compose.override.yml", ROOT / "librechat.example.yaml", *(ROOT / "deploy").rglob("*.yml")]
+    files += (ROOT / "deploy").rglob("*.yaml")
+    named = [
+        (path.name, page, title)
+        for path in files
+        for page, title in re.findall(r"docs/([\w-]+\.md),? \"([^\"]+)\"", path.read_text())
+    ]
+    assert len(named) >= 5
+    assert not [path.name for path in files if "README" in path.read_text()], "the README no longer holds sections"
+    for name, page, title in named:
+        assert title in {title for _, title in headings(DOCS / page)}, f"{name} sends the reader to {page} {title!r}"

@@ -7,7 +7,7 @@ import pytest
 
 from portkey_user_proxy.budgets import BudgetConfig, BudgetFileError, Mode, Period, Price, load_budget_file
 
-# The file as the README shows it.
+# The file as docs/budgets.md shows it.
 EXAMPLE = """\
 period: month
 mode: enforce
