@@ -18,7 +18,7 @@ from portkey_user_proxy.errors import CATALOGUE
 from portkey_user_proxy.observability.metrics import Metrics
 from portkey_user_proxy.operations.cli import _parser
 from portkey_user_proxy.settings import Settings
-from tests.support.deploy_files import ENV_EXAMPLE
+from tests.support.deploy_files import ENV_EXAMPLE, PROXY_SERVICE, compose
 
 ROOT = Path(__file__).resolve().parents[2]
 DOCS = ROOT / "docs"
@@ -151,3 +151,24 @@ def test_the_pages_other_files_send_the_reader_to_exist() -> None:
     assert not [path.name for path in files if "README" in path.read_text()], "the README no longer holds sections"
     for name, page, title in named:
         assert title in {title for _, title in headings(DOCS / page)}, f"{name} sends the reader to {page} {title!r}"
+
+
+def shell_blocks(page: Path) -> list[str]:
+    return re.findall(r"^ *```sh\n(.*?)^ *```", page.read_text(), flags=re.MULTILINE | re.DOTALL)
+
+
+def test_every_variable_a_command_block_reads_is_set_in_it() -> None:
+    # A shell has none of .env's variables: a block that reads one sets it first (an empty
+    # x-portkey-api-key would reach Portkey as it is).
+    for page in sorted(DOCS.glob("*.md")):
+        for block in shell_blocks(page):
+            for name in re.findall(r"\$\{?([A-Z][A-Z0-9_]+)", block):
+                assert re.search(rf"^\s*(export )?{name}=", block, flags=re.MULTILINE), f"{page.name}: ${name} unset"
+
+
+def test_troubleshooting_quotes_the_container_name_compose_prints() -> None:
+    assert "container_name" not in compose()["services"][PROXY_SERVICE], "compose then names it project-service-N"
+    quoted = [title for _, title in headings(DOCS / "troubleshooting.md") if "unhealthy" in title]
+    assert quoted
+    for title in quoted:
+        assert re.search(rf"container [a-z0-9_.-]+-{PROXY_SERVICE}-1 is unhealthy", title), title
