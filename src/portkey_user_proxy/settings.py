@@ -73,77 +73,201 @@ def _budgets_file(value: object) -> BudgetsFile | None:
 
 
 class Settings(BaseSettings):
-    model_config = SettingsConfigDict(env_file=".env", extra="ignore", case_sensitive=False)
+    # Each field's docstring is its description: docs/configuration.md shows it beside its name and default.
+    model_config = SettingsConfigDict(
+        env_file=".env", extra="ignore", case_sensitive=False, use_attribute_docstrings=True
+    )
 
     # Portkey
     portkey_url: str = "https://api.portkey.ai"
+    """Portkey's root URL; the request path and query are appended unchanged. A self-hosted gateway:
+    `http://portkey-gateway:8787`. Must not end in `/v1` (a warning in the log and `doctor` say so): LibreChat's
+    `baseURL` already carries it. Must not carry credentials (`user:password@`, refused at start): Portkey's key goes
+    in `PORTKEY_API_KEY`.
+    """
     portkey_api_key: SecretStr | None = None
+    """Portkey API key held by the proxy: sent as `x-portkey-api-key` when a request carries none (or a blank or
+    unresolved `${...}` one), so `librechat.yaml` needs no Portkey secret.
+    """
     portkey_virtual_key: str | None = None
+    """Default `x-portkey-virtual-key` for requests that name no virtual key, provider or config. Set at most one of the
+    three routing defaults.
+    """
     portkey_provider: str | None = None
+    """Default `x-portkey-provider` (a Model Catalog slug such as `@openai-prod`), on the same terms."""
     portkey_config: Annotated[str | None, Field(validate_default=True)] = None
+    """Default `x-portkey-config` (a saved config id such as `pc-librechat-xxxxxx`), on the same terms. An inline JSON
+    config works too; `doctor` shows it as `(inline config, hidden)`, since it can hold provider keys.
+    """
     allow_client_portkey_routing: bool = False
+    """With `PORTKEY_API_KEY` set, a client's `x-portkey-custom-host` and an `x-portkey-config` written as inline JSON
+    (not a saved config id) are dropped; `true` lets them through. Virtual keys, provider slugs and saved config ids
+    always pass.
+    """
 
     # MongoDB (LibreChat's own variable)
     mongo_uri: str = f"mongodb://127.0.0.1:27017/{LIBRECHAT_DATABASE}"
+    """LibreChat's own variable. The database comes from the URI path (default `LibreChat`); only the `users` collection
+    is read, and `groups` with `TEAM_METADATA_KEY` set.
+    """
 
     # Identity and attribution
     user_id_header: str = "x-librechat-user-id"
+    """Header carrying the LibreChat user id; checked before the body's fields (`user`, ...; see
+    [Routes](request.md#routes)). Never forwarded, so it cannot be a header Portkey or the request needs
+    (`authorization`, `cookie`, `x-portkey-*`, `content-type`, `host`, hop-by-hop headers, ...): those are refused at
+    start.
+    """
     conversation_id_header: str = "x-librechat-conversation-id"
+    """Header whose value becomes `x-portkey-trace-id` when the request has none (fill it with
+    `"{{LIBRECHAT_BODY_CONVERSATIONID}}"`). Never forwarded, so the headers `USER_ID_HEADER` refuses are refused here
+    too, and so is `USER_ID_HEADER`'s own. Empty switches conversation traces off.
+    """
     unresolved_user_policy: UnresolvedUserPolicy = UnresolvedUserPolicy.FAIL_OPEN
+    """`fail-open`: forward with `_user` = the ObjectId sent, or `unidentified` for anything else. `fail-closed`: refuse
+    with 403 (unknown user) or 503 (MongoDB unavailable).
+    """
     include_stream_usage: bool = True
+    """Add `stream_options.include_usage` to streaming chat completions so Portkey can count their tokens."""
 
     # Privacy
     portkey_user_value: UserValue = UserValue.EMAIL
+    """What `_user` holds for a resolved user: `email`, `username` (as `username (id)`), `id`, or `email-hash`. See
+    [Privacy mode](options.md#privacy-mode).
+    """
     user_hash_secret: Annotated[SecretStr | None, Field(validate_default=True)] = None
+    """Key of the `email-hash` (HMAC-SHA256), at least 16 characters; required with `PORTKEY_USER_VALUE=email-hash`,
+    refused at start-up without it.
+    """
 
     # Cost per team: LibreChat's groups, and its tenants
     team_metadata_key: str | None = None
+    """Metadata key that carries the user's team, a LibreChat group (e.g. `team`); unset: no team is looked up or sent.
+    See [Cost per team](teams.md).
+    """
     team_groups: str | None = None
+    """Which groups count as teams, in order of preference, comma-separated (or a JSON array for names with commas); the
+    first one the user is in is the team. Unset: the alphabetically first of the user's groups.
+    """
     tenant_metadata_key: str | None = None
+    """Metadata key that carries the user's `tenantId` in a multi-tenant LibreChat; unset: none is sent."""
 
     # User cache and lookups
     user_cache_ttl_seconds: CacheSeconds = 600.0
+    """How long a found user's email is cached."""
     unknown_user_cache_ttl_seconds: CacheSeconds = 60.0
+    """How long an id unknown to MongoDB is remembered as unknown."""
     user_cache_max_entries: Annotated[int, Field(ge=1)] = 100_000
+    """Most users cached per process; the oldest leave first."""
     user_lookup_timeout_seconds: LookupSeconds = 1.0
+    """Longest a MongoDB lookup (or the `/readyz` read) may delay a request: a hard limit, even on a frozen MongoDB that
+    accepts connections and answers nothing.
+    """
 
     # Upstream and server timeouts
     upstream_connect_timeout_seconds: Seconds = 10.0
+    """Time to connect to Portkey before answering 502."""
     upstream_read_timeout_seconds: Seconds = 600.0
+    """Longest silence from Portkey, before the first byte (→ 504) or between chunks. Reasoning models can think for
+    minutes.
+    """
     shutdown_grace_seconds: Annotated[float, Field(ge=0, le=_DAY, allow_inf_nan=False)] = 30.0
+    """How long open streams may run on after SIGTERM."""
     max_request_body_bytes: Annotated[int, Field(ge=1024)] = 64 * 1024 * 1024
+    """Largest request body (64 MiB, room for base64 images). A larger `Content-Length` gets 413 before the body is
+    read; a JSON body over it gets 413; a streamed (chunked) body that passes it is cut off upstream and gets 413.
+    """
 
     # Inbound access
     proxy_api_key: SecretStr | None = None
+    """When set, every proxied request must carry `Authorization: Bearer <key>` (LibreChat's `apiKey`), else 401; the
+    header is then not forwarded. At least 16 printable characters. Unset, the proxy is open: keep it reachable from
+    LibreChat's network only.
+    """
     metrics_require_proxy_api_key: bool = False
+    """Ask for `PROXY_API_KEY` on `/metrics` too (needs `PROXY_API_KEY`). With `PROXY_API_KEY` set and
+    `METRICS_PER_USER_TOKENS=true`, `/metrics` asks for it regardless: it lists users. `/healthz` and `/readyz`
+    always stay open.
+    """
 
     # Limits
     max_concurrent_upstream_requests: Annotated[int, Field(ge=0)] = 0
+    """Most requests one server process has in flight to Portkey, streams included; one more gets 503 with `Retry-After:
+    1`. `0`: no limit. Per process: the total is this times `WEB_CONCURRENCY`.
+    """
     max_request_head_bytes: Annotated[int, Field(ge=1024)] = 64 * 1024
+    """Largest request line plus headers, enforced by the server while it reads them; larger requests get 431 and the
+    connection is closed. A chunked body's trailers count against it too.
+    """
     request_head_timeout_seconds: Seconds = 10.0
+    """Time a new connection, or a request from its first byte, has to deliver its request line and headers; then 408
+    and the connection is closed (a connection that sent nothing is closed without an answer).
+    """
     request_body_timeout_seconds: Seconds = 30.0
+    """Longest a request body may stop arriving (silence between reads, not the whole upload); then 408 and the
+    connection is closed.
+    """
     response_write_timeout_seconds: Seconds = 60.0
+    """Longest a client may stop reading its response (no progress, not the whole download); then the response is cut
+    short, its connection reset (freeing what was queued for it and its `MAX_CONNECTIONS` place) and its upstream
+    request ended.
+    """
     keep_alive_timeout_seconds: Seconds = 5.0
+    """How long an idle keep-alive connection stays open between requests."""
     max_connections: Annotated[int, Field(ge=0)] = 0
+    """Most open client connections per server process; one more gets 503 with `Retry-After: 1` and is closed at once.
+    `0`: no cap.
+    """
 
     # Server
     # Bounded: each worker is a process with its own pools and cache, and `serve` forks them all at once.
     web_concurrency: Annotated[int, Field(ge=1, le=MAX_WORKERS)] = 1
+    """Server worker processes; one per core the proxy may use, at most 64."""
 
     # Observability
     log_level: str = "INFO"
+    """`DEBUG`, `INFO`, `WARNING`, `ERROR` or `CRITICAL`."""
     log_format: Literal["text", "json"] = "text"
+    """`text`: one readable line per event. `json`: one JSON object per line for log shippers; access lines carry
+    `method`, `path`, `status`, `duration_ms`, `user`, `attribution`, `trace_id` and `request_id` as keys.
+    """
     metrics_per_user_tokens: bool = False
+    """Count prompt/completion/total tokens per user in `/metrics`, read from the usage each response reports, JSON or
+    streamed, on every route in [Routes](request.md#routes) (without holding chunks back). Off by default: the
+    series grow with the number of users.
+    """
     # prometheus_client reads it from the environment: `serve` puts it there (see worker_metrics.py).
     prometheus_multiproc_dir: str | None = None
+    """With `WEB_CONCURRENCY` above 1, the directory the workers share their metrics in (see [Metrics](metrics.md));
+    unset: a new temporary one. Read from `.env` too.
+    """
 
     # Budgets (see budgets/): off without BUDGETS_FILE
     budgets_file: Annotated[BudgetsFile | None, PlainValidator(_budgets_file)] = None
+    """A YAML file of budgets per team and per user, in US dollars per calendar day, week or month, with any prices of
+    its own over the catalogue's published ones ([Budgets](budgets.md)). Read at start; a file that does not validate
+    stops the start naming the key that is wrong. Unset, nothing is budgeted and nothing is written.
+    """
     budget_database: str = "portkey_user_proxy"
+    """The proxy's own database, on the server `MONGO_URI` names, where spend is kept (the collection `spend`). Never
+    LibreChat's database: the proxy's MongoDB user needs `readWrite` on this one and only `read` on LibreChat's.
+    """
     budget_store_failure: Literal["allow", "deny"] = "allow"
+    """What to do with a request of a user or team that has a budget while spend cannot be read from MongoDB: `allow`
+    forwards it, `deny` answers 503 `budget_store_unavailable` with `Retry-After`. Increments not yet written are
+    kept either way (bounded) and written when MongoDB is back.
+    """
     # Warnings before the wall (budgets/alerts.py): off without a URL, which is a secret
     budget_webhook_url: SecretStr | None = None
+    """An incoming webhook (Slack, Mattermost, Rocket.Chat, a Teams workflow) that gets a message when a team or user
+    crosses a share of its budget ([Warnings before the wall](budgets.md#warnings-before-the-wall)). `http://` or
+    `https://` only, refused at start otherwise. A secret: never logged; `doctor` shows its scheme and host only.
+    Unset: no warnings.
+    """
     budget_webhook_thresholds: Annotated[str, Field(validate_default=True)] = DEFAULT_THRESHOLDS
+    """The shares of each budget that send a warning, as fractions, comma-separated: `0.5,0.8,1.0`. Each above 0 and at
+    most 10, at most 10 of them; anything else is refused at start.
+    """
 
     @property
     def team_group_names(self) -> tuple[str, ...]:

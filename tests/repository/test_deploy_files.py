@@ -30,7 +30,6 @@ from portkey_user_proxy.operations import cli
 from portkey_user_proxy.settings import Settings
 from tests.support.deploy_files import (
     COMPOSE_OVERRIDE,
-    DEPLOY_DOC,
     DOCKERIGNORE,
     ENV_EXAMPLE,
     KUBERNETES,
@@ -38,6 +37,7 @@ from tests.support.deploy_files import (
     PROXY_SERVICE,
     ROOT,
     compose,
+    deploy_docs_text,
     dockerfile_instructions,
     env_pairs,
     environment,
@@ -196,8 +196,8 @@ def test_probe_paths_answer_on_a_running_proxy(proxy: RunningProxy):
         response = httpx.get(proxy.url + path, timeout=10)
         assert response.status_code == 200, path
         assert response.headers["content-type"].startswith("application/json")
-    # The README tells the admin what a ready proxy answers.
-    assert f"`{httpx.get(proxy.url + '/readyz', timeout=10).text}`" in DEPLOY_DOC.read_text()
+    # The deploy steps tell the admin what a ready proxy answers.
+    assert f"`{httpx.get(proxy.url + '/readyz', timeout=10).text}`" in deploy_docs_text()
 
 
 def dockerignored(path: str) -> bool:
@@ -368,7 +368,7 @@ def test_compose_and_kubernetes_tell_one_outage_story():
         assert remark, "a comment right above the readiness check"
         said = " ".join(line.strip(" #") for line in remark.group(1).splitlines())
         assert "fail-closed" in said and "/readyz" in said and '"When MongoDB is down"' in said, said
-    assert re.search(r"^#+ When MongoDB is down$", DEPLOY_DOC.read_text(), re.MULTILINE)
+    assert re.search(r"^#+ When MongoDB is down$", deploy_docs_text(), re.MULTILINE)
 
 
 def test_compose_healthcheck_is_the_images_and_stop_waits_for_the_drain():
@@ -392,7 +392,7 @@ def test_commented_gateway_variant_is_valid_and_consistent():
 
 def test_commented_budgets_variant_mounts_the_file_budgets_file_names(tmp_path):
     text = COMPOSE_OVERRIDE.read_text()
-    variant = with_variant(text, "Budgets (README")
+    variant = with_variant(text, "Budgets (docs/")
     assert variant != text
     assert compose_schema_errors(variant, tmp_path) == ""
     (mount,) = load_yaml(variant)["services"][PROXY_SERVICE]["volumes"]
@@ -615,8 +615,8 @@ def test_kubernetes_lets_only_librechat_and_the_scraper_reach_the_proxy(k8s):
     assert same_namespace == [{"podSelector": {"matchLabels": LIBRECHAT_POD_LABELS}}]
     (scraper,) = [peer for peer in peers if "namespaceSelector" in peer]
     assert scraper["namespaceSelector"]["matchLabels"].keys() == {"kubernetes.io/metadata.name"}
-    # The README's check that the policy finds LibreChat's pods asks for the same labels.
-    check = re.search(r"kubectl get pods -n \S+ -l (\S+)=(\S+)", DEPLOY_DOC.read_text())
+    # The deploy steps' check that the policy finds LibreChat's pods asks for the same labels.
+    check = re.search(r"kubectl get pods -n \S+ -l (\S+)=(\S+)", deploy_docs_text())
     assert check
     assert {check.group(1): check.group(2)} == LIBRECHAT_POD_LABELS
 
@@ -628,7 +628,7 @@ def test_kubernetes_objects_go_to_one_namespace(k8s):
         if key[0] not in ("Kustomization", "Secret"):
             assert "namespace" not in obj["metadata"], f"{key}: the kustomization sets the namespace"
     # Every command that acts on the namespace's objects names it (the kustomization carries it itself).
-    texts = [DEPLOY_DOC.read_text(), *(path.read_text() for path in KUBERNETES.glob("*.yaml"))]
+    texts = [deploy_docs_text(), *(path.read_text() for path in KUBERNETES.glob("*.yaml"))]
     command = re.compile(r"kubectl (?:create|get|exec|logs|rollout|delete|apply -f)\b[^\n`]*")
     commands = [found for text in texts for found in command.findall(text)]
     assert commands
@@ -728,11 +728,11 @@ def test_rendered_kustomization_follows_the_api_schemas(rendered):
     assert schema_errors(broken)
 
 
-# --- README deployment sections -------------------------------------------------------------------------------
+# --- The deploy pages -----------------------------------------------------------------------------------------
 
 
 def test_deploy_doc_names_real_settings_commands_and_urls():
-    text = DEPLOY_DOC.read_text()
+    text = deploy_docs_text()
     # Upper-case words in backticks are variables, except log levels and the tests' own variable.
     not_variables = {"DEBUG", "INFO", "WARNING", "ERROR", "CRITICAL", "TEST_MONGO_URI"}
     named = set(re.findall(r"`([A-Z][A-Z0-9_]{2,})(?:=[^`]*)?`", text)) - not_variables
@@ -748,7 +748,7 @@ def test_deploy_doc_names_real_settings_commands_and_urls():
 
 
 def test_deploy_doc_names_the_published_image_and_files_of_this_version():
-    text = DEPLOY_DOC.read_text()
+    text = deploy_docs_text()
     version = pyproject()["project"]["version"]
     images = set(re.findall(r"ghcr\.io/[\w.-]+/[\w.-]+(?::[\w.-]+)?", text))
     assert f"{published_image()}:{version}" in images

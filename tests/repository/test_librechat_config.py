@@ -6,7 +6,7 @@ run that same schema through node, from a copy of the package installed once int
 Custom endpoints are also held to the full `endpointSchema`: the config schema lets each of their
 fields be missing, but LibreChat skips an endpoint without a name, apiKey, baseURL or models. The
 Anthropic endpoint's schema is held strict too, so a misspelt key is an issue, not silently dropped.
-The README's Anthropic section is checked the same way.
+The Anthropic section of docs/options.md is checked the same way.
 """
 
 from __future__ import annotations
@@ -27,7 +27,9 @@ import yaml
 from portkey_user_proxy.settings import Settings
 from tests.support.deploy_files import LIBRECHAT_EXAMPLE, librechat_example, portkey_endpoint
 
-README = Path(__file__).resolve().parents[2] / "README.md"
+DOCS = Path(__file__).resolve().parents[2] / "docs"
+DEPLOY_PAGE = DOCS / "deploy-compose.md"
+OPTIONS_PAGE = DOCS / "options.md"
 
 LIBRECHAT_DATA_PROVIDER_VERSION = os.environ.get("LIBRECHAT_DATA_PROVIDER_VERSION", "0.8.524")
 
@@ -204,13 +206,13 @@ def test_models_are_listed_and_titles_use_one_of_them():
 
 
 def _readme_yaml_blocks() -> list[str]:
-    return re.findall(r"^```yaml\n(.*?)^```", README.read_text(), re.MULTILINE | re.DOTALL)
+    return re.findall(r"^```yaml\n(.*?)^```", DEPLOY_PAGE.read_text(), re.MULTILINE | re.DOTALL)
 
 
-def test_the_readme_shows_the_examples_endpoints_word_for_word():
+def test_the_deploy_page_shows_the_examples_endpoints_word_for_word():
     (shown,) = [block for block in _readme_yaml_blocks() if block.startswith("endpoints:\n  custom:\n")]
     example = LIBRECHAT_EXAMPLE.read_text()
-    # Comments included: the README and the file an admin copies say the same about each header.
+    # Comments included: the deploy page and the file an admin copies say the same about each header.
     assert shown == example[example.index("\nendpoints:\n") + 1 :]
 
 
@@ -224,7 +226,7 @@ def test_the_example_says_which_headers_are_required_and_which_optional():
 
 
 def _readme_anthropic_section() -> str:
-    return README.read_text().split("### LibreChat's Anthropic endpoint", 1)[1].split("\n## ", 1)[0]
+    return OPTIONS_PAGE.read_text().split("## LibreChat's Anthropic endpoint", 1)[1].split("\n## ", 1)[0]
 
 
 def _with_readme_anthropic_endpoint() -> dict[str, Any]:

@@ -17,7 +17,8 @@ import httpx
 import pytest
 import yaml
 
-from tests.support.deploy_files import DEPLOY_DOC
+from tests.support.deploy_files import ROOT as REPOSITORY
+from tests.support.deploy_files import pyproject
 from tests.support.monitoring_files import (
     ALERT_TESTS,
     ALERTS,
@@ -168,10 +169,11 @@ def test_dashboard_shows_traffic_latency_streams_attribution_mongodb_and_tokens(
     assert {PREFIX + name for name in wanted} <= queried
 
 
-def test_readme_links_the_dashboard_and_the_alerts():
-    text = DEPLOY_DOC.read_text()
+def test_the_metrics_page_links_the_dashboard_and_the_alerts():
+    text = (REPOSITORY / "docs" / "metrics.md").read_text()
+    source = pyproject()["project"]["urls"]["Source"]
     for path in (DASHBOARD, ALERTS):
-        assert f"]({relative(path)})" in text, f"the README does not link {relative(path)}"
+        assert f"]({source}/blob/main/{relative(path)})" in text, f"the metrics page does not link {relative(path)}"
 
 
 def promtool() -> str:

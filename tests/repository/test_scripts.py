@@ -1,4 +1,4 @@
-"""The README's commands work as written right after the quick start, with the settings `serve` reads."""
+"""The commands the docs show work as written right after the quick start, with the settings `serve` reads."""
 
 from __future__ import annotations
 
@@ -23,9 +23,9 @@ def test_the_wrapper_runs_the_installed_command_from_any_folder(tmp_path: Path) 
 def test_serve_and_the_debugging_commands_share_one_wrapper() -> None:
     assert os.access(WRAPPER, os.X_OK)
     assert 'exec "$(dirname "$0")/portkey-user-proxy" serve' in (ROOT / "scripts" / "serve").read_text()
-    readme = (ROOT / "README.md").read_text()
+    page = (ROOT / "docs" / "cli.md").read_text()
     for command in ("check-user", "doctor"):
-        assert f"./scripts/portkey-user-proxy {command}" in readme
+        assert f"./scripts/portkey-user-proxy {command}" in page
 
 
 def _executable(path: Path, text: str) -> None:

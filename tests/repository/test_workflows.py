@@ -21,6 +21,7 @@ from tests.support.lock_files import PYTHONS
 WORKFLOWS = ROOT / ".github" / "workflows"
 CI = WORKFLOWS / "ci.yml"
 RELEASE = WORKFLOWS / "release.yml"
+DOCS = WORKFLOWS / "docs.yml"
 LINT = ROOT / "tests" / "lint"
 
 
@@ -70,7 +71,7 @@ def lint(command: list[str], *paths: str) -> list[dict[str, Any]]:
 
 def test_workflows_pass_actionlint(actionlint: list[str]):
     paths = sorted(str(p) for p in WORKFLOWS.glob("*.y*ml"))
-    assert {CI.name, RELEASE.name} <= {p.rsplit("/", 1)[1] for p in paths}
+    assert {CI.name, RELEASE.name, DOCS.name} <= {p.rsplit("/", 1)[1] for p in paths}
     assert [f"{f['file']}:{f['line']}: {f['message']}" for f in lint(actionlint, *paths)] == []
 
 
@@ -162,7 +163,7 @@ def test_workflows_ask_for_least_privilege():
 
 
 def test_every_action_is_pinned_to_a_commit_with_its_release_named():
-    for path in (CI, RELEASE):
+    for path in sorted(WORKFLOWS.glob("*.y*ml")):
         uses = re.findall(r"uses: (\S+)(.*)$", path.read_text(), re.MULTILINE)
         assert uses
         for action, comment in uses:
@@ -170,3 +171,21 @@ def test_every_action_is_pinned_to_a_commit_with_its_release_named():
                 continue
             assert re.fullmatch(r"[\w.-]+/[\w.-]+@[0-9a-f]{40}", action), f"{path.name}: {action} is not pinned"
             assert re.fullmatch(r" # v\d+\.\d+\.\d+", comment), f"{path.name}: {action} names no release"
+
+
+def test_docs_are_built_strict_and_published_from_the_default_branch_and_tags():
+    docs = workflow(DOCS)
+    assert docs["on"]["push"] == {"branches": ["main"], "tags": ["v*"]}
+    assert docs["permissions"] == {}
+    build, deploy = docs["jobs"]["build"], docs["jobs"]["deploy"]
+    assert build["permissions"] == {"contents": "read"}
+    assert deploy["permissions"] == {"pages": "write", "id-token": "write"}
+    assert deploy["needs"] == "build"
+    assert deploy["environment"]["name"] == "github-pages"
+    runs = [step.get("run", "") for step in build["steps"]]
+    assert any("-e '.[docs]'" in run for run in runs), "the project is installed: the reference pages import it"
+    assert any("mkdocs build --strict" in run for run in runs)
+    assert step_using(docs, "actions/upload-pages-artifact")["with"]["path"] == "site"
+    step_using(docs, "actions/deploy-pages")
+    (checkout,) = [step for step in build["steps"] if step.get("uses", "").startswith("actions/checkout@")]
+    assert checkout["with"]["persist-credentials"] is False

@@ -293,7 +293,8 @@ def test_budgets_price_under_a_provider_finds_what_the_name_alone_does_not(
 
 
 @pytest.mark.parametrize(
-    ("command", "codes"), [(["budgets"], {0, 2, 3, 4, 64}), (["budgets", "price"], {0, 2, 10, 64})]
+    ("command", "codes"),
+    [(["budgets"], {0, 2, 3, 4, 64}), (["budgets", "price"], {0, 2, 10, 64}), (["budgets", "check"], {0, 2, 64})],
 )
 def test_each_budgets_commands_help_lists_only_its_own_exit_codes(
     capsys: pytest.CaptureFixture[str], command: list[str], codes: set[int]
@@ -303,3 +304,73 @@ def test_each_budgets_commands_help_lists_only_its_own_exit_codes(
 
     section = capsys.readouterr().out.split("exit codes:\n", 1)[1]
     assert {int(line.split()[0]) for line in section.splitlines() if line.startswith("  ")} == codes
+
+
+def exit_code_lines(capsys: pytest.CaptureFixture[str], command: list[str]) -> dict[int, str]:
+    with pytest.raises(SystemExit):
+        main([*command, "--help"])
+    section = capsys.readouterr().out.split("exit codes:\n", 1)[1]
+    return {int(line.split()[0]): line.split(None, 1)[1] for line in section.splitlines() if line.startswith("  ")}
+
+
+def test_each_commands_help_says_what_its_own_codes_mean(capsys: pytest.CaptureFixture[str]) -> None:
+    # Only check-user has --metadata; `budgets` without BUDGETS_FILE exits 2 too, and its help says so.
+    for command in (["serve"], ["doctor"], ["export-users"], ["budgets"], ["budgets", "price"], ["budgets", "check"]):
+        assert "--metadata" not in exit_code_lines(capsys, command)[64], command
+    assert "invalid --metadata" in exit_code_lines(capsys, ["check-user"])[64]
+    assert "BUDGETS_FILE unset" in exit_code_lines(capsys, ["budgets"])[2]
+
+
+def test_budgets_check_names_every_problem_at_once_with_its_key(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    path = tmp_path / "budgets.yaml"
+    path.write_text("period: fortnight\nprices:\n  - model: gpt-4o\n    input: 1\nteams: {Finance: -5}\n")
+
+    assert main(["budgets", "check", str(path)]) == ExitCode.BAD_SETTINGS
+
+    err = capsys.readouterr().err.splitlines()
+    assert err == [
+        f"invalid budgets file {path}: 3 problem(s)",
+        "  period: input should be 'day', 'week' or 'month'",
+        "  prices[1].output: is required",
+        "  teams.Finance: must be an amount of US dollars, 0 or more, e.g. 500",
+    ]
+
+
+def test_budgets_check_of_a_valid_file_shows_its_limits_and_the_price_each_model_gets(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
+) -> None:
+    monkeypatch.setenv("MONGO_URI", "not a uri")  # it reads no setting
+    path = tmp_path / "budgets.yaml"
+    path.write_text(
+        "period: week\nprices:\n  - {model: 'gpt-4o*', input: 2, output: 8}\n"
+        "  - {model: gpt-4o-mini, input: 0.1, output: 0.4}\n"
+        "teams: {Finance: 500}\nusers: {default: 50, alice@example.com: 200}\n"
+    )
+
+    assert main(["budgets", "check", str(path)]) == ExitCode.OK
+
+    out = capsys.readouterr().out
+    assert "period:       week (calendar, UTC)" in out
+    assert "teams:        Finance $500" in out
+    assert "users:        alice@example.com $200, every other user $50" in out
+    entry_2 = out.split("prices, entry 2:", 1)[1]
+    assert 'never used: entry 1 of `prices` matches "gpt-4o-mini" first' in entry_2
+    assert "input:       $2.00 per 1M tokens" in entry_2
+
+
+def test_doctor_reports_an_invalid_budgets_file_as_one_failed_check_and_runs_the_others(
+    environment: pytest.MonkeyPatch, tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    (tmp_path / "budgets.yaml").write_text("period: fortnight\nteams: {Finance: -5}\n")
+
+    assert main(["doctor"]) == ExitCode.CHECKS_FAILED
+
+    lines = capsys.readouterr().out.splitlines()
+    (budgets,) = [line for line in lines if line.startswith("FAIL  budgets file")]
+    assert "period: input should be" in budgets and "teams.Finance: must be" in budgets
+    assert "budgets check FILE" in budgets
+    assert any(line.startswith("ok    mongodb reachable") for line in lines)
+    assert any(line.startswith("ok    portkey reachable") for line in lines)
+    assert lines[-1].startswith("1 check(s) failed")

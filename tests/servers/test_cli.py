@@ -347,7 +347,7 @@ def test_check_user_names_a_refusal_and_never_the_credentials(
 def test_check_user_names_a_missing_id_and_does_not_blame_mongodb(
     capsys: pytest.CaptureFixture[str], given: str, problem: str
 ) -> None:
-    # What the README's troubleshooting sends an admin to check when `_user` is "unidentified".
+    # What docs/troubleshooting.md sends an admin to check when `_user` is "unidentified".
     assert main(["check-user", given]) == ExitCode.NO_USER_ID
     err = capsys.readouterr().err
     assert err.startswith(problem)

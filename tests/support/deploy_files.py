@@ -25,7 +25,13 @@ COMPOSE_OVERRIDE = ROOT / "docker-compose.override.yml"
 LIBRECHAT_EXAMPLE = ROOT / "librechat.example.yaml"
 ENV_EXAMPLE = ROOT / ".env.example"
 KUBERNETES = ROOT / "deploy" / "kubernetes"
-DEPLOY_DOC = ROOT / "README.md"  # its "Deploy with LibreChat" and replica sections
+# What the README and the documentation site tell an admin: the old README's facts, now on their pages.
+# The pages about the code itself (its layout, its benchmarks, its tests) are not among them.
+_ABOUT_THE_CODE = {"architecture.md", "benchmarks.md", "development.md"}
+DEPLOY_DOCS = (
+    ROOT / "README.md",
+    *sorted(path for path in (ROOT / "docs").glob("*.md") if path.name not in _ABOUT_THE_CODE),
+)
 
 PROXY_SERVICE = "portkey-user-proxy"
 
@@ -45,6 +51,10 @@ def _construct_mapping(loader: _UniqueKeyLoader, node: yaml.MappingNode, deep: b
 
 
 _UniqueKeyLoader.add_constructor(yaml.resolver.BaseResolver.DEFAULT_MAPPING_TAG, _construct_mapping)
+
+
+def deploy_docs_text() -> str:
+    return "\n".join(path.read_text() for path in DEPLOY_DOCS)
 
 
 def load_yaml(text: str) -> Any:

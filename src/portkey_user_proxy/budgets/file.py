@@ -11,14 +11,14 @@
     users: {default: 50, alice@example.com: 200}
 
 A model no entry matches is priced by the catalogue of published prices (`prices.py`). A file that
-does not validate gives one line naming the file, the key and what is wrong, the way an invalid
-setting does: the proxy does not start on a budget it would misread.
+does not validate names every problem at once, each with its key and what would be valid, the way an
+invalid setting does: the proxy does not start on a budget it would misread.
 """
 
 from __future__ import annotations
 
 import enum
-from collections.abc import Mapping
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from decimal import Decimal
 from pathlib import Path
@@ -79,15 +79,23 @@ class BudgetsFile:
 
 
 class BudgetFileError(Exception):
-    """One line: the file, the key, and what is wrong with it."""
+    """The file, and every problem in it: each its key and what would be valid."""
 
-    def __init__(self, source: str, problem: str) -> None:
-        super().__init__(f"invalid budgets file {source}: {problem}")
+    def __init__(self, source: str, problems: str | Sequence[str]) -> None:
         self.source = source
-        self.problem = problem
+        self.problems = (problems,) if isinstance(problems, str) else tuple(problems)
+        self.problem = "; ".join(self.problems)  # all of them, on the one line an invalid setting gets
+        super().__init__(f"invalid budgets file {source}: {self.problem}")
 
 
 def load_budget_file(path: Path) -> BudgetConfig:
+    if path.is_dir():
+        # Docker mounts a missing file as an empty directory of that name: the admin meets this first.
+        raise BudgetFileError(
+            str(path),
+            "is a directory, not a file: Docker creates an empty directory when the file it should mount is "
+            "missing; remove the directory, put the budgets file at that path, and start again",
+        )
     try:
         text = path.read_text(encoding="utf-8")
     except (OSError, UnicodeDecodeError) as exc:
@@ -107,7 +115,7 @@ def parse_budgets(text: str, source: str) -> BudgetConfig:
     try:
         model = _File.model_validate(document)
     except ValidationError as exc:
-        raise BudgetFileError(source, _first_problem(exc)) from None
+        raise BudgetFileError(source, _problems(exc)) from None
     return model.config()
 
 
@@ -182,11 +190,8 @@ class _File(BaseModel):
         return BudgetConfig(self.period, self.mode, prices, pools, users, default, allowances)
 
 
-def _first_problem(exc: ValidationError) -> str:
-    errors = exc.errors()
-    first = errors[0]
-    more = f" (and {len(errors) - 1} more problems)" if len(errors) > 1 else ""
-    return f"{_key_of(first)}: {_problem_of(first)}{more}"
+def _problems(exc: ValidationError) -> list[str]:
+    return [f"{_key_of(error)}: {_problem_of(error)}" for error in exc.errors()]
 
 
 def _key_of(error: ErrorDetails) -> str:

@@ -14,7 +14,14 @@ from dataclasses import dataclass
 from typing import Any
 
 from pymongo import AsyncMongoClient
-from pymongo.errors import AutoReconnect, ConnectionFailure, ExecutionTimeout, NetworkTimeout, OperationFailure
+from pymongo.errors import (
+    AutoReconnect,
+    ConfigurationError,
+    ConnectionFailure,
+    ExecutionTimeout,
+    NetworkTimeout,
+    OperationFailure,
+)
 
 # Unauthorized, AuthenticationFailed, UserNotFound, and MongoDB Atlas' own authentication error.
 _REFUSAL_CODES = frozenset({13, 18, 11, 8000})
@@ -43,11 +50,25 @@ def classify(exc: BaseException, client: AsyncMongoClient[Any]) -> Failure:
         return Failure(MongoFailure.TIMEOUT, "the server is known, the query was not answered in time")
     if isinstance(exc, OperationFailure):
         return _operation_failure(exc)
+    if _failed_dns_lookup(exc):
+        # A mongodb+srv:// host is found through DNS before any server is asked: MongoDB never saw it.
+        cause = type(exc.__cause__).__name__
+        return Failure(
+            MongoFailure.UNREACHABLE,
+            f"the DNS lookup of mongodb+srv://'s SRV record failed ({cause}): check the host name in MONGO_URI "
+            "and that the proxy's DNS resolves it",
+        )
     if isinstance(exc, NetworkTimeout):
         return Failure(MongoFailure.TIMEOUT, type(exc).__name__)
     if isinstance(exc, ConnectionFailure | AutoReconnect):
         return Failure(MongoFailure.UNREACHABLE, type(exc).__name__)
     return Failure(MongoFailure.ERROR, type(exc).__name__)
+
+
+def _failed_dns_lookup(exc: BaseException) -> bool:
+    """pymongo raises a failed SRV or TXT lookup as a ConfigurationError caused by dnspython's own error."""
+    cause = exc.__cause__
+    return isinstance(exc, ConfigurationError) and cause is not None and type(cause).__module__.startswith("dns.")
 
 
 def _operation_failure(exc: OperationFailure) -> Failure:
@@ -68,9 +89,10 @@ def _server_errors(client: AsyncMongoClient[Any]) -> str:
 
 
 def location(client: AsyncMongoClient[Any], database: str) -> str:
-    """`host:port/database` for messages; the driver's addresses never hold credentials."""
+    """`host:port/database` for messages; the driver's addresses never hold credentials. A mongodb+srv://
+    host, whose servers DNS has not named yet, has no port: `host (SRV)`."""
     addresses = client.topology_description.server_descriptions().keys()
-    hosts = ",".join(f"{host}:{port}" for host, port in addresses) or "?"
+    hosts = ",".join(f"{host}:{port}" if port is not None else f"{host} (SRV)" for host, port in addresses) or "?"
     return f"{hosts}/{database}"
 
 

@@ -1,5 +1,6 @@
 """`portkey-user-proxy budgets`: the current period's spend against each budget, as text or JSON;
-`budgets price`: the prices a model is charged at, and where they come from.
+`budgets price`: the prices a model is charged at, and where they come from; `budgets check`: what a
+valid budgets file sets.
 
 Spend is read from the budget store when asked, not from any replica's cache: what every replica has
 written.
@@ -12,7 +13,7 @@ from decimal import ROUND_HALF_UP, Decimal
 from pathlib import Path
 from typing import Any
 
-from ..budgets import BudgetReport, Scope, Standing, dollars_text
+from ..budgets import BudgetConfig, BudgetReport, Scope, Standing, dollars_text
 from ..budgets.catalogue import TokenPrices
 from ..budgets.money import NANOS_PER_DOLLAR
 from ..budgets.prices import PriceList, Quote
@@ -96,6 +97,35 @@ def price_text(model: str, quote: Quote, prices: PriceList, budgets_file: Path |
     if quote.until is not None:
         lines.append(f"{'until:':<13}{quote.until:%Y-%m-%d %H:%M} UTC, when the catalogue's price changes")
     return "\n".join(lines)
+
+
+def budgets_file_text(path: Path, config: BudgetConfig) -> str:
+    """What `budgets check` prints for a valid file: its limits, then the price that applies to each model it names."""
+    users = [f"{name} {_dollars(limit)}" for name, limit in config.users.items()]
+    if config.default_user is not None:
+        users.append(f"every other user {_dollars(config.default_user)}")
+    lines = [
+        f"{'budgets file:':<14}{path}: valid",
+        f"{'period:':<14}{config.period} (calendar, UTC)",
+        f"{'mode:':<14}{config.mode}",
+        f"{'teams:':<14}" + (", ".join(f"{team} {_dollars(limit)}" for team, limit in config.teams.items()) or "none"),
+        f"{'users:':<14}" + (", ".join(users) or "none"),
+    ]
+    prices = PriceList(config.prices)
+    for index, entry in enumerate(config.prices, start=1):
+        quote = prices.quote(entry.model)
+        assert quote is not None  # an entry's own glob matches its own text, or an earlier one does
+        lines.append(f"prices, entry {index}:")
+        if quote.entry != index:
+            lines.append(f"  never used: entry {quote.entry} of `prices` matches {json.dumps(entry.model)} first")
+        lines.extend(f"  {line}" for line in price_text(entry.model, quote, prices, path).splitlines())
+    if not config.prices:
+        lines.append(f"{'prices:':<14}none of its own: every model at the catalogue's published price")
+    return "\n".join(lines)
+
+
+def _dollars(amount: Decimal) -> str:
+    return dollars_text(int(amount * NANOS_PER_DOLLAR))
 
 
 def _source(quote: Quote, prices: PriceList, budgets_file: Path | None) -> str:

@@ -1,6 +1,6 @@
 """Command line: `serve` runs the proxy, `check-user` shows how one user would be attributed, `doctor`
 checks the set-up, `export-users` writes every LibreChat user as CSV, `budgets` shows the spend and
-`budgets price` what a model costs."""
+`budgets price` what a model costs, `budgets check` whether a budgets file is valid."""
 
 from __future__ import annotations
 
@@ -14,6 +14,7 @@ import math
 import os
 import signal
 import sys
+from pathlib import Path
 from typing import Any, NoReturn
 
 import uvicorn
@@ -32,15 +33,15 @@ from ..attribution.decision import Attribution, AttributionOutcome
 from ..attribution.directory import UserDirectory, connect_users
 from ..attribution.identity import identify
 from ..attribution.teams import GROUPS_COLLECTION, USER_FIELDS, TeamFinder
-from ..budgets import BudgetsFile
+from ..budgets import BudgetFileError, BudgetsFile, load_budget_file
 from ..budgets.catalogue import Catalogue
 from ..budgets.ledger import GroupsOf
 from ..budgets.prices import PriceList
 from ..mongodb.failures import MongoFailure, advice, classify, location
-from ..observability.logs import StartupRecords, configure_logging, loggable
+from ..observability.logs import StartupRecords, configure_logging, escape_for_log, loggable
 from ..observability.worker_metrics import UnusableDirectory, shared_metrics
 from ..settings import Settings, SettingsError, load_settings
-from .budget_report import price_text, report_json, report_text
+from .budget_report import budgets_file_text, price_text, report_json, report_text
 from .doctor import run_doctor
 from .exit_codes import ExitCode, describe
 from .export import BATCH_TIMEOUT_IN_LOOKUPS, UserExport
@@ -63,19 +64,34 @@ def main(argv: list[str] | None = None) -> int:
 
 def _run(argv: list[str] | None) -> int:
     args = _parser().parse_args(argv)
+    if args.command == "budgets" and args.budgets_command == "check":
+        return _check_budgets_file(Path(args.file))  # a file on its own: no setting is read
+    budgets_problem: str | None = None
     try:
         with StartupRecords() as startup:
             settings = load_settings()
     except SettingsError as exc:
-        print(exc, file=sys.stderr)
-        return EXIT_BAD_SETTINGS
+        if args.command != "doctor" or not _only_the_budgets_file(exc):
+            print(exc, file=sys.stderr)
+            return EXIT_BAD_SETTINGS
+        # doctor reports an invalid budgets file as one failed check, and goes on with the others.
+        budgets_problem = str(exc).removeprefix("invalid setting BUDGETS_FILE: ")
+        with StartupRecords() as startup:
+            settings = load_settings(budgets_file=None)
     configure_logging(settings.log_level, settings.log_format)
     if args.command == "serve":
         # Not here: each server process reads the settings again and says it once (app_factory).
         return _serve(settings, args.host, args.port)
     startup.replay()
     if args.command == "doctor":
-        return asyncio.run(run_doctor(settings, show_settings=args.settings, webhook_test=args.webhook_test))
+        return asyncio.run(
+            run_doctor(
+                settings,
+                show_settings=args.settings,
+                webhook_test=args.webhook_test,
+                budgets_problem=budgets_problem,
+            )
+        )
     if args.command == "export-users":
         return asyncio.run(_export_users(settings, raw=args.raw))
     if args.command == "budgets" and args.budgets_command == "price":
@@ -83,6 +99,10 @@ def _run(argv: list[str] | None) -> int:
     if args.command == "budgets":
         return asyncio.run(_budgets(settings, as_json=args.json, top=args.top))
     return asyncio.run(_check_user(settings, args.user, args.metadata))
+
+
+def _only_the_budgets_file(exc: SettingsError) -> bool:
+    return all(line.startswith("invalid setting BUDGETS_FILE:") for line in str(exc).splitlines())
 
 
 def app_factory() -> ProxyApp:
@@ -370,6 +390,17 @@ def _unpriced(model: str, provider: str | None, catalogue: Catalogue, budgets_fi
     return f"no price for the model {_argument(model)}: {problem}; {unpriced}: {fix}"
 
 
+def _check_budgets_file(path: Path) -> int:
+    try:
+        config = load_budget_file(path)
+    except BudgetFileError as exc:
+        problems = "\n".join(f"  {escape_for_log(problem)}" for problem in exc.problems)
+        print(f"invalid budgets file {exc.source}: {len(exc.problems)} problem(s)\n{problems}", file=sys.stderr)
+        return ExitCode.BAD_SETTINGS
+    print(budgets_file_text(path, config))
+    return ExitCode.OK
+
+
 def _silence_stdout() -> None:
     # Python's advice for SIGPIPE: point stdout at devnull so the flush at exit does not fail again.
     with contextlib.suppress(OSError, ValueError):  # not a real file (tests): nothing to silence
@@ -441,7 +472,8 @@ def _parser() -> argparse.ArgumentParser:
     )
     budgets.add_argument("--json", action="store_true", help="write the report as JSON")
     budgets.add_argument("--top", type=_positive, default=10, metavar="N", help="how many users to list (default 10)")
-    price = budgets.add_subparsers(dest="budgets_command", metavar="{price}").add_parser(
+    budgets_commands = budgets.add_subparsers(dest="budgets_command", metavar="{price,check}")
+    price = budgets_commands.add_parser(
         "price",
         help="show what a model is charged at, and whether the budgets file or the catalogue says so",
         description="Show the prices a model's answers are charged at (USD per 1M input, output, cache-read and "
@@ -450,6 +482,16 @@ def _parser() -> argparse.ArgumentParser:
         epilog="exit codes:\n" + describe("budgets price"),
         formatter_class=formatter,
     )
+    check_file = budgets_commands.add_parser(
+        "check",
+        help="check a budgets file: every problem at once, or the limits and prices it sets",
+        description="Check a budgets file without starting the proxy: every problem at once, each with its key and "
+        "what would be valid; for a valid file, the limits it sets and the price that applies to each model it "
+        "names. Reads no setting: the file given is checked on its own.",
+        epilog="exit codes:\n" + describe("budgets check"),
+        formatter_class=formatter,
+    )
+    check_file.add_argument("file", metavar="FILE", help="the budgets file, e.g. budgets.yaml")
     price.add_argument("model", metavar="MODEL", help="as requests name it: gpt-4o, openai/gpt-4o, @openai-prod/gpt-4o")
     price.add_argument(
         "--provider",

@@ -57,13 +57,20 @@ class Check:
         return f"{self.verdict:<5} {self.name:<20} {self.detail}"
 
 
-async def run_doctor(settings: Settings, *, show_settings: bool = False, webhook_test: bool = False) -> int:
-    """`webhook_test`: send a test message to BUDGET_WEBHOOK_URL and say what it answered."""
+async def run_doctor(
+    settings: Settings,
+    *,
+    show_settings: bool = False,
+    webhook_test: bool = False,
+    budgets_problem: str | None = None,
+) -> int:
+    """`webhook_test`: send a test message to BUDGET_WEBHOOK_URL and say what it answered. `budgets_problem`:
+    why BUDGETS_FILE did not validate (`settings` then hold none), a failed check among the others."""
     print(f"portkey-user-proxy {importlib.metadata.version('portkey-user-proxy')} doctor")
     checks = [
         _settings_source(),
         *await _mongodb_checks(settings),
-        *await _budget_checks(settings),
+        *(await _budget_checks(settings) if budgets_problem is None else [_invalid_budgets_file(budgets_problem)]),
         *await _budget_webhook(settings, send_test=webhook_test),
         _portkey_url(settings),
         await _portkey_reachable(settings),
@@ -263,6 +270,11 @@ async def _budget_checks(settings: Settings) -> list[Check]:
     finally:
         await store.close()
     return checks
+
+
+def _invalid_budgets_file(problem: str) -> Check:
+    fix = "`portkey-user-proxy budgets check FILE` lists every problem; the proxy does not start until they are fixed"
+    return Check(Verdict.FAIL, "budgets file", f"{escape_for_log(problem)}: {fix}")
 
 
 def _budgets_file(budgets_file: BudgetsFile) -> Check:

@@ -29,7 +29,7 @@ def describe(command: str | None = None) -> str:
 def _meaning(code: ExitCode, command: str | None) -> str:
     if code is ExitCode.OK and command is not None:
         return f"success: {_SUCCESS[command]}"
-    return _MEANINGS[code]
+    return _COMMAND_MEANINGS.get((command, code), _MEANINGS[code])
 
 
 # What each command can end with; every command reads the settings and its command line first.
@@ -54,7 +54,6 @@ COMMAND_CODES: dict[str, tuple[ExitCode, ...]] = {
         ExitCode.MONGO_UNAUTHORIZED,
         ExitCode.USAGE,
     ),
-    # BAD_SETTINGS also when BUDGETS_FILE is unset: there is no budget to report on.
     "budgets": (
         ExitCode.OK,
         ExitCode.BAD_SETTINGS,
@@ -63,6 +62,8 @@ COMMAND_CODES: dict[str, tuple[ExitCode, ...]] = {
         ExitCode.USAGE,
     ),
     "budgets price": (ExitCode.OK, ExitCode.BAD_SETTINGS, ExitCode.UNPRICED_MODEL, ExitCode.USAGE),
+    # Reads no setting: the file given is checked on its own.
+    "budgets check": (ExitCode.OK, ExitCode.BAD_SETTINGS, ExitCode.USAGE),
 }
 _SUCCESS = {
     "serve": "the server ran and stopped cleanly",
@@ -71,6 +72,7 @@ _SUCCESS = {
     "export-users": "every user was written",
     "budgets": "the period's spend was read and written out",
     "budgets price": "the model has a price, written out",
+    "budgets check": "the file is valid; its limits and prices written out",
 }
 _MEANINGS = {
     ExitCode.OK: "success (check-user: the user resolves; doctor: every check passed)",
@@ -84,5 +86,18 @@ _MEANINGS = {
     ExitCode.SERVER_NOT_STARTED: "serve: the server could not start (address in use, unknown host; the log says)",
     ExitCode.NO_USER_ID: "no user id to look up: empty, or a LibreChat placeholder left unresolved",
     ExitCode.UNPRICED_MODEL: "budgets price: neither the budgets file nor the catalogue prices the model",
-    ExitCode.USAGE: "a bad command line (unknown option, invalid --metadata, ...)",
+    ExitCode.USAGE: "a bad command line (unknown option, missing argument; check-user: invalid --metadata)",
+}
+# Where a code means something more precise for one command, or its general words would mislead.
+_COMMAND_MEANINGS: dict[tuple[str | None, ExitCode], str] = {
+    ("check-user", ExitCode.USAGE): "a bad command line (unknown option, missing argument, invalid --metadata)",
+    ("budgets price", ExitCode.USAGE): "a bad command line (unknown option, missing model, unknown --provider)",
+    **{
+        (command, ExitCode.USAGE): "a bad command line (unknown option, missing argument)"
+        for command in ("serve", "doctor", "export-users", "budgets", "budgets check")
+    },
+    ("budgets", ExitCode.BAD_SETTINGS): (
+        "an invalid setting, or BUDGETS_FILE unset: no budgets to report (the message says which)"
+    ),
+    ("budgets check", ExitCode.BAD_SETTINGS): "the file is invalid: every problem listed, each with its key",
 }

@@ -7,7 +7,7 @@ import pytest
 
 from portkey_user_proxy.budgets import BudgetConfig, BudgetFileError, Mode, Period, Price, load_budget_file
 
-# The file as the README shows it.
+# The file as docs/budgets.md shows it.
 EXAMPLE = """\
 period: month
 mode: enforce
@@ -103,9 +103,26 @@ def test_an_invalid_file_is_one_line_naming_the_file_the_key_and_the_problem(
     assert "\n" not in message
 
 
-def test_several_problems_are_counted_after_the_first(tmp_path: Path) -> None:
-    with pytest.raises(BudgetFileError, match=r"teams\.A: must be .* \(and 1 more problems\)$"):
-        load_budget_file(write(tmp_path, "teams: {A: -1, B: -2}"))
+def test_every_problem_is_named_at_once_with_its_key_and_what_would_be_valid(tmp_path: Path) -> None:
+    text = "period: fortnight\nprices:\n  - model: gpt-4o\n    input: 1\nteams: {A: -1}\n"
+
+    with pytest.raises(BudgetFileError) as caught:
+        load_budget_file(write(tmp_path, text))
+
+    assert caught.value.problems == (
+        "period: input should be 'day', 'week' or 'month'",
+        "prices[1].output: is required",
+        "teams.A: must be an amount of US dollars, 0 or more, e.g. 500",
+    )
+    assert "\n" not in str(caught.value), "one line, as an invalid setting gets"
+
+
+def test_a_directory_in_the_files_place_is_named_for_what_it_is(tmp_path: Path) -> None:
+    # What Docker mounts when the file is missing at `docker compose up`.
+    (tmp_path / "budgets.yaml").mkdir()
+
+    with pytest.raises(BudgetFileError, match=r"budgets\.yaml: is a directory, not a file: Docker creates"):
+        load_budget_file(tmp_path / "budgets.yaml")
 
 
 def test_a_missing_file_says_so(tmp_path: Path) -> None:
