@@ -179,3 +179,29 @@ def test_a_prompt_mentioning_base64_is_estimated_whole_when_its_client_leaves(
     wait_for_requests(running, "499", 1)
 
     assert spend_after_stop(running, librechat) >= len(text) // 4 * DOLLAR
+
+
+def test_a_transcription_that_reports_usage_is_not_free(
+    librechat: WritableMongo, portkey: tuple[ScriptedPortkey, str], tmp_path: Path
+) -> None:
+    """`/audio/transcriptions` is charged, but its multipart body is never read (no `model`) and its answer
+    names none: usage is priced for model None, so under the catalogue's prices a transcription costs $0."""
+    upstream, url = portkey
+
+    async def transcribed(scope: dict[str, Any], receive: Callable[..., Any], send: Callable[..., Any]) -> None:
+        await _start(send, b"application/json")
+        usage = {"type": "tokens", "input_tokens": 1_000_000, "output_tokens": 1_000_000, "total_tokens": 2_000_000}
+        await send({"type": "http.response.body", "body": json.dumps({"text": "hello", "usage": usage}).encode()})
+
+    upstream.script = transcribed
+    running = budget_proxy(librechat, url, tmp_path, CATALOGUE_ONLY)
+    response = httpx.post(
+        running.url + "/v1/audio/transcriptions",
+        files={"file": ("a.wav", b"RIFF....WAVE", "audio/wav")},
+        data={"model": "gpt-4o-transcribe"},
+        headers={"x-librechat-user-id": USER_ID},
+        timeout=10,
+    )
+    assert response.status_code == 200
+
+    assert spend_after_stop(running, librechat) > 0
