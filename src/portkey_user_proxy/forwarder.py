@@ -18,6 +18,7 @@ import asyncio
 import enum
 import time
 import uuid
+from collections.abc import AsyncIterator
 from dataclasses import dataclass, replace
 
 import httpx
@@ -31,6 +32,7 @@ from .budgets import Budgets, Demand, Hold
 from .dialects import Route, route_for
 from .dialects.fields import json_fields
 from .dialects.meter import AnswerMeter, Readability, Reading, prompt_tokens, readability
+from .dialects.multipart import HEAD_BYTES, form_field, is_form
 from .dialects.usage import Usage
 from .errors import ProxyError, send_error
 from .headers import REQUEST_ID, TRACE_ID, RawHeaders, RequestHeaders, response_headers, split_request_headers
@@ -49,6 +51,8 @@ from .upstream.request import OutgoingHeaders, UpstreamRequestBuilder
 # The access log's status for clients that left before the response ended (nginx's convention).
 CLIENT_CLOSED = 499
 _REQUEST_ID_NAME = REQUEST_ID.decode()
+# Failures before a request could reach the upstream: no connection was made, so nothing was generated.
+_NEVER_SENT = (httpx.ConnectError, httpx.ConnectTimeout, httpx.PoolTimeout, httpx.ProxyError, httpx.UnsupportedProtocol)
 _TRACE_ID_NAME = TRACE_ID.decode()
 
 
@@ -83,10 +87,9 @@ class IncomingRequest:
 
 @dataclass(frozen=True, slots=True)
 class Charge:
-    """Step 2's word on the budgets: what is held of them while the answer is in flight, and how to price it."""
+    """Step 2's word on the budgets: what is held of them while the answer is in flight."""
 
     hold: Hold
-    model: str | None  # the request's; the answer's own, when it names one, wins
     prompt_tokens: int  # estimated from the body: the prompt's share of an estimate
 
 
@@ -95,6 +98,7 @@ class Answer(enum.Enum):
 
     NOT_SENT = "not_sent"  # the request never reached the upstream: nothing to charge
     AWAITED = "awaited"  # sent; no answer yet
+    NO_ANSWER = "no_answer"  # sent, and no answer came (a timeout, the connection lost)
     RELAYING = "relaying"  # the answer's head went to the client; its body is passing
     COMPLETE = "complete"  # relayed to its end
     CLIENT_LEFT = "client_left"  # the client left (or stalled) before the end
@@ -111,6 +115,7 @@ class Exchange:
     incoming: IncomingRequest | None = None
     attribution: Attribution | None = None
     charge: Charge | None = None  # None: the answer costs nobody's budget
+    model: str | None = None  # the model the request asks for (body, path or form), when it names one
     reads_usage: bool = False  # whether the answer's usage is read: for a charge, or per-user token metrics
     answer: Answer = Answer.NOT_SENT
     status: int = 0  # the upstream's status, once it answered
@@ -278,11 +283,10 @@ class Forwarder:
         if not attribution.resolved:
             return None
         fields = incoming.fields or {}
-        model = fields.get("model")
-        model = model if isinstance(model, str) else None
+        model = exchange.model = exchange.route.dialect.requested_model(exchange.record.path, fields)
         demand = Demand(model, prompt_tokens(incoming.body), _max_output_tokens(fields))
         hold = await budgets.admit(attribution.email, attribution.team, demand, attribution.groups)  # or refused
-        return Charge(hold, model, demand.prompt_tokens)
+        return Charge(hold, demand.prompt_tokens)
 
     # Step 3: build the upstream request.
 
@@ -310,6 +314,8 @@ class Forwarder:
         """The body to send upstream and its declared length; a streamed one sets `body_received` at its end."""
         if incoming.streams_body:
             stream = stream_body(receive, incoming.body_received)
+            if exchange.charge is not None and exchange.model is None and is_form(incoming.headers.content_type):
+                stream = _reading_form_model(stream, exchange)
             if incoming.headers.content_length is None:
                 return capped(stream, self._policy.body_limit), None
             return stream, incoming.headers.content_length
@@ -329,7 +335,7 @@ class Forwarder:
         try:
             response = await self._client.send(request)
         except httpx.HTTPError as exc:
-            exchange.answer = Answer.NOT_SENT  # no answer: as far as a charge goes, never sent
+            exchange.answer = Answer.NOT_SENT if isinstance(exc, _NEVER_SENT) else Answer.NO_ANSWER
             raise error_before_response(exc, self._upstream) from None
         except BaseException:
             exchange.answer = Answer.CLIENT_LEFT
@@ -407,9 +413,14 @@ class Forwarder:
         if answer is Answer.NOT_SENT or refused:
             budgets.release(charge.hold)
             return
-        model = (reading.model if reading is not None else None) or charge.model
+        requested = exchange.model
+        model = (reading.model if reading is not None else None) or requested
         if answer is Answer.COMPLETE and usage is not None:
-            budgets.settle(charge.hold, model, usage)
+            budgets.settle(charge.hold, model, usage, requested=requested)
+            return
+        if not exchange.status:
+            # Sent, and no answer began: the provider may generate it whole all the same.
+            budgets.settle_held(charge.hold, estimated=answer.value)
             return
         if answer is Answer.COMPLETE:
             reason = "no_usage" if reading is not None else "unreadable"
@@ -422,7 +433,7 @@ class Forwarder:
             )
         else:
             reason = answer.value
-        budgets.settle(charge.hold, model, _estimate(charge, reading), estimated=reason)
+        budgets.settle(charge.hold, model, _estimate(charge, reading), estimated=reason, requested=requested)
 
     def _client_headers(self, response: httpx.Response, record: AccessRecord) -> RawHeaders:
         headers = response_headers(response.headers.raw, response.status_code)
@@ -441,6 +452,16 @@ def _estimate(charge: Charge, reading: Reading | None) -> Usage:
     prompt = reported.prompt if reported.prompt is not None else charge.prompt_tokens
     completion = max(reported.completion or 0, relayed)
     return replace(reported, prompt=prompt, completion=completion, total=prompt + completion)
+
+
+async def _reading_form_model(chunks: AsyncIterator[bytes], exchange: Exchange) -> AsyncIterator[bytes]:
+    """A form body as it streams through, its `model` field noted on the way (see `dialects.multipart`)."""
+    head = b""
+    async for chunk in chunks:
+        if exchange.model is None and len(head) < HEAD_BYTES:
+            head += chunk[: HEAD_BYTES - len(head)]
+            exchange.model = form_field(head, b"model")
+        yield chunk
 
 
 def _max_output_tokens(fields: dict[str, object]) -> int | None:

@@ -22,6 +22,7 @@ from genai_prices import Usage as CatalogueUsage
 from genai_prices import calc_price
 
 from portkey_user_proxy import Settings
+from portkey_user_proxy.budgets.estimates import DEFAULT_OUTPUT_TOKENS
 from tests.support.mongo import needs_stand_in
 from tests.support.mongomock_server import Fault, WritableMongo
 from tests.support.proxy import RunningProxy, scrape, start_proxy
@@ -268,7 +269,7 @@ def test_an_answer_without_usage_is_charged_an_estimate_and_counted(
     assert abs(spend_after_stop(proxy, librechat) - estimated * DOLLAR) <= 2 * DOLLAR
 
 
-def test_a_client_that_leaves_before_the_answer_is_charged_its_prompt(
+def test_a_client_that_leaves_before_the_answer_is_charged_what_admission_expected(
     proxy: RunningProxy, portkey: tuple[ScriptedPortkey, str], librechat: WritableMongo
 ) -> None:
     upstream, _ = portkey
@@ -288,7 +289,9 @@ def test_a_client_that_leaves_before_the_answer_is_charged_its_prompt(
     assert upstream.left.acquire(timeout=10)
     wait_for_requests(proxy, "499", 1)
 
-    assert spend_after_stop(proxy, librechat) == len(content) // 4 * DOLLAR
+    # The provider may generate the answer whole all the same: its prompt, and the output it was expected to
+    # produce (no `max_tokens`, no answers of the model seen yet: the default).
+    assert spend_after_stop(proxy, librechat) == (len(content) // 4 + DEFAULT_OUTPUT_TOKENS) * DOLLAR
 
 
 @needs_stand_in()
@@ -345,3 +348,174 @@ def test_without_prices_in_the_file_an_answer_costs_the_catalogues_price(
 
     price = calc_price(CatalogueUsage(input_tokens=1_000_000, output_tokens=1_000_000), "gpt-4o", provider_id="openai")
     assert spend_after_stop(proxy, librechat) == int(price.total_price * DOLLAR)
+
+
+CATALOGUE_ONLY = "users: {default: 500}\n"  # the README's advice: `prices` only for negotiated prices
+
+
+def test_a_responses_answer_echoing_a_tool_schema_with_a_usage_property_is_charged_its_usage(
+    proxy: RunningProxy, portkey: tuple[ScriptedPortkey, str], librechat: WritableMongo
+) -> None:
+    """The Responses API echoes the request's `tools` (JSON schemas the client wrote) before its `usage`: a
+    schema property named `usage` is not the answer's usage, the last usage object is."""
+    upstream, _ = portkey
+    tools = [
+        {
+            "type": "function",
+            "name": "lookup",
+            "parameters": {
+                "type": "object",
+                "properties": {"usage": {"type": "object", "prompt_tokens": 0, "completion_tokens": 0}},
+            },
+        }
+    ]
+
+    async def echoes_tools(scope: dict[str, Any], receive: Callable[..., Any], send: Callable[..., Any]) -> None:
+        request = json.loads(upstream.bodies[-1])
+        answer = {
+            "id": "resp_1",
+            "object": "response",
+            "model": "gpt-4o",
+            "output": [{"type": "message", "content": [{"type": "output_text", "text": "hello"}]}],
+            "tools": request["tools"],  # as OpenAI's response object does
+            "usage": {"input_tokens": 5, "output_tokens": 3, "total_tokens": 8},
+        }
+        await _start(send, b"application/json")
+        await send({"type": "http.response.body", "body": json.dumps(answer).encode()})
+
+    upstream.script = echoes_tools
+    body = {"model": "gpt-4o", "input": "hi", "user": USER_ID, "tools": tools}
+
+    assert httpx.post(proxy.url + "/v1/responses", json=body, timeout=10).status_code == 200
+
+    assert spend_after_stop(proxy, librechat) == 8 * DOLLAR
+
+
+def test_a_gemini_answer_priced_by_the_catalogue_is_not_free(
+    librechat: WritableMongo, portkey: tuple[ScriptedPortkey, str], tmp_path: Path
+) -> None:
+    """Gemini's model is in the path, never in the body, and its answers say `modelVersion`: priced by
+    the catalogue from either."""
+    upstream, url = portkey
+
+    async def gemini(scope: dict[str, Any], receive: Callable[..., Any], send: Callable[..., Any]) -> None:
+        await _start(send, b"application/json")
+        usage = {"promptTokenCount": 1_000_000, "candidatesTokenCount": 1_000_000, "totalTokenCount": 2_000_000}
+        answer = {"candidates": [], "usageMetadata": usage, "modelVersion": "gemini-2.0-flash"}
+        await send({"type": "http.response.body", "body": json.dumps(answer).encode()})
+
+    upstream.script = gemini
+    running = budget_proxy(librechat, url, tmp_path, CATALOGUE_ONLY)
+    response = httpx.post(
+        running.url + "/v1beta/models/gemini-2.0-flash:generateContent",
+        json={"contents": [{"parts": [{"text": "hi"}]}]},
+        headers={"x-librechat-user-id": USER_ID},
+        timeout=10,
+    )
+    assert response.status_code == 200
+
+    usage = CatalogueUsage(input_tokens=1_000_000, output_tokens=1_000_000)
+    price = calc_price(usage, "gemini-2.0-flash", provider_id="google")
+    assert spend_after_stop(running, librechat) == int(price.total_price * DOLLAR)
+
+
+def test_an_answer_naming_an_unpriced_model_is_priced_by_the_requests_model(
+    librechat: WritableMongo, portkey: tuple[ScriptedPortkey, str], tmp_path: Path
+) -> None:
+    """An answer naming a model nothing prices (a deployment's own name, a fine-tune alias) is priced by
+    the request's `model`."""
+    upstream, url = portkey
+
+    async def deployment_name(scope: dict[str, Any], receive: Callable[..., Any], send: Callable[..., Any]) -> None:
+        await _start(send, b"application/json")
+        usage = {"prompt_tokens": 1_000_000, "completion_tokens": 1_000_000}
+        answer = {"model": "acme-eu-deployment-7", "usage": usage}
+        await send({"type": "http.response.body", "body": json.dumps(answer).encode()})
+
+    upstream.script = deployment_name
+    running = budget_proxy(librechat, url, tmp_path, CATALOGUE_ONLY)
+    assert (
+        httpx.post(running.url + "/v1/chat/completions", json=chat_body(model="gpt-4o"), timeout=10).status_code == 200
+    )
+
+    price = calc_price(CatalogueUsage(input_tokens=1_000_000, output_tokens=1_000_000), "gpt-4o", provider_id="openai")
+    assert spend_after_stop(running, librechat) == int(price.total_price * DOLLAR)
+
+
+def test_a_request_whose_answer_timed_out_upstream_is_charged(
+    librechat: WritableMongo, portkey: tuple[ScriptedPortkey, str], tmp_path: Path
+) -> None:
+    """A request sent whole, whose answer's head did not come within UPSTREAM_READ_TIMEOUT_SECONDS (a long
+    non-streamed generation, a reasoning model thinking): the provider bills the generation, so the budget
+    is charged what admission expected of it."""
+    upstream, url = portkey
+    reached = threading.Event()
+
+    async def think_past_the_timeout(
+        scope: dict[str, Any], receive: Callable[..., Any], send: Callable[..., Any]
+    ) -> None:
+        reached.set()
+        await upstream.until_the_proxy_leaves(receive)
+
+    upstream.script = think_past_the_timeout
+    running = budget_proxy(librechat, url, tmp_path, BUDGETS, upstream_read_timeout_seconds=0.3)
+    content = json.dumps(chat_body()).encode()
+
+    response = httpx.post(running.url + "/v1/chat/completions", content=content, timeout=10)
+
+    assert reached.is_set()  # the upstream had the whole request
+    assert response.status_code == 504
+    assert spend_after_stop(running, librechat) >= len(content) // 4 * DOLLAR  # at least the prompt's estimate
+
+
+def test_a_prompt_mentioning_base64_is_estimated_whole_when_its_client_leaves(
+    librechat: WritableMongo, portkey: tuple[ScriptedPortkey, str], tmp_path: Path
+) -> None:
+    """Base64 payloads (images) are left out of a prompt's estimate; text that merely mentions `;base64,`
+    is text, and counts whole."""
+    upstream, url = portkey
+    thinking = threading.Event()
+
+    async def think_forever(scope: dict[str, Any], receive: Callable[..., Any], send: Callable[..., Any]) -> None:
+        thinking.set()
+        await upstream.until_the_proxy_leaves(receive)
+
+    upstream.script = think_forever
+    running = budget_proxy(librechat, url, tmp_path, BUDGETS)
+    text = "Summarise the notes after the marker ;base64, " + "the quarterly figures were fine. " * 200
+    content = json.dumps(chat_body(messages=[{"role": "user", "content": text}])).encode()
+    host, port = running.url.removeprefix("http://").split(":")
+    head = f"POST /v1/chat/completions HTTP/1.1\r\nHost: {host}\r\nContent-Length: {len(content)}\r\n\r\n"
+    with socket.create_connection((host, int(port)), timeout=10) as client:
+        client.sendall(head.encode() + content)
+        assert thinking.wait(10)
+    assert upstream.left.acquire(timeout=10)
+    wait_for_requests(running, "499", 1)
+
+    assert spend_after_stop(running, librechat) >= len(text) // 4 * DOLLAR
+
+
+def test_a_transcription_that_reports_usage_is_not_free(
+    librechat: WritableMongo, portkey: tuple[ScriptedPortkey, str], tmp_path: Path
+) -> None:
+    """A transcription's form names its `model` beside the file (the body streams through unread): its
+    usage is priced by that model."""
+    upstream, url = portkey
+
+    async def transcribed(scope: dict[str, Any], receive: Callable[..., Any], send: Callable[..., Any]) -> None:
+        await _start(send, b"application/json")
+        usage = {"type": "tokens", "input_tokens": 1_000_000, "output_tokens": 1_000_000, "total_tokens": 2_000_000}
+        await send({"type": "http.response.body", "body": json.dumps({"text": "hello", "usage": usage}).encode()})
+
+    upstream.script = transcribed
+    running = budget_proxy(librechat, url, tmp_path, CATALOGUE_ONLY)
+    response = httpx.post(
+        running.url + "/v1/audio/transcriptions",
+        files={"file": ("a.wav", b"RIFF....WAVE", "audio/wav")},
+        data={"model": "gpt-4o-transcribe"},
+        headers={"x-librechat-user-id": USER_ID},
+        timeout=10,
+    )
+    assert response.status_code == 200
+
+    assert spend_after_stop(running, librechat) > 0

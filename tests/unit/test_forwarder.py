@@ -45,6 +45,7 @@ class Ledger:
     admitted: list[Demand] = field(default_factory=list)
     settled: list[tuple[str | None, Usage, str | None]] = field(default_factory=list)
     released: int = 0
+    held_charged: list[str] = field(default_factory=list)  # reasons the held estimate was charged
     has_team_budgets: bool = False
 
     async def admit(self, user: str | None, team: str | None, demand: Demand, groups: Sequence[str] = ()) -> Hold:
@@ -53,8 +54,13 @@ class Ledger:
         self.admitted.append(demand)
         return cast(Hold, object())
 
-    def settle(self, hold: Hold, model: str | None, usage: Usage, *, estimated: str | None = None) -> None:
+    def settle(
+        self, hold: Hold, model: str | None, usage: Usage, *, estimated: str | None = None, requested: str | None = None
+    ) -> None:
         self.settled.append((model, usage, estimated))
+
+    def settle_held(self, hold: Hold, *, estimated: str) -> None:
+        self.held_charged.append(estimated)
 
     def release(self, hold: Hold) -> None:
         self.released += 1
@@ -195,6 +201,15 @@ def test_a_request_that_never_reached_the_upstream_costs_nothing() -> None:
 
     assert client.status == 502
     assert ledger.settled == [] and ledger.released == 1
+
+
+def test_a_request_sent_whose_answer_never_came_costs_what_admission_expected() -> None:
+    ledger = Ledger()
+    client = Client()
+    run(Portkey(failure=httpx.ReadTimeout("no answer")), ledger, client)
+
+    assert client.status == 504
+    assert ledger.held_charged == ["no_answer"] and ledger.settled == []
 
 
 def test_a_binary_answer_is_charged_the_prompt_as_unreadable() -> None:

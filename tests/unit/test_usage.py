@@ -9,8 +9,8 @@ from hypothesis import strategies as st
 from portkey_user_proxy.dialects.usage import Usage, UsageScanner, tokens
 
 
-def scanned(*chunks: bytes) -> UsageScanner:
-    scanner = UsageScanner()
+def scanned(*chunks: bytes, merges: bool = False) -> UsageScanner:
+    scanner = UsageScanner(merges=merges)
     for chunk in chunks:
         scanner.feed(chunk)
     return scanner
@@ -46,14 +46,21 @@ def test_the_usage_object_of_a_stream_is_read_and_text_that_looks_like_one_is_no
     }
 
 
-def test_later_usage_objects_replace_the_fields_of_earlier_ones() -> None:
-    assert scanned(ANTHROPIC_STREAM).reported == {"input_tokens": 25, "output_tokens": 15}
+def test_usage_in_parts_is_merged_field_by_field() -> None:
+    assert scanned(ANTHROPIC_STREAM, merges=True).reported == {"input_tokens": 25, "output_tokens": 15}
+
+
+def test_otherwise_the_last_usage_object_is_the_answers() -> None:
+    # A Responses answer echoes the request's tools, whose schemas may name a property `usage`, before its own.
+    echoed = b'{"tools": [{"parameters": {"usage": {"prompt_tokens": 0}}}], "usage": {"input_tokens": 9}}'
+
+    assert scanned(echoed).reported == {"input_tokens": 9}
 
 
 @pytest.mark.parametrize("size", [1, 2, 3, 5, 7, 8, 13, 64])
 @pytest.mark.parametrize("stream", [CHAT_STREAM, ANTHROPIC_STREAM])
 def test_any_chunking_reads_the_same_usage(stream: bytes, size: int) -> None:
-    assert scanned(*pieces(stream, size)).reported == scanned(stream).reported
+    assert scanned(*pieces(stream, size), merges=True).reported == scanned(stream, merges=True).reported
 
 
 @settings(max_examples=200, deadline=None)

@@ -35,11 +35,9 @@ from genai_prices.types import (
     TimeOfDateConstraint,
 )
 
-from .model_names import ModelName
+from .model_names import LONGEST_NAME, ModelName
 
 PACKAGE = "genai-prices"
-# A name longer than this is no model's: not looked up (the catalogue's rules scan the whole text).
-_LONGEST_NAME = 256
 # A kind of price condition this module does not know: its prices are read again this often.
 _UNKNOWN_CONDITION_RECHECK = timedelta(hours=1)
 
@@ -115,7 +113,7 @@ class Catalogue:
     def find(self, name: ModelName, at: datetime, provider: str | None = None) -> CatalogueModel | None:
         """The model `name` is, priced at `at`; under `provider` (a catalogue provider id) only when given.
         None when the catalogue does not know it, or prices it by something other than tokens."""
-        if not name.given or len(name.given) > _LONGEST_NAME:
+        if not name.given or len(name.given) > LONGEST_NAME:
             return None
         for candidate in (name, name.undated()):
             if candidate is None:

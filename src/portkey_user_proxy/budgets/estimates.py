@@ -12,6 +12,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 
 from ..dialects.usage import Usage
+from .model_names import usable
 from .money import PICOS_PER_NANO, nanos_of_picos
 from .prices import PriceList
 
@@ -77,13 +78,13 @@ class RecentAnswers:
         return max(nanos_of_picos(picos), floor)
 
     def _model(self, model: str | None) -> _Model:
-        name = model or ""
+        name = usable(model)
         known = self._models.get(name)
         if known is None:
             if len(self._models) >= _MODELS_KEPT:
                 self._models.clear()
             # A million tokens cost a whole number of nanodollars: 1,000 per picodollar a token, exactly.
-            prompt = self._prices.cost(model, Usage(prompt=_MILLION, completion=0)).nanos
-            output = self._prices.cost(model, Usage(prompt=0, completion=_MILLION)).nanos
+            prompt = self._prices.cost(name, Usage(prompt=_MILLION, completion=0)).nanos
+            output = self._prices.cost(name, Usage(prompt=0, completion=_MILLION)).nanos
             known = self._models[name] = _Model(prompt // _NANOS_PER_PICO_A_TOKEN, output // _NANOS_PER_PICO_A_TOKEN)
         return known

@@ -116,6 +116,8 @@ def parse_budgets(text: str, source: str) -> BudgetConfig:
         model = _File.model_validate(document)
     except ValidationError as exc:
         raise BudgetFileError(source, _problems(exc)) from None
+    if problems := model.names_given_twice():
+        raise BudgetFileError(source, problems)
     return model.config()
 
 
@@ -173,8 +175,20 @@ class _File(BaseModel):
     def _no_budgets(cls, value: object) -> object:
         return {} if value is None else value
 
+    def names_given_twice(self) -> list[str]:
+        """Two entries the proxy reads as one (teams ignoring case, users' emails ignoring case and blanks):
+        one of the two would silently never apply."""
+        problems = []
+        for section, names, same in (("teams", self.teams, _team_key), ("users", self.users, _user_key)):
+            seen: dict[str, str] = {}
+            for name in names:
+                first = seen.setdefault(same(name), name)
+                if first != name:
+                    problems.append(f"{section}.{name}: the same as {first!r} (names are compared ignoring case)")
+        return problems
+
     def config(self) -> BudgetConfig:
-        users = {name.strip().lower(): limit for name, limit in self.users.items() if name != DEFAULT_USER}
+        users = {_user_key(name): limit for name, limit in self.users.items() if _user_key(name) != DEFAULT_USER}
         prices = tuple(Price(p.model, p.input, p.output, p.cached_input, p.cache_write) for p in self.prices)
         pools: dict[str, Decimal] = {}
         allowances: dict[str, Decimal] = {}
@@ -186,8 +200,16 @@ class _File(BaseModel):
                     allowances[team] = entry.each
             else:
                 pools[team] = entry  # the short form: `Finance: 500`, the shared pool alone
-        default = self.users.get(DEFAULT_USER)
+        default = next((limit for name, limit in self.users.items() if _user_key(name) == DEFAULT_USER), None)
         return BudgetConfig(self.period, self.mode, prices, pools, users, default, allowances)
+
+
+def _team_key(name: str) -> str:
+    return name.strip().casefold()  # as LibreChat's group names are matched (TEAM_GROUPS)
+
+
+def _user_key(name: str) -> str:
+    return name.strip().lower()  # emails, and `default` however it is written
 
 
 def _problems(exc: ValidationError) -> list[str]:

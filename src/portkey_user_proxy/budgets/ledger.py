@@ -88,6 +88,7 @@ class Hold:
 
     team: SpendKey | None
     user: SpendKey | None
+    demand: Demand
     team_held: int = 0
     user_held: int = 0
     user_limit: UserLimit | None = None  # the user's own limit, and where it came from
@@ -255,7 +256,7 @@ class Budgets:
             email = user.lower()
             user_key = self._key(window, Scope.USER, email)
             user_limit = self._user_limits.of(email, groups)
-        hold = Hold(team_key, user_key, user_limit=user_limit)
+        hold = Hold(team_key, user_key, demand, user_limit=user_limit)
         if team_limit is None and user_limit is None:
             return hold
         if self._judge_all(team_key, team_limit, user_key, user_limit, waited=False):
@@ -271,16 +272,28 @@ class Budgets:
             hold.user_held = estimate
         return hold
 
-    def settle(self, hold: Hold, model: str | None, usage: Usage, *, estimated: str | None = None) -> Cost:
+    def settle(
+        self,
+        hold: Hold,
+        model: str | None,
+        usage: Usage,
+        *,
+        estimated: str | None = None,
+        requested: str | None = None,
+    ) -> Cost:
         """After the answer: its hold released, its usage priced and added to the spend (written in the background).
 
-        `estimated`: why the usage is the forwarder's estimate rather than the provider's (a short label,
-        counted). A hold settled or released already is not charged again.
+        `model`: the one the answer names, else the request's; `requested`: the request's, which prices
+        the usage when nothing prices `model` (a deployment's own name). `estimated`: why the usage is
+        the forwarder's estimate rather than the provider's (a short label, counted). A hold settled or
+        released already is not charged again.
         """
         if not hold.open:
             return _NOTHING
         self.release(hold)
         cost = self._prices.cost(model, usage)
+        if cost.unpriced_tokens and requested is not None and requested != model:
+            model, cost = requested, self._prices.cost(requested, usage)
         if estimated is not None:
             self._observer.estimated(estimated)
         if cost.unpriced_tokens:
@@ -290,16 +303,31 @@ class Budgets:
             return Cost(0, cost.unpriced_tokens)
         if estimated is None:  # only what providers report teaches what answers cost
             self._recent.learn(model, usage.completion or 0, cost.nanos)
-        if cost.nanos <= 0:
-            return cost
+        self._add(hold, cost.nanos)
+        return cost
+
+    def settle_held(self, hold: Hold, *, estimated: str) -> Cost:
+        """A request that reached the upstream and got no answer (a timeout, its client gone before the
+        answer began): the provider may well have generated it whole, so it costs what admission
+        expected it to (its prompt, and the output recent answers of its model produced)."""
+        if not hold.open:
+            return _NOTHING
+        self.release(hold)
+        self._observer.estimated(estimated)
+        cost = Cost(min(self._recent.estimate(hold.demand), MAX_ANSWER_NANOS))
+        self._add(hold, cost.nanos)
+        return cost
+
+    def _add(self, hold: Hold, cost: int) -> None:
+        if cost <= 0:
+            return
         window = self.window()
         user_limit = hold.user_limit.nanos if hold.user_limit is not None else None
         for key, limit in ((hold.team, None), (hold.user, user_limit)):
             if key is not None:
                 current = key if key.window is window else self._key(window, key.scope, key.name)
-                self._charge(current, cost.nanos, limit)
+                self._charge(current, cost, limit)
         self._sync.queued()
-        return cost
 
     def release(self, hold: Hold) -> None:
         """A request never sent upstream, or its answer settled: its estimate no longer holds budget."""

@@ -21,6 +21,14 @@ import re
 from dataclasses import dataclass
 
 _DATE_SUFFIX = re.compile(r"[-@](?:\d{4}-\d{2}-\d{2}|\d{8})$")
+# A name longer than this is no model's: priced as no model at all, and never kept as a cache's key
+# (names come from request bodies, where a field may hold 64 KiB).
+LONGEST_NAME = 256
+
+
+def usable(model: str | None) -> str:
+    """The name the price caches are keyed by: `model`, or "" (no model) for none or one too long."""
+    return model if model is not None and len(model) <= LONGEST_NAME else ""
 
 
 @dataclass(frozen=True, slots=True)

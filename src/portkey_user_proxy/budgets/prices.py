@@ -24,7 +24,7 @@ from typing import Literal
 
 from ..dialects.usage import Usage
 from .catalogue import Catalogue, CatalogueModel, Tier, TokenPrices
-from .model_names import ModelName
+from .model_names import ModelName, usable
 from .money import nanos_of_picos, picos_per_token
 from .periods import Clock, SystemClock
 
@@ -139,7 +139,7 @@ class PriceList:
 
     def cost(self, model: str | None, usage: Usage) -> Cost:
         # Called once per answer: the rates are looked up in the cache inline, and `min` is spelled out.
-        key = model or ""
+        key = usable(model)
         try:
             rates = self._matched[key]
         except KeyError:

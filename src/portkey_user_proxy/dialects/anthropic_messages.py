@@ -20,6 +20,7 @@ _INPUT = ("input_tokens", "cache_creation_input_tokens", "cache_read_input_token
 
 
 class AnthropicMessages(Dialect):
+    usage_in_parts: ClassVar[bool] = True  # input in `message_start`, output in each `message_delta`
     reads_body: ClassVar[bool] = True
 
     def identity_fields(self, body: Mapping[str, Any]) -> tuple[object, ...]:

@@ -19,6 +19,15 @@ class Dialect:
     reads_body: ClassVar[bool] = False
     # The key whose object holds a response's token counts, as it appears in the response's JSON.
     usage_key: ClassVar[bytes] = b'"usage"'
+    # Whether the answer reports its usage in parts, each adding to the last (else the last object is it).
+    usage_in_parts: ClassVar[bool] = False
+    # The key naming the model that served an answer, in the answer's envelope.
+    model_key: ClassVar[bytes] = b'"model"'
+
+    def requested_model(self, path: str, body: Mapping[str, Any]) -> str | None:
+        """The model the request asks for: the body's `model` (Gemini names it in the path)."""
+        model = body.get("model")
+        return model if isinstance(model, str) else None
 
     def identity_fields(self, body: Mapping[str, Any]) -> tuple[object, ...]:
         """The body's values that may name the user, the family's preferred one first."""

@@ -20,6 +20,7 @@ Estimates, and which way they err (the README's Budgets section says the same):
 from __future__ import annotations
 
 import enum
+import re
 import zlib
 from dataclasses import dataclass
 
@@ -31,12 +32,12 @@ from .usage import Usage, UsageScanner
 # About four bytes of English text or JSON per token, for the tokenizers of OpenAI, Anthropic and Google.
 BYTES_PER_TOKEN = 4
 _EVENT = b"data:"
-_MODEL_KEY = b'"model"'
 _MODEL_WINDOW = 4096  # the answer's model is named in its envelope, before any generated text
 _MODEL_MAX_LENGTH = 256
 # Decoding stops here: a compressed answer that inflates beyond it (a bomb) is estimated instead.
 _MAX_DECODED_BYTES = 64 * 1024 * 1024
 _BASE64_MARKERS = (b";base64,", b'"data":"')
+_BASE64 = re.compile(rb"[A-Za-z0-9+/=\\]*")  # JSON may escape `/` as `\/`
 
 
 class Readability(enum.Enum):
@@ -66,9 +67,11 @@ class Reading:
 class AnswerMeter:
     def __init__(self, dialect: Dialect, content_type: bytes | None, content_encoding: bytes | None) -> None:
         self._dialect = dialect
-        self._scanner = UsageScanner(dialect.usage_key)
+        self._scanner = UsageScanner(dialect.usage_key, merges=dialect.usage_in_parts)
+        self._model_key = dialect.model_key
         self._events = (content_type or b"").lower().startswith(b"text/event-stream")
         self._decoder = _decoder(content_encoding) if content_encoding is not None else None
+        self._raw_deflate_allowed = content_encoding is not None and content_encoding.strip().lower() == b"deflate"
         self._decoded = 0
         self._output = 0  # events, or bytes of a JSON answer
         self._tail = b""
@@ -102,6 +105,11 @@ class AnswerMeter:
         try:
             decoded = decoder.decompress(chunk, _MAX_DECODED_BYTES - self._decoded)
         except zlib.error:
+            if self._decoded == 0 and self._raw_deflate_allowed:
+                # `deflate` without zlib's framing, as some servers send it: tried once, from the start.
+                self._raw_deflate_allowed = False
+                self._decoder = zlib.decompressobj(-zlib.MAX_WBITS)
+                return self._decode(chunk)
             decoded, self._decoder = b"", _UNDECODABLE  # not what it said it was: read no further
         self._decoded += len(decoded)
         if self._decoded >= _MAX_DECODED_BYTES:
@@ -110,8 +118,8 @@ class AnswerMeter:
 
     def _find_model(self, head: bytes, chunk: bytes) -> None:
         head = (head + chunk)[:_MODEL_WINDOW]
-        start = head.find(_MODEL_KEY)
-        value = _string_after(head, start + len(_MODEL_KEY)) if start != -1 else None
+        start = head.find(self._model_key)
+        value = _string_after(head, start + len(self._model_key)) if start != -1 else None
         if value is not None:
             self._model, self._head = value or None, None
         else:
@@ -153,7 +161,8 @@ def _base64_bytes(body: bytes) -> int:
             end = body.find(b'"', payload)
             if end == -1:
                 break
-            total += end - payload
+            if _BASE64.fullmatch(body, payload, end):  # text that merely mentions `;base64,` counts as text
+                total += end - payload
             start = body.find(marker, end)
     return total
 

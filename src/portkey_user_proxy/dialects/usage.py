@@ -4,8 +4,8 @@ Every API family the proxy knows reports usage in objects under a `"usage"` key:
 a JSON response or a chat-completions stream, in `response.completed` for OpenAI Responses, and in
 two parts for Anthropic streams (`message_start` and the last `message_delta`). `UsageScanner` finds
 those objects in the byte stream as chunks go by, never holding one back and never parsing the rest
-of the response; a later object's fields replace an earlier one's. The dialect then says what the
-merged fields mean.
+of the response; the last object is the answer's usage (Anthropic's parts are merged instead). The
+dialect then says what its fields mean.
 """
 
 from __future__ import annotations
@@ -64,8 +64,12 @@ def nested_tokens(reported: Mapping[str, object], parent: str, name: str) -> int
 class UsageScanner:
     """Collects the `"usage"` objects of a response, fed chunk by chunk as they are relayed."""
 
-    def __init__(self, key: bytes = _KEY) -> None:
+    def __init__(self, key: bytes = _KEY, *, merges: bool = False) -> None:
         self._key = key  # the dialect's usage key, quoted as in JSON (`"usage"`, Gemini's `"usageMetadata"`)
+        # Whether a later object adds to an earlier one (Anthropic reports in parts) or replaces it: the
+        # last object is the answer's own usage, after any the answer echoes (a Responses answer repeats
+        # the request's tools, whose schemas may have a property named `usage`).
+        self._merges = merges
         self.reported: dict[str, object] = {}
         self.found = False
         self._pending = b""  # the end of the previous chunk: part of a key, or an unfinished object
@@ -85,7 +89,10 @@ class UsageScanner:
                 self._pending, self._resume_at = (data[start:], 0) if len(data) - start <= _OBJECT_WINDOW else (b"", 0)
                 return
             if isinstance(found, dict):
-                self.reported.update(found)
+                if self._merges:
+                    self.reported.update(found)
+                else:
+                    self.reported = found
                 self.found = True
         # A key may be split across chunks. The last len(key) bytes hold no whole key that was not
         # already seen, so the next search starts one byte in, keeping the byte before a key.

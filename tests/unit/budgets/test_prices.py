@@ -12,7 +12,8 @@ from genai_prices import calc_price
 from portkey_user_proxy.budgets import Price, PriceList, dollars_text, parse_budgets
 from portkey_user_proxy.budgets.money import nanos
 from portkey_user_proxy.dialects import dialect_for
-from portkey_user_proxy.dialects.usage import Usage, UsageScanner
+from portkey_user_proxy.dialects.meter import AnswerMeter
+from portkey_user_proxy.dialects.usage import Usage
 from tests.support.fixtures import load_fixture
 
 
@@ -59,10 +60,10 @@ def catalogue_nanos(model: str, *, at: datetime | None = None, provider: str | N
 
 def usage_of(path: str, *chunks: bytes) -> Usage:
     """What the forwarder reads from a response of `path`: the usage objects in the bytes, as the dialect reads them."""
-    scanner = UsageScanner()
+    meter = AnswerMeter(dialect_for(path), b"text/event-stream", None)
     for chunk in chunks:
-        scanner.feed(chunk)
-    usage = dialect_for(path).usage(scanner.reported)
+        meter.feed(chunk)
+    usage = meter.reading().usage
     assert usage is not None
     return usage
 

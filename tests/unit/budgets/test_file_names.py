@@ -1,4 +1,4 @@
-"""The budgets file's forms that are accepted but silently mean less than they say."""
+"""Names the proxy reads as one: two entries for one team or user are refused; `Default` is the default."""
 
 from __future__ import annotations
 
@@ -17,16 +17,13 @@ from portkey_user_proxy.budgets.file import BudgetFileError, parse_budgets
     ],
 )
 def test_two_entries_for_the_same_team_or_user_are_refused(text: str) -> None:
-    """The file refuses a key given twice (`_UniqueKeyLoader`), but names that differ only in case or spaces
-    are the same team or user to the proxy: the smaller budget silently disappears."""
+    """Names that differ only in case or blanks are one team or user to the proxy: one of two budgets would
+    silently never apply."""
     with pytest.raises(BudgetFileError):
         parse_budgets(text, "budgets.yaml")
 
 
 def test_a_default_written_with_a_capital_is_the_default_or_refused() -> None:
-    """`Default: 50` becomes the budget of a user named "default" and leaves every user without a limit."""
-    try:
-        config = parse_budgets("users: {Default: 50}", "budgets.yaml")
-    except BudgetFileError:
-        return
-    assert config.default_user is not None
+    config = parse_budgets("users: {Default: 50}", "budgets.yaml")
+
+    assert config.default_user == 50 and config.users == {}

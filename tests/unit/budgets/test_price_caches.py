@@ -9,9 +9,8 @@ from portkey_user_proxy.budgets.prices import PriceList
 
 
 def test_distinct_long_model_names_do_not_pile_up_in_the_price_caches() -> None:
-    """A request's `model` up to 64 KiB (`fields._FIELD_LIMIT`) is a key of `PriceList._matched` (4,096 kept)
-    and `RecentAnswers._models` (1,000 kept), looked up at admission for every budgeted user: a client
-    cycling long names makes each server process hold up to 4,096 x 64 KiB = 256 MiB."""
+    """A request's `model` may be 64 KiB long, and the price caches keep thousands of names: a name longer than
+    any model's is priced as no model, never kept."""
     prices = PriceList(())
     recent = RecentAnswers(prices)
     tracemalloc.start()
