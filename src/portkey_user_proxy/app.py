@@ -57,10 +57,12 @@ def build_user_directory(
     metrics: Metrics | None = None,
     *,
     teams: bool = False,
+    one_shot: bool = False,
     listeners: tuple[monitoring.CommandListener, ...] = (),
     directory_class: type[UserDirectory] = UserDirectory,
 ) -> UserDirectory:
-    """`teams`: look teams up even when TEAM_METADATA_KEY is unset (`check-user` shows them).
+    """`teams`: look teams up even when TEAM_METADATA_KEY is unset (`check-user` shows them);
+    `one_shot`: for a command that asks once (its warnings speak of no later request).
 
     `listeners` and `directory_class` let a caller watch the queries and the lookups (the tests do).
     """
@@ -76,6 +78,7 @@ def build_user_directory(
         max_entries=settings.user_cache_max_entries,
         observer=metrics,
         teams=team_finder,
+        one_shot=one_shot,
     )
 
 

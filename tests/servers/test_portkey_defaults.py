@@ -179,3 +179,18 @@ def test_a_custom_host_never_reaches_portkey_on_the_proxys_key(make_proxy: MakeP
     assert "x-portkey-custom-host" not in sent
     assert "x-portkey-config" not in sent
     assert sent["x-portkey-api-key"] == PORTKEY_KEY
+
+
+@pytest.mark.parametrize("value", ["", "${PORTKEY_API_KEY}"])
+def test_an_empty_key_with_no_portkey_api_key_set_is_forwarded_and_named_in_a_warning(
+    make_proxy: MakeProxy, upstream: Upstream, caplog: pytest.LogCaptureFixture, value: str
+) -> None:
+    proxy = make_proxy()
+    body = {"model": "gpt-4o", "messages": [], "user": "6651f0c2a1b2c3d4e5f60718"}
+
+    httpx.post(proxy.url + "/v1/chat/completions", json=body, headers={"x-portkey-api-key": value}, timeout=10)
+
+    assert upstream.last.headers["x-portkey-api-key"] == value  # as it came: the proxy has no key to put there
+    assert any(
+        "empty x-portkey-api-key" in r.getMessage() and "PORTKEY_API_KEY" in r.getMessage() for r in caplog.records
+    )

@@ -204,6 +204,25 @@ def test_the_proxy_serves_while_mongodb_is_down_and_recovers_when_it_returns(
         mongo.stop()
 
 
+def test_groups_are_unreadable_while_the_mongodb_that_holds_them_is_down(
+    make_proxy: MakeProxy, upstream: Upstream, librechat_user: dict[str, object]
+) -> None:
+    port = unused_port()
+    proxy = make_proxy(mongo_uri=f"mongodb://127.0.0.1:{port}/LibreChat", team_metadata_key="team")
+
+    assert chat(proxy).status_code == 200
+    assert counts(proxy, "portkey_user_proxy_mongodb_up")[()] == 0
+    assert counts(proxy, "portkey_user_proxy_teams_readable")[()] == 0  # LibreChat's groups are on it too
+
+    mongo = StandInMongo(port).start()
+    try:
+        mongo.add_user(librechat_user)
+        assert httpx.get(proxy.url + "/readyz").status_code == 200  # MongoDB answers again
+        assert counts(proxy, "portkey_user_proxy_teams_readable")[()] == 1
+    finally:
+        mongo.stop()
+
+
 @needs_stand_in()
 def test_a_cached_user_stays_attributed_when_mongodb_goes_down(
     make_proxy: MakeProxy, upstream: Upstream, own_mongo: StandInMongo

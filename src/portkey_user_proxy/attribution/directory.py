@@ -167,7 +167,10 @@ class UserDirectory:
         observer: LookupObserver | None = None,
         teams: TeamFinder | None = None,
         probe_wait: float = PROBE_WAIT_SECONDS,
+        one_shot: bool = False,
     ) -> None:
+        """`one_shot`: a command asks once and ends (`check-user`), and reports a failure itself: no warning
+        speaks of requests to come."""
         self._users = users
         self._ttl = ttl
         self._unknown_ttl = unknown_ttl
@@ -182,6 +185,8 @@ class UserDirectory:
         self._probe: asyncio.Task[Lookup] | None = None  # the query sent when the outage window ended
         self._probe_due = 0.0  # loop time until which requests wait for the probe
         self._warnings = RateLimitedWarnings()
+        self._one_shot = one_shot
+        self._teams_down_with_mongodb = False  # `teams_readable` was set to 0 because MongoDB itself failed
         self._readiness: tuple[float, MongoFailure | None] | None = None  # (checked at, result)
         self._deadline = QueryDeadline()  # the lookup timeout holds even when the driver is slow to cancel
         self._team_reads = (
@@ -291,10 +296,18 @@ class UserDirectory:
     def _answered(self) -> None:
         self._window.answered()
         self._observer.mongodb_answered(True)
+        if self._teams_down_with_mongodb:  # groups live on the same MongoDB: readable again, until a read fails
+            self._teams_down_with_mongodb = False
+            self._observer.teams_answered(True)
 
     def _failed(self, failure: Failure) -> Failure:
         self._window.failed()
         self._observer.mongodb_answered(False)
+        if self._team_reads is not None:  # LibreChat's groups are on the MongoDB that failed: unreadable too
+            self._teams_down_with_mongodb = True
+            self._observer.teams_answered(False)
+        if self._one_shot:
+            return failure  # the command says what failed, once, in its own words
         self._warnings.warn(
             f"mongodb-{failure.kind}",
             "MongoDB at %s: %s (%s); users not cached are attributed by UNRESOLVED_USER_POLICY, "

@@ -161,7 +161,7 @@ async def _check_user(settings: Settings, user: str, metadata: str | None) -> in
     if metadata is not None and (problem := _metadata_option_problem(metadata)) is not None:
         print(f"invalid --metadata: {problem}; {_METADATA_EXAMPLE}", file=sys.stderr)
         return ExitCode.USAGE
-    directory = build_user_directory(settings, teams=True)
+    directory = build_user_directory(settings, teams=True, one_shot=True)
     print(f"mongodb:            {directory.location}")
     try:
         if "@" in user:

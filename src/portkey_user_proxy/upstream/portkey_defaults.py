@@ -38,6 +38,7 @@ class PortkeyDefaults:
         allow_client_routing: bool = False,
     ) -> None:
         self._api_key = None if api_key is None else (API_KEY, api_key.encode("ascii"))
+        self.fills_api_key = api_key is not None  # a blank key a request carries is replaced
         self._routing = None if routing is None else (routing[0], routing[1].encode("ascii"))
         self._guard_routing = api_key is not None and not allow_client_routing
         self._warnings = RateLimitedWarnings()
@@ -66,6 +67,11 @@ class PortkeyDefaults:
                 "PORTKEY_API_KEY (set ALLOW_CLIENT_PORTKEY_ROUTING=true to let clients route)",
             )
         return kept
+
+
+def blank_api_key(outgoing: RawHeaders) -> bool:
+    """Whether the request carries `x-portkey-api-key` with no key in it (blank, or an unresolved `${...}`)."""
+    return any(name == API_KEY and not _is_a_value(value) for name, value in outgoing)
 
 
 def _routes_elsewhere(name: bytes, value: bytes) -> bool:

@@ -11,14 +11,15 @@ are the transport's (`transport.WireRequest`), as httpcore's are.
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 
 import httpx
 
 from ..dialects import Dialect
 from ..headers import METADATA, REQUEST_ID, RawHeaders
+from ..observability.logs import RateLimitedWarnings
 from .client import Content, UpstreamRequest
-from .portkey_defaults import PortkeyDefaults
+from .portkey_defaults import PortkeyDefaults, blank_api_key
 from .traces import ConversationTrace
 
 
@@ -37,6 +38,7 @@ class UpstreamRequestBuilder:
     stream_usage: bool = True  # INCLUDE_STREAM_USAGE
     conversation_trace: ConversationTrace | None = None
     portkey_defaults: PortkeyDefaults | None = None
+    _warnings: RateLimitedWarnings = field(default_factory=RateLimitedWarnings)
 
     def build(
         self, method: str, url: httpx.URL, forward: RawHeaders, added: OutgoingHeaders, content: Content
@@ -53,6 +55,12 @@ class UpstreamRequestBuilder:
             outgoing = self.conversation_trace.apply(outgoing)
         if self.portkey_defaults is not None:
             outgoing = self.portkey_defaults.apply(outgoing)
+        if (self.portkey_defaults is None or not self.portkey_defaults.fills_api_key) and blank_api_key(outgoing):
+            self._warnings.warn(
+                "blank-portkey-key",
+                "a request carries an empty x-portkey-api-key (in librechat.yaml, a variable with no value?) and "
+                "PORTKEY_API_KEY is unset, so Portkey gets no key: set PORTKEY_API_KEY in the proxy's settings",
+            )
         if added.request_id is not None:
             outgoing = [*outgoing, (REQUEST_ID, added.request_id)]
         if added.content_length is not None:
