@@ -31,10 +31,12 @@ spend being written. Sums of spend saturate below what MongoDB's int64 holds (`s
 
 from __future__ import annotations
 
+import asyncio
+import contextlib
 import enum
 import time
 from collections.abc import Awaitable, Callable, Iterator, Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 
 from ..dialects.usage import Usage
 from ..observability.logs import RateLimitedWarnings, loggable
@@ -53,6 +55,7 @@ from .refusals import (
     store_refusal,
     unknown_spender_refusal,
 )
+from .shared_holds import SharedHolds
 from .spend import SpendView
 from .store import DEFAULT_PENDING_KEYS, Scope, SpendKey, SpendStore
 from .sync import PERIOD_READ_LIMIT, SpendSync, StoreState
@@ -68,6 +71,8 @@ WRITE_INTERVAL_SECONDS = 0.5
 FIRST_READ_WAIT_SECONDS = 0.5
 # No single answer costs this much: a cost above it comes from usage or a price that is wrong, and is
 # not charged (counted in budget_invalid_usage_total, and warned about).
+# Within this many requests' worth of its end, a budget's holds are written to MongoDB (`shared_holds.py`).
+NEAR_END_REQUESTS = 20
 MAX_ANSWER_NANOS = 10_000 * NANOS_PER_DOLLAR
 _KEYS_KEPT = 10_000  # spend keys kept for reuse by the hot path; beyond, they are built again
 _UNPRICED_KEPT = 100  # model names kept for doctor: they come from request bodies
@@ -92,6 +97,7 @@ class Hold:
     team_held: int = 0
     user_held: int = 0
     user_limit: UserLimit | None = None  # the user's own limit, and where it came from
+    shared: list[str] = field(default_factory=list)  # its holds in MongoDB, near a budget's end
     open: bool = True  # until settled or released: the second call does nothing
 
 
@@ -152,6 +158,8 @@ class Budgets:
         self._team_limits: dict[str, int] = {}
         self._apply(config)
         self._view = SpendView(cache_seconds, monotonic)
+        self._shared = SharedHolds(store.database, timeout=first_read_wait)
+        self._dropping: set[asyncio.Task[None]] = set()  # holds in MongoDB being taken back
         self._window = window_at(config.period, self._clock.now())
         self._keys: dict[tuple[Scope, str], SpendKey] = {}
         self._unpriced: set[str] = set()
@@ -264,13 +272,64 @@ class Budgets:
             # Judged again: other requests may have been admitted meanwhile.
             self._judge_all(team_key, team_limit, user_key, user_limit, waited=True)
         estimate = self._recent.estimate(demand)
+        near_end = [
+            (key, limit, allowance_of)
+            for key, limit, allowance_of in (
+                (team_key, team_limit, None),
+                (user_key, user_limit.nanos if user_limit else None, user_limit.allowance_of if user_limit else None),
+            )
+            if key is not None and limit is not None and self._near_end(key, limit, estimate)
+        ]
+        # Held here first: requests at once on this replica are decided here, and only those admitted
+        # here ask the store what the other replicas hold.
         if team_limit is not None and team_key is not None:
             self._view.entry(team_key).held += estimate
             hold.team_held = estimate
         if user_limit is not None and user_key is not None:
             self._view.entry(user_key).held += estimate
             hold.user_held = estimate
+        if near_end and self.config.mode is Mode.ENFORCE:  # warn mode refuses nothing: nothing to ask
+            try:
+                await self._hold_in_store(hold, near_end, estimate)
+            except BaseException:
+                self._release_here(hold)
+                raise
         return hold
+
+    def _unheld(self) -> None:
+        """Near a budget's end, the other replicas' holds cannot be read: BUDGET_STORE_FAILURE decides."""
+        if self._on_store_failure is StoreFailurePolicy.DENY:
+            raise store_refusal(self.store.database.name)
+        self._observer.unchecked("holds_unread")
+
+    def _near_end(self, key: SpendKey, limit: int, estimate: int) -> bool:
+        """Whether what is left of a budget is within `NEAR_END_REQUESTS` requests like this one."""
+        known = self._view.entry(key)
+        return limit - known.spent() - known.held < NEAR_END_REQUESTS * max(estimate, 1)
+
+    async def _hold_in_store(self, hold: Hold, near_end: list[tuple[SpendKey, int, str | None]], estimate: int) -> None:
+        """Near a budget's end, the request's hold is written where every replica sees it (`shared_holds.py`)."""
+        try:
+            for key, limit, allowance_of in near_end:
+                if self._sync.state is StoreState.UNAVAILABLE:  # known to be failing: not waited for again
+                    self._unheld()
+                    continue
+                try:
+                    async with asyncio.timeout(self._first_read_wait), self._sync.writes:
+                        here = self._view.unwritten(key) + self._view.held(key) - estimate
+                        taken = await self._shared.take(key, estimate, limit, here)
+                except Exception as exc:  # the store cannot say what the other replicas hold
+                    self._sync.note_failure(exc, "holding")
+                    self._unheld()
+                    continue
+                if taken is None:
+                    self._over_budget(key, limit, spent=False, allowance_of=allowance_of)  # raises, unless warn
+                else:
+                    hold.shared.append(taken)
+        except BaseException:
+            self._drop_later(hold.shared)
+            hold.shared = []
+            raise
 
     def settle(
         self,
@@ -333,6 +392,12 @@ class Budgets:
         """A request never sent upstream, or its answer settled: its estimate no longer holds budget."""
         if not hold.open:
             return
+        hold.open = False
+        if hold.shared:  # what the answer cost is this replica's own until written (`unwritten`)
+            self._drop_later(hold.shared)
+        self._release_here(hold)
+
+    def _release_here(self, hold: Hold) -> None:
         hold.open = False
         if hold.team_held and hold.team is not None:
             self._view.release(hold.team, hold.team_held)
@@ -406,11 +471,25 @@ class Budgets:
 
     async def start(self, timeout: float = START_TIMEOUT_SECONDS) -> None:
         """Prepare the store and read the period's spend, for at most `timeout`; then run in the background."""
+        with contextlib.suppress(Exception):  # its indexes only speed up and clean up: never a reason to wait
+            await self._shared.prepare()
         await self._sync.start(timeout)
 
     async def aclose(self) -> None:
         """Stop the background tasks and write what is waiting, once more."""
         await self._sync.aclose()
+        if self._dropping:
+            await asyncio.gather(*self._dropping, return_exceptions=True)
+
+    def _drop_later(self, holds: list[str]) -> None:
+        task = asyncio.get_running_loop().create_task(self._drop(list(holds)))
+        self._dropping.add(task)
+        task.add_done_callback(self._dropping.discard)
+
+    async def _drop(self, holds: list[str]) -> None:
+        # A hold not taken back (the store failing) expires by itself (`shared_holds.HOLD_SECONDS`).
+        with contextlib.suppress(Exception):
+            await self._shared.drop(holds)
 
     async def flush(self) -> bool:
         """Write every waiting increment; True when none is left waiting."""

@@ -15,7 +15,7 @@ from .money import NANOS_PER_DOLLAR
 from .store import Scope
 
 _PREFIX = "portkey_user_proxy_"
-UNCHECKED_REASONS = ("spend_unread", "spend_stale", "user_unknown")
+UNCHECKED_REASONS = ("spend_unread", "spend_stale", "user_unknown", "holds_unread")
 
 
 class BudgetMetrics:

@@ -75,6 +75,11 @@ class SpendView:
         limit = self.fresh_for if within is None else within
         return known is not None and self._monotonic() - known.read_at < limit
 
+    def unwritten(self, key: SpendKey) -> int:
+        """What this replica recorded for the key and has not seen written: the store does not count it yet."""
+        known = self._known.get(key)
+        return known.recorded - known.written if known is not None else 0
+
     def recorded(self, key: SpendKey, nanos: int) -> int:
         """Add what this replica recorded; the key's spend after it (`estimate`, else `local`)."""
         known = self.entry(key)

@@ -270,6 +270,16 @@ class SpendSync:
         self._prepared = True
         return True
 
+    @property
+    def writes(self) -> asyncio.Lock:
+        """Held by a write from its start to its confirmation: holding it, no write of this replica lands
+        unseen between reading the store and counting what this replica has not written yet."""
+        return self._writing
+
+    def note_failure(self, exc: BaseException, action: str) -> None:
+        """The store failed a query made elsewhere (a hold near a budget's end): as if it failed one of ours."""
+        self._failed(exc, action)
+
     def _failed(self, exc: BaseException, action: str) -> None:
         self._observer.store_up(False)
         failure = classify(exc, self.store.database.client)

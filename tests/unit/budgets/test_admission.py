@@ -191,10 +191,9 @@ def test_two_replicas_each_overshoot_by_at_most_about_one_request_once_they_read
 
 
 @pytest.mark.real_mongo
-def test_replicas_deciding_within_one_cache_window_each_spend_at_most_what_they_saw_left(
-    writable_mongo: WritableMongo,
-) -> None:
-    """The bound across replicas: one cannot see the other's requests before the cache window ends."""
+def test_replicas_deciding_at_once_near_the_end_spend_about_what_was_left(writable_mongo: WritableMongo) -> None:
+    """Near a budget's end each replica writes its holds where the other sees them (`shared_holds.py`): two
+    bursts at once on two replicas that both read $10 left spend about the $10, not $10 each."""
     spent_elsewhere(writable_mongo, "user", ALICE, 190)
 
     async def scenario() -> None:
@@ -202,15 +201,18 @@ def test_replicas_deciding_within_one_cache_window_each_spend_at_most_what_they_
             await one.budgets.start()
             await two.budgets.start()
             bursts = await asyncio.gather(admit_all(one.budgets, 20), admit_all(two.budgets, 20))
+            assert 9 <= sum(len(holds) for holds in bursts) <= 11  # within about a request of the $10 left
             for current, holds in zip((one, two), bursts, strict=True):
-                assert len(holds) == 10  # the $10 each saw left
                 finish(current.budgets, holds)
             await one.budgets.aclose()
             await two.budgets.aclose()
 
     asyncio.run(scenario())
 
-    assert stored_spend(writable_mongo)[(DECEMBER, "user", ALICE)] == 210 * 10**9
+    assert stored_spend(writable_mongo)[(DECEMBER, "user", ALICE)] <= (200 + 1) * 10**9
+    if writable_mongo.stand_in is not None:  # every hold taken back once its answer was charged
+        with writable_mongo.client() as client:
+            assert client[writable_mongo.database]["holds"].count_documents({}) == 0
 
 
 @pytest.mark.parametrize("policy", list(StoreFailurePolicy))
