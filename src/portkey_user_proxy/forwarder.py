@@ -168,7 +168,7 @@ class Forwarder:
         incoming = exchange.incoming = await self._read_request(exchange, scope, receive)
         # A client that leaves is noticed from the end of its body on, its user's lookup included.
         departure = connection["departure"] if connection else None
-        async with CancelOnDisconnect(receive, incoming.body_received, departure) as watch:
+        async with CancelOnDisconnect(receive, incoming.body_received, departure, exchange.send.task) as watch:
             try:
                 await self._attribute(exchange)
                 request = self._upstream_request(exchange, receive)

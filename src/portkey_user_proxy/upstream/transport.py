@@ -247,6 +247,7 @@ class _Connection(asyncio.Protocol):
         "_head_bytes",
         "_headers",
         "_keep_alive",
+        "_loop",
         "_parser",
         "_phase",
         "_pool",
@@ -267,11 +268,13 @@ class _Connection(asyncio.Protocol):
         self.state = ConnectionState.NEW
         self.idle_since = 0.0
         self._pool = pool
+        # Kept: Python 3.11 asks the kernel for the process id on each look-up of the running loop.
+        self._loop = asyncio.get_running_loop()
         self._request: httpx.Request | None = None
         self._transport: asyncio.Transport | None = None
         self._fd = -1
         self._parser = httptools.HttpResponseParser(self)
-        self._waiter: asyncio.Future[None] | None = None
+        self._waiter: asyncio.Future[bool] | None = None
         self._write_paused = False
         self._reading_paused = False
         self._reset()
@@ -389,15 +392,19 @@ class _Connection(asyncio.Protocol):
             raise self._error
         if self.state is ConnectionState.CLOSED and not write:
             raise httpx.RemoteProtocolError("the server closed the connection", request=self._request)
-        waiter = self._waiter = asyncio.get_running_loop().create_future()
+        # A timer that ends the wait, rather than `asyncio.timeout` (a context, a task look-up and a
+        # reschedule per wait): the waiter's result says which came first, the event or the timeout.
+        waiter = self._waiter = self._loop.create_future()
+        timer = self._loop.call_later(timeout, _time_out, waiter) if timeout is not None else None
         try:
-            async with asyncio.timeout(timeout):
-                await waiter
-        except TimeoutError:
-            kind = httpx.WriteTimeout if write else httpx.ReadTimeout
-            raise kind(f"{what} within {timeout:g} s", request=self._request) from None
+            woken = await waiter
         finally:
             self._waiter = None
+            if timer is not None:
+                timer.cancel()
+        if not woken:
+            kind = httpx.WriteTimeout if write else httpx.ReadTimeout
+            raise kind(f"{what} within {timeout:g} s", request=self._request)
         if self._error is not None:
             raise self._error
 
@@ -409,7 +416,7 @@ class _Connection(asyncio.Protocol):
 
     def _wake(self) -> None:
         if self._waiter is not None and not self._waiter.done():
-            self._waiter.set_result(None)
+            self._waiter.set_result(True)
 
     # asyncio.Protocol: nothing raised here may reach the event loop (it would log "Fatal error").
 
@@ -534,6 +541,11 @@ class _ResponseBody(httpx.AsyncByteStream):
         if not self._released:
             self._released = True
             self._connection.release()
+
+
+def _time_out(waiter: asyncio.Future[bool]) -> None:
+    if not waiter.done():
+        waiter.set_result(False)
 
 
 def _head_too_large(request: httpx.Request | None) -> httpx.RemoteProtocolError:
