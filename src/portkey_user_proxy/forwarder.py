@@ -17,7 +17,6 @@ from __future__ import annotations
 import asyncio
 import enum
 import time
-import uuid
 from dataclasses import dataclass, replace
 
 import httpx
@@ -33,7 +32,15 @@ from .dialects.fields import json_fields
 from .dialects.meter import AnswerMeter, Readability, Reading, prompt_tokens, readability
 from .dialects.usage import Usage
 from .errors import ProxyError, send_error
-from .headers import REQUEST_ID, TRACE_ID, RawHeaders, RequestHeaders, response_headers, split_request_headers
+from .headers import (
+    REQUEST_ID,
+    TRACE_ID,
+    RawHeaders,
+    RequestHeaders,
+    new_request_id,
+    response_headers,
+    split_request_headers,
+)
 from .inbound.auth import InboundKey
 from .inbound.body import ClientDisconnected, read_body, stream_body
 from .inbound.client import CancelOnDisconnect, ClientStalled, TimedSend, client_connection
@@ -203,7 +210,7 @@ class Forwarder:
         raw = scope["headers"] if key is None else key.admit(scope["headers"])
         headers = split_request_headers(raw, self._policy.identity_header)
         check_declared_length(headers, self._policy.body_limit)
-        exchange.record.request_id = headers.request_id or uuid.uuid4().hex
+        exchange.record.request_id = headers.request_id or new_request_id()
         url = self._url(scope)
         body, fields = await self._read_json_body(exchange.route, headers, receive)
         incoming = IncomingRequest(scope["method"], url, headers, body, fields, asyncio.Event())
