@@ -52,11 +52,10 @@ from .observability.logs import AccessRecord, RateLimitedWarnings, logger
 from .observability.metrics import Metrics
 from .upstream.client import Content, UpstreamClient, UpstreamPolicy, UpstreamRequest
 from .upstream.request import OutgoingHeaders, UpstreamRequestBuilder
+from .upstream.transport import UpstreamResponse
 
 # The access log's status for clients that left before the response ended (nginx's convention).
 CLIENT_CLOSED = 499
-_REQUEST_ID_NAME = REQUEST_ID.decode()
-_TRACE_ID_NAME = TRACE_ID.decode()
 
 
 @dataclass(frozen=True, slots=True)
@@ -342,7 +341,8 @@ class Forwarder:
             exchange.answer = Answer.CLIENT_LEFT
             raise
         record.status = exchange.status = response.status_code
-        record.trace_id = response.headers.get(_TRACE_ID_NAME, "-")
+        trace_id = response.header(TRACE_ID)
+        record.trace_id = _header_text(trace_id) if trace_id is not None else "-"
         self._metrics.open_streams.inc()
         try:
             await exchange.send(
@@ -366,7 +366,7 @@ class Forwarder:
             self._metrics.upstream_seconds.labels(record.route).observe(time.perf_counter() - sent_at)
             await response.aclose()
 
-    async def _relay_body(self, exchange: Exchange, response: httpx.Response, sent_at: float) -> None:
+    async def _relay_body(self, exchange: Exchange, response: UpstreamResponse, sent_at: float) -> None:
         meter = self._meter(exchange, response)
         first = True
         try:
@@ -386,17 +386,14 @@ class Forwarder:
             # Also when the client left: what arrived from the upstream was paid for.
             exchange.reading = meter.reading() if meter is not None else None
 
-    def _meter(self, exchange: Exchange, response: httpx.Response) -> AnswerMeter | None:
+    def _meter(self, exchange: Exchange, response: UpstreamResponse) -> AnswerMeter | None:
         if not exchange.reads_usage:
             return None
-        headers = response.headers
-        content_type = headers.get("content-type")
-        encoding = headers.get("content-encoding")
-        type_bytes = content_type.encode("latin-1") if content_type is not None else None
-        encoding_bytes = encoding.encode("latin-1") if encoding is not None else None
-        if readability(type_bytes, encoding_bytes) is not Readability.READABLE:
+        content_type = response.header(b"content-type")
+        encoding = response.header(b"content-encoding")
+        if readability(content_type, encoding) is not Readability.READABLE:
             return None
-        return AnswerMeter(exchange.route.dialect, type_bytes, encoding_bytes)
+        return AnswerMeter(exchange.route.dialect, content_type, encoding)
 
     # After step 4: charge the answer to the budgets it was admitted against.
 
@@ -431,11 +428,21 @@ class Forwarder:
             reason = answer.value
         budgets.settle(charge.hold, model, _estimate(charge, reading), estimated=reason)
 
-    def _client_headers(self, response: httpx.Response, record: AccessRecord) -> RawHeaders:
-        headers = response_headers(response.headers.raw, response.status_code)
-        if _REQUEST_ID_NAME not in response.headers:
+    def _client_headers(self, response: UpstreamResponse, record: AccessRecord) -> RawHeaders:
+        headers = response_headers(response.headers, response.status_code)
+        if response.header(REQUEST_ID) is None:
             headers.append((REQUEST_ID, record.request_id.encode()))
         return headers
+
+
+def _header_text(value: bytes) -> str:
+    """A header's value as text, decoded as httpx decodes it: ASCII, else UTF-8, else Latin-1."""
+    for encoding in ("ascii", "utf-8"):
+        try:
+            return value.decode(encoding)
+        except UnicodeDecodeError:
+            continue
+    return value.decode("latin-1")
 
 
 def _estimate(charge: Charge, reading: Reading | None) -> Usage:

@@ -27,10 +27,11 @@ from __future__ import annotations
 
 import asyncio
 import enum
+import functools
 import select
 import ssl
 import time
-from collections.abc import AsyncIterator, Iterator, Mapping
+from collections.abc import AsyncIterator, Awaitable, Callable, Iterator, Mapping
 from contextlib import contextmanager
 from dataclasses import dataclass
 from typing import cast
@@ -129,6 +130,52 @@ def _is_chunked(headers: list[tuple[bytes, bytes]]) -> bool:
     return any(name.lower() == b"transfer-encoding" and b"chunked" in value.lower() for name, value in headers)
 
 
+class UpstreamResponse:
+    """An upstream answer as a proxy relays it: its status, its headers as received, its body as it arrives.
+
+    What `httpx.Response` would hold, without what a relay never uses (decoded and normalised
+    headers, cookies, the content decoders, the elapsed timer): the lean transport answers with one
+    of these, and `of_httpx` wraps any other transport's response.
+    """
+
+    __slots__ = ("_chunks", "_close", "headers", "reason", "status_code")
+
+    def __init__(
+        self,
+        status_code: int,
+        headers: list[tuple[bytes, bytes]],
+        chunks: Callable[[], AsyncIterator[bytes]],
+        close: Callable[[], Awaitable[None]],
+        reason: bytes = b"",
+    ) -> None:
+        self.status_code = status_code
+        self.headers = headers  # as received: names in the server's case, in order, repeats kept
+        self.reason = reason
+        self._chunks = chunks
+        self._close = close
+
+    @classmethod
+    def of_httpx(cls, response: httpx.Response) -> UpstreamResponse:
+        reason = response.extensions.get("reason_phrase", b"")
+        chunks = functools.partial(_whole, response.content) if response.is_stream_consumed else response.aiter_raw
+        return cls(response.status_code, response.headers.raw, chunks, response.aclose, reason)
+
+    def header(self, name: bytes) -> bytes | None:
+        """The values of the header `name` (lower case), joined by ", " as httpx's `Headers.get` does; None: absent."""
+        values = [value for key, value in self.headers if key.lower() == name]
+        if not values:
+            return None
+        return values[0] if len(values) == 1 else b", ".join(values)
+
+    def aiter_raw(self) -> AsyncIterator[bytes]:
+        """The body's bytes as they arrive, undecoded; once."""
+        return self._chunks()
+
+    async def aclose(self) -> None:
+        """Done with the response: its connection goes back to the pool, or is closed."""
+        await self._close()
+
+
 class LeanTransport(httpx.AsyncBaseTransport):
     def __init__(
         self, *, ssl_context: ssl.SSLContext | None = None, max_idle: int = 256, keepalive_expiry: float = 4.0
@@ -140,9 +187,15 @@ class LeanTransport(httpx.AsyncBaseTransport):
         self._sweep_timer: asyncio.TimerHandle | None = None
 
     async def handle_async_request(self, request: httpx.Request) -> httpx.Response:
-        return await self.send(WireRequest.of_httpx(request))
+        response = await self.send(WireRequest.of_httpx(request))
+        return httpx.Response(
+            response.status_code,
+            headers=response.headers,
+            stream=_HttpxBody(response),
+            extensions={"http_version": b"HTTP/1.1", "reason_phrase": response.reason},
+        )
 
-    async def send(self, request: WireRequest) -> httpx.Response:
+    async def send(self, request: WireRequest) -> UpstreamResponse:
         timeouts = request.timeouts
         origin = _origin(request.url)
         # No retry anywhere below: a connection taken from the pool was clean and open just now, and
@@ -297,7 +350,7 @@ class _Connection(asyncio.Protocol):
 
     async def exchange(
         self, request: WireRequest, write_timeout: float | None, read_timeout: float | None
-    ) -> httpx.Response:
+    ) -> UpstreamResponse:
         self._request = request.source
         try:
             self._activate()
@@ -311,12 +364,8 @@ class _Connection(asyncio.Protocol):
             # No body follows, whatever the head says; the parser does not know the method, so a
             # HEAD response's connection is not reused (_keep_alive stays False).
             self._phase = ResponsePhase.COMPLETE
-        return httpx.Response(
-            self._status,
-            headers=self._headers,
-            stream=_ResponseBody(self, request.source, read_timeout),
-            extensions={"http_version": b"HTTP/1.1", "reason_phrase": self._reason},
-        )
+        body = _ResponseBody(self, request.source, read_timeout)
+        return UpstreamResponse(self._status, self._headers, body.__aiter__, body.aclose, self._reason)
 
     def _activate(self) -> None:
         if self.closed:  # a fresh connection on which the server spoke first, or closed at once
@@ -541,6 +590,26 @@ class _ResponseBody(httpx.AsyncByteStream):
         if not self._released:
             self._released = True
             self._connection.release()
+
+
+async def _whole(content: bytes) -> AsyncIterator[bytes]:
+    """The body of a response read whole already (one built from its content)."""
+    if content:
+        yield content
+
+
+class _HttpxBody(httpx.AsyncByteStream):
+    """A lean response's body as an `httpx.Response`'s stream, for callers that go through httpx."""
+
+    def __init__(self, response: UpstreamResponse) -> None:
+        self._response = response
+
+    async def __aiter__(self) -> AsyncIterator[bytes]:
+        async for chunk in self._response.aiter_raw():
+            yield chunk
+
+    async def aclose(self) -> None:
+        await self._response.aclose()
 
 
 def _time_out(waiter: asyncio.Future[bool]) -> None:
