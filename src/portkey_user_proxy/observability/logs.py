@@ -148,8 +148,7 @@ class _AccessLines:
             message = _ACCESS_MESSAGE % record.arguments(duration_ms)
             line = formatter.access_line(created, message, record.fields(duration_ms))
         elif type(formatter) is TextFormatter and formatter.line_format == _TEXT_FORMAT:
-            message = _ACCESS_MESSAGE % _escaped_args(record.arguments(duration_ms))
-            line = f"{self._asctime(created)} INFO {access_logger.name} {message}"
+            line = f"{self._asctime(created)} INFO {access_logger.name} {_text_message(record.arguments(duration_ms))}"
         else:
             return False
         try:
@@ -164,7 +163,8 @@ class _AccessLines:
     def _only_path_to(handler: logging.Handler) -> bool:
         root = access_logger.root
         return (
-            root.handlers == [handler]
+            len(root.handlers) == 1
+            and root.handlers[0] is handler
             and not handler.filters
             and handler.level <= logging.INFO
             and not root.filters
@@ -180,6 +180,18 @@ class _AccessLines:
 
 
 _access_lines = _AccessLines()
+
+
+def _text_message(arguments: tuple[object, ...]) -> str:
+    """The access line's message as `TextFormatter` writes it: formatted once, and escaped only when it must be.
+
+    The format itself holds nothing to escape, and each argument appears in the message as it is, so
+    a message without an unsafe character is the escaped one already.
+    """
+    message = _ACCESS_MESSAGE % arguments
+    if _UNSAFE_IN_A_LINE.search(message) is None:
+        return message
+    return _ACCESS_MESSAGE % _escaped_args(arguments)
 
 
 # Unicode's format characters (category Cf, as of Unicode 15): the bidi controls (U+061C, U+200E/F,
