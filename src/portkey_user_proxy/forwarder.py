@@ -165,7 +165,7 @@ class Forwarder:
             await self._answer_failure(exchange, exc)
         finally:
             exchange.send.close()
-            self._metrics.requests.labels(record.route, str(record.status)).inc()
+            self._metrics.requests_of(record.route, str(record.status)).inc()
             record.emit()
 
     async def _proxy(
@@ -250,7 +250,7 @@ class Forwarder:
         record.user = attribution.user_value or "-"
         record.resolved = attribution.resolved
         record.attribution = f"{attribution.outcome}:{attribution.reason}"
-        self._metrics.attributions.labels(attribution.outcome.value, attribution.reason).inc()
+        self._metrics.attributions_of(attribution.outcome.value, attribution.reason).inc()
         if identity.unresolved_placeholder:
             self._warnings.warn(
                 "identity-placeholder",
@@ -330,7 +330,7 @@ class Forwarder:
     async def _exchange(self, exchange: Exchange, request: UpstreamRequest) -> None:
         record = exchange.record
         sent_at = time.perf_counter()
-        self._metrics.overhead_seconds.labels(record.route).observe(sent_at - record.started)
+        self._metrics.overhead_seconds_of(record.route).observe(sent_at - record.started)
         exchange.answer = Answer.AWAITED
         try:
             response = await self._client.send(request)
@@ -363,7 +363,7 @@ class Forwarder:
             if exchange.answer is Answer.AWAITED or exchange.answer is Answer.RELAYING:
                 exchange.answer = Answer.CLIENT_LEFT  # cancelled, or cut off for stalling
             self._metrics.open_streams.dec()
-            self._metrics.upstream_seconds.labels(record.route).observe(time.perf_counter() - sent_at)
+            self._metrics.upstream_seconds_of(record.route).observe(time.perf_counter() - sent_at)
             await response.aclose()
 
     async def _relay_body(self, exchange: Exchange, response: UpstreamResponse, sent_at: float) -> None:
@@ -373,7 +373,7 @@ class Forwarder:
             async for chunk in response.aiter_raw():
                 if first:
                     first_byte = time.perf_counter() - sent_at
-                    self._metrics.first_byte_seconds.labels(exchange.record.route).observe(first_byte)
+                    self._metrics.first_byte_seconds_of(exchange.record.route).observe(first_byte)
                     first = False
                 try:
                     await exchange.send({"type": "http.response.body", "body": chunk, "more_body": True})
