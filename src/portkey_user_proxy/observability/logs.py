@@ -189,7 +189,7 @@ def _text_message(arguments: tuple[object, ...]) -> str:
     a message without an unsafe character is the escaped one already.
     """
     message = _ACCESS_MESSAGE % arguments
-    if _UNSAFE_IN_A_LINE.search(message) is None:
+    if _safe_in_a_line(message):
         return message
     return _ACCESS_MESSAGE % _escaped_args(arguments)
 
@@ -209,9 +209,17 @@ _UNSAFE_IN_A_LINE = re.compile(rf"[\x00-\x1f\x7f-\x9f\u2028\u2029{_FORMAT_CHARAC
 
 def escape_for_log(text: str) -> str:
     """`text` as it may appear inside one text log line: unsafe characters as `\\xNN` / `\\uNNNN` escapes."""
-    if _UNSAFE_IN_A_LINE.search(text) is None:
+    if _safe_in_a_line(text):
         return text
     return _UNSAFE_IN_A_LINE.sub(_escape, text)
+
+
+def _safe_in_a_line(text: str) -> bool:
+    # The common case first, some ten times quicker than the pattern's search: printable ASCII
+    # (no C0 control, no DEL) without a backslash holds nothing to escape.
+    if text.isascii() and text.isprintable() and "\\" not in text:
+        return True
+    return _UNSAFE_IN_A_LINE.search(text) is None
 
 
 def _escape(match: re.Match[str]) -> str:
@@ -280,7 +288,10 @@ class JsonFormatter(logging.Formatter):
 
 
 def _json_line(entry: dict[str, object]) -> str:
-    return _RAW_IN_JSON.sub(_json_escape, json.dumps(entry, ensure_ascii=False, default=str))
+    line = json.dumps(entry, ensure_ascii=False, default=str)
+    if line.isascii() and "\x7f" not in line:  # the common case: nothing `_RAW_IN_JSON` matches
+        return line
+    return _RAW_IN_JSON.sub(_json_escape, line)
 
 
 # What `json.dumps(ensure_ascii=False)` leaves raw that a log shipper may take for a line end (NEL,
