@@ -126,7 +126,9 @@ class Phase(enum.Enum):
     TRAILERS = "reading a chunked body's trailers"
 
 
-_IN_BODY = frozenset({Phase.BODY, Phase.TRAILERS})
+# A tuple, not a set: membership compares identities, where a set would call Enum's __hash__ (Python code)
+# for each of the request's header lines.
+_IN_BODY = (Phase.BODY, Phase.TRAILERS)
 
 
 @dataclass(frozen=True, slots=True)
