@@ -142,7 +142,7 @@ def response_headers(raw: RawHeaders, status: int = 200) -> RawHeaders:
 def _connection_named(raw: RawHeaders) -> frozenset[bytes]:
     named: set[bytes] = set()
     for name, value in raw:
-        if name.lower() == b"connection":
+        if len(name) == 10 and name.lower() == b"connection":  # the length first: no lower-cased copy of every name
             named.update(token.strip().lower() for token in value.split(b","))
     return frozenset(named)
 
