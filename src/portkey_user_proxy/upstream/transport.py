@@ -31,9 +31,9 @@ import functools
 import select
 import ssl
 import time
-from collections.abc import AsyncIterator, Awaitable, Callable, Iterator, Mapping
-from contextlib import contextmanager
+from collections.abc import AsyncIterator, Awaitable, Callable, Mapping
 from dataclasses import dataclass
+from types import TracebackType
 from typing import cast
 
 import httptools
@@ -268,17 +268,28 @@ class LeanTransport(httpx.AsyncBaseTransport):
         return protocol
 
 
-@contextmanager
-def _mapped_failures(request: httpx.Request | None) -> Iterator[None]:
-    """The one boundary: whatever the socket or the parser raises reaches the caller as httpx's own."""
-    try:
-        yield
-    except httpx.HTTPError:
-        raise
-    except OSError as exc:
-        raise httpx.ReadError(f"the connection to the server failed: {exc}", request=request) from exc
-    except httptools.HttpParserError as exc:
-        raise httpx.RemoteProtocolError(f"invalid response from the server: {exc}", request=request) from exc
+class _mapped_failures:  # named as the function it stands for in `with` statements (httpcore: map_exceptions)
+    """The one boundary: whatever the socket or the parser raises reaches the caller as httpx's own.
+
+    A class rather than a `contextmanager` generator: it is entered for every request and every chunk.
+    """
+
+    __slots__ = ("_request",)
+
+    def __init__(self, request: httpx.Request | None) -> None:
+        self._request = request
+
+    def __enter__(self) -> None:
+        return None
+
+    def __exit__(self, kind: type[BaseException] | None, exc: BaseException | None, tb: TracebackType | None) -> None:
+        if isinstance(exc, httpx.HTTPError) or exc is None:
+            return
+        if isinstance(exc, OSError):
+            raise httpx.ReadError(f"the connection to the server failed: {exc}", request=self._request) from exc
+        if isinstance(exc, httptools.HttpParserError):
+            message = f"invalid response from the server: {exc}"
+            raise httpx.RemoteProtocolError(message, request=self._request) from exc
 
 
 class _StopParsing(Exception):
@@ -574,17 +585,26 @@ class _Connection(asyncio.Protocol):
             raise _StopParsing
 
 
-class _ResponseBody(httpx.AsyncByteStream):
+class _ResponseBody:
+    """A response's body as it arrives, chunk by chunk; `aclose` hands the connection back."""
+
     def __init__(self, connection: _Connection, request: httpx.Request | None, read_timeout: float | None) -> None:
         self._connection = connection
         self._request = request
         self._read_timeout = read_timeout
         self._released = False
 
-    async def __aiter__(self) -> AsyncIterator[bytes]:
+    def __aiter__(self) -> _ResponseBody:
+        # An iterator of its own rather than an async generator, which the event loop registers (a weak
+        # reference each) so as to close it at shutdown: one per response otherwise.
+        return self
+
+    async def __anext__(self) -> bytes:
         with _mapped_failures(self._request):
-            while (chunk := await self._connection.next_chunk(self._read_timeout)) is not None:
-                yield chunk
+            chunk = await self._connection.next_chunk(self._read_timeout)
+        if chunk is None:
+            raise StopAsyncIteration
+        return chunk
 
     async def aclose(self) -> None:
         if not self._released:
