@@ -239,7 +239,7 @@ class BoundedHttpToolsProtocol(HttpToolsProtocol):
             # A trailer: identity, metadata and the inbound key come from the head alone.
             self._phase = Phase.TRAILERS
             return
-        super().on_header(name, value)
+        HttpToolsProtocol.on_header(self, name, value)  # called for every header line: not through super()
 
     def on_headers_complete(self) -> None:
         self._phase = Phase.BODY
