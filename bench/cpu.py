@@ -11,6 +11,14 @@ and steadier than a whole `python -m bench` for the one figure an optimisation i
 After each CPU run, a short run at one connection gives each target's p50 latency, shown as what
 it adds over nginx's.
 
+Beside nginx and the trees run the floors kept in `../shared/floor/` (from the project's root;
+`--floors DIR` names another folder): ASGI apps under the same uvicorn (httptools, uvloop), pinned
+to the same core and proxying to the same upstream, that do without any of the proxy's rules: a
+no-op app, a bare pass-through, and the pass-through plus the work the proxy must do on every
+request (`essentials`). Every target's CPU per request is also shown as a ratio to the essentials
+floor's, round by round: what the proxy costs beyond the work it cannot skip. Without the folder
+the floors are left out, and the run says so.
+
 With `--budgets`, every tree runs with teams (TEAM_GROUPS, TEAM_METADATA_KEY) and a second time as
 `LABEL+budgets`, with a budgets file too (prices, a team budget, a default and a named user budget,
 all too large to refuse anything), and MongoDB is a writable stand-in (mongomock behind the wire
@@ -30,11 +38,19 @@ from pathlib import Path
 from . import wrk
 from .mongo import TEAM
 from .payloads import user_email
-from .processes import cpu_split
+from .processes import PROXY_CPU, Service, cpu_split, free_port, pinned, wait_for_port
 from .run import Bench, Plan, Results, warm_cache
 from .stats import median
 
 CONNECTIONS = 16
+# The floors beside the project (see the module's docstring): label -> the ASGI app in that folder.
+FLOORS_FOLDER = Path(__file__).resolve().parents[1].parent / "shared" / "floor"
+FLOORS = {
+    "floor: no-op app": "noop:app",
+    "floor: pass-through": "passthrough:app",
+    "floor: essentials": "essentials:app",
+}
+ESSENTIALS = "floor: essentials"
 LATENCY_SECONDS = 2.0  # the run at one connection after each CPU run
 # Amounts no benchmark run can spend: every request is checked and recorded, none refused.
 BUDGETS_YAML = f"""\
@@ -57,6 +73,7 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--seconds", type=float, default=4.0, help="length of each wrk run")
     parser.add_argument("--profile", type=Path, help="record py-spy's collapsed stacks of each tree here")
     parser.add_argument("--budgets", action="store_true", help="also run each tree with budgets on (LABEL+budgets)")
+    parser.add_argument("--floors", type=Path, default=FLOORS_FOLDER, help="the floors' folder (default: %(default)s)")
     args = parser.parse_args(argv)
     sources = {label: Path(src).resolve() for label, src in (tree.split("=", 1) for tree in args.trees)}
     work = Path(tempfile.mkdtemp(prefix="portkey-user-proxy-cpu-"))
@@ -73,6 +90,10 @@ def main(argv: list[str] | None = None) -> int:
             proxy = stack.enter_context(bench.proxy(f"proxy-{label}", bench.ports["origin_nginx"], settings))
             warm_cache(bench, results, label, bench.ports["proxy"])
             pids[label], ports[label] = proxy.pid, bench.ports["proxy"]
+        floors = _start_floors(args.floors, bench.ports["origin_nginx"], work, stack)
+        for label, floor in floors.items():
+            pids[label], ports[label] = floor
+        rotated = [*trees, *floors]
         script = wrk.write_script(work)
         for port in ports.values():  # warm-up: connection pools and code paths
             wrk.run(script, port, CONNECTIONS, 1)
@@ -81,8 +102,8 @@ def main(argv: list[str] | None = None) -> int:
         system: dict[str, list[float]] = {label: [] for label in ports}
         latency: dict[str, list[float]] = {label: [] for label in ports}
         for number in range(args.rounds):
-            shift = number % len(trees)
-            for label in ["nginx", *list(trees)[shift:], *list(trees)[:shift]]:
+            shift = number % len(rotated)
+            for label in ["nginx", *rotated[shift:], *rotated[:shift]]:
                 user, kernel = cpu_split(pids[label])
                 result = wrk.run(script, ports[label], CONNECTIONS, args.seconds)
                 if not result.requests:
@@ -98,8 +119,27 @@ def main(argv: list[str] | None = None) -> int:
             args.profile.mkdir(parents=True, exist_ok=True)
             for label in trees:
                 _profile(pids[label], ports[label], script, args.profile / f"{label}.txt", args.seconds * 2)
+    if not floors:
+        print(f"No floors: {args.floors} is not there, so they were left out.\n")
     print(render(cpu, system, rps, latency))
     return 0
+
+
+def _start_floors(folder: Path, upstream_port: int, work: Path, stack: ExitStack) -> dict[str, tuple[int, int]]:
+    """Each floor app under uvicorn on the proxy's core, proxying to `upstream_port`: label -> (pid, port)."""
+    if not folder.is_dir():
+        return {}
+    started = {}
+    for label, app in FLOORS.items():
+        port = free_port()
+        command = [sys.executable, "-m", "uvicorn", app, "--app-dir", str(folder), "--port", str(port)]
+        command += ["--no-access-log", "--loop", "uvloop", "--http", "httptools"]
+        name = "floor-" + app.split(":")[0]
+        service = Service(name, pinned(command, PROXY_CPU), work, {"UP_PORT": str(upstream_port)})
+        stack.callback(service.stop)
+        wait_for_port(port, service.process)
+        started[label] = (service.pid, port)
+    return started
 
 
 def _variants(sources: dict[str, Path], budgets_work: Path | None) -> dict[str, tuple[Path, dict[str, str]]]:
@@ -135,23 +175,32 @@ def render(
     latency: dict[str, list[float]],
 ) -> str:
     nginx = cpu["nginx"]
+    floor = cpu.get(ESSENTIALS)
     lines = [
         f"CPU per request at c={CONNECTIONS}, median over {len(nginx)} rounds (lowest to highest round):",
         "",
-        "| target | CPU per request (µs) | ÷ nginx, by round | of it in the kernel | requests/s | "
-        "p50 at c=1, over nginx (ms) |",
-        "| --- | ---: | ---: | ---: | ---: | ---: |",
+        "| target | CPU per request (µs) | ÷ nginx, by round | "
+        + ("÷ essentials floor, by round | " if floor else "")
+        + "of it in the kernel | requests/s | p50 at c=1, over nginx (ms) |",
+        "| --- | ---: | ---: | ---: | ---: | ---: |" + (" ---: |" if floor else ""),
     ]
     for label, values in cpu.items():
-        ratios = [v / n for v, n in zip(values, nginx, strict=True)]
         added = [p50 - direct for p50, direct in zip(latency[label], latency["nginx"], strict=True)]
         lines.append(
             f"| {label} | {median(values):.0f} ({min(values):.0f} to {max(values):.0f}) | "
-            f"x {median(ratios):.1f} ({min(ratios):.1f} to {max(ratios):.1f}) | {median(system[label]):.0%} | "
+            f"{_ratio(values, nginx, 1)} | "
+            + (f"{_ratio(values, floor, 2)} | " if floor else "")
+            + f"{median(system[label]):.0%} | "
             f"{median(rps[label]):.0f} | {median(added):+.2f} ({min(added):+.2f} to {max(added):+.2f}) |"
         )
     lines.extend(_budgets_lines(cpu, latency))
     return "\n".join(lines)
+
+
+def _ratio(values: list[float], base: list[float], digits: int) -> str:
+    """The median of the rounds' ratios, with the lowest and highest round's."""
+    ratios = [v / b for v, b in zip(values, base, strict=True)]
+    return f"x {median(ratios):.{digits}f} ({min(ratios):.{digits}f} to {max(ratios):.{digits}f})"
 
 
 def _budgets_lines(cpu: dict[str, list[float]], latency: dict[str, list[float]]) -> list[str]:

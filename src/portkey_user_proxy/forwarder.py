@@ -17,7 +17,6 @@ from __future__ import annotations
 import asyncio
 import enum
 import time
-import uuid
 from collections.abc import AsyncIterator
 from dataclasses import dataclass, replace
 
@@ -35,7 +34,15 @@ from .dialects.meter import AnswerMeter, Readability, Reading, prompt_tokens, re
 from .dialects.multipart import HEAD_BYTES, form_field, is_form
 from .dialects.usage import Usage
 from .errors import ProxyError, send_error
-from .headers import REQUEST_ID, TRACE_ID, RawHeaders, RequestHeaders, response_headers, split_request_headers
+from .headers import (
+    REQUEST_ID,
+    TRACE_ID,
+    RawHeaders,
+    RequestHeaders,
+    new_request_id,
+    response_headers,
+    split_request_headers,
+)
 from .inbound.auth import InboundKey
 from .inbound.body import ClientDisconnected, read_body, stream_body
 from .inbound.client import CancelOnDisconnect, ClientStalled, TimedSend, client_connection
@@ -47,13 +54,12 @@ from .observability.logs import AccessRecord, RateLimitedWarnings, logger
 from .observability.metrics import Metrics
 from .upstream.client import Content, UpstreamClient, UpstreamPolicy, UpstreamRequest
 from .upstream.request import OutgoingHeaders, UpstreamRequestBuilder
+from .upstream.transport import UpstreamResponse
 
 # The access log's status for clients that left before the response ended (nginx's convention).
 CLIENT_CLOSED = 499
-_REQUEST_ID_NAME = REQUEST_ID.decode()
 # Failures before a request could reach the upstream: no connection was made, so nothing was generated.
 _NEVER_SENT = (httpx.ConnectError, httpx.ConnectTimeout, httpx.PoolTimeout, httpx.ProxyError, httpx.UnsupportedProtocol)
-_TRACE_ID_NAME = TRACE_ID.decode()
 
 
 @dataclass(frozen=True, slots=True)
@@ -164,7 +170,7 @@ class Forwarder:
             await self._answer_failure(exchange, exc)
         finally:
             exchange.send.close()
-            self._metrics.requests.labels(record.route, str(record.status)).inc()
+            self._metrics.requests_of(record.route, str(record.status)).inc()
             record.emit()
 
     async def _proxy(
@@ -173,7 +179,7 @@ class Forwarder:
         incoming = exchange.incoming = await self._read_request(exchange, scope, receive)
         # A client that leaves is noticed from the end of its body on, its user's lookup included.
         departure = connection["departure"] if connection else None
-        async with CancelOnDisconnect(receive, incoming.body_received, departure) as watch:
+        async with CancelOnDisconnect(receive, incoming.body_received, departure, exchange.send.task) as watch:
             try:
                 await self._attribute(exchange)
                 request = self._upstream_request(exchange, receive)
@@ -208,7 +214,7 @@ class Forwarder:
         raw = scope["headers"] if key is None else key.admit(scope["headers"])
         headers = split_request_headers(raw, self._policy.identity_header)
         check_declared_length(headers, self._policy.body_limit)
-        exchange.record.request_id = headers.request_id or uuid.uuid4().hex
+        exchange.record.request_id = headers.request_id or new_request_id()
         url = self._url(scope)
         body, fields = await self._read_json_body(exchange.route, headers, receive)
         incoming = IncomingRequest(scope["method"], url, headers, body, fields, asyncio.Event())
@@ -249,7 +255,7 @@ class Forwarder:
         record.user = attribution.user_value or "-"
         record.resolved = attribution.resolved
         record.attribution = f"{attribution.outcome}:{attribution.reason}"
-        self._metrics.attributions.labels(attribution.outcome.value, attribution.reason).inc()
+        self._metrics.attributions_of(attribution.outcome.value, attribution.reason).inc()
         if identity.unresolved_placeholder:
             self._warnings.warn(
                 "identity-placeholder",
@@ -330,7 +336,7 @@ class Forwarder:
     async def _exchange(self, exchange: Exchange, request: UpstreamRequest) -> None:
         record = exchange.record
         sent_at = time.perf_counter()
-        self._metrics.overhead_seconds.labels(record.route).observe(sent_at - record.started)
+        self._metrics.overhead_seconds_of(record.route).observe(sent_at - record.started)
         exchange.answer = Answer.AWAITED
         try:
             response = await self._client.send(request)
@@ -341,7 +347,8 @@ class Forwarder:
             exchange.answer = Answer.CLIENT_LEFT
             raise
         record.status = exchange.status = response.status_code
-        record.trace_id = response.headers.get(_TRACE_ID_NAME, "-")
+        trace_id = response.header(TRACE_ID)
+        record.trace_id = _header_text(trace_id) if trace_id is not None else "-"
         self._metrics.open_streams.inc()
         try:
             await exchange.send(
@@ -362,17 +369,17 @@ class Forwarder:
             if exchange.answer is Answer.AWAITED or exchange.answer is Answer.RELAYING:
                 exchange.answer = Answer.CLIENT_LEFT  # cancelled, or cut off for stalling
             self._metrics.open_streams.dec()
-            self._metrics.upstream_seconds.labels(record.route).observe(time.perf_counter() - sent_at)
+            self._metrics.upstream_seconds_of(record.route).observe(time.perf_counter() - sent_at)
             await response.aclose()
 
-    async def _relay_body(self, exchange: Exchange, response: httpx.Response, sent_at: float) -> None:
+    async def _relay_body(self, exchange: Exchange, response: UpstreamResponse, sent_at: float) -> None:
         meter = self._meter(exchange, response)
         first = True
         try:
             async for chunk in response.aiter_raw():
                 if first:
                     first_byte = time.perf_counter() - sent_at
-                    self._metrics.first_byte_seconds.labels(exchange.record.route).observe(first_byte)
+                    self._metrics.first_byte_seconds_of(exchange.record.route).observe(first_byte)
                     first = False
                 try:
                     await exchange.send({"type": "http.response.body", "body": chunk, "more_body": True})
@@ -385,17 +392,14 @@ class Forwarder:
             # Also when the client left: what arrived from the upstream was paid for.
             exchange.reading = meter.reading() if meter is not None else None
 
-    def _meter(self, exchange: Exchange, response: httpx.Response) -> AnswerMeter | None:
+    def _meter(self, exchange: Exchange, response: UpstreamResponse) -> AnswerMeter | None:
         if not exchange.reads_usage:
             return None
-        headers = response.headers
-        content_type = headers.get("content-type")
-        encoding = headers.get("content-encoding")
-        type_bytes = content_type.encode("latin-1") if content_type is not None else None
-        encoding_bytes = encoding.encode("latin-1") if encoding is not None else None
-        if readability(type_bytes, encoding_bytes) is not Readability.READABLE:
+        content_type = response.header(b"content-type")
+        encoding = response.header(b"content-encoding")
+        if readability(content_type, encoding) is not Readability.READABLE:
             return None
-        return AnswerMeter(exchange.route.dialect, type_bytes, encoding_bytes)
+        return AnswerMeter(exchange.route.dialect, content_type, encoding)
 
     # After step 4: charge the answer to the budgets it was admitted against.
 
@@ -435,11 +439,21 @@ class Forwarder:
             reason = answer.value
         budgets.settle(charge.hold, model, _estimate(charge, reading), estimated=reason, requested=requested)
 
-    def _client_headers(self, response: httpx.Response, record: AccessRecord) -> RawHeaders:
-        headers = response_headers(response.headers.raw, response.status_code)
-        if _REQUEST_ID_NAME not in response.headers:
+    def _client_headers(self, response: UpstreamResponse, record: AccessRecord) -> RawHeaders:
+        headers = response_headers(response.headers, response.status_code)
+        if response.header(REQUEST_ID) is None:
             headers.append((REQUEST_ID, record.request_id.encode()))
         return headers
+
+
+def _header_text(value: bytes) -> str:
+    """A header's value as text, decoded as httpx decodes it: ASCII, else UTF-8, else Latin-1."""
+    for encoding in ("ascii", "utf-8"):
+        try:
+            return value.decode(encoding)
+        except UnicodeDecodeError:
+            continue
+    return value.decode("latin-1")
 
 
 def _estimate(charge: Charge, reading: Reading | None) -> Usage:

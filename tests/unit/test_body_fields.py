@@ -108,3 +108,23 @@ def test_the_fields_are_those_a_full_parse_finds(document: dict[str, object]) ->
     body = json.dumps(document).encode()
 
     assert json_fields(body) == {name: value for name, value in json.loads(body).items() if name in _NAMES}
+
+
+@pytest.mark.parametrize(
+    "value",
+    [
+        *(
+            b'"plain"',
+            b'""',
+            '"ünïcode ☃"'.encode(),
+            b'"a \\"quoted\\" id"',
+            b'"\\u00e9\\ud83d\\ude00"',
+            b'"back\\\\slash"',
+        ),
+        *(b"true", b"false", b"null", b"123456789012345678901234567890", b"-1", b"1.5e3", b"[1]", b'{"a": "b"}'),
+    ],
+)
+def test_a_field_reads_as_a_full_parse_reads_it(value: bytes) -> None:
+    body = b'{"user": ' + value + b', "model": "m"}'
+
+    assert json_fields(body) == {"user": json.loads(value), "model": "m"}

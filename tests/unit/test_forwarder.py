@@ -24,6 +24,7 @@ from portkey_user_proxy.forwarder import Forwarder, ForwardingPolicy
 from portkey_user_proxy.observability.metrics import Metrics
 from portkey_user_proxy.upstream.client import UpstreamClient, UpstreamPolicy, UpstreamRequest
 from portkey_user_proxy.upstream.request import UpstreamRequestBuilder
+from portkey_user_proxy.upstream.transport import UpstreamResponse
 
 USER_ID = "6651f0c2a1b2c3d4e5f60718"
 EMAIL = "timmanik@email.com"
@@ -92,12 +93,13 @@ class Portkey:
     fail_after: int | None = None
     sent: list[UpstreamRequest] = field(default_factory=list)
 
-    async def send(self, request: UpstreamRequest) -> httpx.Response:
+    async def send(self, request: UpstreamRequest) -> UpstreamResponse:
         self.sent.append(request)
         if self.failure is not None:
             raise self.failure
         stream = Chunks(self.chunks, self.fail_after)
-        return httpx.Response(self.status, headers={"content-type": self.content_type}, stream=stream)
+        response = httpx.Response(self.status, headers={"content-type": self.content_type}, stream=stream)
+        return UpstreamResponse.of_httpx(response)
 
     async def aclose(self) -> None:
         pass

@@ -1,10 +1,19 @@
 from __future__ import annotations
 
 import json
+import os
+import re
+import uuid
 
 import pytest
 
-from portkey_user_proxy.headers import RawHeaders, RequestHeaders, response_headers, split_request_headers
+from portkey_user_proxy.headers import (
+    RawHeaders,
+    RequestHeaders,
+    new_request_id,
+    response_headers,
+    split_request_headers,
+)
 from tests.support.fixtures import FIXTURES
 
 IDENTITY = b"x-librechat-user-id"
@@ -183,3 +192,28 @@ def test_response_end_to_end_headers_pass_unchanged_and_in_order() -> None:
     ]
 
     assert response_headers(raw) == raw
+
+
+def test_a_new_request_id_is_a_random_version_4_uuid_each_time() -> None:
+    ids = [new_request_id() for _ in range(600)]  # more than one batch of random bytes
+
+    assert len(set(ids)) == len(ids)
+    for request_id in ids:
+        assert re.fullmatch(r"[0-9a-f]{32}", request_id)
+        assert uuid.UUID(hex=request_id).version == 4
+        assert uuid.UUID(hex=request_id).variant == uuid.RFC_4122
+
+
+def test_a_forked_process_never_hands_out_its_parents_request_ids() -> None:
+    new_request_id()  # random bytes read, most of them not used yet
+    reader, writer = os.pipe()
+    child = os.fork()
+    if child == 0:  # pragma: no cover - the child's half
+        os.write(writer, new_request_id().encode())
+        os._exit(0)
+    os.close(writer)
+    os.waitpid(child, 0)
+    childs = os.read(reader, 64).decode()
+    os.close(reader)
+
+    assert childs != new_request_id()

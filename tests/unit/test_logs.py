@@ -13,8 +13,10 @@ from datetime import UTC, datetime, timedelta
 import pytest
 
 from portkey_user_proxy.observability.logs import (
+    _UNSAFE_IN_A_LINE,
     AccessRecord,
     RateLimitedWarnings,
+    _escape,
     configure_logging,
     escape_for_log,
     loggable,
@@ -181,3 +183,10 @@ def test_the_access_line_is_the_same_written_directly_or_through_logging(
 
     assert direct == through_logging
     assert direct.count("\n") == 1
+
+
+def test_the_quick_check_for_plain_text_escapes_exactly_what_the_pattern_does() -> None:
+    for code in range(0x300):
+        text = f"a{chr(code)}b"
+        expected = _UNSAFE_IN_A_LINE.sub(_escape, text)
+        assert escape_for_log(text) == expected, hex(code)

@@ -54,14 +54,15 @@ class TimedSend:
     over, and resets the connection if the client stalled.
     """
 
-    __slots__ = ("_abort", "_loop", "_send", "_sending_since", "_stalled", "_task", "_timeout", "_timer", "started")
+    __slots__ = ("_abort", "_loop", "_send", "_sending_since", "_stalled", "_timeout", "_timer", "started", "task")
 
     def __init__(self, send: Send, timeout: float, abort: Abort | None = None) -> None:
         self._send = send
         self._timeout = timeout
         self._abort = abort
+        # Python 3.11 asks the kernel for the process id on each look-up of the running loop: one here.
         self._loop = asyncio.get_running_loop()
-        self._task = asyncio.current_task()
+        self.task = asyncio.current_task(self._loop)
         self._timer: asyncio.TimerHandle | None = None
         self._sending_since: float | None = None
         self._stalled = False
@@ -79,7 +80,7 @@ class TimedSend:
         except asyncio.CancelledError:
             # Our own cancellation becomes ClientStalled, unless someone else cancelled the task too
             # (a disconnect, the server shutting down): as asyncio.timeout decides.
-            if self._stalled and self._task is not None and self._task.uncancel() == 0:
+            if self._stalled and self.task is not None and self.task.uncancel() == 0:
                 raise ClientStalled from None
             raise
         finally:
@@ -104,26 +105,32 @@ class TimedSend:
             self._timer = self._loop.call_at(self._loop.time() + self._timeout, self._check)
         elif self._loop.time() - since < self._timeout:
             self._timer = self._loop.call_at(since + self._timeout, self._check)
-        elif self._task is not None:
+        elif self.task is not None:
             self._stalled = True
-            self._task.cancel()
+            self.task.cancel()
 
 
 class CancelOnDisconnect:
     """Cancels the task in the block when its client leaves, once the request body is in."""
 
     def __init__(
-        self, receive: Receive, body_received: asyncio.Event | None = None, departure: Departure | None = None
+        self,
+        receive: Receive,
+        body_received: asyncio.Event | None = None,
+        departure: Departure | None = None,
+        task: asyncio.Task[object] | None = None,
     ) -> None:
+        """`task`: the task the block runs in, when the caller knows it already (else looked up on entry)."""
         self._receive = receive
         self._body_received = body_received
         self._departure = departure
-        self._task: asyncio.Task[object] | None = None
+        self._task: asyncio.Task[object] | None = task
         self._watcher: asyncio.Task[None] | None = None
         self.disconnected = False
 
     async def __aenter__(self) -> CancelOnDisconnect:
-        self._task = asyncio.current_task()
+        if self._task is None:
+            self._task = asyncio.current_task()
         if self._departure is not None:
             self._departure.notify(self._departed)
         else:

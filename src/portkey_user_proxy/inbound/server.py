@@ -126,7 +126,9 @@ class Phase(enum.Enum):
     TRAILERS = "reading a chunked body's trailers"
 
 
-_IN_BODY = frozenset({Phase.BODY, Phase.TRAILERS})
+# A tuple, not a set: membership compares identities, where a set would call Enum's __hash__ (Python code)
+# for each of the request's header lines.
+_IN_BODY = (Phase.BODY, Phase.TRAILERS)
 
 
 @dataclass(frozen=True, slots=True)
@@ -237,7 +239,7 @@ class BoundedHttpToolsProtocol(HttpToolsProtocol):
             # A trailer: identity, metadata and the inbound key come from the head alone.
             self._phase = Phase.TRAILERS
             return
-        super().on_header(name, value)
+        HttpToolsProtocol.on_header(self, name, value)  # called for every header line: not through super()
 
     def on_headers_complete(self) -> None:
         self._phase = Phase.BODY

@@ -148,8 +148,7 @@ class _AccessLines:
             message = _ACCESS_MESSAGE % record.arguments(duration_ms)
             line = formatter.access_line(created, message, record.fields(duration_ms))
         elif type(formatter) is TextFormatter and formatter.line_format == _TEXT_FORMAT:
-            message = _ACCESS_MESSAGE % _escaped_args(record.arguments(duration_ms))
-            line = f"{self._asctime(created)} INFO {access_logger.name} {message}"
+            line = f"{self._asctime(created)} INFO {access_logger.name} {_text_message(record.arguments(duration_ms))}"
         else:
             return False
         try:
@@ -164,7 +163,8 @@ class _AccessLines:
     def _only_path_to(handler: logging.Handler) -> bool:
         root = access_logger.root
         return (
-            root.handlers == [handler]
+            len(root.handlers) == 1
+            and root.handlers[0] is handler
             and not handler.filters
             and handler.level <= logging.INFO
             and not root.filters
@@ -182,6 +182,18 @@ class _AccessLines:
 _access_lines = _AccessLines()
 
 
+def _text_message(arguments: tuple[object, ...]) -> str:
+    """The access line's message as `TextFormatter` writes it: formatted once, and escaped only when it must be.
+
+    The format itself holds nothing to escape, and each argument appears in the message as it is, so
+    a message without an unsafe character is the escaped one already.
+    """
+    message = _ACCESS_MESSAGE % arguments
+    if _safe_in_a_line(message):
+        return message
+    return _ACCESS_MESSAGE % _escaped_args(arguments)
+
+
 # Unicode's format characters (category Cf, as of Unicode 15): the bidi controls (U+061C, U+200E/F,
 # U+202A-E, U+2066-9) that reorder what a terminal shows, zero-width ones and tags that hide text.
 _FORMAT_CHARACTERS = (
@@ -197,9 +209,17 @@ _UNSAFE_IN_A_LINE = re.compile(rf"[\x00-\x1f\x7f-\x9f\u2028\u2029{_FORMAT_CHARAC
 
 def escape_for_log(text: str) -> str:
     """`text` as it may appear inside one text log line: unsafe characters as `\\xNN` / `\\uNNNN` escapes."""
-    if _UNSAFE_IN_A_LINE.search(text) is None:
+    if _safe_in_a_line(text):
         return text
     return _UNSAFE_IN_A_LINE.sub(_escape, text)
+
+
+def _safe_in_a_line(text: str) -> bool:
+    # The common case first, some ten times quicker than the pattern's search: printable ASCII
+    # (no C0 control, no DEL) without a backslash holds nothing to escape.
+    if text.isascii() and text.isprintable() and "\\" not in text:
+        return True
+    return _UNSAFE_IN_A_LINE.search(text) is None
 
 
 def _escape(match: re.Match[str]) -> str:
@@ -268,7 +288,10 @@ class JsonFormatter(logging.Formatter):
 
 
 def _json_line(entry: dict[str, object]) -> str:
-    return _RAW_IN_JSON.sub(_json_escape, json.dumps(entry, ensure_ascii=False, default=str))
+    line = json.dumps(entry, ensure_ascii=False, default=str)
+    if line.isascii() and "\x7f" not in line:  # the common case: nothing `_RAW_IN_JSON` matches
+        return line
+    return _RAW_IN_JSON.sub(_json_escape, line)
 
 
 # What `json.dumps(ensure_ascii=False)` leaves raw that a log shipper may take for a line end (NEL,

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import os
 from pathlib import Path
+from typing import Generic, TypeVar
 
 from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram
 from prometheus_client.exposition import CONTENT_TYPE_LATEST, generate_latest
@@ -25,6 +26,28 @@ CONTENT_TYPE = CONTENT_TYPE_LATEST
 _LOOKUP_LABELS = {"found": "miss"}
 _LATENCY_BUCKETS = (0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10, 30, 60, 120, 300, 600)
 _LOOKUP_BUCKETS = (0.0005, 0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5)
+
+
+_Labelled = TypeVar("_Labelled", Counter, Histogram)
+
+
+class Children(Generic[_Labelled]):
+    """A labelled metric's children, each looked up once: `labels()` converts, checks and locks on every call.
+
+    Only for labels whose values come from small fixed sets (route classes, statuses, outcomes).
+    """
+
+    __slots__ = ("_children", "_metric")
+
+    def __init__(self, metric: _Labelled) -> None:
+        self._metric: _Labelled = metric
+        self._children: dict[tuple[str, ...], _Labelled] = {}
+
+    def __call__(self, *values: str) -> _Labelled:
+        child = self._children.get(values)
+        if child is None:
+            child = self._children[values] = self._metric.labels(*values)
+        return child
 
 
 def user_label(user: str) -> str:
@@ -106,6 +129,13 @@ class Metrics:
             multiprocess_mode="mostrecent",
         )
         self.teams_readable.set(1)  # no read has failed yet
+        # The children the request path updates on every request.
+        self.requests_of = Children(self.requests)
+        self.upstream_seconds_of = Children(self.upstream_seconds)
+        self.first_byte_seconds_of = Children(self.first_byte_seconds)
+        self.overhead_seconds_of = Children(self.overhead_seconds)
+        self.attributions_of = Children(self.attributions)
+        self._lookups_of = Children(self.lookups)
         self.tokens = Counter(
             prefix + "user_tokens",
             "Tokens per user from response usage (only with METRICS_PER_USER_TOKENS=true).",
@@ -118,7 +148,7 @@ class Metrics:
         self.errors.labels(route_class(path) if path is not None else OTHER_ROUTE, code).inc()
 
     def lookup(self, outcome: str) -> None:
-        self.lookups.labels(_LOOKUP_LABELS.get(outcome, str(outcome))).inc()
+        self._lookups_of(_LOOKUP_LABELS.get(outcome, str(outcome))).inc()
 
     def mongodb_answered(self, answered: bool) -> None:
         self.mongodb_up.set(1 if answered else 0)

@@ -10,7 +10,7 @@ import httpx
 
 from ..headers import RawHeaders
 from .proxies import environment_proxy
-from .transport import LeanTransport, WireRequest
+from .transport import LeanTransport, UpstreamResponse, WireRequest
 
 # Node's default server keep-alive is 5 s (the self-hosted gateway runs on Node): close idle
 # connections before the server does, so a request never lands on a socket being torn down.
@@ -74,7 +74,7 @@ class UpstreamClient:
         self._timeouts = timeout.as_dict()
         self._extensions = {"timeout": self._timeouts}
 
-    async def send(self, request: UpstreamRequest) -> httpx.Response:
+    async def send(self, request: UpstreamRequest) -> UpstreamResponse:
         """The response, its body unread (`aiter_raw`, then `aclose` to free the connection)."""
         if self._lean is not None:
             wire = WireRequest.prepare(request.method, request.url, request.headers, request.content, self._timeouts)
@@ -84,7 +84,7 @@ class UpstreamClient:
         )
         response = await self._transport.handle_async_request(sent)
         response.request = sent
-        return response
+        return UpstreamResponse.of_httpx(response)
 
     async def aclose(self) -> None:
         await self._transport.aclose()

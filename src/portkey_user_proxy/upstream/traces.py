@@ -24,6 +24,8 @@ class ConversationTrace:
 
     def apply(self, outgoing: RawHeaders) -> RawHeaders:
         """`outgoing` without the conversation header, and with a trace id taken from it if it had none."""
+        if not any(name == self._header for name, _ in outgoing):
+            return outgoing  # the common case, found without building a new list
         conversation: bytes | None = None
         has_trace = False
         kept: RawHeaders = []

@@ -27,12 +27,13 @@ from __future__ import annotations
 
 import asyncio
 import enum
+import functools
 import select
 import ssl
 import time
-from collections.abc import AsyncIterator, Iterator, Mapping
-from contextlib import contextmanager
+from collections.abc import AsyncIterator, Awaitable, Callable, Mapping
 from dataclasses import dataclass
+from types import TracebackType
 from typing import cast
 
 import httptools
@@ -129,6 +130,52 @@ def _is_chunked(headers: list[tuple[bytes, bytes]]) -> bool:
     return any(name.lower() == b"transfer-encoding" and b"chunked" in value.lower() for name, value in headers)
 
 
+class UpstreamResponse:
+    """An upstream answer as a proxy relays it: its status, its headers as received, its body as it arrives.
+
+    What `httpx.Response` would hold, without what a relay never uses (decoded and normalised
+    headers, cookies, the content decoders, the elapsed timer): the lean transport answers with one
+    of these, and `of_httpx` wraps any other transport's response.
+    """
+
+    __slots__ = ("_chunks", "_close", "headers", "reason", "status_code")
+
+    def __init__(
+        self,
+        status_code: int,
+        headers: list[tuple[bytes, bytes]],
+        chunks: Callable[[], AsyncIterator[bytes]],
+        close: Callable[[], Awaitable[None]],
+        reason: bytes = b"",
+    ) -> None:
+        self.status_code = status_code
+        self.headers = headers  # as received: names in the server's case, in order, repeats kept
+        self.reason = reason
+        self._chunks = chunks
+        self._close = close
+
+    @classmethod
+    def of_httpx(cls, response: httpx.Response) -> UpstreamResponse:
+        reason = response.extensions.get("reason_phrase", b"")
+        chunks = functools.partial(_whole, response.content) if response.is_stream_consumed else response.aiter_raw
+        return cls(response.status_code, response.headers.raw, chunks, response.aclose, reason)
+
+    def header(self, name: bytes) -> bytes | None:
+        """The values of the header `name` (lower case), joined by ", " as httpx's `Headers.get` does; None: absent."""
+        values = [value for key, value in self.headers if key.lower() == name]
+        if not values:
+            return None
+        return values[0] if len(values) == 1 else b", ".join(values)
+
+    def aiter_raw(self) -> AsyncIterator[bytes]:
+        """The body's bytes as they arrive, undecoded; once."""
+        return self._chunks()
+
+    async def aclose(self) -> None:
+        """Done with the response: its connection goes back to the pool, or is closed."""
+        await self._close()
+
+
 class LeanTransport(httpx.AsyncBaseTransport):
     def __init__(
         self, *, ssl_context: ssl.SSLContext | None = None, max_idle: int = 256, keepalive_expiry: float = 4.0
@@ -140,9 +187,15 @@ class LeanTransport(httpx.AsyncBaseTransport):
         self._sweep_timer: asyncio.TimerHandle | None = None
 
     async def handle_async_request(self, request: httpx.Request) -> httpx.Response:
-        return await self.send(WireRequest.of_httpx(request))
+        response = await self.send(WireRequest.of_httpx(request))
+        return httpx.Response(
+            response.status_code,
+            headers=response.headers,
+            stream=_HttpxBody(response),
+            extensions={"http_version": b"HTTP/1.1", "reason_phrase": response.reason},
+        )
 
-    async def send(self, request: WireRequest) -> httpx.Response:
+    async def send(self, request: WireRequest) -> UpstreamResponse:
         timeouts = request.timeouts
         origin = _origin(request.url)
         # No retry anywhere below: a connection taken from the pool was clean and open just now, and
@@ -215,17 +268,28 @@ class LeanTransport(httpx.AsyncBaseTransport):
         return protocol
 
 
-@contextmanager
-def _mapped_failures(request: httpx.Request | None) -> Iterator[None]:
-    """The one boundary: whatever the socket or the parser raises reaches the caller as httpx's own."""
-    try:
-        yield
-    except httpx.HTTPError:
-        raise
-    except OSError as exc:
-        raise httpx.ReadError(f"the connection to the server failed: {exc}", request=request) from exc
-    except httptools.HttpParserError as exc:
-        raise httpx.RemoteProtocolError(f"invalid response from the server: {exc}", request=request) from exc
+class _mapped_failures:  # named as the function it stands for in `with` statements (httpcore: map_exceptions)
+    """The one boundary: whatever the socket or the parser raises reaches the caller as httpx's own.
+
+    A class rather than a `contextmanager` generator: it is entered for every request and every chunk.
+    """
+
+    __slots__ = ("_request",)
+
+    def __init__(self, request: httpx.Request | None) -> None:
+        self._request = request
+
+    def __enter__(self) -> None:
+        return None
+
+    def __exit__(self, kind: type[BaseException] | None, exc: BaseException | None, tb: TracebackType | None) -> None:
+        if isinstance(exc, httpx.HTTPError) or exc is None:
+            return
+        if isinstance(exc, OSError):
+            raise httpx.ReadError(f"the connection to the server failed: {exc}", request=self._request) from exc
+        if isinstance(exc, httptools.HttpParserError):
+            message = f"invalid response from the server: {exc}"
+            raise httpx.RemoteProtocolError(message, request=self._request) from exc
 
 
 class _StopParsing(Exception):
@@ -247,6 +311,7 @@ class _Connection(asyncio.Protocol):
         "_head_bytes",
         "_headers",
         "_keep_alive",
+        "_loop",
         "_parser",
         "_phase",
         "_pool",
@@ -267,11 +332,13 @@ class _Connection(asyncio.Protocol):
         self.state = ConnectionState.NEW
         self.idle_since = 0.0
         self._pool = pool
+        # Kept: Python 3.11 asks the kernel for the process id on each look-up of the running loop.
+        self._loop = asyncio.get_running_loop()
         self._request: httpx.Request | None = None
         self._transport: asyncio.Transport | None = None
         self._fd = -1
         self._parser = httptools.HttpResponseParser(self)
-        self._waiter: asyncio.Future[None] | None = None
+        self._waiter: asyncio.Future[bool] | None = None
         self._write_paused = False
         self._reading_paused = False
         self._reset()
@@ -294,7 +361,7 @@ class _Connection(asyncio.Protocol):
 
     async def exchange(
         self, request: WireRequest, write_timeout: float | None, read_timeout: float | None
-    ) -> httpx.Response:
+    ) -> UpstreamResponse:
         self._request = request.source
         try:
             self._activate()
@@ -308,12 +375,8 @@ class _Connection(asyncio.Protocol):
             # No body follows, whatever the head says; the parser does not know the method, so a
             # HEAD response's connection is not reused (_keep_alive stays False).
             self._phase = ResponsePhase.COMPLETE
-        return httpx.Response(
-            self._status,
-            headers=self._headers,
-            stream=_ResponseBody(self, request.source, read_timeout),
-            extensions={"http_version": b"HTTP/1.1", "reason_phrase": self._reason},
-        )
+        body = _ResponseBody(self, request.source, read_timeout)
+        return UpstreamResponse(self._status, self._headers, body.__aiter__, body.aclose, self._reason)
 
     def _activate(self) -> None:
         if self.closed:  # a fresh connection on which the server spoke first, or closed at once
@@ -389,15 +452,19 @@ class _Connection(asyncio.Protocol):
             raise self._error
         if self.state is ConnectionState.CLOSED and not write:
             raise httpx.RemoteProtocolError("the server closed the connection", request=self._request)
-        waiter = self._waiter = asyncio.get_running_loop().create_future()
+        # A timer that ends the wait, rather than `asyncio.timeout` (a context, a task look-up and a
+        # reschedule per wait): the waiter's result says which came first, the event or the timeout.
+        waiter = self._waiter = self._loop.create_future()
+        timer = self._loop.call_later(timeout, _time_out, waiter) if timeout is not None else None
         try:
-            async with asyncio.timeout(timeout):
-                await waiter
-        except TimeoutError:
-            kind = httpx.WriteTimeout if write else httpx.ReadTimeout
-            raise kind(f"{what} within {timeout:g} s", request=self._request) from None
+            woken = await waiter
         finally:
             self._waiter = None
+            if timer is not None:
+                timer.cancel()
+        if not woken:
+            kind = httpx.WriteTimeout if write else httpx.ReadTimeout
+            raise kind(f"{what} within {timeout:g} s", request=self._request)
         if self._error is not None:
             raise self._error
 
@@ -409,7 +476,7 @@ class _Connection(asyncio.Protocol):
 
     def _wake(self) -> None:
         if self._waiter is not None and not self._waiter.done():
-            self._waiter.set_result(None)
+            self._waiter.set_result(True)
 
     # asyncio.Protocol: nothing raised here may reach the event loop (it would log "Fatal error").
 
@@ -518,22 +585,56 @@ class _Connection(asyncio.Protocol):
             raise _StopParsing
 
 
-class _ResponseBody(httpx.AsyncByteStream):
+class _ResponseBody:
+    """A response's body as it arrives, chunk by chunk; `aclose` hands the connection back."""
+
     def __init__(self, connection: _Connection, request: httpx.Request | None, read_timeout: float | None) -> None:
         self._connection = connection
         self._request = request
         self._read_timeout = read_timeout
         self._released = False
 
-    async def __aiter__(self) -> AsyncIterator[bytes]:
+    def __aiter__(self) -> _ResponseBody:
+        # An iterator of its own rather than an async generator, which the event loop registers (a weak
+        # reference each) so as to close it at shutdown: one per response otherwise.
+        return self
+
+    async def __anext__(self) -> bytes:
         with _mapped_failures(self._request):
-            while (chunk := await self._connection.next_chunk(self._read_timeout)) is not None:
-                yield chunk
+            chunk = await self._connection.next_chunk(self._read_timeout)
+        if chunk is None:
+            raise StopAsyncIteration
+        return chunk
 
     async def aclose(self) -> None:
         if not self._released:
             self._released = True
             self._connection.release()
+
+
+async def _whole(content: bytes) -> AsyncIterator[bytes]:
+    """The body of a response read whole already (one built from its content)."""
+    if content:
+        yield content
+
+
+class _HttpxBody(httpx.AsyncByteStream):
+    """A lean response's body as an `httpx.Response`'s stream, for callers that go through httpx."""
+
+    def __init__(self, response: UpstreamResponse) -> None:
+        self._response = response
+
+    async def __aiter__(self) -> AsyncIterator[bytes]:
+        async for chunk in self._response.aiter_raw():
+            yield chunk
+
+    async def aclose(self) -> None:
+        await self._response.aclose()
+
+
+def _time_out(waiter: asyncio.Future[bool]) -> None:
+    if not waiter.done():
+        waiter.set_result(False)
 
 
 def _head_too_large(request: httpx.Request | None) -> httpx.RemoteProtocolError:
