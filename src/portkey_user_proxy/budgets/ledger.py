@@ -161,6 +161,7 @@ class Budgets:
         self._shared = SharedHolds(store.database, timeout=first_read_wait)
         self._dropping: set[asyncio.Task[None]] = set()  # holds in MongoDB being taken back
         self._window = window_at(config.period, self._clock.now())
+        self._ends_at = self._end_of(self._window)
         self._keys: dict[tuple[Scope, str], SpendKey] = {}
         self._unpriced: set[str] = set()
         self._warnings = RateLimitedWarnings()
@@ -224,6 +225,8 @@ class Budgets:
 
     def window(self) -> Window:
         """The current period; at its end, the next one begins with nothing spent."""
+        if self._ends_at is not None and time.time() < self._ends_at:
+            return self._window  # the system clock, read as a float: twice per request, no datetime made
         now = self._clock.now()
         if not self._window.contains(now):
             self._new_window(window_at(self.config.period, now))
@@ -238,8 +241,13 @@ class Budgets:
 
     def _new_window(self, window: Window) -> None:
         self._window = window
+        self._ends_at = self._end_of(window)
         self._view.keep_only(window)
         self._sync.keep_only(window)
+
+    def _end_of(self, window: Window) -> float | None:
+        """When `window` ends, as the system clock counts; None under another clock (the tests' own)."""
+        return window.end.timestamp() if isinstance(self._clock, SystemClock) else None
 
     def could_have_budget(self) -> bool:
         """Whether any team or user has a budget: a request whose user cannot be told might have one."""
@@ -272,14 +280,11 @@ class Budgets:
             # Judged again: other requests may have been admitted meanwhile.
             self._judge_all(team_key, team_limit, user_key, user_limit, waited=True)
         estimate = self._recent.estimate(demand)
-        near_end = [
-            (key, limit, allowance_of)
-            for key, limit, allowance_of in (
-                (team_key, team_limit, None),
-                (user_key, user_limit.nanos if user_limit else None, user_limit.allowance_of if user_limit else None),
-            )
-            if key is not None and limit is not None and self._near_end(key, limit, estimate)
-        ]
+        near_end: list[tuple[SpendKey, int, str | None]] = []
+        if team_key is not None and team_limit is not None and self._near_end(team_key, team_limit, estimate):
+            near_end.append((team_key, team_limit, None))
+        if user_key is not None and user_limit is not None and self._near_end(user_key, user_limit.nanos, estimate):
+            near_end.append((user_key, user_limit.nanos, user_limit.allowance_of))
         # Held here first: requests at once on this replica are decided here, and only those admitted
         # here ask the store what the other replicas hold.
         if team_limit is not None and team_key is not None:

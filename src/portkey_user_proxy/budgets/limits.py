@@ -37,6 +37,8 @@ class UserLimits:
         named = self._named.get(email)
         if named is not None:
             return named
+        if not self._each or not groups:
+            return self._default
         allowances = [found for group in groups if (found := self._each.get(group.casefold())) is not None]
         if allowances:
             return max(allowances, key=lambda allowance: allowance.nanos)
