@@ -4,7 +4,15 @@ import json
 
 import pytest
 
-from portkey_user_proxy.headers import RawHeaders, RequestHeaders, response_headers, split_request_headers
+from portkey_user_proxy.headers import (
+    MAX_LENGTH,
+    RawHeaders,
+    RequestHeaders,
+    portkey_length,
+    response_headers,
+    shorten,
+    split_request_headers,
+)
 from tests.support.fixtures import FIXTURES
 
 IDENTITY = b"x-librechat-user-id"
@@ -183,3 +191,30 @@ def test_response_end_to_end_headers_pass_unchanged_and_in_order() -> None:
     ]
 
     assert response_headers(raw) == raw
+
+
+# --- Portkey's limits on metadata values -----------------------------------------------------------
+
+
+def test_a_long_value_with_a_lone_surrogate_is_shortened_like_any_other() -> None:
+    # JSON can carry a lone surrogate (`"\\ud800"`) into metadata: it is one UTF-16 unit, and hashed as it is.
+    value = "\ud800" + "a" * MAX_LENGTH
+    other = "\udc00" + "a" * MAX_LENGTH
+
+    shortened = shorten(value)
+
+    assert portkey_length(value) == MAX_LENGTH + 1
+    assert shortened.startswith("\ud800aaa") and shortened[-17] == "~"
+    assert portkey_length(shortened) == MAX_LENGTH
+    assert shorten(other) != shortened
+
+
+def test_a_character_beyond_the_basic_plane_counts_as_two_units_and_is_never_cut_in_half() -> None:
+    value = "a" * (MAX_LENGTH - 18) + "\U0001f600" * 10
+
+    shortened = shorten(value)
+
+    assert portkey_length("\U0001f600") == 2
+    # 111 units fit before `~` and its 16-character digest: 110 letters, and half an emoji that is left out.
+    assert shortened.split("~")[0] == "a" * (MAX_LENGTH - 18)
+    assert portkey_length(shortened) == MAX_LENGTH - 1

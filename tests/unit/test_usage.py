@@ -109,6 +109,8 @@ def test_a_usage_key_without_an_end_keeps_a_bounded_tail() -> None:
         ({"a": 3, "b": 4}, ("a", "b"), 7),
         ({"a": 3}, ("a", "b"), 3),
         ({}, ("a",), None),
+        ({"a": 0}, ("a",), 0),  # nothing spent is a count, not an unknown
+        ({"a": 2**40 - 1, "b": 2**40}, ("a", "b"), 2**40 - 1),
         ({"a": True, "b": -1, "c": 1.5, "d": "7", "e": 2**60}, ("a", "b", "c", "d", "e"), None),
     ],
 )
