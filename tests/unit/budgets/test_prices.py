@@ -190,6 +190,8 @@ def test_costs_are_exact_sums_in_nanodollars() -> None:
     assert cheap.cost("m", Usage(prompt=1, completion=0)).nanos == 38
     assert cheap.cost("m", Usage(prompt=3, completion=0)).nanos == 113
     assert sum(cheap.cost("m", Usage(prompt=1_000_000, completion=0)).nanos for _ in range(3)) == usd("0.1125")
+    # Integers add up to the same total in any order, across replicas and in MongoDB; floats would not.
+    assert type(cheap.cost("m", Usage(prompt=3, completion=7)).nanos) is int
 
 
 # The catalogue's prices
