@@ -424,8 +424,7 @@ class Budgets:
     def _observe_spend(self, key: SpendKey) -> None:
         if key.scope is Scope.TEAM and key.name not in self._team_limits:
             return  # team labels are bounded by the file
-        spent = self._view.estimate(key)
-        self._observer.spend(key.scope, key.name, spent if spent is not None else self._view.local(key))
+        self._observer.spend(key.scope, key.name, self._view.entry(key).spent())
 
     def _note_unpriced(self, model: str | None, tokens: int) -> None:
         self._observer.unpriced(tokens)

@@ -312,4 +312,8 @@ def test_absurd_usage_is_not_charged_and_never_stops_the_spend_being_written(
 
     assert stored_spend(writable_mongo) == {(DECEMBER, "team", "Finance"): 10**9, (DECEMBER, "user", ALICE): 10**9}
     (warning,) = [record.getMessage() for record in caplog.records]
-    assert "'opus-4'" in warning and "more than any one answer can ($10,000): not charged" in warning
+    assert warning == (
+        "an answer of the model 'opus-4' reported usage (549755813888 prompt, 549755813888 completion tokens) "
+        "costing $3,298,534,883.33, more than any one answer can ($10,000): not charged; the upstream's usage "
+        "or a price in BUDGETS_FILE is wrong"
+    )

@@ -203,7 +203,28 @@ def test_an_unpriced_model_is_counted_and_warned_about_never_free(
     asyncio.run(scenario())
 
     (warning,) = [record.getMessage() for record in caplog.records]
-    assert "'mystery-\\x1b[31m'" in warning and "15 tokens count as unpriced" in warning
+    assert warning == (
+        "no price in BUDGETS_FILE matches the model 'mystery-\\x1b[31m': its 15 tokens count as unpriced, not as "
+        'spend (add a price, or a catch-all `model: "*"`)'
+    )
+
+
+def test_doctor_lists_at_most_a_hundred_unpriced_models_and_an_answer_without_one_as_a_dash(
+    writable_mongo: WritableMongo,
+) -> None:
+    # Model names come from request bodies: the list doctor shows stays bounded whatever clients send.
+    config = type(CONFIG)(teams=CONFIG.teams)  # no prices at all
+
+    async def scenario() -> None:
+        async with replica(writable_mongo, config) as one:
+            one.budgets.settle(await one.budgets.admit(None, None, SMALL), None, Usage(10, 5, 15))
+            assert one.budgets.unpriced_models == ["'-'"]
+            for number in range(150):
+                one.budgets.settle(await one.budgets.admit(None, None, SMALL), f"model-{number:03}", Usage(1, 1, 2))
+            assert len(one.budgets.unpriced_models) == 100
+            assert one.budgets.unpriced_models[:2] == ["'-'", "'model-000'"]
+
+    asyncio.run(scenario())
 
 
 def test_an_outage_keeps_increments_and_writes_them_when_the_store_is_back(writable_mongo: WritableMongo) -> None:

@@ -1,6 +1,8 @@
 from __future__ import annotations
 
 import json
+import time
+from collections.abc import Iterator
 from datetime import UTC, datetime
 from decimal import Decimal
 from typing import Any
@@ -276,6 +278,31 @@ def test_a_price_that_changes_with_the_time_of_day_is_charged_as_it_stands_when_
         expected = catalogue_nanos("deepseek-chat", at=clock.instant, input_tokens=10_000, output_tokens=2000)
         assert charged[-1] == expected
     assert charged[0] != charged[1] != charged[2]
+
+
+@pytest.fixture
+def host_in_tokyo(monkeypatch: pytest.MonkeyPatch) -> Iterator[None]:
+    """The host's local time zone, as a server outside UTC has it: there, it is already tomorrow from 15:00 UTC."""
+    monkeypatch.setenv("TZ", "Asia/Tokyo")
+    time.tzset()
+    yield
+    monkeypatch.undo()
+    time.tzset()
+
+
+@pytest.mark.usefixtures("host_in_tokyo")
+def test_hours_of_the_day_are_utcs_whatever_the_hosts_time_zone() -> None:
+    # DeepSeek's off-peak hours begin at 16:30 UTC (01:30 the next day in Tokyo): the price changes then.
+    usage = Usage(prompt=10_000, completion=2000)
+    clock = Clock(datetime(2031, 3, 4, 15, 30, tzinfo=UTC))
+    prices = PriceList([], clock=clock)
+
+    charged = []
+    for instant in (datetime(2031, 3, 4, 15, 30, tzinfo=UTC), datetime(2031, 3, 4, 17, 0, tzinfo=UTC)):
+        clock.instant = instant
+        charged.append(prices.cost("deepseek-chat", usage).nanos)
+        assert charged[-1] == catalogue_nanos("deepseek-chat", at=instant, input_tokens=10_000, output_tokens=2000)
+    assert charged[0] != charged[1]
 
 
 @pytest.mark.parametrize("model", ["mistery-model-9", "@openai-prod/", None, "", "x" * 100_000, "gpt-" + "x" * 10_000])
