@@ -1,6 +1,7 @@
 from __future__ import annotations
 
 import asyncio
+import json
 
 import pytest
 
@@ -10,6 +11,7 @@ from portkey_user_proxy.attribution.decision import (
     UNIDENTIFIED,
     Attribution,
     AttributionOutcome,
+    Attributor,
     UnresolvedUserPolicy,
     attribute,
 )
@@ -154,3 +156,14 @@ def test_fail_closed_never_asks_mongodb_about_a_value_that_is_not_an_object_id()
     _, asked = _attribute(identify(None, "alice@example.com"), Lookup(TIM, LookupOutcome.FOUND), CLOSED)
 
     assert asked == []
+
+
+def test_check_user_shows_the_metadata_a_request_would_send_with_its_own_keys_kept() -> None:
+    # `check-user --metadata '{...}'`: what the proxy would send for a request carrying that header.
+    directory = FakeDirectory(Lookup(TIM, LookupOutcome.FOUND))
+    attributor = Attributor(directory, OPEN)  # type: ignore[arg-type]
+    attribution = asyncio.run(attributor.attribute(identify(None, USER_ID)))
+
+    shown = attributor.metadata('{"environment": "staging"}', attribution)
+
+    assert json.loads(shown.header) == {"environment": "staging", "_user": EMAIL}

@@ -175,9 +175,7 @@ def test_a_placeholder_in_any_field_is_reported_and_skipped(position: int) -> No
 def test_a_credential_shaped_id_is_never_shown_in_logs(value: str) -> None:
     shown = identify(value).for_logs()
 
-    assert value not in shown
-    assert value.split()[-1] not in shown
-    assert "hidden" in shown
+    assert shown == "(a value shaped like a credential, hidden)"
 
 
 @pytest.mark.parametrize(("value", "shown"), [("alice", "'alice'"), ("evil\nline", "'evil\\nline'"), (None, "-")])

@@ -254,7 +254,10 @@ def test_a_request_whose_user_cannot_be_told_is_refused_under_deny_when_budgets_
             if policy is StoreFailurePolicy.DENY:
                 answer = answer_for(refusal) if refusal is not None else None
                 assert answer is not None and answer.status == 503
-                assert "cannot tell whose budget" in answer.message
+                assert answer.message == (
+                    "the proxy cannot tell whose budget this request counts against (MongoDB does not answer) and "
+                    "BUDGET_STORE_FAILURE is deny; try again shortly"
+                )
             else:
                 assert refusal is None
                 assert one.metric("portkey_user_proxy_budget_unchecked_total", reason="user_unknown") == 1

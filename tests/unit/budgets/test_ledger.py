@@ -393,3 +393,24 @@ def test_an_invalid_file_read_again_leaves_the_budgets_in_force(
         "the budgets in force are kept"
     )
     assert "TEAM_METADATA_KEY is unset" in second
+
+
+def test_a_team_that_leaves_the_file_and_comes_back_shows_its_spend_again(writable_mongo: WritableMongo) -> None:
+    # Team labels are bounded by the file: a team removed loses its series; restored, it has them again.
+    with_sales = BudgetConfig(prices=CONFIG.prices, teams={"Finance": Decimal(500), "Sales": Decimal(10)})
+
+    async def scenario() -> None:
+        async with replica(writable_mongo, with_sales) as one:
+            one.budgets.reconfigure(CONFIG)  # Sales leaves before any spend of it was read or recorded
+            assert one.metric("portkey_user_proxy_team_budget_limit_usd", team="Sales") is None
+            await one.budgets.start()
+            await answered(one.budgets, "bob@example.com", "Finance")
+            one.budgets.reconfigure(BudgetConfig(prices=CONFIG.prices, teams={"Sales": Decimal(10)}))
+            assert one.metric("portkey_user_proxy_team_budget_spend_usd", team="Finance") is None
+
+            one.budgets.reconfigure(CONFIG)
+            await answered(one.budgets, "bob@example.com", "Finance")
+            assert one.metric("portkey_user_proxy_team_budget_spend_usd", team="Finance") == 200
+            await one.budgets.aclose()
+
+    asyncio.run(scenario())

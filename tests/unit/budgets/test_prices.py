@@ -168,6 +168,8 @@ def test_usage_with_only_a_total_is_priced_as_input(catch_all: PriceList) -> Non
 def test_usage_with_a_total_and_completion_but_no_prompt_prices_the_difference_as_input(catch_all: PriceList) -> None:
     # 1000 input (1100 - 100) at $5/M + 100 output at $15/M
     assert catch_all.cost("anything", Usage(completion=100, total=1100)).nanos == usd("0.005") + usd("0.0015")
+    # A total below the completion is wrong; no input is made up from it: the output alone is charged.
+    assert catch_all.cost("anything", Usage(completion=100, total=60)).nanos == usd("0.0015")
 
 
 def test_the_first_matching_entry_wins_whatever_the_case(file_prices: PriceList, catch_all: PriceList) -> None:
