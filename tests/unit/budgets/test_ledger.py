@@ -28,7 +28,7 @@ from portkey_user_proxy.budgets import (
 )
 from portkey_user_proxy.dialects.usage import Usage
 from portkey_user_proxy.errors import ProxyError
-from tests.support.budget_replicas import CACHE_SECONDS, CONFIG, replica, stored_spend
+from tests.support.budget_replicas import CACHE_SECONDS, CONFIG, replica, spent_elsewhere, stored_spend
 from tests.support.mongomock_server import Fault, WritableMongo
 
 # $100 at the test prices ($1 per 1M input tokens, $2 per 1M output tokens).
@@ -412,5 +412,22 @@ def test_a_team_that_leaves_the_file_and_comes_back_shows_its_spend_again(writab
             await answered(one.budgets, "bob@example.com", "Finance")
             assert one.metric("portkey_user_proxy_team_budget_spend_usd", team="Finance") == 200
             await one.budgets.aclose()
+
+    asyncio.run(scenario())
+
+
+@pytest.mark.real_mongo
+def test_the_report_lists_teams_largest_first_and_those_that_spent_alike_by_name(writable_mongo: WritableMongo) -> None:
+    for team, dollars in (("Sales", 5), ("Marketing", 5), ("Finance", 1)):
+        spent_elsewhere(writable_mongo, "team", team, dollars)
+
+    async def scenario() -> None:
+        async with replica(writable_mongo) as one:
+            report = await one.budgets.report()
+            assert [(standing.name, standing.spent_nanos, standing.limit_nanos) for standing in report.teams] == [
+                ("Marketing", 5 * 10**9, None),
+                ("Sales", 5 * 10**9, None),
+                ("Finance", 10**9, 500 * 10**9),
+            ]
 
     asyncio.run(scenario())

@@ -317,6 +317,13 @@ def test_a_model_neither_the_file_nor_the_catalogue_prices_is_unpriced_never_fre
     assert cost.unpriced_tokens == 120
 
 
+def test_an_embeddings_model_is_charged_for_its_input_alone(catalogue_only: PriceList) -> None:
+    # The catalogue has no output price for embeddings: tokens reported as output cost nothing.
+    usage = Usage(prompt=1000, completion=10, total=1010)
+
+    assert catalogue_only.cost("openai/text-embedding-3-small", usage).nanos == usd("0.00002")  # 1000 at $0.02/M
+
+
 def test_a_model_the_catalogue_prices_by_the_hour_is_unpriced(catalogue_only: PriceList) -> None:
     assert catalogue_only.cost("whisper-1", Usage(prompt=100)).unpriced_tokens == 100
 
