@@ -1,8 +1,6 @@
 from __future__ import annotations
 
 import json
-import time
-from collections.abc import Iterator
 from datetime import UTC, datetime
 from decimal import Decimal
 from typing import Any
@@ -280,16 +278,6 @@ def test_a_price_that_changes_with_the_time_of_day_is_charged_as_it_stands_when_
         expected = catalogue_nanos("deepseek-chat", at=clock.instant, input_tokens=10_000, output_tokens=2000)
         assert charged[-1] == expected
     assert charged[0] != charged[1] != charged[2]
-
-
-@pytest.fixture
-def host_in_tokyo(monkeypatch: pytest.MonkeyPatch) -> Iterator[None]:
-    """The host's local time zone, as a server outside UTC has it: there, it is already tomorrow from 15:00 UTC."""
-    monkeypatch.setenv("TZ", "Asia/Tokyo")
-    time.tzset()
-    yield
-    monkeypatch.undo()
-    time.tzset()
 
 
 @pytest.mark.usefixtures("host_in_tokyo")
