@@ -10,7 +10,13 @@ import pytest
 from bson import ObjectId, json_util
 from pymongo.errors import AutoReconnect, OperationFailure, PyMongoError, ServerSelectionTimeoutError
 
-from portkey_user_proxy.attribution.directory import PROBE_WAIT_SECONDS, Lookup, LookupOutcome, UserDirectory
+from portkey_user_proxy.attribution.directory import (
+    PROBE_WAIT_SECONDS,
+    Lookup,
+    LookupOutcome,
+    Unobserved,
+    UserDirectory,
+)
 from portkey_user_proxy.mongodb.failures import MongoFailure
 from tests.support.fixtures import FIXTURES
 
@@ -580,10 +586,46 @@ def test_failures_are_warned_about_naming_the_server_and_database(caplog: pytest
 
     warnings = [record for record in caplog.records if record.levelname == "WARNING"]
     assert len(warnings) == 1  # rate-limited: one outage, one line
-    message = warnings[0].getMessage()
-    assert "mongodb:27017/LibreChat" in message
-    assert "code 13 Unauthorized" in message
-    assert "MONGO_URI needs a user" in message
+    assert warnings[0].getMessage() == (
+        "MongoDB at mongodb:27017/LibreChat: refused the lookup (unauthorized) (OperationFailure code 13 "
+        "Unauthorized); users not cached are attributed by UNRESOLVED_USER_POLICY, MongoDB is asked again in 1 s; "
+        "MONGO_URI needs a user (and authSource) with read access to LibreChat's database"
+    )
+
+
+class AnsweredNotes(Unobserved):
+    """What the `mongodb_up` gauge is told."""
+
+    def __init__(self) -> None:
+        self.answered: list[bool] = []
+
+    def mongodb_answered(self, answered: bool) -> None:
+        self.answered.append(answered)
+
+
+def test_each_lookup_tells_whether_mongodb_answered() -> None:
+    async def scenario() -> None:
+        users = FakeUsers(_librechat_user())
+        clock = FakeClock()
+        notes = AnsweredNotes()
+        directory = UserDirectory(
+            users,  # type: ignore[arg-type]
+            ttl=TTL,
+            unknown_ttl=UNKNOWN_TTL,
+            timeout=5.0,
+            max_entries=100,
+            clock=clock,
+            observer=notes,
+        )
+        users.error = OperationFailure("not authorized", code=13, details={"codeName": "Unauthorized"})
+        await directory.find(USER_ID)
+        users.error = None
+        clock.now += 60  # past the outage window
+        await directory.find(USER_ID)
+
+        assert notes.answered == [False, True]
+
+    asyncio.run(scenario())
 
 
 def test_readiness_is_an_authorised_read_cached_for_a_moment() -> None:

@@ -170,6 +170,12 @@ def test_usage_with_a_total_and_completion_but_no_prompt_prices_the_difference_a
     assert catch_all.cost("anything", Usage(completion=100, total=60)).nanos == usd("0.0015")
 
 
+def test_an_answer_without_a_model_matches_only_an_entry_for_any_name() -> None:
+    prices = PriceList([Price("?*", Decimal(1), Decimal(1)), Price("*", Decimal(2), Decimal(2))], catalogue=None)
+
+    assert prices.price_of(None) == prices.prices[1]  # `?*` needs a name of one character or more
+
+
 def test_the_first_matching_entry_wins_whatever_the_case(file_prices: PriceList, catch_all: PriceList) -> None:
     assert file_prices.price_of("GPT-4o-Mini") == file_prices.prices[0]
     assert file_prices.price_of("gpt-4o-2024-11-20") == file_prices.prices[1]
