@@ -127,3 +127,23 @@ def test_cache_reads_and_writes_are_counted_inside_the_prompt_never_as_kinds_of_
     usage = Usage(1105, 7, 1112, cached_prompt=1000, cache_write=100)
 
     assert list(usage.counts()) == [("prompt", 1105), ("completion", 7), ("total", 1112)]
+
+
+def test_a_usage_object_longer_than_a_kilobyte_is_read_whole() -> None:
+    # Providers add detail objects to usage; a few kilobytes of them are still one usage object.
+    details = {f"modality_{n}": n for n in range(150)}
+    usage = {"prompt_tokens": 9, "completion_tokens": 3, "total_tokens": 12, "prompt_tokens_details": details}
+    body = json.dumps({"usage": usage, "choices": [{"message": {"content": "x" * 5000}}]}).encode()
+
+    assert 1024 < len(json.dumps(usage)) < 4096
+    assert scanned(body).reported == usage
+
+
+@pytest.mark.parametrize("offset", [0, 1])
+def test_usage_followed_by_text_in_any_language_is_read(offset: int) -> None:
+    # The window decoded after `"usage":` may end inside a character of the model's answer that follows.
+    usage = {"prompt_tokens": 9, "completion_tokens": 3, "total_tokens": 12}
+    answer = "a" * offset + "é" * 3000
+    body = json.dumps({"usage": usage, "choices": [{"message": {"content": answer}}]}, ensure_ascii=False).encode()
+
+    assert scanned(body).reported == usage
