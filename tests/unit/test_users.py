@@ -553,6 +553,33 @@ def test_a_probe_that_mongodb_does_not_answer_at_once_holds_requests_a_moment_on
     asyncio.run(scenario())
 
 
+def test_requests_that_come_during_a_probe_mongodb_answers_are_looked_up_not_skipped() -> None:
+    async def scenario() -> None:
+        others = [f"{n:024x}" for n in range(1, 4)]
+        users = FakeUsers(*(_librechat_user(o, f"{o}@example.com") for o in others))
+        clock = FakeClock()
+        directory = _directory(users, clock, probe_wait=5.0)
+        users.error = ServerSelectionTimeoutError("down")
+        await directory.find(others[0])
+        users.error = None
+        users.gate = asyncio.Event()
+        users.started.clear()
+        clock.now += 1
+
+        async def answer_once_asked() -> None:
+            await users.started.wait()  # the probe is out, the others wait for it
+            users.gate = None
+            gate.set()
+
+        gate = users.gate
+        found = await asyncio.gather(*(directory.find(other) for other in others), answer_once_asked())
+
+        assert [_email(lookup) for lookup in found[:3]] == [f"{o}@example.com" for o in others]
+        assert [lookup.outcome for lookup in found[:3]] == [LookupOutcome.FOUND] * 3
+
+    asyncio.run(scenario())
+
+
 def test_a_cached_user_keeps_their_email_while_the_window_is_open() -> None:
     async def scenario() -> None:
         users = FakeUsers(_librechat_user(), _librechat_user(OTHER_ID, "other@example.com"))
