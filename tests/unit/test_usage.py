@@ -147,3 +147,32 @@ def test_usage_followed_by_text_in_any_language_is_read(offset: int) -> None:
     body = json.dumps({"usage": usage, "choices": [{"message": {"content": answer}}]}, ensure_ascii=False).encode()
 
     assert scanned(body).reported == usage
+
+
+def test_spaces_after_a_usage_key_never_grow_the_tail_kept() -> None:
+    # A hostile or broken upstream can pad without end: what is kept between chunks stays bounded.
+    scanner = UsageScanner()
+    scanner.feed(b'{"usage":')
+    for _ in range(100):
+        scanner.feed(b" " * 10_000)
+
+    assert len(scanner._pending) <= 10_000
+    assert not scanner.found
+
+
+def test_usage_far_into_a_chunk_and_cut_by_its_end_is_read() -> None:
+    usage = b'{"prompt_tokens":5,"completion_tokens":1,"total_tokens":6}'
+    event = b'data: {"choices":[{"delta":{"content":"' + b"x" * 3000 + b'"}}],"usage":' + usage + b"}\n\n"
+    cut = event.index(b"completion_tokens")
+
+    assert scanned(event[:cut], event[cut:]).reported == json.loads(usage)
+
+
+def test_an_answer_ending_in_a_quoted_usage_hides_no_usage_after_it() -> None:
+    # `"usage` at the end of the model's text is followed by the string's closing quote: text, not the key.
+    body = (
+        b'{"choices":[{"message":{"content":"the field is \\"usage"}}],'
+        b'"usage":{"prompt_tokens":5,"completion_tokens":1,"total_tokens":6}}'
+    )
+
+    assert scanned(body).reported == {"prompt_tokens": 5, "completion_tokens": 1, "total_tokens": 6}
