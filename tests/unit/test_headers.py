@@ -178,6 +178,20 @@ def test_response_hop_by_hop_and_connection_named_headers_are_dropped_whatever_t
     assert response_headers(raw) == [(b"Content-Type", b"text/event-stream"), (b"x-portkey-trace-id", b"trace-1")]
 
 
+@pytest.mark.parametrize("status", [204, 304])
+def test_a_response_without_a_body_loses_its_content_length_and_its_hop_by_hop_headers(status: int) -> None:
+    # The client would wait for the body a Content-Length announces; a 304's length is the cached body's.
+    raw = [
+        (b"Content-Length", b"42"),
+        (b"Connection", b"X-Upstream-Hop"),
+        (b"X-Upstream-Hop", b"1"),
+        (b"ETag", b'"v1"'),
+    ]
+
+    assert response_headers(raw, status) == [(b"ETag", b'"v1"')]
+    assert response_headers(raw, 200) == [(b"Content-Length", b"42"), (b"ETag", b'"v1"')]
+
+
 def test_response_end_to_end_headers_pass_unchanged_and_in_order() -> None:
     raw = [
         (b"content-type", b"application/json"),

@@ -419,7 +419,7 @@ class Budgets:
             self._warnings.warn(f"over-budget-{key.scope}", "over budget, forwarded (mode: warn): %s", message)
             return
         self._observer.over_budget(key.scope, refused=True)
-        raise BudgetExceeded(message, key.scope)
+        raise BudgetExceeded(message)
 
     def _observe_spend(self, key: SpendKey) -> None:
         if key.scope is Scope.TEAM and key.name not in self._team_limits:

@@ -151,6 +151,26 @@ def test_a_request_refused_for_the_requests_still_running_is_told_so(writable_mo
 
 
 @pytest.mark.real_mongo
+def test_a_team_whose_requests_still_running_may_use_its_budget_is_told_so(writable_mongo: WritableMongo) -> None:
+    spent_elsewhere(writable_mongo, "team", "Finance", 499)
+
+    async def scenario() -> None:
+        async with replica(writable_mongo) as one:
+            await one.budgets.start()
+            running = await one.budgets.admit("bob@example.com", "Finance", CAPPED)  # $1 held of the $1 left
+            with pytest.raises(BudgetExceeded) as refused:
+                await one.budgets.admit("carol@example.com", "Finance", CAPPED)
+            assert str(refused.value) == (
+                "the Finance team's requests still running may use the rest of its budget of $500 for December; "
+                "it resets on 1 January 00:00 UTC; try again when they have finished"
+            )
+            one.budgets.release(running)
+            await one.budgets.aclose()
+
+    asyncio.run(scenario())
+
+
+@pytest.mark.real_mongo
 def test_a_hold_is_charged_once_however_often_it_is_settled(writable_mongo: WritableMongo) -> None:
     async def scenario() -> None:
         async with replica(writable_mongo) as one:
