@@ -572,10 +572,10 @@ def test_requests_that_come_during_a_probe_mongodb_answers_are_looked_up_not_ski
             gate.set()
 
         gate = users.gate
-        found = await asyncio.gather(*(directory.find(other) for other in others), answer_once_asked())
+        *found, _ = await asyncio.gather(*(directory.find(other) for other in others), answer_once_asked())
 
-        assert [_email(lookup) for lookup in found[:3]] == [f"{o}@example.com" for o in others]
-        assert [lookup.outcome for lookup in found[:3]] == [LookupOutcome.FOUND] * 3
+        assert [_email(lookup) for lookup in found if lookup] == [f"{o}@example.com" for o in others]
+        assert [lookup.outcome for lookup in found if lookup] == [LookupOutcome.FOUND] * 3
 
     asyncio.run(scenario())
 
