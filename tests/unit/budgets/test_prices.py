@@ -191,6 +191,12 @@ def test_an_entry_prices_a_model_however_portkey_and_providers_prefix_it(file_pr
     assert integration.price_of("@openai-prod/gpt-4o") is None
 
 
+def test_halves_round_up_in_budgets_and_in_prices() -> None:
+    # A budget of $0.0000000025 is 2.5 nanodollars, a price of $0.0000025/M 2.5 picodollars a token: both 3.
+    assert nanos(Decimal("0.0000000025")) == 3
+    assert PriceList([Price("*", Decimal("0.0000025"), Decimal(0))]).cost("m", Usage(prompt=1000)).nanos == 3
+
+
 def test_costs_are_exact_sums_in_nanodollars() -> None:
     cheap = PriceList([Price("*", Decimal("0.0375"), Decimal("0.15"))])
 
