@@ -90,6 +90,8 @@ def test_fail_open_attributes_an_unresolved_user_to_the_raw_id(lookup: Lookup, r
     assert attribution.fields == {"ID": USER_ID}
     assert attribution.reason == reason
     assert not attribution.rejected
+    # Whose budget the request counts against cannot be told when MongoDB failed: budgets need to know.
+    assert attribution.directory_failed is (reason in {"error", "timeout"})
 
 
 @pytest.mark.parametrize("claimed", ["alice", "ceo@corp.example", "\ud800", "x" * 300])
