@@ -450,6 +450,10 @@ def test_stale_entry_spares_mongodb_for_a_while_then_is_refreshed() -> None:
         assert len(users.queries) == 2  # an outage costs one timeout per retry interval, not one per request
         assert {_email(lookup) for lookup in during_outage} == {"timmanik@email.com"}
 
+        clock.now += 2  # past the outage window (1 s after a first failure), within the retry interval (5 s)
+        assert (await directory.find(USER_ID)).user is not None
+        assert len(users.queries) == 2  # the stale entry, kept for the retry interval, still spares MongoDB
+
         users.error = None
         clock.now += UNKNOWN_TTL + 1
         assert (await directory.find(USER_ID)).outcome is LookupOutcome.FOUND  # the probe, answered at once
