@@ -2,6 +2,7 @@ from __future__ import annotations
 
 import asyncio
 import json
+import logging
 
 import pytest
 
@@ -169,3 +170,21 @@ def test_check_user_shows_the_metadata_a_request_would_send_with_its_own_keys_ke
     shown = attributor.metadata('{"environment": "staging"}', attribution)
 
     assert json.loads(shown.header) == {"environment": "staging", "_user": EMAIL}
+
+
+def test_metadata_the_proxy_had_to_mend_is_warned_about_once_in_words_an_admin_can_act_on(
+    caplog: pytest.LogCaptureFixture,
+) -> None:
+    directory = FakeDirectory(Lookup(TIM, LookupOutcome.FOUND))
+    attributor = Attributor(directory, OPEN)  # type: ignore[arg-type]
+    attribution = asyncio.run(attributor.attribute(identify(None, USER_ID)))
+
+    with caplog.at_level(logging.WARNING, logger="portkey_user_proxy"):
+        for _ in range(2):  # rate-limited: one line per kind of problem
+            attributor.metadata_header("{not json", attribution)
+            attributor.metadata_header('{"who": "{{LIBRECHAT_USER_EMAIL}}"}', attribution)
+
+    assert [record.getMessage() for record in caplog.records] == [
+        "x-portkey-metadata is not valid JSON; replaced",
+        "LibreChat sent unresolved placeholders in x-portkey-metadata; filled them from the user record",
+    ]

@@ -55,7 +55,7 @@ def test_while_too_many_queries_are_still_cancelling_new_ones_fail_at_once() -> 
             with pytest.raises(TimeoutError):
                 await deadline.run(driver.query(), 0.01)
 
-        with pytest.raises(TimeoutError, match="^too many abandoned queries have not ended$"):
+        with pytest.raises(TimeoutError, match=r"^too many abandoned queries have not ended$"):
             await deadline.run(driver.query(), 5)
 
         assert driver.started == 2  # the third never reached the driver
