@@ -18,6 +18,7 @@ from portkey_user_proxy.attribution.decision import (
 )
 from portkey_user_proxy.attribution.directory import Lookup, LookupOutcome, User
 from portkey_user_proxy.attribution.identity import Identity, IdentitySource, identify
+from portkey_user_proxy.attribution.teams import OwnedKeys
 
 USER_ID = "6651f0c2a1b2c3d4e5f60718"
 EMAIL = "timmanik@email.com"
@@ -188,3 +189,25 @@ def test_metadata_the_proxy_had_to_mend_is_warned_about_once_in_words_an_admin_c
         "x-portkey-metadata is not valid JSON; replaced",
         "LibreChat sent unresolved placeholders in x-portkey-metadata; filled them from the user record",
     ]
+
+
+def test_fail_closed_set_on_the_attributor_refuses_a_user_mongodb_does_not_know() -> None:
+    attributor = Attributor(FakeDirectory(Lookup(None, LookupOutcome.NOT_FOUND)), CLOSED)  # type: ignore[arg-type]
+
+    assert asyncio.run(attributor.attribute(identify(None, USER_ID))).rejected
+
+
+def test_for_a_user_not_resolved_the_requests_own_team_stands_and_an_unfilled_one_is_dropped() -> None:
+    # TEAM_METADATA_KEY: only a resolved user's team is the proxy's; a literal `{{...}}` is no team.
+    attributor = Attributor(
+        FakeDirectory(Lookup(None, LookupOutcome.NOT_FOUND)),  # type: ignore[arg-type]
+        OPEN,
+        owned_keys=OwnedKeys(team_key="team"),
+    )
+    attribution = asyncio.run(attributor.attribute(identify(None, USER_ID)))
+
+    kept = attributor.metadata('{"team": "Marketing"}', attribution)
+    dropped = attributor.metadata('{"team": "{{LIBRECHAT_BODY_TEAM}}"}', attribution)
+
+    assert json.loads(kept.header) == {"team": "Marketing", "_user": USER_ID}
+    assert json.loads(dropped.header) == {"_user": USER_ID}
