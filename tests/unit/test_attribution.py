@@ -211,3 +211,13 @@ def test_for_a_user_not_resolved_the_requests_own_team_stands_and_an_unfilled_on
 
     assert json.loads(kept.header) == {"team": "Marketing", "_user": USER_ID}
     assert json.loads(dropped.header) == {"_user": USER_ID}
+
+
+def test_a_resolved_user_whose_groups_could_not_be_read_is_known_to_have_an_unknown_team() -> None:
+    # Budgets then cannot tell the team's spend: BUDGET_STORE_FAILURE decides, as for MongoDB failing.
+    unread = User(USER_ID, EMAIL, TIM.fields, team_unread=True)
+    attribution, _ = _attribute(_from_body(USER_ID), Lookup(unread, LookupOutcome.FOUND), OPEN)
+
+    assert attribution.resolved
+    assert attribution.team_unread is True
+    assert attribution.team is None
