@@ -77,10 +77,11 @@ async def read_again(one: Replica) -> None:
 
 @pytest.mark.real_mongo
 def test_each_threshold_is_announced_once_across_replicas_and_a_restart(
-    writable_mongo: WritableMongo, chat_webhook: ChatWebhook
+    writable_mongo: WritableMongo, chat_webhook: ChatWebhook, caplog: pytest.LogCaptureFixture
 ) -> None:
     url = chat_webhook.url
     # Warn mode: every answer is admitted, however far over the budget the test takes the team.
+    caplog.set_level(logging.DEBUG, logger="portkey_user_proxy")
 
     async def scenario() -> None:
         async with replica(writable_mongo, webhook_url=url, mode=Mode.WARN) as one:
@@ -138,6 +139,15 @@ def test_each_threshold_is_announced_once_across_replicas_and_a_restart(
     assert claims(writable_mongo) == [
         ("month:2026-12-01", "team", "Finance", 0.8),
         ("month:2026-12-01", "team", "Finance", 1.0),
+    ]
+    # The operator's record: each warning sent, where to (its secret path hidden), and each one left to another.
+    where = url.split("/services/")[0] + "/(hidden)"
+    assert [(record.levelname, record.getMessage()) for record in caplog.records if "budget warning" in record.msg] == [
+        ("INFO", f"budget warning sent to {where}: team 'Finance' at 80% of its budget (month:2026-12-01)"),
+        ("DEBUG", "budget warning for team 'Finance' at 80% already claimed by another replica or run"),
+        ("DEBUG", "budget warning for team 'Finance' at 80% already claimed by another replica or run"),
+        ("INFO", f"budget warning sent to {where}: team 'Finance' at 100% of its budget (month:2026-12-01)"),
+        ("DEBUG", "budget warning for team 'Finance' at 100% already claimed by another replica or run"),
     ]
 
 

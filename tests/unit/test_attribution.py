@@ -1,6 +1,8 @@
 from __future__ import annotations
 
 import asyncio
+import json
+import logging
 
 import pytest
 
@@ -10,11 +12,13 @@ from portkey_user_proxy.attribution.decision import (
     UNIDENTIFIED,
     Attribution,
     AttributionOutcome,
+    Attributor,
     UnresolvedUserPolicy,
     attribute,
 )
 from portkey_user_proxy.attribution.directory import Lookup, LookupOutcome, User
 from portkey_user_proxy.attribution.identity import Identity, IdentitySource, identify
+from portkey_user_proxy.attribution.teams import OwnedKeys
 
 USER_ID = "6651f0c2a1b2c3d4e5f60718"
 EMAIL = "timmanik@email.com"
@@ -88,6 +92,8 @@ def test_fail_open_attributes_an_unresolved_user_to_the_raw_id(lookup: Lookup, r
     assert attribution.fields == {"ID": USER_ID}
     assert attribution.reason == reason
     assert not attribution.rejected
+    # Whose budget the request counts against cannot be told when MongoDB failed: budgets need to know.
+    assert attribution.directory_failed is (reason in {"error", "timeout"})
 
 
 @pytest.mark.parametrize("claimed", ["alice", "ceo@corp.example", "\ud800", "x" * 300])
@@ -154,3 +160,64 @@ def test_fail_closed_never_asks_mongodb_about_a_value_that_is_not_an_object_id()
     _, asked = _attribute(identify(None, "alice@example.com"), Lookup(TIM, LookupOutcome.FOUND), CLOSED)
 
     assert asked == []
+
+
+def test_check_user_shows_the_metadata_a_request_would_send_with_its_own_keys_kept() -> None:
+    # `check-user --metadata '{...}'`: what the proxy would send for a request carrying that header.
+    directory = FakeDirectory(Lookup(TIM, LookupOutcome.FOUND))
+    attributor = Attributor(directory, OPEN)  # type: ignore[arg-type]
+    attribution = asyncio.run(attributor.attribute(identify(None, USER_ID)))
+
+    shown = attributor.metadata('{"environment": "staging"}', attribution)
+
+    assert json.loads(shown.header) == {"environment": "staging", "_user": EMAIL}
+
+
+def test_metadata_the_proxy_had_to_mend_is_warned_about_once_in_words_an_admin_can_act_on(
+    caplog: pytest.LogCaptureFixture,
+) -> None:
+    directory = FakeDirectory(Lookup(TIM, LookupOutcome.FOUND))
+    attributor = Attributor(directory, OPEN)  # type: ignore[arg-type]
+    attribution = asyncio.run(attributor.attribute(identify(None, USER_ID)))
+
+    with caplog.at_level(logging.WARNING, logger="portkey_user_proxy"):
+        for _ in range(2):  # rate-limited: one line per kind of problem
+            attributor.metadata_header("{not json", attribution)
+            attributor.metadata_header('{"who": "{{LIBRECHAT_USER_EMAIL}}"}', attribution)
+
+    assert [record.getMessage() for record in caplog.records] == [
+        "x-portkey-metadata is not valid JSON; replaced",
+        "LibreChat sent unresolved placeholders in x-portkey-metadata; filled them from the user record",
+    ]
+
+
+def test_fail_closed_set_on_the_attributor_refuses_a_user_mongodb_does_not_know() -> None:
+    attributor = Attributor(FakeDirectory(Lookup(None, LookupOutcome.NOT_FOUND)), CLOSED)  # type: ignore[arg-type]
+
+    assert asyncio.run(attributor.attribute(identify(None, USER_ID))).rejected
+
+
+def test_for_a_user_not_resolved_the_requests_own_team_stands_and_an_unfilled_one_is_dropped() -> None:
+    # TEAM_METADATA_KEY: only a resolved user's team is the proxy's; a literal `{{...}}` is no team.
+    attributor = Attributor(
+        FakeDirectory(Lookup(None, LookupOutcome.NOT_FOUND)),  # type: ignore[arg-type]
+        OPEN,
+        owned_keys=OwnedKeys(team_key="team"),
+    )
+    attribution = asyncio.run(attributor.attribute(identify(None, USER_ID)))
+
+    kept = attributor.metadata('{"team": "Marketing"}', attribution)
+    dropped = attributor.metadata('{"team": "{{LIBRECHAT_BODY_TEAM}}"}', attribution)
+
+    assert json.loads(kept.header) == {"team": "Marketing", "_user": USER_ID}
+    assert json.loads(dropped.header) == {"_user": USER_ID}
+
+
+def test_a_resolved_user_whose_groups_could_not_be_read_is_known_to_have_an_unknown_team() -> None:
+    # Budgets then cannot tell the team's spend: BUDGET_STORE_FAILURE decides, as for MongoDB failing.
+    unread = User(USER_ID, EMAIL, TIM.fields, team_unread=True)
+    attribution, _ = _attribute(_from_body(USER_ID), Lookup(unread, LookupOutcome.FOUND), OPEN)
+
+    assert attribution.resolved
+    assert attribution.team_unread is True
+    assert attribution.team is None

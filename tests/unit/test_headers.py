@@ -8,10 +8,13 @@ import uuid
 import pytest
 
 from portkey_user_proxy.headers import (
+    MAX_LENGTH,
     RawHeaders,
     RequestHeaders,
     new_request_id,
+    portkey_length,
     response_headers,
+    shorten,
     split_request_headers,
 )
 from tests.support.fixtures import FIXTURES
@@ -179,6 +182,20 @@ def test_response_hop_by_hop_and_connection_named_headers_are_dropped_whatever_t
     assert response_headers(raw) == [(b"Content-Type", b"text/event-stream"), (b"x-portkey-trace-id", b"trace-1")]
 
 
+@pytest.mark.parametrize("status", [204, 304])
+def test_a_response_without_a_body_loses_its_content_length_and_its_hop_by_hop_headers(status: int) -> None:
+    # The client would wait for the body a Content-Length announces; a 304's length is the cached body's.
+    raw = [
+        (b"Content-Length", b"42"),
+        (b"Connection", b"X-Upstream-Hop"),
+        (b"X-Upstream-Hop", b"1"),
+        (b"ETag", b'"v1"'),
+    ]
+
+    assert response_headers(raw, status) == [(b"ETag", b'"v1"')]
+    assert response_headers(raw, 200) == [(b"Content-Length", b"42"), (b"ETag", b'"v1"')]
+
+
 def test_response_end_to_end_headers_pass_unchanged_and_in_order() -> None:
     raw = [
         (b"content-type", b"application/json"),
@@ -217,3 +234,30 @@ def test_a_forked_process_never_hands_out_its_parents_request_ids() -> None:
     os.close(reader)
 
     assert childs != new_request_id()
+
+
+# --- Portkey's limits on metadata values -----------------------------------------------------------
+
+
+def test_a_long_value_with_a_lone_surrogate_is_shortened_like_any_other() -> None:
+    # JSON can carry a lone surrogate (`"\\ud800"`) into metadata: it is one UTF-16 unit, and hashed as it is.
+    value = "\ud800" + "a" * MAX_LENGTH
+    other = "\udc00" + "a" * MAX_LENGTH
+
+    shortened = shorten(value)
+
+    assert portkey_length(value) == MAX_LENGTH + 1
+    assert shortened.startswith("\ud800aaa") and shortened[-17] == "~"
+    assert portkey_length(shortened) == MAX_LENGTH
+    assert shorten(other) != shortened
+
+
+def test_a_character_beyond_the_basic_plane_counts_as_two_units_and_is_never_cut_in_half() -> None:
+    value = "a" * (MAX_LENGTH - 18) + "\U0001f600" * 10
+
+    shortened = shorten(value)
+
+    assert portkey_length("\U0001f600") == 2
+    # 111 units fit before `~` and its 16-character digest: 110 letters, and half an emoji that is left out.
+    assert shortened.split("~")[0] == "a" * (MAX_LENGTH - 18)
+    assert portkey_length(shortened) == MAX_LENGTH - 1

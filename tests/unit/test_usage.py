@@ -116,6 +116,8 @@ def test_a_usage_key_without_an_end_keeps_a_bounded_tail() -> None:
         ({"a": 3, "b": 4}, ("a", "b"), 7),
         ({"a": 3}, ("a", "b"), 3),
         ({}, ("a",), None),
+        ({"a": 0}, ("a",), 0),  # nothing spent is a count, not an unknown
+        ({"a": 2**40 - 1, "b": 2**40}, ("a", "b"), 2**40 - 1),
         ({"a": True, "b": -1, "c": 1.5, "d": "7", "e": 2**60}, ("a", "b", "c", "d", "e"), None),
     ],
 )
@@ -132,3 +134,52 @@ def test_cache_reads_and_writes_are_counted_inside_the_prompt_never_as_kinds_of_
     usage = Usage(1105, 7, 1112, cached_prompt=1000, cache_write=100)
 
     assert list(usage.counts()) == [("prompt", 1105), ("completion", 7), ("total", 1112)]
+
+
+def test_a_usage_object_longer_than_a_kilobyte_is_read_whole() -> None:
+    # Providers add detail objects to usage; a few kilobytes of them are still one usage object.
+    details = {f"modality_{n}": n for n in range(150)}
+    usage = {"prompt_tokens": 9, "completion_tokens": 3, "total_tokens": 12, "prompt_tokens_details": details}
+    body = json.dumps({"usage": usage, "choices": [{"message": {"content": "x" * 5000}}]}).encode()
+
+    assert 1024 < len(json.dumps(usage)) < 4096
+    assert scanned(body).reported == usage
+
+
+@pytest.mark.parametrize("offset", [0, 1])
+def test_usage_followed_by_text_in_any_language_is_read(offset: int) -> None:
+    # The window decoded after `"usage":` may end inside a character of the model's answer that follows.
+    usage = {"prompt_tokens": 9, "completion_tokens": 3, "total_tokens": 12}
+    answer = "a" * offset + "é" * 3000
+    body = json.dumps({"usage": usage, "choices": [{"message": {"content": answer}}]}, ensure_ascii=False).encode()
+
+    assert scanned(body).reported == usage
+
+
+def test_spaces_after_a_usage_key_never_grow_the_tail_kept() -> None:
+    # A hostile or broken upstream can pad without end: what is kept between chunks stays bounded.
+    scanner = UsageScanner()
+    scanner.feed(b'{"usage":')
+    for _ in range(100):
+        scanner.feed(b" " * 10_000)
+
+    assert len(scanner._pending) <= 10_000
+    assert not scanner.found
+
+
+def test_usage_far_into_a_chunk_and_cut_by_its_end_is_read() -> None:
+    usage = b'{"prompt_tokens":5,"completion_tokens":1,"total_tokens":6}'
+    event = b'data: {"choices":[{"delta":{"content":"' + b"x" * 3000 + b'"}}],"usage":' + usage + b"}\n\n"
+    cut = event.index(b"completion_tokens")
+
+    assert scanned(event[:cut], event[cut:]).reported == json.loads(usage)
+
+
+def test_an_answer_ending_in_a_quoted_usage_hides_no_usage_after_it() -> None:
+    # `"usage` at the end of the model's text is followed by the string's closing quote: text, not the key.
+    body = (
+        b'{"choices":[{"message":{"content":"the field is \\"usage"}}],'
+        b'"usage":{"prompt_tokens":5,"completion_tokens":1,"total_tokens":6}}'
+    )
+
+    assert scanned(body).reported == {"prompt_tokens": 5, "completion_tokens": 1, "total_tokens": 6}

@@ -10,7 +10,13 @@ import pytest
 from bson import ObjectId, json_util
 from pymongo.errors import AutoReconnect, OperationFailure, PyMongoError, ServerSelectionTimeoutError
 
-from portkey_user_proxy.attribution.directory import PROBE_WAIT_SECONDS, Lookup, LookupOutcome, UserDirectory
+from portkey_user_proxy.attribution.directory import (
+    PROBE_WAIT_SECONDS,
+    Lookup,
+    LookupOutcome,
+    Unobserved,
+    UserDirectory,
+)
 from portkey_user_proxy.mongodb.failures import MongoFailure
 from tests.support.fixtures import FIXTURES
 
@@ -444,6 +450,10 @@ def test_stale_entry_spares_mongodb_for_a_while_then_is_refreshed() -> None:
         assert len(users.queries) == 2  # an outage costs one timeout per retry interval, not one per request
         assert {_email(lookup) for lookup in during_outage} == {"timmanik@email.com"}
 
+        clock.now += 2  # past the outage window (1 s after a first failure), within the retry interval (5 s)
+        assert (await directory.find(USER_ID)).user is not None
+        assert len(users.queries) == 2  # the stale entry, kept for the retry interval, still spares MongoDB
+
         users.error = None
         clock.now += UNKNOWN_TTL + 1
         assert (await directory.find(USER_ID)).outcome is LookupOutcome.FOUND  # the probe, answered at once
@@ -547,6 +557,33 @@ def test_a_probe_that_mongodb_does_not_answer_at_once_holds_requests_a_moment_on
     asyncio.run(scenario())
 
 
+def test_requests_that_come_during_a_probe_mongodb_answers_are_looked_up_not_skipped() -> None:
+    async def scenario() -> None:
+        others = [f"{n:024x}" for n in range(1, 4)]
+        users = FakeUsers(*(_librechat_user(o, f"{o}@example.com") for o in others))
+        clock = FakeClock()
+        directory = _directory(users, clock, probe_wait=5.0)
+        users.error = ServerSelectionTimeoutError("down")
+        await directory.find(others[0])
+        users.error = None
+        users.gate = asyncio.Event()
+        users.started.clear()
+        clock.now += 1
+
+        async def answer_once_asked() -> None:
+            await users.started.wait()  # the probe is out, the others wait for it
+            users.gate = None
+            gate.set()
+
+        gate = users.gate
+        *found, _ = await asyncio.gather(*(directory.find(other) for other in others), answer_once_asked())
+
+        assert [_email(lookup) for lookup in found if lookup] == [f"{o}@example.com" for o in others]
+        assert [lookup.outcome for lookup in found if lookup] == [LookupOutcome.FOUND] * 3
+
+    asyncio.run(scenario())
+
+
 def test_a_cached_user_keeps_their_email_while_the_window_is_open() -> None:
     async def scenario() -> None:
         users = FakeUsers(_librechat_user(), _librechat_user(OTHER_ID, "other@example.com"))
@@ -580,10 +617,46 @@ def test_failures_are_warned_about_naming_the_server_and_database(caplog: pytest
 
     warnings = [record for record in caplog.records if record.levelname == "WARNING"]
     assert len(warnings) == 1  # rate-limited: one outage, one line
-    message = warnings[0].getMessage()
-    assert "mongodb:27017/LibreChat" in message
-    assert "code 13 Unauthorized" in message
-    assert "MONGO_URI needs a user" in message
+    assert warnings[0].getMessage() == (
+        "MongoDB at mongodb:27017/LibreChat: refused the lookup (unauthorized) (OperationFailure code 13 "
+        "Unauthorized); users not cached are attributed by UNRESOLVED_USER_POLICY, MongoDB is asked again in 1 s; "
+        "MONGO_URI needs a user (and authSource) with read access to LibreChat's database"
+    )
+
+
+class AnsweredNotes(Unobserved):
+    """What the `mongodb_up` gauge is told."""
+
+    def __init__(self) -> None:
+        self.answered: list[bool] = []
+
+    def mongodb_answered(self, answered: bool) -> None:
+        self.answered.append(answered)
+
+
+def test_each_lookup_tells_whether_mongodb_answered() -> None:
+    async def scenario() -> None:
+        users = FakeUsers(_librechat_user())
+        clock = FakeClock()
+        notes = AnsweredNotes()
+        directory = UserDirectory(
+            users,  # type: ignore[arg-type]
+            ttl=TTL,
+            unknown_ttl=UNKNOWN_TTL,
+            timeout=5.0,
+            max_entries=100,
+            clock=clock,
+            observer=notes,
+        )
+        users.error = OperationFailure("not authorized", code=13, details={"codeName": "Unauthorized"})
+        await directory.find(USER_ID)
+        users.error = None
+        clock.now += 60  # past the outage window
+        await directory.find(USER_ID)
+
+        assert notes.answered == [False, True]
+
+    asyncio.run(scenario())
 
 
 def test_readiness_is_an_authorised_read_cached_for_a_moment() -> None:

@@ -321,7 +321,7 @@ class Budgets:
                     continue
                 try:
                     async with asyncio.timeout(self._first_read_wait), self._sync.writes:
-                        here = self._view.unwritten(key) + self._view.held(key) - estimate
+                        here = self._view.unwritten(key) + self._view.entry(key).held - estimate
                         taken = await self._shared.take(key, estimate, limit, here)
                 except Exception as exc:  # the store cannot say what the other replicas hold
                     self._sync.note_failure(exc, "holding")
@@ -553,13 +553,12 @@ class Budgets:
             self._warnings.warn(f"over-budget-{key.scope}", "over budget, forwarded (mode: warn): %s", message)
             return
         self._observer.over_budget(key.scope, refused=True)
-        raise BudgetExceeded(message, key.scope)
+        raise BudgetExceeded(message)
 
     def _observe_spend(self, key: SpendKey) -> None:
         if key.scope is Scope.TEAM and key.name not in self._team_limits:
             return  # team labels are bounded by the file
-        spent = self._view.estimate(key)
-        self._observer.spend(key.scope, key.name, spent if spent is not None else self._view.local(key))
+        self._observer.spend(key.scope, key.name, self._view.entry(key).spent())
 
     def _note_unpriced(self, model: str | None, tokens: int) -> None:
         self._observer.unpriced(tokens)

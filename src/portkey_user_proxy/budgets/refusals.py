@@ -19,10 +19,6 @@ BUDGET_EXCEEDED = errors.BUDGET_EXCEEDED.code
 class BudgetExceeded(Exception):
     """Its message is the client's: LibreChat shows it to the user."""
 
-    def __init__(self, message: str, scope: Scope) -> None:
-        super().__init__(message)
-        self.scope = scope
-
 
 class BudgetStoreUnavailable(Exception):
     """Its message is the client's."""

@@ -49,26 +49,6 @@ class SpendView:
             known = self._known[key] = KeySpend()
         return known
 
-    def estimate(self, key: SpendKey) -> int | None:
-        """The key's spend: the store's figure plus what it may not count yet; None before any read."""
-        known = self._known.get(key)
-        if known is None or known.stored is None:
-            return None
-        return known.spent()
-
-    def local(self, key: SpendKey) -> int:
-        """What this replica recorded for the key: a floor for its spend while the store is unread."""
-        known = self._known.get(key)
-        return known.recorded if known is not None else 0
-
-    def held(self, key: SpendKey) -> int:
-        known = self._known.get(key)
-        return known.held if known is not None else 0
-
-    def is_read(self, key: SpendKey) -> bool:
-        known = self._known.get(key)
-        return known is not None and known.stored is not None
-
     def is_fresh(self, key: SpendKey, within: float | None = None) -> bool:
         """Whether the key was read within `within` seconds (the cache window by default)."""
         known = self._known.get(key)
@@ -81,7 +61,7 @@ class SpendView:
         return known.recorded - known.written if known is not None else 0
 
     def recorded(self, key: SpendKey, nanos: int) -> int:
-        """Add what this replica recorded; the key's spend after it (`estimate`, else `local`)."""
+        """Add what this replica recorded; the key's spend after it."""
         known = self.entry(key)
         known.recorded += nanos
         return known.spent()

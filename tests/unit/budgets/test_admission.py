@@ -151,6 +151,26 @@ def test_a_request_refused_for_the_requests_still_running_is_told_so(writable_mo
 
 
 @pytest.mark.real_mongo
+def test_a_team_whose_requests_still_running_may_use_its_budget_is_told_so(writable_mongo: WritableMongo) -> None:
+    spent_elsewhere(writable_mongo, "team", "Finance", 499)
+
+    async def scenario() -> None:
+        async with replica(writable_mongo) as one:
+            await one.budgets.start()
+            running = await one.budgets.admit("bob@example.com", "Finance", CAPPED)  # $1 held of the $1 left
+            with pytest.raises(BudgetExceeded) as refused:
+                await one.budgets.admit("carol@example.com", "Finance", CAPPED)
+            assert str(refused.value) == (
+                "the Finance team's requests still running may use the rest of its budget of $500 for December; "
+                "it resets on 1 January 00:00 UTC; try again when they have finished"
+            )
+            one.budgets.release(running)
+            await one.budgets.aclose()
+
+    asyncio.run(scenario())
+
+
+@pytest.mark.real_mongo
 def test_a_hold_is_charged_once_however_often_it_is_settled(writable_mongo: WritableMongo) -> None:
     async def scenario() -> None:
         async with replica(writable_mongo) as one:
@@ -256,7 +276,10 @@ def test_a_request_whose_user_cannot_be_told_is_refused_under_deny_when_budgets_
             if policy is StoreFailurePolicy.DENY:
                 answer = answer_for(refusal) if refusal is not None else None
                 assert answer is not None and answer.status == 503
-                assert "cannot tell whose budget" in answer.message
+                assert answer.message == (
+                    "the proxy cannot tell whose budget this request counts against (MongoDB does not answer) and "
+                    "BUDGET_STORE_FAILURE is deny; try again shortly"
+                )
             else:
                 assert refusal is None
                 assert one.metric("portkey_user_proxy_budget_unchecked_total", reason="user_unknown") == 1
@@ -314,4 +337,8 @@ def test_absurd_usage_is_not_charged_and_never_stops_the_spend_being_written(
 
     assert stored_spend(writable_mongo) == {(DECEMBER, "team", "Finance"): 10**9, (DECEMBER, "user", ALICE): 10**9}
     (warning,) = [record.getMessage() for record in caplog.records]
-    assert "'opus-4'" in warning and "more than any one answer can ($10,000): not charged" in warning
+    assert warning == (
+        "an answer of the model 'opus-4' reported usage (549755813888 prompt, 549755813888 completion tokens) "
+        "costing $3,298,534,883.33, more than any one answer can ($10,000): not charged; the upstream's usage "
+        "or a price in BUDGETS_FILE is wrong"
+    )

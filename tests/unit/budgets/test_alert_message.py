@@ -8,7 +8,14 @@ from decimal import Decimal
 import pytest
 
 from portkey_user_proxy.budgets import Period, Scope, window_at
-from portkey_user_proxy.budgets.alert_message import Crossing, percent, slack_plain, warning_body, warning_text
+from portkey_user_proxy.budgets.alert_message import (
+    Crossing,
+    doctor_test_body,
+    percent,
+    slack_plain,
+    warning_body,
+    warning_text,
+)
 
 DECEMBER = window_at(Period.MONTH, datetime(2026, 12, 4, tzinfo=UTC))
 WEEK = window_at(Period.WEEK, datetime(2026, 12, 4, tzinfo=UTC))
@@ -63,3 +70,10 @@ def test_names_reach_the_channel_as_plain_text(name: str, shown: str) -> None:
 )
 def test_thresholds_read_as_percentages(threshold: str, shown: str) -> None:
     assert percent(Decimal(threshold).normalize()) == shown
+
+
+def test_doctors_test_message_says_what_it_is_and_what_will_follow() -> None:
+    assert doctor_test_body() == {
+        "text": "portkey-user-proxy: a test message from `doctor --webhook-test`. Budget warnings will arrive here.",
+        "test": True,
+    }

@@ -50,6 +50,8 @@ def test_the_documented_file_reads_as_written(tmp_path: Path) -> None:
     assert config.prices[1].input == Decimal("3.3")  # exact: never the float 3.29999...
     assert config.prices[2].cached_input is None and config.prices[2].cache_write is None  # charged as input
     assert config.teams == {"Finance": Decimal("500"), "Engineering": Decimal("2000")}
+    assert config.team_limit("Finance") == Decimal("500")
+    assert config.team_limit("Sales") is None  # no budget, whatever it spends
     # Emails are matched in lower case, as LibreChat stores them; `default` is everyone else's budget.
     assert config.user_limit("alice@example.com") == Decimal("200")
     assert config.user_limit("bob@example.com") == Decimal("50")
@@ -88,6 +90,7 @@ def test_an_empty_file_tracks_spend_under_no_budget(tmp_path: Path) -> None:
         ("teams: {Finance: 1, Finance: 2}", "not valid YAML (line 1, column 21: the key 'Finance' appears twice"),
         ("teams: [Finance", "not valid YAML (line 1, column 16:"),
         ("- Finance", "must be a mapping of period, mode, prices, teams, users"),
+        ("teams: {Finance: 1}\x00", "not valid YAML (ReaderError)"),  # a character YAML refuses anywhere
     ],
 )
 def test_an_invalid_file_is_one_line_naming_the_file_the_key_and_the_problem(
@@ -129,6 +132,14 @@ def test_a_missing_file_says_so(tmp_path: Path) -> None:
     path = tmp_path / "nowhere.yaml"
 
     with pytest.raises(BudgetFileError, match=r"nowhere\.yaml: cannot be read \(No such file or directory\)"):
+        load_budget_file(path)
+
+
+def test_a_file_that_is_not_utf8_says_so(tmp_path: Path) -> None:
+    path = tmp_path / "budgets.yaml"
+    path.write_bytes("teams: {Fran\u00e7ais: 1}".encode("latin-1"))
+
+    with pytest.raises(BudgetFileError, match=r"budgets\.yaml: cannot be read \(UnicodeDecodeError\)$"):
         load_budget_file(path)
 
 

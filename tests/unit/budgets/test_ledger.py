@@ -28,7 +28,7 @@ from portkey_user_proxy.budgets import (
 )
 from portkey_user_proxy.dialects.usage import Usage
 from portkey_user_proxy.errors import ProxyError
-from tests.support.budget_replicas import CACHE_SECONDS, CONFIG, replica, stored_spend
+from tests.support.budget_replicas import CACHE_SECONDS, CONFIG, replica, spent_elsewhere, stored_spend
 from tests.support.mongomock_server import Fault, WritableMongo
 
 # $100 at the test prices ($1 per 1M input tokens, $2 per 1M output tokens).
@@ -203,7 +203,29 @@ def test_an_unpriced_model_is_counted_and_warned_about_never_free(
     asyncio.run(scenario())
 
     (warning,) = [record.getMessage() for record in caplog.records]
-    assert "'mystery-\\x1b[31m'" in warning and "15 tokens count as unpriced" in warning
+    assert warning == (
+        "neither BUDGETS_FILE nor the price catalogue prices the model 'mystery-\\x1b[31m': its 15 tokens count as "
+        "unpriced, not as spend (`budgets price MODEL` shows what is looked up; add an entry to `prices`, or write "
+        "the model with its provider, e.g. openai/...)"
+    )
+
+
+def test_doctor_lists_at_most_a_hundred_unpriced_models_and_an_answer_without_one_as_a_dash(
+    writable_mongo: WritableMongo,
+) -> None:
+    # Model names come from request bodies: the list doctor shows stays bounded whatever clients send.
+    config = type(CONFIG)(teams=CONFIG.teams)  # no prices at all
+
+    async def scenario() -> None:
+        async with replica(writable_mongo, config) as one:
+            one.budgets.settle(await one.budgets.admit(None, None, SMALL), None, Usage(10, 5, 15))
+            assert one.budgets.unpriced_models == ["'-'"]
+            for number in range(150):
+                one.budgets.settle(await one.budgets.admit(None, None, SMALL), f"model-{number:03}", Usage(1, 1, 2))
+            assert len(one.budgets.unpriced_models) == 100
+            assert one.budgets.unpriced_models[:2] == ["'-'", "'model-000'"]
+
+    asyncio.run(scenario())
 
 
 def test_an_outage_keeps_increments_and_writes_them_when_the_store_is_back(writable_mongo: WritableMongo) -> None:
@@ -372,3 +394,41 @@ def test_an_invalid_file_read_again_leaves_the_budgets_in_force(
         "the budgets in force are kept"
     )
     assert "TEAM_METADATA_KEY is unset" in second
+
+
+def test_a_team_that_leaves_the_file_and_comes_back_shows_its_spend_again(writable_mongo: WritableMongo) -> None:
+    # Team labels are bounded by the file: a team removed loses its series; restored, it has them again.
+    with_sales = BudgetConfig(prices=CONFIG.prices, teams={"Finance": Decimal(500), "Sales": Decimal(10)})
+
+    async def scenario() -> None:
+        async with replica(writable_mongo, with_sales) as one:
+            one.budgets.reconfigure(CONFIG)  # Sales leaves before any spend of it was read or recorded
+            assert one.metric("portkey_user_proxy_team_budget_limit_usd", team="Sales") is None
+            await one.budgets.start()
+            await answered(one.budgets, "bob@example.com", "Finance")
+            one.budgets.reconfigure(BudgetConfig(prices=CONFIG.prices, teams={"Sales": Decimal(10)}))
+            assert one.metric("portkey_user_proxy_team_budget_spend_usd", team="Finance") is None
+
+            one.budgets.reconfigure(CONFIG)
+            await answered(one.budgets, "bob@example.com", "Finance")
+            assert one.metric("portkey_user_proxy_team_budget_spend_usd", team="Finance") == 200
+            await one.budgets.aclose()
+
+    asyncio.run(scenario())
+
+
+@pytest.mark.real_mongo
+def test_the_report_lists_teams_largest_first_and_those_that_spent_alike_by_name(writable_mongo: WritableMongo) -> None:
+    for team, dollars in (("Sales", 5), ("Marketing", 5), ("Finance", 1)):
+        spent_elsewhere(writable_mongo, "team", team, dollars)
+
+    async def scenario() -> None:
+        async with replica(writable_mongo) as one:
+            report = await one.budgets.report()
+            assert [(standing.name, standing.spent_nanos, standing.limit_nanos) for standing in report.teams] == [
+                ("Marketing", 5 * 10**9, None),
+                ("Sales", 5 * 10**9, None),
+                ("Finance", 10**9, 500 * 10**9),
+            ]
+
+    asyncio.run(scenario())

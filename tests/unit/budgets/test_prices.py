@@ -167,6 +167,14 @@ def test_usage_with_only_a_total_is_priced_as_input(catch_all: PriceList) -> Non
 def test_usage_with_a_total_and_completion_but_no_prompt_prices_the_difference_as_input(catch_all: PriceList) -> None:
     # 1000 input (1100 - 100) at $5/M + 100 output at $15/M
     assert catch_all.cost("anything", Usage(completion=100, total=1100)).nanos == usd("0.005") + usd("0.0015")
+    # A total below the completion is wrong; no input is made up from it: the output alone is charged.
+    assert catch_all.cost("anything", Usage(completion=100, total=60)).nanos == usd("0.0015")
+
+
+def test_an_answer_without_a_model_matches_only_an_entry_for_any_name() -> None:
+    prices = PriceList([Price("?*", Decimal(1), Decimal(1)), Price("*", Decimal(2), Decimal(2))], catalogue=None)
+
+    assert prices.price_of(None) == prices.prices[1]  # `?*` needs a name of one character or more
 
 
 def test_the_first_matching_entry_wins_whatever_the_case(file_prices: PriceList, catch_all: PriceList) -> None:
@@ -184,6 +192,12 @@ def test_an_entry_prices_a_model_however_portkey_and_providers_prefix_it(file_pr
     assert integration.price_of("@openai-prod/gpt-4o") is None
 
 
+def test_halves_round_up_in_budgets_and_in_prices() -> None:
+    # A budget of $0.0000000025 is 2.5 nanodollars, a price of $0.0000025/M 2.5 picodollars a token: both 3.
+    assert nanos(Decimal("0.0000000025")) == 3
+    assert PriceList([Price("*", Decimal("0.0000025"), Decimal(0))]).cost("m", Usage(prompt=1000)).nanos == 3
+
+
 def test_costs_are_exact_sums_in_nanodollars() -> None:
     cheap = PriceList([Price("*", Decimal("0.0375"), Decimal("0.15"))])
 
@@ -191,6 +205,8 @@ def test_costs_are_exact_sums_in_nanodollars() -> None:
     assert cheap.cost("m", Usage(prompt=1, completion=0)).nanos == 38
     assert cheap.cost("m", Usage(prompt=3, completion=0)).nanos == 113
     assert sum(cheap.cost("m", Usage(prompt=1_000_000, completion=0)).nanos for _ in range(3)) == usd("0.1125")
+    # Integers add up to the same total in any order, across replicas and in MongoDB; floats would not.
+    assert type(cheap.cost("m", Usage(prompt=3, completion=7)).nanos) is int
 
 
 # The catalogue's prices
@@ -277,6 +293,21 @@ def test_a_price_that_changes_with_the_time_of_day_is_charged_as_it_stands_when_
     assert charged[0] != charged[1] != charged[2]
 
 
+@pytest.mark.usefixtures("host_in_tokyo")
+def test_hours_of_the_day_are_utcs_whatever_the_hosts_time_zone() -> None:
+    # DeepSeek's off-peak hours begin at 16:30 UTC (01:30 the next day in Tokyo): the price changes then.
+    usage = Usage(prompt=10_000, completion=2000)
+    clock = Clock(datetime(2031, 3, 4, 15, 30, tzinfo=UTC))
+    prices = PriceList([], clock=clock)
+
+    charged = []
+    for instant in (datetime(2031, 3, 4, 15, 30, tzinfo=UTC), datetime(2031, 3, 4, 17, 0, tzinfo=UTC)):
+        clock.instant = instant
+        charged.append(prices.cost("deepseek-chat", usage).nanos)
+        assert charged[-1] == catalogue_nanos("deepseek-chat", at=instant, input_tokens=10_000, output_tokens=2000)
+    assert charged[0] != charged[1]
+
+
 @pytest.mark.parametrize("model", ["mistery-model-9", "@openai-prod/", None, "", "x" * 100_000, "gpt-" + "x" * 10_000])
 def test_a_model_neither_the_file_nor_the_catalogue_prices_is_unpriced_never_free(
     file_prices: PriceList, model: str | None
@@ -285,6 +316,13 @@ def test_a_model_neither_the_file_nor_the_catalogue_prices_is_unpriced_never_fre
 
     assert cost.nanos == 0
     assert cost.unpriced_tokens == 120
+
+
+def test_an_embeddings_model_is_charged_for_its_input_alone(catalogue_only: PriceList) -> None:
+    # The catalogue has no output price for embeddings: tokens reported as output cost nothing.
+    usage = Usage(prompt=1000, completion=10, total=1010)
+
+    assert catalogue_only.cost("openai/text-embedding-3-small", usage).nanos == usd("0.00002")  # 1000 at $0.02/M
 
 
 def test_a_model_the_catalogue_prices_by_the_hour_is_unpriced(catalogue_only: PriceList) -> None:

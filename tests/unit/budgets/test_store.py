@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import asyncio
 import random
-from datetime import UTC, datetime
+from datetime import UTC, datetime, timedelta
 
 import pytest
 
@@ -159,3 +159,45 @@ def test_the_queue_saturates_below_what_mongodb_can_store_and_the_store_clamps_w
     asyncio.run(scenario())
 
     assert stored_spend(writable_mongo) == {("month:2026-12-01", "user", "alice@example.com"): SATURATED_NANOS}
+
+
+@pytest.mark.usefixtures("host_in_tokyo")  # its times are UTC's whatever the host's zone
+def test_doctors_probe_leaves_one_document_no_budget_reads_and_that_expires_within_the_hour(
+    writable_mongo: WritableMongo,
+) -> None:
+    before = datetime.now(UTC)
+
+    async def scenario() -> None:
+        async with replica(writable_mongo) as one:
+            await one.budgets.store.probe()
+            await one.budgets.store.probe()  # once more: the same document, checked again
+            report = await one.budgets.report()
+            assert [(standing.name, standing.spent_nanos) for standing in report.teams] == [("Finance", 0)]
+            assert report.users == []
+
+    asyncio.run(scenario())
+
+    with writable_mongo.client() as client:
+        (document,) = client[writable_mongo.database]["spend"].find({}, {"_id": 0})
+    assert set(document) == {"period", "scope", "name", "checked_at", "expires_at"}
+    assert (document["period"], document["scope"], document["name"]) == ("doctor", "probe", "doctor")
+    checked = document["checked_at"].replace(tzinfo=UTC)
+    assert before - timedelta(seconds=1) <= checked <= datetime.now(UTC)
+    assert document["expires_at"].replace(tzinfo=UTC) - checked == timedelta(hours=1)
+
+
+def test_doctors_probe_gives_up_after_the_store_timeout(writable_mongo: WritableMongo) -> None:
+    stand_in = writable_mongo.stand_in
+    if stand_in is None:
+        pytest.skip("answers late at will: stand-in only")
+
+    async def scenario() -> None:
+        async with replica(writable_mongo, store_timeout=0.3) as one:
+            stand_in.answer_late = frozenset({"update"})
+            try:
+                with pytest.raises(TimeoutError):
+                    await one.budgets.store.probe()
+            finally:
+                stand_in.answer_late_now()
+
+    asyncio.run(scenario())
