@@ -432,3 +432,20 @@ def test_the_report_lists_teams_largest_first_and_those_that_spent_alike_by_name
             ]
 
     asyncio.run(scenario())
+
+
+@pytest.mark.real_mongo
+def test_this_replicas_own_spend_counts_once_after_the_store_is_read_again(writable_mongo: WritableMongo) -> None:
+    async def scenario() -> None:
+        async with replica(writable_mongo) as one:
+            assert await one.budgets.refresh()  # what the start reads, without the background's own writes
+            await answered(one.budgets, "bob@example.com", "Finance")
+            assert await one.budgets.flush()  # written: the store's figure holds it now
+            await answered(one.budgets, "bob@example.com", "Finance")  # recorded, not written yet
+            one.ticks.seconds += CACHE_SECONDS
+            assert await one.budgets.refresh()
+
+            assert one.metric("portkey_user_proxy_team_budget_spend_usd", team="Finance") == 200
+            await one.budgets.aclose()
+
+    asyncio.run(scenario())

@@ -175,6 +175,7 @@ def test_an_answer_without_a_model_matches_only_an_entry_for_any_name() -> None:
     prices = PriceList([Price("?*", Decimal(1), Decimal(1)), Price("*", Decimal(2), Decimal(2))], catalogue=None)
 
     assert prices.price_of(None) == prices.prices[1]  # `?*` needs a name of one character or more
+    assert prices.cost(None, Usage(prompt=1_000_000)).nanos == usd("2")
 
 
 def test_the_first_matching_entry_wins_whatever_the_case(file_prices: PriceList, catch_all: PriceList) -> None:
