@@ -71,6 +71,7 @@ DOCUMENTED_ELSEWHERE = {
     **dict.fromkeys(("HTTP_PROXY", "HTTPS_PROXY", "ALL_PROXY", "NO_PROXY"), "httpx's environment proxies"),
     **dict.fromkeys(("SSL_CERT_FILE", "SSL_CERT_DIR"), "httpx's trusted certificates"),
     "MUTATION_CHILDREN": "scripts/mutation's parallel mutants (docs/mutation-testing.md)",
+    "MUTANT_UNDER_TEST": "mutmut's own variable, named in docs/mutation-testing.md",
 }
 # LibreChat's pods, as LibreChat's Helm chart labels them for a release named `librechat`.
 LIBRECHAT_POD_LABELS = {"app.kubernetes.io/name": "librechat-librechat"}

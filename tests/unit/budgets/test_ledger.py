@@ -23,6 +23,7 @@ from portkey_user_proxy.budgets import (
     Demand,
     Mode,
     Period,
+    Price,
     StoreFailurePolicy,
     StoreState,
 )
@@ -449,3 +450,19 @@ def test_this_replicas_own_spend_counts_once_after_the_store_is_read_again(writa
             await one.budgets.aclose()
 
     asyncio.run(scenario())
+
+
+def test_the_smallest_cost_there_is_is_charged(writable_mongo: WritableMongo) -> None:
+    # One token at $0.001 per 1M tokens is one nanodollar: small, and still spend.
+    config = BudgetConfig(prices=(Price("*", Decimal("0.001"), Decimal(0)),), teams=CONFIG.teams)
+
+    async def scenario() -> None:
+        async with replica(writable_mongo, config) as one:
+            cost = one.budgets.settle(await one.budgets.admit(None, "Finance", SMALL), "gpt-4o", Usage(prompt=1))
+            assert cost.nanos == 1
+            assert one.budgets.pending_increments == 1  # the team's, to be written
+            await one.budgets.aclose()
+
+    asyncio.run(scenario())
+
+    assert stored_spend(writable_mongo) == {("month:2026-12-01", "team", "Finance"): 1}
